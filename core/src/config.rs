@@ -1,0 +1,116 @@
+//! Static configuration of one Raft node, validated once at construction.
+
+use crate::types::NodeId;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Everything a node needs to know that does not change while it runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// This node.
+    pub id: NodeId,
+    /// Every voting member, including `id`. Static membership for now; a later
+    /// configuration change would replace this set through the log.
+    pub voters: Vec<NodeId>,
+    /// A follower waits a random number of ticks in `[min, max)` without hearing from a
+    /// leader before it campaigns.
+    pub election_timeout_ticks_min: u64,
+    pub election_timeout_ticks_max: u64,
+    /// A leader sends a heartbeat to every follower this often.
+    pub heartbeat_interval_ticks: u64,
+    /// The most entries one AppendEntries carries.
+    pub max_append_entries: usize,
+    /// The most payload bytes one AppendEntries carries (at least one entry is always sent).
+    pub max_append_bytes: usize,
+    /// AppendEntries that may be in flight, unacknowledged, to one follower once it matches.
+    pub max_inflight_appends: usize,
+    /// Run the PreVote phase before an election (thesis §9.6).
+    pub pre_vote: bool,
+    /// A leader steps down when it has not heard from a majority in an election timeout, and
+    /// followers that hear from a leader ignore vote requests (thesis §6.2, §9.6).
+    pub check_quorum: bool,
+    /// Seeds the election-timeout jitter. The core has no other source of randomness.
+    pub rng_seed: u64,
+}
+
+impl Config {
+    /// A configuration with sensible defaults for a cluster of `voters`.
+    pub fn new(id: NodeId, voters: Vec<NodeId>) -> Config {
+        Config {
+            id,
+            voters,
+            election_timeout_ticks_min: 10,
+            election_timeout_ticks_max: 20,
+            heartbeat_interval_ticks: 2,
+            max_append_entries: 1024,
+            max_append_bytes: 1 << 20,
+            max_inflight_appends: 8,
+            pre_vote: true,
+            check_quorum: true,
+            rng_seed: 0,
+        }
+    }
+
+    /// Checks the configuration; the core refuses to start with a bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id == NodeId(0) {
+            return Err(ConfigError("node id 0 is reserved".into()));
+        }
+        if !self.voters.contains(&self.id) {
+            return Err(ConfigError(format!(
+                "node {} is not among the voters {:?}",
+                self.id, self.voters
+            )));
+        }
+        let mut sorted = self.voters.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != self.voters.len() {
+            return Err(ConfigError(format!(
+                "duplicate voters in {:?}",
+                self.voters
+            )));
+        }
+        if sorted.contains(&NodeId(0)) {
+            return Err(ConfigError("node id 0 is reserved".into()));
+        }
+        if self.heartbeat_interval_ticks == 0 {
+            return Err(ConfigError(
+                "heartbeat_interval_ticks must be at least 1".into(),
+            ));
+        }
+        if self.election_timeout_ticks_min <= self.heartbeat_interval_ticks {
+            return Err(ConfigError(format!(
+                "election_timeout_ticks_min ({}) must exceed heartbeat_interval_ticks ({})",
+                self.election_timeout_ticks_min, self.heartbeat_interval_ticks
+            )));
+        }
+        if self.election_timeout_ticks_max <= self.election_timeout_ticks_min {
+            return Err(ConfigError(format!(
+                "election_timeout_ticks_max ({}) must exceed election_timeout_ticks_min ({})",
+                self.election_timeout_ticks_max, self.election_timeout_ticks_min
+            )));
+        }
+        if self.max_append_entries == 0 || self.max_append_bytes == 0 {
+            return Err(ConfigError("append limits must be at least 1".into()));
+        }
+        if self.max_inflight_appends == 0 {
+            return Err(ConfigError(
+                "max_inflight_appends must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A configuration the core cannot run with, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid raft config: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}

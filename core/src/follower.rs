@@ -1,0 +1,126 @@
+//! Accepting AppendEntries (§5.3): the consistency check, conflict truncation, and the
+//! follower's commit rule.
+
+use crate::io::Output;
+use crate::message::{AppendResponse, ConflictHint, Message, MessageBody};
+use crate::raft::RaftCore;
+use crate::types::{Entry, Index, Role, Term};
+
+impl RaftCore {
+    /// Handles AppendEntries. The term rule has already run, so `message.term <= self.term`.
+    pub(crate) fn handle_append_entries(&mut self, message: Message, outputs: &mut Vec<Output>) {
+        let MessageBody::AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit,
+        } = message.body
+        else {
+            unreachable!("dispatched by body");
+        };
+        if message.term < self.term {
+            // A deposed leader: tell it our term so it steps down.
+            let reply = AppendResponse {
+                index: prev_log_index,
+                reject: Some(self.hint_at(prev_log_index)),
+            };
+            let reply = self.message(message.from, MessageBody::AppendEntriesResponse(reply));
+            self.send_after_persist(reply, outputs);
+            return;
+        }
+        if self.role == Role::Leader {
+            // Two leaders in one term: impossible unless a peer is faulty. Ignore it.
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        if !entries_are_well_formed(prev_log_index, prev_log_term, message.term, &entries) {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        // A (pre)candidate of this term learns that someone else won it.
+        self.become_follower(self.term, Some(message.from));
+
+        let reply = if self.log.matches(prev_log_index, prev_log_term) {
+            let Some(last_verified) = self.accept_entries(prev_log_index, &entries) else {
+                self.stats.committed_truncations_refused += 1;
+                return;
+            };
+            // The follower's commit rule: never beyond what this request proved matches.
+            let commit = leader_commit.min(last_verified);
+            if commit > self.commit_index {
+                self.commit_index = commit;
+            }
+            AppendResponse {
+                index: last_verified,
+                reject: None,
+            }
+        } else {
+            AppendResponse {
+                index: prev_log_index,
+                reject: Some(self.hint_at(prev_log_index)),
+            }
+        };
+        let reply = self.message(message.from, MessageBody::AppendEntriesResponse(reply));
+        self.send_after_persist(reply, outputs);
+    }
+
+    /// Appends the entries after `prev`, truncating only at a real conflict. Returns the last
+    /// index verified against the leader, or `None` if accepting would truncate a committed
+    /// entry (only a faulty leader asks that).
+    fn accept_entries(&mut self, prev: Index, entries: &[Entry]) -> Option<Index> {
+        let last_verified = prev.plus(entries.len() as u64);
+        let Some(first_new) = self.log.first_conflict(entries) else {
+            // Everything is already here: a duplicate or stale request truncates nothing.
+            return Some(last_verified);
+        };
+        let new_entries = &entries[first_new..];
+        let conflict_at = new_entries[0].index;
+        if conflict_at <= self.log.last_index() {
+            if conflict_at <= self.commit_index {
+                return None;
+            }
+            self.log.truncate_after(conflict_at.prev());
+            self.writes.stage_truncate(conflict_at.prev());
+        }
+        self.log.append(new_entries);
+        self.writes.stage_entries(new_entries);
+        Some(last_verified)
+    }
+
+    /// Where the leader should look next after a failed check at `index`.
+    fn hint_at(&self, index: Index) -> ConflictHint {
+        match self.log.term_at(index) {
+            Some(term) if index <= self.log.last_index() => ConflictHint {
+                conflict_term: Some(term),
+                first_index: self.log.first_index_of_term_at(index),
+            },
+            _ => ConflictHint {
+                conflict_term: None,
+                first_index: self.log.last_index().next(),
+            },
+        }
+    }
+}
+
+/// Validates entries from the network once: contiguous after `prev`, terms non-decreasing
+/// from `prev_term` and no later than the sender's term.
+fn entries_are_well_formed(
+    prev: Index,
+    prev_term: Term,
+    leader_term: Term,
+    entries: &[Entry],
+) -> bool {
+    let mut expected = prev.next();
+    let mut previous_term = prev_term;
+    for entry in entries {
+        if entry.index != expected || entry.term < previous_term || entry.term > leader_term {
+            return false;
+        }
+        if entry.term == Term(0) {
+            return false;
+        }
+        expected = expected.next();
+        previous_term = entry.term;
+    }
+    true
+}

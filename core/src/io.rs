@@ -1,0 +1,75 @@
+//! The core's inputs and outputs: the whole surface a driver touches.
+
+use crate::message::Message;
+use crate::types::{Entry, HardState, Index, NodeId, Role, Term, WriteId};
+use serde::{Deserialize, Serialize};
+
+/// Everything that can happen to a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Input {
+    /// One unit of logical time passed. The driver decides how long a tick is.
+    Tick,
+    /// A message arrived from a peer. It may be stale, duplicated or from any term.
+    Receive(Message),
+    /// Clients ask to append these commands, in this order, as one batch.
+    Propose(Vec<String>),
+    /// Every write with an id up to and including `write_id` is durable.
+    Persisted { write_id: WriteId },
+}
+
+/// Everything a node asks its driver to do. Plain data, drained from a caller-owned buffer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Output {
+    /// Make this durable, after every write with a smaller id, then report `Persisted`.
+    Persist(Write),
+    /// Send this message. Always safe to send at once: anything that depended on durable
+    /// state was held back until that state was persisted.
+    Send(Message),
+    /// These entries are committed and durable locally; apply them in order. Contiguous
+    /// with the previous `Commit` output.
+    Commit(Vec<Entry>),
+    /// The answer to the `Propose` in the same step.
+    Proposal(ProposalOutcome),
+    /// The role, term or known leader changed. For logs and metrics; nothing depends on it.
+    RoleChanged {
+        role: Role,
+        term: Term,
+        leader: Option<NodeId>,
+    },
+}
+
+/// One durable write: apply `hard_state`, then truncate, then append.
+///
+/// Invariant: `truncate_after`, when present, is below `entries[0].index` or `entries` is
+/// empty, and `entries` are contiguous.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Write {
+    pub id: WriteId,
+    /// The new hard state, when it changed.
+    pub hard_state: Option<HardState>,
+    /// Discard every entry with an index above this one before appending.
+    pub truncate_after: Option<Index>,
+    /// Entries to append after the (possibly truncated) log.
+    pub entries: Vec<Entry>,
+}
+
+impl Write {
+    pub fn is_empty(&self) -> bool {
+        self.hard_state.is_none() && self.truncate_after.is_none() && self.entries.is_empty()
+    }
+}
+
+/// What became of a proposal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProposalOutcome {
+    /// Appended at `first_index..first_index + count` in `term`. It is committed when a
+    /// `Commit` output carries those indexes *with this term*; the same index with another
+    /// term means the proposal was lost to a new leader.
+    Accepted {
+        first_index: Index,
+        count: u64,
+        term: Term,
+    },
+    /// This node is not the leader; `leader` is the one it knows of, if any.
+    NotLeader { leader: Option<NodeId> },
+}

@@ -1,0 +1,221 @@
+//! The leader: proposals, replication with pipelining (thesis §10.2.1), commitment (§5.3,
+//! §5.4.2), heartbeats and CheckQuorum (thesis §6.2).
+
+use crate::io::{Output, ProposalOutcome};
+use crate::message::{AppendResponse, Message, MessageBody};
+use crate::progress::{Progress, ReplicationState};
+use crate::quorum::{committed_index, majority};
+use crate::raft::RaftCore;
+use crate::types::{Entry, Index, NodeId, Payload, Role};
+
+impl RaftCore {
+    pub(crate) fn become_leader(&mut self, outputs: &mut Vec<Output>) {
+        assert_eq!(
+            self.role,
+            Role::Candidate,
+            "only a candidate becomes leader"
+        );
+        self.stats.terms_led += 1;
+        self.role = Role::Leader;
+        self.leader = Some(self.config.id);
+        self.votes.clear();
+        self.heartbeat_elapsed_ticks = 0;
+        self.check_quorum_elapsed_ticks = 0;
+        let next = self.log.last_index().next();
+        self.progress = self
+            .peers
+            .iter()
+            .map(|&peer| (peer, Progress::new(next)))
+            .collect();
+        // A leader commits entries of earlier terms only through one of its own (§5.4.2), so
+        // it appends a no-op at once (thesis §6.4).
+        self.append_as_leader(vec![Payload::Noop]);
+        self.replicate_to_all(outputs);
+    }
+
+    pub(crate) fn propose(&mut self, commands: Vec<String>, outputs: &mut Vec<Output>) {
+        if self.role != Role::Leader {
+            let outcome = ProposalOutcome::NotLeader {
+                leader: self.leader,
+            };
+            outputs.push(Output::Proposal(outcome));
+            return;
+        }
+        let first_index = self.log.last_index().next();
+        let count = commands.len() as u64;
+        self.append_as_leader(commands.into_iter().map(Payload::Command).collect());
+        let outcome = ProposalOutcome::Accepted {
+            first_index,
+            count,
+            term: self.term,
+        };
+        outputs.push(Output::Proposal(outcome));
+        self.replicate_to_all(outputs);
+    }
+
+    fn append_as_leader(&mut self, payloads: Vec<Payload>) {
+        let first = self.log.last_index().next();
+        let entries: Vec<Entry> = payloads
+            .into_iter()
+            .enumerate()
+            .map(|(offset, payload)| Entry {
+                index: first.plus(offset as u64),
+                term: self.term,
+                payload,
+            })
+            .collect();
+        self.log.append(&entries);
+        self.writes.stage_entries(&entries);
+    }
+
+    pub(crate) fn tick_leader(&mut self, outputs: &mut Vec<Output>) {
+        self.heartbeat_elapsed_ticks += 1;
+        self.check_quorum_elapsed_ticks += 1;
+        if self.check_quorum_elapsed_ticks >= self.config.election_timeout_ticks_min {
+            self.check_quorum_elapsed_ticks = 0;
+            if self.config.check_quorum && !self.quorum_recently_active() {
+                // Partitioned from a majority: stop accepting proposals that cannot commit
+                // and let the majority side elect a leader undisturbed.
+                self.become_follower(self.term, None);
+                return;
+            }
+            for progress in self.progress.values_mut() {
+                progress.recently_active = false;
+            }
+        }
+        if self.heartbeat_elapsed_ticks >= self.config.heartbeat_interval_ticks {
+            self.heartbeat_elapsed_ticks = 0;
+            self.broadcast_heartbeat(outputs);
+        }
+    }
+
+    fn quorum_recently_active(&self) -> bool {
+        let active = 1 + self.progress.values().filter(|p| p.recently_active).count();
+        active >= majority(self.config.voters.len())
+    }
+
+    /// A heartbeat is an AppendEntries checked like any other, so it also detects lost
+    /// appends: a follower missing them rejects it and the leader probes back.
+    fn broadcast_heartbeat(&mut self, outputs: &mut Vec<Output>) {
+        for peer in self.peers.clone() {
+            let progress = self
+                .progress
+                .get_mut(&peer)
+                .expect("leader tracks every peer");
+            match progress.state {
+                ReplicationState::Probe => {
+                    progress.probe_sent = false;
+                    self.send_append(peer, outputs);
+                }
+                ReplicationState::Replicate => {
+                    let prev = progress.next_index.prev();
+                    outputs.push(Output::Send(self.append_message(peer, prev, Vec::new())));
+                    self.replicate_to(peer, outputs);
+                }
+            }
+        }
+    }
+
+    fn replicate_to_all(&mut self, outputs: &mut Vec<Output>) {
+        for peer in self.peers.clone() {
+            self.replicate_to(peer, outputs);
+        }
+    }
+
+    /// Sends as many AppendEntries to `peer` as its state and window allow.
+    fn replicate_to(&mut self, peer: NodeId, outputs: &mut Vec<Output>) {
+        loop {
+            let progress = &self.progress[&peer];
+            let has_new = progress.next_index <= self.log.last_index();
+            let window = self.config.max_inflight_appends;
+            if !progress.can_send(window)
+                || (!has_new && progress.state == ReplicationState::Replicate)
+            {
+                return;
+            }
+            self.send_append(peer, outputs);
+            if self.progress[&peer].state == ReplicationState::Probe {
+                return;
+            }
+        }
+    }
+
+    /// Sends one AppendEntries from `peer`'s next index (possibly empty, when probing).
+    fn send_append(&mut self, peer: NodeId, outputs: &mut Vec<Output>) {
+        let progress = &self.progress[&peer];
+        let prev = progress.next_index.prev();
+        let entries = self.log.batch_from(
+            progress.next_index,
+            self.config.max_append_entries,
+            self.config.max_append_bytes,
+        );
+        let last = entries.last().map_or(prev, |entry| entry.index);
+        outputs.push(Output::Send(self.append_message(peer, prev, entries)));
+        self.progress
+            .get_mut(&peer)
+            .expect("leader tracks every peer")
+            .sent(last);
+    }
+
+    fn append_message(&self, peer: NodeId, prev: Index, entries: Vec<Entry>) -> Message {
+        let prev_log_term = self.log.term_at(prev).expect("next index within the log");
+        self.message(
+            peer,
+            MessageBody::AppendEntries {
+                prev_log_index: prev,
+                prev_log_term,
+                entries,
+                leader_commit: self.commit_index,
+            },
+        )
+    }
+
+    pub(crate) fn handle_append_response(&mut self, message: Message, outputs: &mut Vec<Output>) {
+        let MessageBody::AppendEntriesResponse(AppendResponse { index, reject }) = message.body
+        else {
+            unreachable!("dispatched by body");
+        };
+        if self.role != Role::Leader || message.term != self.term {
+            // Answers from older terms, or to a leadership we no longer hold.
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        if index > self.log.last_index() {
+            self.stats.messages_ignored += 1; // Claims entries we never sent.
+            return;
+        }
+        let peer = message.from;
+        let progress = self
+            .progress
+            .get_mut(&peer)
+            .expect("leader tracks every peer");
+        progress.recently_active = true;
+        match reject {
+            None => {
+                if progress.acknowledged(index) {
+                    self.maybe_advance_commit(outputs);
+                }
+            }
+            Some(hint) => {
+                if !progress.rejected(index, hint, &self.log) {
+                    self.stats.messages_ignored += 1;
+                    return;
+                }
+            }
+        }
+        self.replicate_to(peer, outputs);
+    }
+
+    /// Commits the highest index a majority holds durably, if it is from this term (§5.4.2:
+    /// counting replicas never commits an entry of an earlier term directly).
+    pub(crate) fn maybe_advance_commit(&mut self, outputs: &mut Vec<Output>) {
+        let mut matches: Vec<Index> = self.progress.values().map(|p| p.match_index).collect();
+        // The leader counts its own entries only once they are durable.
+        matches.push(self.writes.durable_index);
+        let candidate = committed_index(&mut matches);
+        if candidate > self.commit_index && self.log.term_at(candidate) == Some(self.term) {
+            self.commit_index = candidate;
+            self.apply_committed(outputs);
+        }
+    }
+}

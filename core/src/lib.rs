@@ -1,0 +1,68 @@
+//! # replog-core: a sans-IO Raft state machine
+//!
+//! The core is Raft and nothing else. It owns no socket, file, thread, clock or source of
+//! entropy; the simulator and the real node drive exactly this code through one method.
+//!
+//! ## The contract
+//!
+//! **Construction.** [`RaftCore::new`] takes a [`Config`] and the [`Recovered`] state the
+//! driver read back from durable storage: hard state (term, vote), the log, and the commit
+//! index it last saw (a hint; zero is always safe). A fresh node passes `Recovered::default()`.
+//!
+//! **Inputs.** Call [`RaftCore::step`] with one [`Input`] at a time:
+//! - [`Input::Tick`]: one unit of logical time. Timeouts are counted in ticks.
+//! - [`Input::Receive`]: a message from a peer. It may be stale, duplicated, reordered or
+//!   from any term: the core ignores (and counts) what it cannot use, and never panics on it.
+//! - [`Input::Propose`]: a batch of client commands.
+//! - [`Input::Persisted`]: every write up to this id is durable.
+//!
+//! **Outputs.** `step` appends [`Output`]s to a buffer the caller owns and drains:
+//! - [`Output::Persist`]: a [`Write`] (hard state, truncation point, entries) tagged with a
+//!   [`WriteId`]. The driver makes writes durable *in id order* and reports the highest
+//!   durable id with `Input::Persisted`. Ids increase by one from 1 on every construction.
+//! - [`Output::Send`]: a message. It is always safe to send immediately, in any order.
+//! - [`Output::Commit`]: newly committed entries, in order, each durable locally.
+//! - [`Output::Proposal`]: exactly one per `Propose`, in the same step.
+//! - [`Output::RoleChanged`]: for logging.
+//!
+//! Outputs of one step are in a meaningful order: perform `Persist` writes in order; `Send`
+//! and `Commit` may be acted on at once.
+//!
+//! **Call order.** After each `step`, drivers that want the checks call
+//! [`RaftCore::check_invariants`], which asserts every invariant written on the fields. A
+//! failed check is a bug in the core, never the result of bad input.
+//!
+//! ## The durability rule
+//!
+//! Raft's safety rests on a node never forgetting what it told others (thesis §3.8). The core
+//! enforces this itself rather than trusting drivers:
+//! - a vote grant, and any AppendEntries response, is emitted only after the hard state and
+//!   entries it depends on are persisted: it is held until `Persisted` covers every write
+//!   issued before it;
+//! - a candidate counts its own vote only once that vote is persisted;
+//! - a leader replicates to followers while its own write is in flight (thesis §10.2.1), but
+//!   counts its own entries toward commit only once they are persisted;
+//! - `Commit` never carries an entry that is not durable locally.
+//!
+//! A driver that crashes loses whatever was not yet reported `Persisted`; it must rebuild the
+//! core from what its storage actually holds.
+
+mod config;
+mod election;
+mod follower;
+mod io;
+mod leader;
+mod log;
+mod message;
+mod progress;
+mod quorum;
+mod raft;
+mod types;
+mod writes;
+
+pub use config::{Config, ConfigError};
+pub use io::{Input, Output, ProposalOutcome, Write};
+pub use log::{Log, LogError};
+pub use message::{AppendResponse, ConflictHint, Message, MessageBody};
+pub use raft::{RaftCore, Recovered, RecoveryError, Stats};
+pub use types::{Entry, HardState, Index, NodeId, Payload, Role, Term, WriteId};

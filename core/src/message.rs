@@ -1,0 +1,74 @@
+//! Messages between Raft peers. Plain data: drivers serialize them however they like.
+
+use crate::types::{Entry, Index, NodeId, Term};
+use serde::{Deserialize, Serialize};
+
+/// A message from one peer to another.
+///
+/// `term` is the sender's term, except for PreVote: a pre-vote request carries the term the
+/// sender *would* campaign in, and a granted pre-vote response echoes that term back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub term: Term,
+    pub body: MessageBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageBody {
+    /// RequestVote (§5.2), or the PreVote probe when `pre_vote` is set.
+    RequestVote {
+        pre_vote: bool,
+        last_log_index: Index,
+        last_log_term: Term,
+    },
+    RequestVoteResponse {
+        pre_vote: bool,
+        granted: bool,
+    },
+    /// AppendEntries (§5.3). An empty `entries` is a heartbeat, checked like any other.
+    AppendEntries {
+        prev_log_index: Index,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        leader_commit: Index,
+    },
+    AppendEntriesResponse(AppendResponse),
+}
+
+/// A follower's answer to AppendEntries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendResponse {
+    /// On success: the last index this request proved to match the leader's log.
+    /// On rejection: the `prev_log_index` that failed the consistency check, so the leader
+    /// can tell a stale rejection from a fresh one.
+    pub index: Index,
+    /// `None` on success. On rejection, where the leader should look next.
+    pub reject: Option<ConflictHint>,
+}
+
+/// Fast backtracking hint carried by a rejection (thesis §5.3, "accelerated log backtracking").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictHint {
+    /// The term of the follower's entry at the rejected index, if it has one.
+    pub conflict_term: Option<Term>,
+    /// With `conflict_term`: the follower's first index of that term.
+    /// Without it: the follower's last index + 1.
+    pub first_index: Index,
+}
+
+impl MessageBody {
+    /// A short name, for logs and traces.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MessageBody::RequestVote { pre_vote: true, .. } => "PreVote",
+            MessageBody::RequestVote { .. } => "RequestVote",
+            MessageBody::RequestVoteResponse { pre_vote: true, .. } => "PreVoteResponse",
+            MessageBody::RequestVoteResponse { .. } => "RequestVoteResponse",
+            MessageBody::AppendEntries { .. } => "AppendEntries",
+            MessageBody::AppendEntriesResponse(_) => "AppendEntriesResponse",
+        }
+    }
+}

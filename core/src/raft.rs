@@ -1,0 +1,485 @@
+//! `RaftCore`: the state every role shares, the `step` dispatcher and the invariants.
+//! Role-specific behaviour lives in `election.rs`, `follower.rs` and `leader.rs`.
+
+use crate::config::{Config, ConfigError};
+use crate::io::{Input, Output};
+use crate::log::{Log, LogError};
+use crate::message::{Message, MessageBody};
+use crate::progress::Progress;
+use crate::types::{Entry, HardState, Index, NodeId, Role, Term};
+use crate::writes::WriteTracker;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// What the driver read back from durable storage at start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    pub hard_state: HardState,
+    pub entries: Vec<Entry>,
+    /// The commit index the driver last recorded; entries up to it count as applied.
+    pub commit_index: Index,
+}
+
+/// Durable state that cannot belong to a Raft node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecoveryError {
+    Config(ConfigError),
+    Log(LogError),
+    /// The log holds an entry from a term later than the stored current term.
+    EntryFromFutureTerm {
+        index: Index,
+        term: Term,
+        current_term: Term,
+    },
+    /// The stored commit index lies beyond the stored log.
+    CommitBeyondLog {
+        commit_index: Index,
+        last_index: Index,
+    },
+    /// The stored vote names a node that is not a voter.
+    UnknownVote {
+        voted_for: NodeId,
+    },
+}
+
+impl fmt::Display for RecoveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecoveryError::Config(error) => write!(f, "{error}"),
+            RecoveryError::Log(error) => write!(f, "{error}"),
+            RecoveryError::EntryFromFutureTerm {
+                index,
+                term,
+                current_term,
+            } => write!(
+                f,
+                "entry {} has term {} but the stored current term is only {}",
+                index.0, term.0, current_term.0
+            ),
+            RecoveryError::CommitBeyondLog {
+                commit_index,
+                last_index,
+            } => write!(
+                f,
+                "stored commit index {} lies beyond the log's last index {}",
+                commit_index.0, last_index.0
+            ),
+            RecoveryError::UnknownVote { voted_for } => {
+                write!(f, "stored vote for {voted_for}, which is not a voter")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RecoveryError {}
+
+/// Counters of what the core ignored or did, for metrics and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages dropped because they were stale, misaddressed or made no sense.
+    pub messages_ignored: u64,
+    /// `Persisted` inputs for writes never issued or already durable.
+    pub bad_persisted_ignored: u64,
+    /// AppendEntries that would have truncated committed entries (a faulty peer).
+    pub committed_truncations_refused: u64,
+    pub pre_votes_started: u64,
+    pub elections_started: u64,
+    pub terms_led: u64,
+}
+
+/// One Raft node's state machine. See the crate documentation for the contract.
+pub struct RaftCore {
+    pub(crate) config: Config,
+    /// The other voters, sorted.
+    pub(crate) peers: Vec<NodeId>,
+    pub(crate) rng: ChaCha8Rng,
+
+    /// Invariant: never decreases; `>= log.last_term()`.
+    pub(crate) term: Term,
+    /// Invariant: `Some(id)` only for a voter; fixed once set within a term.
+    pub(crate) voted_for: Option<NodeId>,
+    pub(crate) role: Role,
+    /// Invariant: `Some(id)` when `role == Leader`; the leader of `term` when known.
+    pub(crate) leader: Option<NodeId>,
+    pub(crate) log: Log,
+    /// Invariant: never decreases; `<= log.last_index()`.
+    pub(crate) commit_index: Index,
+    /// The last index handed out in a `Commit` output.
+    /// Invariant: never decreases; `<= commit_index` and `<= writes.durable_index`.
+    pub(crate) applied_index: Index,
+    pub(crate) writes: WriteTracker,
+
+    /// Ticks since the last election-timer reset (leader contact, vote granted, campaign).
+    pub(crate) election_elapsed_ticks: u64,
+    /// This term's randomized timeout. Invariant: within `[min, max)`.
+    pub(crate) election_timeout_ticks: u64,
+    /// Leader only: ticks since the last heartbeat broadcast.
+    pub(crate) heartbeat_elapsed_ticks: u64,
+    /// Leader only: ticks since the last CheckQuorum.
+    pub(crate) check_quorum_elapsed_ticks: u64,
+
+    /// (Pre)candidate only: answers received this campaign. Own vote included once it counts.
+    pub(crate) votes: BTreeMap<NodeId, bool>,
+    /// Leader only: replication progress of each peer.
+    /// Invariant: holds exactly `peers` when `role == Leader`, empty otherwise.
+    pub(crate) progress: BTreeMap<NodeId, Progress>,
+
+    pub(crate) stats: Stats,
+    /// The (role, term, leader) last reported with `RoleChanged`.
+    reported: (Role, Term, Option<NodeId>),
+}
+
+impl RaftCore {
+    /// Builds a node from its configuration and the state its storage holds.
+    pub fn new(config: Config, recovered: Recovered) -> Result<RaftCore, RecoveryError> {
+        config.validate().map_err(RecoveryError::Config)?;
+        let log = Log::from_entries(recovered.entries).map_err(RecoveryError::Log)?;
+        let hard_state = recovered.hard_state;
+        if log.last_term() > hard_state.term {
+            return Err(RecoveryError::EntryFromFutureTerm {
+                index: log.last_index(),
+                term: log.last_term(),
+                current_term: hard_state.term,
+            });
+        }
+        if recovered.commit_index > log.last_index() {
+            return Err(RecoveryError::CommitBeyondLog {
+                commit_index: recovered.commit_index,
+                last_index: log.last_index(),
+            });
+        }
+        if let Some(voted_for) = hard_state.voted_for {
+            if !config.voters.contains(&voted_for) {
+                return Err(RecoveryError::UnknownVote { voted_for });
+            }
+        }
+        let mut peers: Vec<NodeId> = config
+            .voters
+            .iter()
+            .copied()
+            .filter(|&id| id != config.id)
+            .collect();
+        peers.sort();
+        // Mix the node id into the seed so nodes sharing a seed still draw different timeouts.
+        let rng = ChaCha8Rng::seed_from_u64(
+            config.rng_seed ^ config.id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let mut core = RaftCore {
+            peers,
+            rng,
+            term: hard_state.term,
+            voted_for: hard_state.voted_for,
+            role: Role::Follower,
+            leader: None,
+            commit_index: recovered.commit_index,
+            applied_index: recovered.commit_index,
+            writes: WriteTracker::new(log.last_index(), hard_state),
+            log,
+            election_elapsed_ticks: 0,
+            election_timeout_ticks: 0,
+            heartbeat_elapsed_ticks: 0,
+            check_quorum_elapsed_ticks: 0,
+            votes: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            stats: Stats::default(),
+            reported: (Role::Follower, hard_state.term, None),
+            config,
+        };
+        core.reset_election_timer();
+        Ok(core)
+    }
+
+    /// Feeds one input to the node and appends what it asks for to `outputs`.
+    pub fn step(&mut self, input: Input, outputs: &mut Vec<Output>) {
+        match input {
+            Input::Tick => self.tick(outputs),
+            Input::Receive(message) => self.receive(message, outputs),
+            Input::Propose(commands) => self.propose(commands, outputs),
+            Input::Persisted { write_id } => self.persisted(write_id, outputs),
+        }
+        self.end_step(outputs);
+    }
+
+    fn tick(&mut self, outputs: &mut Vec<Output>) {
+        match self.role {
+            Role::Leader => self.tick_leader(outputs),
+            Role::Follower | Role::PreCandidate | Role::Candidate => self.tick_election(outputs),
+        }
+    }
+
+    fn receive(&mut self, message: Message, outputs: &mut Vec<Output>) {
+        let valid_sender = message.from != self.config.id && self.peers.contains(&message.from);
+        if message.to != self.config.id || !valid_sender {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        if !self.observe_term(&message) {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        match message.body {
+            MessageBody::RequestVote { .. } => self.handle_vote_request(message, outputs),
+            MessageBody::RequestVoteResponse { .. } => self.handle_vote_response(message, outputs),
+            MessageBody::AppendEntries { .. } => self.handle_append_entries(message, outputs),
+            MessageBody::AppendEntriesResponse(_) => self.handle_append_response(message, outputs),
+        }
+    }
+
+    /// Applies the "any higher term" rule (§5.1) before a message is handled, with the
+    /// PreVote and lease exceptions (thesis §9.6). Returns false if the message is to be
+    /// dropped unanswered.
+    fn observe_term(&mut self, message: &Message) -> bool {
+        if message.term <= self.term {
+            return true;
+        }
+        match &message.body {
+            // A pre-vote request names a term its sender has not entered; it changes nothing.
+            MessageBody::RequestVote { pre_vote: true, .. } => true,
+            // A granted pre-vote echoes our own proposed term.
+            MessageBody::RequestVoteResponse {
+                pre_vote: true,
+                granted: true,
+            } => true,
+            MessageBody::RequestVote {
+                pre_vote: false, ..
+            } if self.in_leader_lease() => {
+                // We hear from a live leader: this candidate cannot win without disrupting
+                // it, so neither its term nor its request touches us.
+                false
+            }
+            MessageBody::AppendEntries { .. } => {
+                self.become_follower(message.term, Some(message.from));
+                true
+            }
+            _ => {
+                self.become_follower(message.term, None);
+                true
+            }
+        }
+    }
+
+    /// Whether this node has heard from a live leader within the minimum election timeout,
+    /// so that it refuses to help depose it (CheckQuorum's lease).
+    pub(crate) fn in_leader_lease(&self) -> bool {
+        if !self.config.check_quorum {
+            return false;
+        }
+        match self.role {
+            Role::Leader => true,
+            _ => {
+                self.leader.is_some()
+                    && self.election_elapsed_ticks < self.config.election_timeout_ticks_min
+            }
+        }
+    }
+
+    fn persisted(&mut self, write_id: crate::types::WriteId, outputs: &mut Vec<Output>) {
+        let Some(released) = self.writes.persisted(write_id) else {
+            self.stats.bad_persisted_ignored += 1;
+            return;
+        };
+        outputs.extend(released.messages.into_iter().map(Output::Send));
+        match self.role {
+            Role::Candidate => self.count_own_vote_if_durable(outputs),
+            Role::Leader => self.maybe_advance_commit(outputs),
+            Role::Follower | Role::PreCandidate => {}
+        }
+    }
+
+    /// Moves to follower in `term` (which may be the current one) with `leader` if known.
+    pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        assert!(term >= self.term, "term would decrease");
+        if term > self.term {
+            self.term = term;
+            self.voted_for = None;
+            self.stage_hard_state();
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.votes.clear();
+        self.progress.clear();
+        self.reset_election_timer();
+    }
+
+    pub(crate) fn stage_hard_state(&mut self) {
+        self.writes.stage_hard_state(self.hard_state());
+    }
+
+    pub(crate) fn reset_election_timer(&mut self) {
+        let min = self.config.election_timeout_ticks_min;
+        let spread = self.config.election_timeout_ticks_max - min;
+        self.election_elapsed_ticks = 0;
+        self.election_timeout_ticks = min + self.rng.next_u64() % spread;
+    }
+
+    /// Sends `message` now, or holds it until every write issued so far is durable. Vote
+    /// grants and append responses go through here (thesis §3.8).
+    pub(crate) fn send_after_persist(&mut self, message: Message, outputs: &mut Vec<Output>) {
+        if self.writes.must_hold() {
+            self.writes.hold(message);
+        } else {
+            outputs.push(Output::Send(message));
+        }
+    }
+
+    pub(crate) fn message(&self, to: NodeId, body: MessageBody) -> Message {
+        Message {
+            from: self.config.id,
+            to,
+            term: self.term,
+            body,
+        }
+    }
+
+    /// Emits `Commit` for entries that are both committed and durable here.
+    pub(crate) fn apply_committed(&mut self, outputs: &mut Vec<Output>) {
+        let target = self.commit_index.min(self.writes.durable_index);
+        if target > self.applied_index {
+            let entries = self.log.slice(self.applied_index.next(), target).to_vec();
+            self.applied_index = target;
+            outputs.push(Output::Commit(entries));
+        }
+    }
+
+    fn end_step(&mut self, outputs: &mut Vec<Output>) {
+        self.apply_committed(outputs);
+        if let Some(write) = self.writes.flush(self.log.last_index()) {
+            outputs.push(Output::Persist(write));
+        }
+        let now = (self.role, self.term, self.leader);
+        if now != self.reported {
+            self.reported = now;
+            outputs.push(Output::RoleChanged {
+                role: self.role,
+                term: self.term,
+                leader: self.leader,
+            });
+        }
+    }
+
+    /// Asserts every invariant written on the fields. Cheap: drivers call it after each step.
+    pub fn check_invariants(&self) {
+        assert!(
+            self.log.last_term() <= self.term,
+            "log holds a term from the future"
+        );
+        assert!(
+            self.commit_index <= self.log.last_index(),
+            "commit beyond log end"
+        );
+        assert!(
+            self.applied_index <= self.commit_index,
+            "applied beyond commit"
+        );
+        assert!(
+            self.applied_index <= self.writes.durable_index,
+            "applied an undurable entry"
+        );
+        assert!(
+            self.writes.durable_hard_state.term <= self.term,
+            "durable term ahead"
+        );
+        self.writes.check_invariants(self.log.last_index());
+        let spread = self.config.election_timeout_ticks_min..self.config.election_timeout_ticks_max;
+        assert!(
+            spread.contains(&self.election_timeout_ticks),
+            "election timeout out of range"
+        );
+        if let Some(voted_for) = self.voted_for {
+            assert!(
+                self.config.voters.contains(&voted_for),
+                "voted for a non-voter"
+            );
+        }
+        match self.role {
+            Role::Leader => {
+                assert_eq!(
+                    self.leader,
+                    Some(self.config.id),
+                    "leader does not know itself"
+                );
+                assert_eq!(
+                    self.voted_for,
+                    Some(self.config.id),
+                    "leader did not vote for itself"
+                );
+                assert_eq!(
+                    self.progress.len(),
+                    self.peers.len(),
+                    "progress for wrong peers"
+                );
+                for progress in self.progress.values() {
+                    progress
+                        .check_invariants(self.log.last_index(), self.config.max_inflight_appends);
+                }
+            }
+            Role::Candidate => {
+                assert_eq!(
+                    self.voted_for,
+                    Some(self.config.id),
+                    "candidate did not vote for itself"
+                );
+                assert!(self.progress.is_empty(), "non-leader tracks progress");
+            }
+            Role::Follower | Role::PreCandidate => {
+                assert!(self.progress.is_empty(), "non-leader tracks progress");
+                assert_ne!(
+                    self.leader,
+                    Some(self.config.id),
+                    "non-leader names itself leader"
+                );
+            }
+        }
+    }
+
+    // Read-only getters.
+
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn term(&self) -> Term {
+        self.term
+    }
+    pub fn voted_for(&self) -> Option<NodeId> {
+        self.voted_for
+    }
+    pub fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            voted_for: self.voted_for,
+        }
+    }
+    /// The leader of the current term, if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+    pub fn commit_index(&self) -> Index {
+        self.commit_index
+    }
+    /// The last index handed out in a `Commit` output.
+    pub fn applied_index(&self) -> Index {
+        self.applied_index
+    }
+    /// Entries up to here are durable as they are in memory.
+    pub fn durable_index(&self) -> Index {
+        self.writes.durable_index
+    }
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    /// Writes handed out and not yet reported durable.
+    pub fn writes_in_flight(&self) -> usize {
+        self.writes.in_flight_count()
+    }
+}

@@ -1,0 +1,131 @@
+//! Newtypes for the numbers Raft must never mix up, and the log entry itself.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+macro_rules! number_newtype {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(
+            Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+        )]
+        #[serde(transparent)]
+        pub struct $name(pub u64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!($prefix, "{}"), self.0)
+            }
+        }
+    };
+}
+
+number_newtype!(
+    /// A Raft term. Term 0 is the term before any election; no entry carries it.
+    Term,
+    "t"
+);
+number_newtype!(
+    /// A position in the log. Index 0 means "before the first entry"; the first entry is 1.
+    Index,
+    "i"
+);
+number_newtype!(
+    /// A node's identity in the cluster. Any value but 0 is valid.
+    NodeId,
+    "n"
+);
+number_newtype!(
+    /// Tags a `Persist` output; the driver reports durability by this id, in increasing order.
+    WriteId,
+    "w"
+);
+
+impl Term {
+    pub fn next(self) -> Term {
+        Term(self.0 + 1)
+    }
+}
+
+impl Index {
+    pub const ZERO: Index = Index(0);
+
+    pub fn next(self) -> Index {
+        Index(self.0 + 1)
+    }
+
+    /// The index before this one; `Index(0).prev()` stays 0.
+    pub fn prev(self) -> Index {
+        Index(self.0.saturating_sub(1))
+    }
+
+    pub fn plus(self, n: u64) -> Index {
+        Index(self.0 + n)
+    }
+}
+
+/// What an entry carries. Kept an enum so that configuration changes can join later
+/// without changing how entries are stored or sent.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Payload {
+    /// Appended by every new leader so that it can commit entries of its term (§5.4.2, thesis §6.4).
+    Noop,
+    /// An opaque client command.
+    Command(String),
+}
+
+impl Payload {
+    /// Approximate encoded size, used for the byte limit on AppendEntries.
+    pub fn size_bytes(&self) -> usize {
+        match self {
+            Payload::Noop => 1,
+            Payload::Command(command) => command.len(),
+        }
+    }
+}
+
+/// One entry of the replicated log.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Entry {
+    pub index: Index,
+    pub term: Term,
+    pub payload: Payload,
+}
+
+impl Entry {
+    /// Approximate encoded size (payload plus fixed header), used for batching limits.
+    pub fn size_bytes(&self) -> usize {
+        16 + self.payload.size_bytes()
+    }
+}
+
+/// The state Raft must keep durable before answering anyone (Figure 2, "persistent state").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardState {
+    pub term: Term,
+    pub voted_for: Option<NodeId>,
+}
+
+/// A node's role. `PreCandidate` is the PreVote phase (thesis §9.6): it asks whether it
+/// could win before it disturbs anyone by raising its term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Follower,
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Role::Follower => "follower",
+            Role::PreCandidate => "pre_candidate",
+            Role::Candidate => "candidate",
+            Role::Leader => "leader",
+        };
+        f.write_str(name)
+    }
+}

@@ -1,0 +1,5 @@
+//! One module per subcommand family; `main.rs` only dispatches.
+
+pub mod bench;
+pub mod node;
+pub mod sim;

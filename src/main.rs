@@ -1,0 +1,50 @@
+//! `replog`: the one command-line front end for the node, the client, the benchmark and the
+//! simulator. Each subcommand lives in its own module under `src/cli/`.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "replog",
+    version,
+    about = "A replicated log on a sans-IO Raft core, built simulation-first"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node of a cluster.
+    Start(cli::node::StartArgs),
+    /// Append a command through a node (follows leader redirects); prints index and term.
+    Append(cli::node::AppendArgs),
+    /// List a node's log.
+    Query(cli::node::QueryArgs),
+    /// Show a node's role, term, leader and indexes.
+    Status(cli::node::StatusArgs),
+    /// Start a local cluster, append a few commands, and show what to try next.
+    Demo(cli::node::DemoArgs),
+    /// Closed-loop load generator: committed appends per second and latency percentiles.
+    Bench(cli::bench::BenchArgs),
+    /// The deterministic simulator: run, sweep or replay seeds.
+    #[command(subcommand)]
+    Sim(cli::sim::SimCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Start(args) => cli::node::start(args),
+        Command::Append(args) => cli::node::append(args),
+        Command::Query(args) => cli::node::query(args),
+        Command::Status(args) => cli::node::status(args),
+        Command::Demo(args) => cli::node::demo(args),
+        Command::Bench(args) => cli::bench::run(args),
+        Command::Sim(command) => cli::sim::run(command),
+    }
+}
