@@ -1,0 +1,526 @@
+//! Durable storage through its public API: round trips, truncation, crash damage, and a
+//! model-based proptest. Each test works in its own temp directory.
+
+use proptest::prelude::*;
+use replog_core::{
+    Config, Entry, HardState, Index, NodeId, Payload, RaftCore, Recovered, Term, Write, WriteId,
+};
+use replog_node::storage::{RecoveryReport, Storage, StorageError};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const NODE: NodeId = NodeId(1);
+
+fn open(dir: &Path) -> (Storage, Recovered, RecoveryReport) {
+    Storage::open(dir, NODE).unwrap_or_else(|error| panic!("open failed: {error}"))
+}
+
+fn open_error(dir: &Path) -> String {
+    match Storage::open(dir, NODE) {
+        Ok(_) => panic!("open succeeded on damaged storage"),
+        Err(error) => error.to_string(),
+    }
+}
+
+fn log_path(dir: &Path) -> PathBuf {
+    dir.join("1").join("log.jsonl")
+}
+
+fn metadata_path(dir: &Path) -> PathBuf {
+    dir.join("1").join("metadata.json")
+}
+
+fn command(index: u64, term: u64, text: &str) -> Entry {
+    Entry {
+        index: Index(index),
+        term: Term(term),
+        payload: Payload::Command(text.to_string()),
+    }
+}
+
+fn noop(index: u64, term: u64) -> Entry {
+    Entry {
+        index: Index(index),
+        term: Term(term),
+        payload: Payload::Noop,
+    }
+}
+
+fn hard_state(term: u64, voted_for: Option<u64>) -> HardState {
+    HardState {
+        term: Term(term),
+        voted_for: voted_for.map(NodeId),
+    }
+}
+
+/// A storage holding entries 1..=count in term 1, after a vote for node 1 in term 1.
+fn storage_with_entries(dir: &Path, count: u64) -> Vec<Entry> {
+    let (mut storage, _, _) = open(dir);
+    let entries: Vec<Entry> = (1..=count)
+        .map(|index| command(index, 1, &format!("command {index}")))
+        .collect();
+    storage
+        .persist(&[Write {
+            id: WriteId(1),
+            hard_state: Some(hard_state(1, Some(1))),
+            truncate_after: None,
+            entries: entries.clone(),
+        }])
+        .unwrap();
+    entries
+}
+
+/// Byte offsets where each line of the log file starts, plus the file length at the end.
+fn line_starts(bytes: &[u8]) -> Vec<usize> {
+    let mut starts = vec![0];
+    starts.extend(
+        bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, &byte)| byte == b'\n')
+            .map(|(position, _)| position + 1),
+    );
+    starts
+}
+
+#[test]
+fn brand_new_directory_opens_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, recovered, report) = open(dir.path());
+    assert_eq!(recovered, Recovered::default());
+    assert!(report.warnings.is_empty());
+    assert!(metadata_path(dir.path()).exists());
+    assert!(log_path(dir.path()).exists());
+}
+
+#[test]
+fn persisted_writes_round_trip_through_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut storage, _, _) = open(dir.path());
+    storage
+        .persist(&[
+            Write {
+                id: WriteId(1),
+                hard_state: Some(hard_state(2, Some(3))),
+                truncate_after: None,
+                entries: vec![],
+            },
+            Write {
+                id: WriteId(2),
+                hard_state: None,
+                truncate_after: None,
+                entries: vec![noop(1, 2), command(2, 2, "set x=\"1\"\n")],
+            },
+        ])
+        .unwrap();
+    storage
+        .persist(&[Write {
+            id: WriteId(3),
+            hard_state: None,
+            truncate_after: None,
+            entries: vec![command(3, 2, "")],
+        }])
+        .unwrap();
+    storage.record_commit_index(Index(2)).unwrap();
+    storage.flush_commit_index().unwrap();
+    drop(storage);
+
+    let (_, recovered, report) = open(dir.path());
+    assert!(report.warnings.is_empty());
+    assert_eq!(
+        recovered,
+        Recovered {
+            hard_state: hard_state(2, Some(3)),
+            entries: vec![
+                noop(1, 2),
+                command(2, 2, "set x=\"1\"\n"),
+                command(3, 2, "")
+            ],
+            commit_index: Index(2),
+        }
+    );
+    let core = RaftCore::new(
+        Config::new(NODE, vec![NodeId(1), NodeId(2), NodeId(3)]),
+        recovered,
+    );
+    assert!(core.is_ok(), "{:?}", core.err());
+}
+
+#[test]
+fn truncation_then_append_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    storage_with_entries(dir.path(), 5);
+    let (mut storage, _, _) = open(dir.path());
+    storage
+        .persist(&[Write {
+            id: WriteId(1),
+            hard_state: Some(hard_state(2, None)),
+            truncate_after: Some(Index(2)),
+            entries: vec![command(3, 2, "new 3"), command(4, 2, "new 4")],
+        }])
+        .unwrap();
+    drop(storage);
+    let (_, recovered, _) = open(dir.path());
+    assert_eq!(recovered.hard_state, hard_state(2, None));
+    assert_eq!(
+        recovered.entries,
+        vec![
+            command(1, 1, "command 1"),
+            command(2, 1, "command 2"),
+            command(3, 2, "new 3"),
+            command(4, 2, "new 4"),
+        ]
+    );
+}
+
+#[test]
+fn truncations_inside_one_batch_apply_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    storage_with_entries(dir.path(), 4);
+    let (mut storage, _, _) = open(dir.path());
+    let write = |id, truncate_after: Option<u64>, entries| Write {
+        id: WriteId(id),
+        hard_state: None,
+        truncate_after: truncate_after.map(Index),
+        entries,
+    };
+    storage
+        .persist(&[
+            write(1, None, vec![command(5, 1, "a5"), command(6, 1, "a6")]),
+            // Cuts only staged lines.
+            write(2, Some(5), vec![command(6, 1, "b6")]),
+            // Cuts into lines already on disk.
+            write(3, Some(2), vec![command(3, 1, "c3")]),
+            write(4, Some(3), vec![command(4, 1, "d4")]),
+        ])
+        .unwrap();
+    assert_eq!(storage.last_index(), Index(4));
+    drop(storage);
+    let (_, recovered, _) = open(dir.path());
+    let commands: Vec<String> = recovered
+        .entries
+        .iter()
+        .map(|entry| match &entry.payload {
+            Payload::Command(text) => text.clone(),
+            Payload::Noop => "noop".to_string(),
+        })
+        .collect();
+    assert_eq!(commands, ["command 1", "command 2", "c3", "d4"]);
+}
+
+#[test]
+fn torn_final_line_at_every_byte_offset_recovers_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries = storage_with_entries(dir.path(), 3);
+    let intact = fs::read(log_path(dir.path())).unwrap();
+    let last_start = line_starts(&intact)[2];
+    for cut in last_start + 1..intact.len() {
+        fs::write(log_path(dir.path()), &intact[..cut]).unwrap();
+        let (mut storage, recovered, report) = open(dir.path());
+        assert_eq!(recovered.entries, entries[..2], "cut at byte {cut}");
+        assert_eq!(report.warnings.len(), 1, "cut at byte {cut}");
+        let warning = &report.warnings[0];
+        assert!(warning.contains("torn final line 3"), "{warning}");
+        assert!(warning.contains("log.jsonl"), "{warning}");
+        assert!(
+            warning.contains(&format!("({} bytes)", cut - last_start)),
+            "{warning}"
+        );
+        // The cut is real: a new entry 3 lands where the torn one was.
+        storage
+            .persist(&[Write {
+                id: WriteId(1),
+                hard_state: None,
+                truncate_after: None,
+                entries: vec![command(3, 1, "again")],
+            }])
+            .unwrap();
+        drop(storage);
+        let (_, recovered, report) = open(dir.path());
+        assert!(report.warnings.is_empty());
+        assert_eq!(recovered.entries[2], command(3, 1, "again"));
+    }
+}
+
+#[test]
+fn final_line_with_bad_checksum_or_zero_fill_is_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries = storage_with_entries(dir.path(), 3);
+    let intact = fs::read(log_path(dir.path())).unwrap();
+    let last_start = line_starts(&intact)[2];
+
+    let mut flipped = intact.clone();
+    flipped[last_start + 30] ^= 0x04;
+    let mut zeroed = intact.clone();
+    zeroed[last_start..].fill(0);
+    for damaged in [flipped, zeroed] {
+        fs::write(log_path(dir.path()), &damaged).unwrap();
+        let (_, recovered, report) = open(dir.path());
+        assert_eq!(recovered.entries, entries[..2]);
+        assert_eq!(report.warnings.len(), 1);
+        assert_eq!(
+            fs::read(log_path(dir.path())).unwrap(),
+            &intact[..last_start]
+        );
+    }
+}
+
+#[test]
+fn bit_flip_in_a_middle_line_refuses_to_open_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    storage_with_entries(dir.path(), 5);
+    let intact = fs::read(log_path(dir.path())).unwrap();
+    let third = line_starts(&intact)[2];
+    for offset in [third, third + 5, third + 25, line_starts(&intact)[3] - 2] {
+        let mut damaged = intact.clone();
+        damaged[offset] ^= 0x10;
+        fs::write(log_path(dir.path()), &damaged).unwrap();
+        let error = open_error(dir.path());
+        assert!(error.contains("log.jsonl"), "{error}");
+        assert!(error.contains("line 3"), "{error}");
+        // Nothing was repaired behind the operator's back.
+        assert_eq!(fs::read(log_path(dir.path())).unwrap(), damaged);
+    }
+}
+
+#[test]
+fn index_gap_refuses_to_open_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    storage_with_entries(dir.path(), 4);
+    let intact = fs::read(log_path(dir.path())).unwrap();
+    let starts = line_starts(&intact);
+    // Remove line 3 (index 3): each remaining line is intact, but index 4 now sits on line 3.
+    let mut gapped = intact[..starts[2]].to_vec();
+    gapped.extend_from_slice(&intact[starts[3]..]);
+    fs::write(log_path(dir.path()), &gapped).unwrap();
+    let error = open_error(dir.path());
+    assert!(error.contains("log.jsonl"), "{error}");
+    assert!(error.contains("line 3"), "{error}");
+    assert!(error.contains("expected index 3, found 4"), "{error}");
+}
+
+#[test]
+fn missing_metadata_next_to_a_log_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    storage_with_entries(dir.path(), 2);
+    fs::remove_file(metadata_path(dir.path())).unwrap();
+    let error = open_error(dir.path());
+    assert!(error.contains("metadata.json"), "{error}");
+    assert!(error.contains("missing"), "{error}");
+}
+
+#[test]
+fn garbled_metadata_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    storage_with_entries(dir.path(), 2);
+    for garbage in ["{\"current_term\":", "not json", "{\"term\":1}"] {
+        fs::write(metadata_path(dir.path()), garbage).unwrap();
+        let error = open_error(dir.path());
+        assert!(error.contains("metadata.json"), "{error}");
+        assert!(error.contains("garbled"), "{error}");
+    }
+}
+
+#[test]
+fn stored_commit_index_beyond_the_log_is_an_error_not_clamped() {
+    let dir = tempfile::tempdir().unwrap();
+    storage_with_entries(dir.path(), 2);
+    fs::write(
+        metadata_path(dir.path()),
+        "{\"current_term\":1,\"voted_for\":1,\"commit_index\":9}",
+    )
+    .unwrap();
+    let error = open_error(dir.path());
+    assert!(error.contains("commit index 9"), "{error}");
+}
+
+#[test]
+fn log_term_beyond_the_stored_term_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    storage_with_entries(dir.path(), 2);
+    fs::write(
+        metadata_path(dir.path()),
+        "{\"current_term\":0,\"voted_for\":null,\"commit_index\":0}",
+    )
+    .unwrap();
+    let error = open_error(dir.path());
+    assert!(error.contains("line 2 has term 1"), "{error}");
+}
+
+#[test]
+fn recording_a_commit_index_beyond_the_durable_log_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    storage_with_entries(dir.path(), 2);
+    let (mut storage, _, _) = open(dir.path());
+    let error = storage.record_commit_index(Index(3)).unwrap_err();
+    assert!(matches!(error, StorageError::CommitBeyondLog { .. }));
+    storage.record_commit_index(Index(2)).unwrap();
+    storage.flush_commit_index().unwrap();
+    drop(storage);
+    assert_eq!(open(dir.path()).1.commit_index, Index(2));
+}
+
+#[test]
+fn commit_index_rides_along_with_the_next_hard_state_change() {
+    let dir = tempfile::tempdir().unwrap();
+    storage_with_entries(dir.path(), 2);
+    let (mut storage, _, _) = open(dir.path());
+    // Just opened, so the lazy write is deferred.
+    storage.record_commit_index(Index(1)).unwrap();
+    storage
+        .persist(&[Write {
+            id: WriteId(1),
+            hard_state: Some(hard_state(2, None)),
+            truncate_after: None,
+            entries: vec![],
+        }])
+        .unwrap();
+    drop(storage);
+    assert_eq!(open(dir.path()).1.commit_index, Index(1));
+}
+
+// ---------------------------------------------------------------------------------------
+// Model-based: any sequence of valid writes, reopened, gives exactly the model's state.
+
+/// One step of the proptest: something the core could ask of storage.
+#[derive(Clone, Debug)]
+enum Op {
+    /// A new term, with or without a vote in it.
+    NewTerm { vote: Option<u64> },
+    /// A vote in the current term (only taken if none was cast yet).
+    Vote { vote: u64 },
+    /// Client commands appended in the current term.
+    Append { commands: Vec<String> },
+    /// A conflict: keep `keep` of the uncommitted suffix, then append in a new term.
+    Conflict { keep: u64, count: usize },
+    /// The commit index advances by up to `by`.
+    Commit { by: u64 },
+    /// Drop the handle and open the directory again.
+    Reopen,
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        1 => proptest::option::of(1..4u64).prop_map(|vote| Op::NewTerm { vote }),
+        1 => (1..4u64).prop_map(|vote| Op::Vote { vote }),
+        4 => proptest::collection::vec(".{0,12}", 1..6).prop_map(|commands| Op::Append { commands }),
+        2 => (0..8u64, 0..4usize).prop_map(|(keep, count)| Op::Conflict { keep, count }),
+        1 => (0..6u64).prop_map(|by| Op::Commit { by }),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+/// What storage must hold: the log and hard state as the core sees them.
+#[derive(Default)]
+struct Model {
+    hard_state: HardState,
+    log: Vec<Entry>,
+    commit_index: Index,
+    next_write_id: u64,
+}
+
+impl Model {
+    fn write(&mut self, hard_state: Option<HardState>, truncate_after: Option<Index>) -> Write {
+        self.next_write_id += 1;
+        if let Some(next) = hard_state {
+            self.hard_state = next;
+        }
+        if let Some(after) = truncate_after {
+            self.log.truncate(after.0 as usize);
+        }
+        Write {
+            id: WriteId(self.next_write_id),
+            hard_state,
+            truncate_after,
+            entries: vec![],
+        }
+    }
+
+    fn append(&mut self, write: &mut Write, payloads: Vec<Payload>) {
+        for payload in payloads {
+            let entry = Entry {
+                index: Index(self.log.len() as u64 + 1),
+                term: self.hard_state.term,
+                payload,
+            };
+            self.log.push(entry.clone());
+            write.entries.push(entry);
+        }
+    }
+
+    /// The write for `op`, or `None` if the op is storage-level (commit, reopen) or void.
+    fn write_for(&mut self, op: &Op) -> Option<Write> {
+        let term = self.hard_state.term;
+        match op {
+            Op::NewTerm { vote } => Some(self.write(Some(hard_state(term.0 + 1, *vote)), None)),
+            Op::Vote { vote } if self.hard_state.voted_for.is_none() && term > Term(0) => {
+                Some(self.write(Some(hard_state(term.0, Some(*vote))), None))
+            }
+            Op::Append { commands } if term > Term(0) => {
+                let mut write = self.write(None, None);
+                let payloads = commands.iter().cloned().map(Payload::Command).collect();
+                self.append(&mut write, payloads);
+                Some(write)
+            }
+            Op::Conflict { keep, count } => {
+                let uncommitted = self.log.len() as u64 - self.commit_index.0;
+                let after = Index(self.commit_index.0 + keep % (uncommitted + 1));
+                let mut write = self.write(Some(hard_state(term.0 + 1, None)), Some(after));
+                let mut payloads = vec![Payload::Noop];
+                payloads.extend((0..*count).map(|n| Payload::Command(format!("conflict {n}"))));
+                self.append(&mut write, payloads);
+                Some(write)
+            }
+            _ => None,
+        }
+    }
+}
+
+fn run_model(batches: Vec<Vec<Op>>) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = Model::default();
+    let (mut storage, _, _) = open(dir.path());
+    for batch in batches {
+        let mut writes = Vec::new();
+        for op in &batch {
+            match op {
+                Op::Commit { by } => {
+                    let target = (model.commit_index.0 + by).min(model.log.len() as u64);
+                    model.commit_index = Index(target);
+                }
+                Op::Reopen => {}
+                _ => writes.extend(model.write_for(op)),
+            }
+        }
+        storage.persist(&writes).unwrap();
+        storage.record_commit_index(model.commit_index).unwrap();
+        if batch.iter().any(|op| matches!(op, Op::Reopen)) {
+            storage.flush_commit_index().unwrap();
+            drop(storage);
+            let (reopened, recovered, report) = open(dir.path());
+            storage = reopened;
+            prop_assert!(report.warnings.is_empty());
+            prop_assert_eq!(&recovered.entries, &model.log);
+            prop_assert_eq!(recovered.hard_state, model.hard_state);
+            prop_assert_eq!(recovered.commit_index, model.commit_index);
+        }
+    }
+    drop(storage);
+    let (_, recovered, report) = open(dir.path());
+    prop_assert!(report.warnings.is_empty());
+    prop_assert_eq!(&recovered.entries, &model.log);
+    prop_assert_eq!(recovered.hard_state, model.hard_state);
+    prop_assert!(recovered.commit_index <= model.commit_index);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn reopen_yields_exactly_the_model_log_and_hard_state(
+        batches in proptest::collection::vec(proptest::collection::vec(op_strategy(), 1..5), 1..12)
+    ) {
+        run_model(batches)?;
+    }
+}
