@@ -379,6 +379,42 @@ fn commit_index_rides_along_with_the_next_hard_state_change() {
     assert_eq!(open(dir.path()).1.commit_index, Index(1));
 }
 
+#[test]
+fn a_second_open_of_the_same_node_is_refused_while_the_first_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, _, _) = open(dir.path());
+    let error = open_error(dir.path());
+    assert!(error.contains("locked by another process"), "{error}");
+    drop(storage);
+    open(dir.path());
+}
+
+#[test]
+fn a_failed_write_poisons_the_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut storage, _, _) = open(dir.path());
+    fs::remove_dir_all(dir.path().join("1")).unwrap();
+    let vote = Write {
+        id: WriteId(1),
+        hard_state: Some(hard_state(1, Some(1))),
+        truncate_after: None,
+        entries: vec![],
+    };
+    let first = storage.persist(std::slice::from_ref(&vote)).unwrap_err();
+    assert!(matches!(first, StorageError::Io { .. }), "{first}");
+    let second = storage.persist(&[vote]).unwrap_err();
+    assert!(matches!(second, StorageError::Poisoned { .. }), "{second}");
+    let third = storage.record_commit_index(Index(0)).unwrap_err();
+    assert!(matches!(third, StorageError::Poisoned { .. }), "{third}");
+}
+
+#[test]
+fn storage_can_move_to_the_storage_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Storage>();
+    assert_send::<StorageError>();
+}
+
 // ---------------------------------------------------------------------------------------
 // Model-based: any sequence of valid writes, reopened, gives exactly the model's state.
 
@@ -397,6 +433,9 @@ enum Op {
     Commit { by: u64 },
     /// Drop the handle and open the directory again.
     Reopen,
+    /// Crash in the middle of an append: leave `garbage` (newlines removed, so it is one
+    /// final line) behind the log, then reopen.
+    Crash { garbage: Vec<u8>, newline: bool },
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
@@ -407,6 +446,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         2 => (0..8u64, 0..4usize).prop_map(|(keep, count)| Op::Conflict { keep, count }),
         1 => (0..6u64).prop_map(|by| Op::Commit { by }),
         1 => Just(Op::Reopen),
+        1 => (proptest::collection::vec(any::<u8>(), 0..80), any::<bool>())
+            .prop_map(|(garbage, newline)| Op::Crash { garbage, newline }),
     ]
 }
 
@@ -476,6 +517,21 @@ impl Model {
     }
 }
 
+/// Bytes an interrupted append could leave: one final line that is not a valid entry.
+fn torn_tail(garbage: &[u8], newline: bool) -> Vec<u8> {
+    let mut tail: Vec<u8> = garbage.iter().copied().filter(|&b| b != b'\n').collect();
+    if newline && !tail.is_empty() {
+        tail.push(b'\n');
+    }
+    tail
+}
+
+fn append_bytes(path: &Path, bytes: &[u8]) {
+    use std::io::Write as _;
+    let mut file = fs::OpenOptions::new().append(true).open(path).unwrap();
+    file.write_all(bytes).unwrap();
+}
+
 fn run_model(batches: Vec<Vec<Op>>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let mut model = Model::default();
@@ -494,12 +550,18 @@ fn run_model(batches: Vec<Vec<Op>>) -> Result<(), TestCaseError> {
         }
         storage.persist(&writes).unwrap();
         storage.record_commit_index(model.commit_index).unwrap();
-        if batch.iter().any(|op| matches!(op, Op::Reopen)) {
+        let crash = batch.iter().find_map(|op| match op {
+            Op::Crash { garbage, newline } => Some(torn_tail(garbage, *newline)),
+            _ => None,
+        });
+        if crash.is_some() || batch.iter().any(|op| matches!(op, Op::Reopen)) {
             storage.flush_commit_index().unwrap();
             drop(storage);
+            let tail = crash.unwrap_or_default();
+            append_bytes(&log_path(dir.path()), &tail);
             let (reopened, recovered, report) = open(dir.path());
             storage = reopened;
-            prop_assert!(report.warnings.is_empty());
+            prop_assert_eq!(report.warnings.len(), usize::from(!tail.is_empty()));
             prop_assert_eq!(&recovered.entries, &model.log);
             prop_assert_eq!(recovered.hard_state, model.hard_state);
             prop_assert_eq!(recovered.commit_index, model.commit_index);

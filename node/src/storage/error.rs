@@ -70,6 +70,8 @@ pub enum StorageError {
         commit_index: Index,
         last_index: Index,
     },
+    /// Another process holds this node's storage open.
+    Locked { path: PathBuf },
     /// An earlier call failed, so the files may no longer match what this handle believes.
     Poisoned { path: PathBuf },
 }
@@ -108,6 +110,12 @@ impl fmt::Display for StorageError {
                 path.display(),
                 commit_index.0,
                 last_index.0
+            ),
+            StorageError::Locked { path } => write!(
+                f,
+                "{}: locked by another process; is a node with this id already running \
+                 on this data directory?",
+                path.display()
             ),
             StorageError::Poisoned { path } => write!(
                 f,

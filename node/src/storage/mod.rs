@@ -41,8 +41,8 @@ pub use error::{LineProblem, StorageError};
 use error::io_error;
 use log_file::LogFile;
 use metadata::Metadata;
-use replog_core::{Index, NodeId, Recovered, Write};
-use std::fs::{self, File, OpenOptions};
+use replog_core::{HardState, Index, NodeId, Recovered, Write};
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -83,11 +83,10 @@ impl Storage {
         node_id: NodeId,
     ) -> Result<(Storage, Recovered, RecoveryReport), StorageError> {
         let dir = data_dir.join(node_id.0.to_string());
-        fs::create_dir_all(&dir).map_err(io_error(&dir, "creating directory"))?;
-        // Make the directory entries themselves durable, in case they were just created.
-        metadata::sync_dir(data_dir)?;
+        create_dir_durably(&dir)?;
         let log_path = dir.join(log_file::FILE_NAME);
         let (file, bytes) = open_log(&log_path)?;
+        // The log file may have just been created; make its directory entry durable.
         metadata::sync_dir(&dir)?;
         let scanned = recovery::scan(&log_path, &bytes)?;
         let stored = metadata::read(&dir)?;
@@ -216,6 +215,14 @@ impl Storage {
                 );
                 self.log.stage_truncate(after);
             }
+            if let Some(last) = write.entries.last() {
+                // Hard state goes to disk before the lines, so no line may outrun it.
+                assert!(
+                    last.term <= hard_state.term,
+                    "{:?} outruns the term",
+                    write.id
+                );
+            }
             self.log.stage_append(&write.entries);
         }
         if hard_state != self.metadata.hard_state {
@@ -224,7 +231,7 @@ impl Storage {
         self.log.commit()
     }
 
-    fn write_metadata(&mut self, hard_state: replog_core::HardState) -> Result<(), StorageError> {
+    fn write_metadata(&mut self, hard_state: HardState) -> Result<(), StorageError> {
         let next = Metadata {
             hard_state,
             commit_index: self.commit_index,
@@ -245,7 +252,28 @@ impl Storage {
     }
 }
 
-/// Opens (creating) the log file and reads all of it.
+/// Creates `dir` and any missing ancestors, fsyncing the parent of each one created so the
+/// new directory entries survive a crash.
+fn create_dir_durably(dir: &Path) -> Result<(), StorageError> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|ancestor| !ancestor.as_os_str().is_empty() && !ancestor.exists())
+        .collect();
+    fs::create_dir_all(dir).map_err(io_error(dir, "creating directory"))?;
+    for created in missing.iter().rev() {
+        let parent = match created.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        metadata::sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Opens (creating) the log file, takes the directory's exclusive lock and reads the file.
+///
+/// The lock (held while the file stays open) keeps a second process with the same node
+/// id and data directory from interleaving its writes with ours.
 fn open_log(path: &Path) -> Result<(File, Vec<u8>), StorageError> {
     let mut file = OpenOptions::new()
         .read(true)
@@ -254,6 +282,12 @@ fn open_log(path: &Path) -> Result<(File, Vec<u8>), StorageError> {
         .truncate(false)
         .open(path)
         .map_err(io_error(path, "opening"))?;
+    file.try_lock().map_err(|error| match error {
+        TryLockError::WouldBlock => StorageError::Locked {
+            path: path.to_path_buf(),
+        },
+        TryLockError::Error(source) => io_error(path, "locking")(source),
+    })?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)
         .map_err(io_error(path, "reading"))?;
