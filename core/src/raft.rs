@@ -280,7 +280,11 @@ impl RaftCore {
             self.stats.bad_persisted_ignored += 1;
             return;
         };
-        outputs.extend(released.messages.into_iter().map(Output::Send));
+        // A response from a term we have since left vouches for a log that may have changed
+        // (a later write may have truncated what it acknowledged); drop it, as a network might.
+        let current = self.term;
+        let fresh = released.messages.into_iter().filter(|m| m.term >= current);
+        outputs.extend(fresh.map(Output::Send));
         match self.role {
             Role::Candidate => self.count_own_vote_if_durable(outputs),
             Role::Leader => self.maybe_advance_commit(outputs),

@@ -1,0 +1,172 @@
+//! proptest on the log: followers that append, truncate and match AppendEntries from a
+//! history of leaders keep Log Matching (§5.3): two logs with an entry of the same index and
+//! term are identical up to that index.
+
+use proptest::prelude::*;
+use replog_core::{Entry, Index, Log, Payload, Term};
+
+/// Leader `t` (term t+1) starts from a prefix of an earlier leader's log and appends its own.
+fn leader_logs(specs: &[(usize, usize, usize)]) -> Vec<Vec<Entry>> {
+    let mut leaders: Vec<Vec<Entry>> = Vec::new();
+    for (term_minus_one, &(parent, cut, count)) in specs.iter().enumerate() {
+        let term = Term(term_minus_one as u64 + 1);
+        let mut log = match leaders.len() {
+            0 => Vec::new(),
+            n => {
+                let parent = &leaders[parent % n];
+                parent[..cut.min(parent.len())].to_vec()
+            }
+        };
+        for _ in 0..count {
+            let index = Index(log.len() as u64 + 1);
+            log.push(Entry {
+                index,
+                term,
+                payload: Payload::Command(format!("{}@{}", index.0, term.0)),
+            });
+        }
+        leaders.push(log);
+    }
+    leaders
+}
+
+/// The follower's half of AppendEntries, as the core does it: check `prev`, skip entries
+/// already present, truncate at the first conflict, append the rest.
+fn apply_append(follower: &mut Log, leader: &[Entry], prev: usize, count: usize) -> bool {
+    let prev = prev.min(leader.len());
+    let prev_term = if prev == 0 {
+        Term(0)
+    } else {
+        leader[prev - 1].term
+    };
+    if !follower.matches(Index(prev as u64), prev_term) {
+        return false;
+    }
+    let entries = &leader[prev..(prev + count).min(leader.len())];
+    if let Some(first_new) = follower.first_conflict(entries) {
+        let conflict_at = entries[first_new].index;
+        follower.truncate_after(conflict_at.prev());
+        follower.append(&entries[first_new..]);
+    }
+    true
+}
+
+fn assert_log_matching(a: &[Entry], b: &[Entry]) {
+    for (x, y) in a.iter().zip(b) {
+        if x.term == y.term {
+            let upto = x.index.0 as usize;
+            assert_eq!(
+                &a[..upto],
+                &b[..upto],
+                "same (index, term) at {} but different prefixes",
+                upto
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn append_truncate_and_match_keep_log_matching(
+        specs in prop::collection::vec((any::<usize>(), 0usize..12, 0usize..5), 1..8),
+        ops in prop::collection::vec((0usize..3, any::<usize>(), 0usize..14, 1usize..5), 0..60),
+    ) {
+        let leaders = leader_logs(&specs);
+        let mut followers = [Log::new(), Log::new(), Log::new()];
+        for (follower, leader, prev, count) in ops {
+            let leader = &leaders[leader % leaders.len()];
+            apply_append(&mut followers[follower], leader, prev, count);
+            // Whatever happened, the follower still reads back as a valid log.
+            let reread = Log::from_entries(followers[follower].entries().to_vec());
+            prop_assert!(reread.is_ok(), "invalid log: {:?}", reread);
+        }
+        let all: Vec<&[Entry]> = followers
+            .iter()
+            .map(|f| f.entries())
+            .chain(leaders.iter().map(|l| l.as_slice()))
+            .collect();
+        for a in &all {
+            for b in &all {
+                assert_log_matching(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn a_matching_append_leaves_the_follower_holding_the_leaders_prefix(
+        specs in prop::collection::vec((any::<usize>(), 0usize..12, 0usize..5), 1..8),
+        which in any::<usize>(),
+        prev in 0usize..14,
+        count in 1usize..5,
+    ) {
+        let leaders = leader_logs(&specs);
+        let leader = &leaders[which % leaders.len()];
+        let mut follower = Log::from_entries(leader[..prev.min(leader.len())].to_vec()).unwrap();
+        prop_assert!(apply_append(&mut follower, leader, prev, count));
+        let upto = (prev + count).min(leader.len());
+        prop_assert_eq!(&follower.entries()[..upto], &leader[..upto]);
+    }
+}
+
+#[test]
+fn up_to_date_compares_last_term_before_last_index() {
+    let log = Log::from_entries(vec![
+        Entry {
+            index: Index(1),
+            term: Term(1),
+            payload: Payload::Noop,
+        },
+        Entry {
+            index: Index(2),
+            term: Term(3),
+            payload: Payload::Noop,
+        },
+    ])
+    .unwrap();
+    assert!(log.is_up_to_date(Index(1), Term(4)));
+    assert!(!log.is_up_to_date(Index(9), Term(2)));
+    assert!(log.is_up_to_date(Index(2), Term(3)));
+    assert!(!log.is_up_to_date(Index(1), Term(3)));
+}
+
+#[test]
+fn last_index_of_term_finds_the_end_of_each_term() {
+    let entries: Vec<Entry> = [1, 1, 2, 2, 2, 5]
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| Entry {
+            index: Index(i as u64 + 1),
+            term: Term(t),
+            payload: Payload::Noop,
+        })
+        .collect();
+    let log = Log::from_entries(entries).unwrap();
+    assert_eq!(log.last_index_of_term(Term(1)), Some(Index(2)));
+    assert_eq!(log.last_index_of_term(Term(2)), Some(Index(5)));
+    assert_eq!(log.last_index_of_term(Term(3)), None);
+    assert_eq!(log.last_index_of_term(Term(5)), Some(Index(6)));
+    assert_eq!(log.first_index_of_term_at(Index(4)), Index(3));
+}
+
+#[test]
+fn batches_stop_at_the_count_and_byte_limits_but_never_send_nothing() {
+    let entries: Vec<Entry> = (1..=10)
+        .map(|i| Entry {
+            index: Index(i),
+            term: Term(1),
+            payload: Payload::Command("x".repeat(100)),
+        })
+        .collect();
+    let log = Log::from_entries(entries).unwrap();
+    assert_eq!(log.batch_from(Index(1), 3, usize::MAX).len(), 3);
+    assert_eq!(log.batch_from(Index(1), 100, 250).len(), 2);
+    assert_eq!(
+        log.batch_from(Index(1), 100, 1).len(),
+        1,
+        "one entry always goes"
+    );
+    assert_eq!(log.batch_from(Index(9), 100, usize::MAX).len(), 2);
+    assert!(log.batch_from(Index(11), 100, usize::MAX).is_empty());
+}

@@ -1,0 +1,286 @@
+//! A tiny in-test cluster: real `RaftCore`s, a message pool the test delivers by hand,
+//! and per-node "disks" that only change when the test says a write completed.
+#![allow(dead_code)]
+
+use replog_core::{
+    Config, Entry, HardState, Index, Input, Message, NodeId, Output, Payload, ProposalOutcome,
+    RaftCore, Recovered, Role, Term, Write, WriteId,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+/// What survives a crash: exactly what completed writes put there.
+#[derive(Clone, Debug, Default)]
+pub struct Disk {
+    pub hard_state: HardState,
+    pub entries: Vec<Entry>,
+}
+
+impl Disk {
+    pub fn apply(&mut self, write: &Write) {
+        if let Some(hard_state) = write.hard_state {
+            self.hard_state = hard_state;
+        }
+        if let Some(after) = write.truncate_after {
+            self.entries.truncate(after.0 as usize);
+        }
+        self.entries.extend(write.entries.iter().cloned());
+    }
+}
+
+pub struct TestNode {
+    pub core: RaftCore,
+    pub disk: Disk,
+    /// Writes handed out and not yet completed, oldest first.
+    pub pending: Vec<Write>,
+    pub committed: Vec<Entry>,
+    pub proposals: Vec<ProposalOutcome>,
+    pub crashed: bool,
+}
+
+pub struct Cluster {
+    pub nodes: BTreeMap<NodeId, TestNode>,
+    /// Messages sent and not yet delivered, in send order.
+    pub network: Vec<Message>,
+    /// Ordered pairs (from, to) whose messages are dropped.
+    pub cut: BTreeSet<(NodeId, NodeId)>,
+    /// Complete every write as soon as it is issued.
+    pub auto_persist: bool,
+    pub transcript: Vec<String>,
+}
+
+pub fn config(id: u64, size: u64) -> Config {
+    let mut config = Config::new(NodeId(id), (1..=size).map(NodeId).collect());
+    config.rng_seed = 7;
+    config
+}
+
+impl Cluster {
+    pub fn new(size: u64) -> Cluster {
+        Cluster::with_config(size, |_| {})
+    }
+
+    pub fn with_config(size: u64, tweak: impl Fn(&mut Config)) -> Cluster {
+        let mut nodes = BTreeMap::new();
+        for id in 1..=size {
+            let mut config = config(id, size);
+            tweak(&mut config);
+            let core = RaftCore::new(config, Recovered::default()).expect("valid config");
+            nodes.insert(
+                NodeId(id),
+                TestNode {
+                    core,
+                    disk: Disk::default(),
+                    pending: Vec::new(),
+                    committed: Vec::new(),
+                    proposals: Vec::new(),
+                    crashed: false,
+                },
+            );
+        }
+        Cluster {
+            nodes,
+            network: Vec::new(),
+            cut: BTreeSet::new(),
+            auto_persist: true,
+            transcript: Vec::new(),
+        }
+    }
+
+    pub fn node(&self, id: u64) -> &TestNode {
+        &self.nodes[&NodeId(id)]
+    }
+
+    pub fn core(&self, id: u64) -> &RaftCore {
+        &self.node(id).core
+    }
+
+    /// Steps node `id` with `input` and routes its outputs.
+    pub fn step(&mut self, id: u64, input: Input) -> Vec<Output> {
+        let node = self.nodes.get_mut(&NodeId(id)).expect("known node");
+        if node.crashed {
+            return Vec::new();
+        }
+        let mut outputs = Vec::new();
+        node.core.step(input, &mut outputs);
+        node.core.check_invariants();
+        for output in &outputs {
+            match output {
+                Output::Persist(write) => node.pending.push(write.clone()),
+                Output::Send(message) => self.network.push(message.clone()),
+                Output::Commit(entries) => {
+                    if let Some(last) = node.committed.last() {
+                        assert_eq!(
+                            entries[0].index,
+                            last.index.next(),
+                            "commits not contiguous"
+                        );
+                    }
+                    node.committed.extend(entries.iter().cloned());
+                }
+                Output::Proposal(outcome) => node.proposals.push(outcome.clone()),
+                Output::RoleChanged { role, term, leader } => self.transcript.push(format!(
+                    "n{id}: {role} in term {} (leader {})",
+                    term.0,
+                    leader.map_or("none".to_string(), |l| l.to_string())
+                )),
+            }
+        }
+        if self.auto_persist {
+            self.persist(id);
+        }
+        outputs
+    }
+
+    /// Completes every pending write of node `id` and reports it durable.
+    pub fn persist(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&NodeId(id)).expect("known node");
+        if node.pending.is_empty() || node.crashed {
+            return;
+        }
+        let writes = std::mem::take(&mut node.pending);
+        for write in &writes {
+            node.disk.apply(write);
+        }
+        let last = writes.last().expect("non-empty").id;
+        self.step(id, Input::Persisted { write_id: last });
+    }
+
+    pub fn tick(&mut self, id: u64, ticks: u64) {
+        for _ in 0..ticks {
+            self.step(id, Input::Tick);
+        }
+    }
+
+    /// Ticks `id` until it starts a campaign (or becomes leader in a one-node cluster).
+    pub fn campaign(&mut self, id: u64) {
+        for _ in 0..1000 {
+            let role = self.core(id).role();
+            if role != Role::Follower && role != Role::Leader {
+                return;
+            }
+            if role == Role::Leader {
+                return;
+            }
+            self.step(id, Input::Tick);
+        }
+        panic!("n{id} never campaigned");
+    }
+
+    /// Makes `id` leader: it campaigns and every message is delivered.
+    pub fn elect(&mut self, id: u64) {
+        self.campaign(id);
+        self.deliver_all();
+        assert_eq!(self.core(id).role(), Role::Leader, "n{id} failed to win");
+    }
+
+    /// Delivers one message, unless its link is cut or its target crashed.
+    pub fn deliver(&mut self, message: Message) {
+        if self.cut.contains(&(message.from, message.to)) {
+            return;
+        }
+        self.step(message.to.0, Input::Receive(message));
+    }
+
+    /// Delivers messages until none are left (new ones included).
+    pub fn deliver_all(&mut self) {
+        for _ in 0..100_000 {
+            if self.network.is_empty() {
+                return;
+            }
+            let batch = std::mem::take(&mut self.network);
+            for message in batch {
+                self.deliver(message);
+            }
+        }
+        panic!("messages never quiesced");
+    }
+
+    pub fn drop_all(&mut self) {
+        self.network.clear();
+    }
+
+    pub fn propose(&mut self, id: u64, commands: &[&str]) -> ProposalOutcome {
+        let commands = commands.iter().map(|c| c.to_string()).collect();
+        self.step(id, Input::Propose(commands));
+        self.node(id)
+            .proposals
+            .last()
+            .cloned()
+            .expect("one outcome per proposal")
+    }
+
+    /// Cuts both directions between `id` and every other node.
+    pub fn isolate(&mut self, id: u64) {
+        let others: Vec<NodeId> = self
+            .nodes
+            .keys()
+            .copied()
+            .filter(|&n| n != NodeId(id))
+            .collect();
+        for other in others {
+            self.cut.insert((NodeId(id), other));
+            self.cut.insert((other, NodeId(id)));
+        }
+    }
+
+    pub fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    /// Loses everything not durable and rebuilds the node from its disk.
+    pub fn crash_and_restart(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&NodeId(id)).expect("known node");
+        let config = node.core.config().clone();
+        let commit_index =
+            Index(node.committed.len() as u64).min(Index(node.disk.entries.len() as u64));
+        let recovered = Recovered {
+            hard_state: node.disk.hard_state,
+            entries: node.disk.entries.clone(),
+            commit_index: commit_index.min(node.core.applied_index()),
+        };
+        node.pending.clear();
+        node.core = RaftCore::new(config, recovered).expect("recovers from its own disk");
+        node.core.check_invariants();
+    }
+
+    pub fn leaders(&self) -> Vec<(u64, Term)> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.core.role() == Role::Leader)
+            .map(|(id, n)| (id.0, n.core.term()))
+            .collect()
+    }
+
+    /// A readable picture of the cluster, for snapshots.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for (id, node) in &self.nodes {
+            let core = &node.core;
+            let log: Vec<String> = core
+                .log()
+                .entries()
+                .iter()
+                .map(|e| match &e.payload {
+                    Payload::Noop => format!("{}:noop", e.term.0),
+                    Payload::Command(c) => format!("{}:{}", e.term.0, c),
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "{id}: {role} term={term} vote={vote} leader={leader} commit={commit} log=[{log}]",
+                role = core.role(),
+                term = core.term().0,
+                vote = core.voted_for().map_or("-".into(), |v| v.to_string()),
+                leader = core.leader().map_or("-".into(), |l| l.to_string()),
+                commit = core.commit_index().0,
+                log = log.join(" "),
+            );
+        }
+        out
+    }
+}
+
+pub fn write_id(id: u64) -> WriteId {
+    WriteId(id)
+}
