@@ -1,8 +1,8 @@
 //! One line of `log.jsonl`: the byte format of a single entry, both ways.
 //!
 //! ```text
-//! {"crc":"5c8bf3a4","index":7,"term":2,"command":"set x=1"}
-//! {"crc":"0d4e1b77","index":8,"term":3,"noop":true}
+//! {"crc":"574e94ba","index":7,"term":2,"command":"set x=1"}
+//! {"crc":"4f36157d","index":8,"term":3,"noop":true}
 //! ```
 //!
 //! The line is plain JSON (so `jq` reads the log), but the checksum sits in a fixed-width
@@ -166,6 +166,20 @@ mod tests {
         assert!(text.ends_with(",\"index\":7,\"term\":2,\"command\":\"set x=1\"}\n"));
         let value: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
         assert_eq!(value["index"], 7);
+    }
+
+    #[test]
+    fn documented_example_lines_are_exact() {
+        let command = entry(7, 2, Payload::Command("set x=1".to_string()));
+        let noop = entry(8, 3, Payload::Noop);
+        assert_eq!(
+            encode(&command),
+            b"{\"crc\":\"574e94ba\",\"index\":7,\"term\":2,\"command\":\"set x=1\"}\n"
+        );
+        assert_eq!(
+            encode(&noop),
+            b"{\"crc\":\"4f36157d\",\"index\":8,\"term\":3,\"noop\":true}\n"
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! commit), and [`Storage::record_commit_index`] keeps a restart hint.
 //!
 //! ## Files
-//! - `log.jsonl`: one entry per line, `{"crc":"5c8bf3a4","index":7,"term":2,"command":"x"}`
-//!   or `{"crc":"…","index":1,"term":1,"noop":true}`; see `line.rs`.
+//! - `log.jsonl`: one entry per line, `{"crc":"574e94ba","index":7,"term":2,"command":"set x=1"}`
+//!   or `{"crc":"35927822","index":1,"term":1,"noop":true}`; see `line.rs`.
 //! - `metadata.json`: `{"current_term":3,"voted_for":2,"commit_index":17}`, replaced
 //!   atomically; see `metadata.rs`.
 //!

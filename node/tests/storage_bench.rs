@@ -1,0 +1,132 @@
+//! Measurements, not tests: the disk's raw fsync latency and `Storage::persist` throughput
+//! with group commit. Ignored by default because the numbers depend on the machine; run
+//!
+//! ```text
+//! cargo test --release -p replog-node --test storage_bench -- --ignored --nocapture
+//! ```
+
+use replog_core::{Entry, HardState, Index, NodeId, Payload, Term, Write, WriteId};
+use replog_node::storage::Storage;
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const COMMAND_BYTES: usize = 64;
+const RUN_TIME: Duration = Duration::from_millis(1500);
+
+/// A directory on the same disk as the project (not a tmpfs), unless `REPLOG_BENCH_DIR`
+/// names another place (e.g. /dev/shm, to separate encoding cost from the disk).
+fn bench_dir() -> tempfile::TempDir {
+    let parent = std::env::var("REPLOG_BENCH_DIR")
+        .unwrap_or_else(|_| env!("CARGO_TARGET_TMPDIR").to_string());
+    tempfile::tempdir_in(parent).unwrap()
+}
+
+fn percentile(sorted: &[Duration], per_mille: usize) -> Duration {
+    sorted[(sorted.len() * per_mille / 1000).min(sorted.len() - 1)]
+}
+
+fn report(label: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let total: Duration = samples.iter().sum();
+    println!(
+        "{label:<44} n={:<6} mean={:>8.1?} p50={:>8.1?} p99={:>8.1?} max={:>8.1?}",
+        samples.len(),
+        total / samples.len() as u32,
+        percentile(&samples, 500),
+        percentile(&samples, 990),
+        samples[samples.len() - 1],
+    );
+}
+
+/// One 64-byte append plus fdatasync (what an append of one small entry costs), and the
+/// same with a full fsync.
+fn raw_fsync_latency(dir: &Path) {
+    let line = [b'x'; 63];
+    for (label, full) in [
+        ("raw: 64-byte append + fdatasync", false),
+        ("raw: 64-byte append + fsync", true),
+    ] {
+        let path = dir.join(format!("raw-{full}"));
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        let mut samples = Vec::new();
+        for _ in 0..2000 {
+            let start = Instant::now();
+            file.write_all(&line).unwrap();
+            file.write_all(b"\n").unwrap();
+            if full {
+                file.sync_all().unwrap();
+            } else {
+                file.sync_data().unwrap();
+            }
+            samples.push(start.elapsed());
+        }
+        report(label, samples);
+    }
+}
+
+/// `persist` of batches of `batch` 64-byte entries, back to back, for `RUN_TIME`.
+fn persist_throughput(dir: &Path, batch: usize) {
+    let (mut storage, _, _) = Storage::open(dir, NodeId(batch as u64)).unwrap();
+    let term = Term(1);
+    storage
+        .persist(&[Write {
+            id: WriteId(1),
+            hard_state: Some(HardState {
+                term,
+                voted_for: Some(NodeId(1)),
+            }),
+            truncate_after: None,
+            entries: vec![],
+        }])
+        .unwrap();
+    let command = "c".repeat(COMMAND_BYTES);
+    let mut next_index = Index(1);
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < RUN_TIME {
+        // Build the batch outside the timed section: the runtime receives it ready-made.
+        let writes: Vec<Write> = (0..batch)
+            .map(|offset| Write {
+                id: WriteId(next_index.0 + offset as u64 + 1),
+                hard_state: None,
+                truncate_after: None,
+                entries: vec![Entry {
+                    index: next_index.plus(offset as u64),
+                    term,
+                    payload: Payload::Command(command.clone()),
+                }],
+            })
+            .collect();
+        let start = Instant::now();
+        storage.persist(&writes).unwrap();
+        samples.push(start.elapsed());
+        next_index = next_index.plus(batch as u64);
+    }
+    let busy: Duration = samples.iter().sum();
+    let entries = samples.len() * batch;
+    println!(
+        "persist: {batch:>4} writes of 1 entry per call -> {:>9.0} entries/s ({} calls)",
+        entries as f64 / busy.as_secs_f64(),
+        samples.len()
+    );
+    report(
+        &format!("persist: batch of {batch}, latency per call"),
+        samples,
+    );
+}
+
+#[test]
+#[ignore = "a measurement; run with --ignored --nocapture"]
+fn measure_fsync_latency_and_persist_throughput() {
+    let dir = bench_dir();
+    raw_fsync_latency(dir.path());
+    for batch in [1, 16, 256, 4096] {
+        persist_throughput(dir.path(), batch);
+    }
+}
