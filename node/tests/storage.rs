@@ -310,6 +310,27 @@ fn missing_metadata_next_to_a_log_is_a_clear_error() {
 }
 
 #[test]
+fn missing_log_next_to_metadata_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    storage_with_entries(dir.path(), 2);
+    fs::remove_file(log_path(dir.path())).unwrap();
+    let error = open_error(dir.path());
+    assert!(error.contains("log.jsonl: missing"), "{error}");
+}
+
+#[test]
+fn crash_while_creating_the_directory_opens_as_fresh() {
+    // open() creates log.jsonl before metadata.json; a crash between them leaves this.
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("1")).unwrap();
+    fs::write(log_path(dir.path()), b"").unwrap();
+    let (_, recovered, report) = open(dir.path());
+    assert_eq!(recovered, Recovered::default());
+    assert!(report.warnings.is_empty());
+    assert!(metadata_path(dir.path()).exists());
+}
+
+#[test]
 fn garbled_metadata_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     storage_with_entries(dir.path(), 2);

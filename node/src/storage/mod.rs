@@ -23,8 +23,9 @@
 //!   can only leave a torn tail: a last line without a newline, with a bad checksum, or
 //!   zeros. Recovery cuts exactly that tail, with a warning; damage anywhere else fails
 //!   `open` with the file and line.
-//! - `metadata.json` is written when the directory is first created, so a missing one next
-//!   to a non-empty log means damage, and is reported rather than treated as a fresh node.
+//! - A fresh directory gets an empty `log.jsonl`, then `metadata.json`. So a missing
+//!   `metadata.json` next to a non-empty log, or a missing log next to `metadata.json`,
+//!   means damage, and is reported rather than treated as a fresh node.
 //! - The commit index in metadata is never ahead of the durable log, and truncations below
 //!   it are refused, so recovery can insist `commit_index <= last index`.
 //! - Any failed call poisons the handle: after a failed fsync the kernel may have dropped
@@ -43,7 +44,7 @@ use log_file::LogFile;
 use metadata::Metadata;
 use replog_core::{HardState, Index, NodeId, Recovered, Write};
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::Read as _;
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -85,22 +86,33 @@ impl Storage {
         let dir = data_dir.join(node_id.0.to_string());
         create_dir_durably(&dir)?;
         let log_path = dir.join(log_file::FILE_NAME);
-        let (file, bytes) = open_log(&log_path)?;
+        let stored = metadata::read(&dir)?;
+        let log_existed = log_path
+            .try_exists()
+            .map_err(io_error(&log_path, "checking for"))?;
+        if stored.is_some() && !log_existed {
+            // The log is created before metadata.json, so it was lost, not never written.
+            return Err(StorageError::Inconsistent {
+                path: log_path,
+                problem: "missing, but metadata.json exists; refusing to start with an \
+                          empty log in place of a lost one"
+                    .to_string(),
+            });
+        }
+        let (file, log_len) = open_log(&log_path)?;
         // The log file may have just been created; make its directory entry durable.
         metadata::sync_dir(&dir)?;
-        let scanned = recovery::scan(&log_path, &bytes)?;
-        let stored = metadata::read(&dir)?;
+        let scanned = recovery::scan(&log_path, BufReader::with_capacity(1 << 16, &file))?;
         let meta = match stored {
             Some(meta) => meta,
-            None if bytes.is_empty() => Metadata::default(),
+            None if log_len == 0 => Metadata::default(),
             None => {
                 return Err(StorageError::Metadata {
                     path: dir.join(metadata::FILE_NAME),
                     problem: format!(
-                        "missing, but {} holds {} bytes; refusing to start without the \
-                         term and vote that go with them",
+                        "missing, but {} holds {log_len} bytes; refusing to start without \
+                         the term and vote that go with them",
                         log_path.display(),
-                        bytes.len()
                     ),
                 })
             }
@@ -270,12 +282,13 @@ fn create_dir_durably(dir: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Opens (creating) the log file, takes the directory's exclusive lock and reads the file.
+/// Opens (creating) the log file, takes the directory's exclusive lock and returns the
+/// file with its length.
 ///
 /// The lock (held while the file stays open) keeps a second process with the same node
 /// id and data directory from interleaving its writes with ours.
-fn open_log(path: &Path) -> Result<(File, Vec<u8>), StorageError> {
-    let mut file = OpenOptions::new()
+fn open_log(path: &Path) -> Result<(File, u64), StorageError> {
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
@@ -288,10 +301,11 @@ fn open_log(path: &Path) -> Result<(File, Vec<u8>), StorageError> {
         },
         TryLockError::Error(source) => io_error(path, "locking")(source),
     })?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(io_error(path, "reading"))?;
-    Ok((file, bytes))
+    let len = file
+        .metadata()
+        .map_err(io_error(path, "reading the length of"))?
+        .len();
+    Ok((file, len))
 }
 
 /// The cross-file checks `RaftCore::new` would otherwise fail with less context.

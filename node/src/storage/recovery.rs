@@ -8,9 +8,10 @@
 //! before the final line cannot come from an interrupted append, so it is an error naming
 //! the line, and nothing is dropped.
 
-use super::error::{LineProblem, StorageError};
+use super::error::{io_error, LineProblem, StorageError};
 use super::line::decode_line;
 use replog_core::{Entry, Index, Term};
+use std::io::BufRead;
 use std::path::Path;
 
 /// The checked contents of a log file.
@@ -35,39 +36,53 @@ pub(crate) struct TornTail {
     pub reason: String,
 }
 
-/// Checks every line of `bytes` (the contents of the file at `path`).
-pub(crate) fn scan(path: &Path, bytes: &[u8]) -> Result<ScannedLog, StorageError> {
+/// Checks every line read from `reader` (the file at `path`), one line in memory at a time.
+pub(crate) fn scan(path: &Path, mut reader: impl BufRead) -> Result<ScannedLog, StorageError> {
     let mut scanned = ScannedLog::default();
-    let mut start = 0usize;
-    while start < bytes.len() {
+    let mut line = Vec::new();
+    // A line that failed its checksum: fatal, unless nothing follows it.
+    let mut suspect: Option<(u64, u64, LineProblem)> = None;
+    loop {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(io_error(path, "reading"))?;
+        if read == 0 {
+            break;
+        }
+        if let Some((line_number, _, problem)) = suspect.take() {
+            return Err(corrupt(path, line_number, problem));
+        }
         let line_number = scanned.entries.len() as u64 + 1;
-        let Some(length) = bytes[start..].iter().position(|&byte| byte == b'\n') else {
+        // read_until stops short of a newline only at the end of the file.
+        let Some(content) = line.strip_suffix(b"\n") else {
             scanned.torn = Some(TornTail {
                 line: line_number,
-                bytes: (bytes.len() - start) as u64,
+                bytes: read as u64,
                 reason: "no terminating newline".to_string(),
             });
             break;
         };
-        let end = start + length;
-        let is_final = end + 1 == bytes.len();
-        let entry = match decode_line(&bytes[start..end]) {
-            Ok(entry) => entry,
-            Err(problem) if is_final && is_tear(&problem) => {
-                scanned.torn = Some(TornTail {
-                    line: line_number,
-                    bytes: (length + 1) as u64,
-                    reason: problem.to_string(),
-                });
-                break;
+        match decode_line(content) {
+            Ok(entry) => {
+                check_sequence(&scanned.entries, &entry)
+                    .map_err(|problem| corrupt(path, line_number, problem))?;
+                scanned.offsets.push(scanned.valid_len);
+                scanned.entries.push(entry);
+                scanned.valid_len += read as u64;
+            }
+            Err(problem) if is_tear(&problem) => {
+                suspect = Some((line_number, read as u64, problem));
             }
             Err(problem) => return Err(corrupt(path, line_number, problem)),
-        };
-        check_sequence(&scanned.entries, &entry).map_err(|p| corrupt(path, line_number, p))?;
-        scanned.offsets.push(start as u64);
-        scanned.entries.push(entry);
-        start = end + 1;
-        scanned.valid_len = start as u64;
+        }
+    }
+    if let Some((line, bytes, problem)) = suspect {
+        scanned.torn = Some(TornTail {
+            line,
+            bytes,
+            reason: problem.to_string(),
+        });
     }
     Ok(scanned)
 }
@@ -132,7 +147,7 @@ mod tests {
 
     #[test]
     fn empty_file_is_an_empty_log() {
-        let scanned = scan(Path::new("log.jsonl"), b"").unwrap();
+        let scanned = scan(Path::new("log.jsonl"), &b""[..]).unwrap();
         assert!(scanned.entries.is_empty());
         assert_eq!(scanned.valid_len, 0);
         assert_eq!(scanned.torn, None);
@@ -141,7 +156,7 @@ mod tests {
     #[test]
     fn offsets_point_at_line_starts() {
         let bytes = log_bytes(&[1, 1, 2]);
-        let scanned = scan(Path::new("log.jsonl"), &bytes).unwrap();
+        let scanned = scan(Path::new("log.jsonl"), &bytes[..]).unwrap();
         assert_eq!(scanned.offsets[0], 0);
         for &offset in &scanned.offsets[1..] {
             assert_eq!(bytes[offset as usize - 1], b'\n');
@@ -152,7 +167,7 @@ mod tests {
     #[test]
     fn a_decreasing_term_is_refused_with_its_line() {
         let bytes = log_bytes(&[1, 2, 1]);
-        let error = scan(Path::new("log.jsonl"), &bytes)
+        let error = scan(Path::new("log.jsonl"), &bytes[..])
             .unwrap_err()
             .to_string();
         assert!(error.contains("line 3"), "{error}");
@@ -161,7 +176,7 @@ mod tests {
 
     #[test]
     fn zero_term_is_refused() {
-        let error = scan(Path::new("log.jsonl"), &log_bytes(&[0])).unwrap_err();
+        let error = scan(Path::new("log.jsonl"), &log_bytes(&[0])[..]).unwrap_err();
         assert!(error.to_string().contains("term 0"), "{error}");
     }
 
@@ -170,7 +185,7 @@ mod tests {
         let mut bytes = log_bytes(&[1, 1]);
         let last = bytes.len() - 3;
         bytes[last] ^= 0x01;
-        let scanned = scan(Path::new("log.jsonl"), &bytes).unwrap();
+        let scanned = scan(Path::new("log.jsonl"), &bytes[..]).unwrap();
         assert_eq!(scanned.entries.len(), 1);
         assert_eq!(scanned.torn.as_ref().unwrap().line, 2);
     }
@@ -180,7 +195,7 @@ mod tests {
         let mut bytes = log_bytes(&[1, 1]);
         let good = bytes.len();
         bytes.extend_from_slice(&[0u8; 4096]);
-        let scanned = scan(Path::new("log.jsonl"), &bytes).unwrap();
+        let scanned = scan(Path::new("log.jsonl"), &bytes[..]).unwrap();
         assert_eq!(scanned.entries.len(), 2);
         assert_eq!(scanned.valid_len, good as u64);
         assert_eq!(scanned.torn.unwrap().bytes, 4096);
