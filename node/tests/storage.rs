@@ -356,6 +356,24 @@ fn stored_commit_index_beyond_the_log_is_an_error_not_clamped() {
 }
 
 #[test]
+fn damaged_final_line_below_the_commit_index_is_an_error_not_a_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    storage_with_entries(dir.path(), 3);
+    let (mut storage, _, _) = open(dir.path());
+    storage.record_commit_index(Index(3)).unwrap();
+    storage.flush_commit_index().unwrap();
+    drop(storage);
+    let mut bytes = fs::read(log_path(dir.path())).unwrap();
+    let last = bytes.len() - 4;
+    bytes[last] ^= 0x01;
+    fs::write(log_path(dir.path()), &bytes).unwrap();
+    let error = open_error(dir.path());
+    assert!(error.contains("commit index 3"), "{error}");
+    assert!(error.contains("final line 3 is damaged"), "{error}");
+    assert_eq!(fs::read(log_path(dir.path())).unwrap(), bytes);
+}
+
+#[test]
 fn log_term_beyond_the_stored_term_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     storage_with_entries(dir.path(), 2);
@@ -594,6 +612,9 @@ fn run_model(batches: Vec<Vec<Op>>) -> Result<(), TestCaseError> {
     prop_assert_eq!(&recovered.entries, &model.log);
     prop_assert_eq!(recovered.hard_state, model.hard_state);
     prop_assert!(recovered.commit_index <= model.commit_index);
+    let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
+    let core = RaftCore::new(Config::new(NODE, voters), recovered);
+    prop_assert!(core.is_ok(), "RaftCore::new refused: {:?}", core.err());
     Ok(())
 }
 

@@ -332,10 +332,18 @@ fn check_consistent(
     }
     let last_index = scanned.entries.len() as u64;
     if meta.commit_index.0 > last_index {
+        // A committed entry can only be missing if a durable line was damaged, so point
+        // at the final line that recovery would otherwise have cut off.
+        let damaged = scanned.torn.as_ref().map_or(String::new(), |torn| {
+            format!(
+                "; its final line {} is damaged ({})",
+                torn.line, torn.reason
+            )
+        });
         return Err(StorageError::Inconsistent {
             path: metadata_path,
             problem: format!(
-                "commit index {} lies beyond the last entry of {} (index {last_index})",
+                "commit index {} lies beyond the last entry of {} (index {last_index}){damaged}",
                 meta.commit_index.0,
                 log_path.display()
             ),
