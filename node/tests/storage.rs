@@ -243,6 +243,44 @@ fn torn_final_line_at_every_byte_offset_recovers_with_a_warning() {
 }
 
 #[test]
+fn crash_at_any_byte_of_a_group_commit_recovers_its_complete_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut entries = storage_with_entries(dir.path(), 2);
+    let before = fs::read(log_path(dir.path())).unwrap().len();
+    let batch: Vec<Entry> = (3..=5).map(|index| command(index, 1, "batched")).collect();
+    let (mut storage, _, _) = open(dir.path());
+    let writes: Vec<Write> = batch
+        .iter()
+        .map(|entry| Write {
+            id: WriteId(entry.index.0),
+            hard_state: None,
+            truncate_after: None,
+            entries: vec![entry.clone()],
+        })
+        .collect();
+    storage.persist(&writes).unwrap();
+    drop(storage);
+    entries.extend(batch);
+    let full = fs::read(log_path(dir.path())).unwrap();
+    let starts = line_starts(&full);
+    for cut in before..=full.len() {
+        fs::write(log_path(dir.path()), &full[..cut]).unwrap();
+        let (_, recovered, report) = open(dir.path());
+        let complete = starts
+            .iter()
+            .filter(|&&start| start > 0 && start <= cut)
+            .count();
+        assert_eq!(recovered.entries, entries[..complete], "cut at byte {cut}");
+        let mid_line = !starts.contains(&cut);
+        assert_eq!(
+            report.warnings.len(),
+            usize::from(mid_line),
+            "cut at byte {cut}"
+        );
+    }
+}
+
+#[test]
 fn final_line_with_bad_checksum_or_zero_fill_is_truncated() {
     let dir = tempfile::tempdir().unwrap();
     let entries = storage_with_entries(dir.path(), 3);
@@ -571,6 +609,15 @@ fn append_bytes(path: &Path, bytes: &[u8]) {
     file.write_all(bytes).unwrap();
 }
 
+/// Each case fsyncs many times, so fewer than proptest's default unless PROPTEST_CASES
+/// asks for more (CI or a soak run).
+fn model_cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(128)
+}
+
 fn run_model(batches: Vec<Vec<Op>>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let mut model = Model::default();
@@ -619,7 +666,7 @@ fn run_model(batches: Vec<Vec<Op>>) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(model_cases()))]
 
     #[test]
     fn reopen_yields_exactly_the_model_log_and_hard_state(

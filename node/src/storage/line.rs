@@ -91,6 +91,15 @@ impl LineRecord {
     }
 }
 
+/// How many line headers `bytes` holds. Inside a well-formed line the header's quotes
+/// would be escaped, so more than one means several lines ran together.
+pub(crate) fn count_headers(bytes: &[u8]) -> usize {
+    bytes
+        .windows(HEADER_START.len())
+        .filter(|window| *window == HEADER_START)
+        .count()
+}
+
 /// The checksum in the header, if the header is there and well-formed.
 fn read_header(line: &[u8]) -> Option<u32> {
     if line.len() < HEADER_LEN

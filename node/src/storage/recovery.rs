@@ -9,7 +9,7 @@
 //! the line, and nothing is dropped.
 
 use super::error::{io_error, LineProblem, StorageError};
-use super::line::decode_line;
+use super::line::{count_headers, decode_line};
 use replog_core::{Entry, Index, Term};
 use std::io::BufRead;
 use std::path::Path;
@@ -36,12 +36,29 @@ pub(crate) struct TornTail {
     pub reason: String,
 }
 
+impl TornTail {
+    fn new(line: u64, bytes: &[u8], problem: &str) -> TornTail {
+        // A lost newline merges lines; say so, since then more than one entry goes.
+        let headers = count_headers(bytes);
+        let reason = if headers > 1 {
+            format!("{problem}; it holds {headers} line headers, so several entries run together")
+        } else {
+            problem.to_string()
+        };
+        TornTail {
+            line,
+            bytes: bytes.len() as u64,
+            reason,
+        }
+    }
+}
+
 /// Checks every line read from `reader` (the file at `path`), one line in memory at a time.
 pub(crate) fn scan(path: &Path, mut reader: impl BufRead) -> Result<ScannedLog, StorageError> {
     let mut scanned = ScannedLog::default();
     let mut line = Vec::new();
     // A line that failed its checksum: fatal, unless nothing follows it.
-    let mut suspect: Option<(u64, u64, LineProblem)> = None;
+    let mut suspect: Option<(TornTail, LineProblem)> = None;
     loop {
         line.clear();
         let read = reader
@@ -50,17 +67,13 @@ pub(crate) fn scan(path: &Path, mut reader: impl BufRead) -> Result<ScannedLog, 
         if read == 0 {
             break;
         }
-        if let Some((line_number, _, problem)) = suspect.take() {
-            return Err(corrupt(path, line_number, problem));
+        if let Some((torn, problem)) = suspect.take() {
+            return Err(corrupt(path, torn.line, problem));
         }
         let line_number = scanned.entries.len() as u64 + 1;
         // read_until stops short of a newline only at the end of the file.
         let Some(content) = line.strip_suffix(b"\n") else {
-            scanned.torn = Some(TornTail {
-                line: line_number,
-                bytes: read as u64,
-                reason: "no terminating newline".to_string(),
-            });
+            scanned.torn = Some(TornTail::new(line_number, &line, "no terminating newline"));
             break;
         };
         match decode_line(content) {
@@ -72,18 +85,13 @@ pub(crate) fn scan(path: &Path, mut reader: impl BufRead) -> Result<ScannedLog, 
                 scanned.valid_len += read as u64;
             }
             Err(problem) if is_tear(&problem) => {
-                suspect = Some((line_number, read as u64, problem));
+                let torn = TornTail::new(line_number, &line, &problem.to_string());
+                suspect = Some((torn, problem));
             }
             Err(problem) => return Err(corrupt(path, line_number, problem)),
         }
     }
-    if let Some((line, bytes, problem)) = suspect {
-        scanned.torn = Some(TornTail {
-            line,
-            bytes,
-            reason: problem.to_string(),
-        });
-    }
+    scanned.torn = scanned.torn.or(suspect.map(|(torn, _)| torn));
     Ok(scanned)
 }
 
@@ -188,6 +196,41 @@ mod tests {
         let scanned = scan(Path::new("log.jsonl"), &bytes[..]).unwrap();
         assert_eq!(scanned.entries.len(), 1);
         assert_eq!(scanned.torn.as_ref().unwrap().line, 2);
+    }
+
+    proptest::proptest! {
+        /// Whatever one damaged byte does, recovery never invents or reorders an entry: it
+        /// refuses, or returns a prefix of the original log, dropping lines only with a
+        /// warning (more than the final one only when a lost newline merged them).
+        #[test]
+        fn one_damaged_byte_never_yields_a_different_log(
+            terms in proptest::collection::vec(1..4u64, 1..8),
+            position in proptest::prelude::any::<proptest::sample::Index>(),
+            value in proptest::prelude::any::<u8>(),
+        ) {
+            let mut sorted = terms;
+            sorted.sort();
+            let original = log_bytes(&sorted);
+            let intact = scan(Path::new("log.jsonl"), &original[..]).unwrap();
+            let mut damaged = original.clone();
+            damaged[position.index(original.len())] = value;
+            if let Ok(scanned) = scan(Path::new("log.jsonl"), &damaged[..]) {
+                let kept = scanned.entries.len();
+                proptest::prop_assert_eq!(&scanned.entries[..], &intact.entries[..kept]);
+                proptest::prop_assert_eq!(scanned.torn.is_some(), kept < intact.entries.len());
+                if kept + 1 < intact.entries.len() {
+                    // Only a lost newline merges lines, and the warning says so.
+                    let torn = scanned.torn.unwrap();
+                    proptest::prop_assert!(torn.reason.contains("run together"), "{}", torn.reason);
+                }
+            }
+        }
+
+        /// Arbitrary bytes are input, not a bug: scanning them never panics.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = scan(Path::new("log.jsonl"), &bytes[..]);
+        }
     }
 
     #[test]
