@@ -87,17 +87,8 @@ impl Storage {
         create_dir_durably(&dir)?;
         let log_path = dir.join(log_file::FILE_NAME);
         let stored = metadata::read(&dir)?;
-        let log_existed = log_path
-            .try_exists()
-            .map_err(io_error(&log_path, "checking for"))?;
-        if stored.is_some() && !log_existed {
-            // The log is created before metadata.json, so it was lost, not never written.
-            return Err(StorageError::Inconsistent {
-                path: log_path,
-                problem: "missing, but metadata.json exists; refusing to start with an \
-                          empty log in place of a lost one"
-                    .to_string(),
-            });
+        if stored.is_some() {
+            require_log(&log_path)?;
         }
         let (file, log_len) = open_log(&log_path)?;
         // The log file may have just been created; make its directory entry durable.
@@ -105,17 +96,7 @@ impl Storage {
         let scanned = recovery::scan(&log_path, BufReader::with_capacity(1 << 16, &file))?;
         let meta = match stored {
             Some(meta) => meta,
-            None if log_len == 0 => Metadata::default(),
-            None => {
-                return Err(StorageError::Metadata {
-                    path: dir.join(metadata::FILE_NAME),
-                    problem: format!(
-                        "missing, but {} holds {log_len} bytes; refusing to start without \
-                         the term and vote that go with them",
-                        log_path.display(),
-                    ),
-                })
-            }
+            None => fresh_metadata(&dir, &log_path, log_len)?,
         };
         check_consistent(&dir, &log_path, &scanned, &meta)?;
         if stored.is_none() {
@@ -280,6 +261,38 @@ fn create_dir_durably(dir: &Path) -> Result<(), StorageError> {
         metadata::sync_dir(parent)?;
     }
     Ok(())
+}
+
+/// Fails unless the log exists. A fresh directory gets its log before `metadata.json`, so
+/// metadata without a log means the log was lost, not never written.
+fn require_log(log_path: &Path) -> Result<(), StorageError> {
+    let exists = log_path
+        .try_exists()
+        .map_err(io_error(log_path, "checking for"))?;
+    if exists {
+        return Ok(());
+    }
+    Err(StorageError::Inconsistent {
+        path: log_path.to_path_buf(),
+        problem: "missing, but metadata.json exists; refusing to start with an empty log \
+                  in place of a lost one"
+            .to_string(),
+    })
+}
+
+/// The state of a node that never wrote anything, which only an empty log may belong to.
+fn fresh_metadata(dir: &Path, log_path: &Path, log_len: u64) -> Result<Metadata, StorageError> {
+    if log_len == 0 {
+        return Ok(Metadata::default());
+    }
+    Err(StorageError::Metadata {
+        path: dir.join(metadata::FILE_NAME),
+        problem: format!(
+            "missing, but {} holds {log_len} bytes; refusing to start without the term and \
+             vote that go with them",
+            log_path.display(),
+        ),
+    })
 }
 
 /// Opens (creating) the log file, takes the directory's exclusive lock and returns the
