@@ -1,1 +1,31 @@
+//! # replog-node: the sans-IO Raft core on real threads, sockets and files
+//!
+//! One thread owns the core (`runtime`); it never blocks on I/O. Around it:
+//! - `storage_thread` makes writes durable (group commit) through `storage`;
+//! - `transport` carries Raft messages between peers (one sender thread per peer, framed
+//!   JSON after a handshake);
+//! - `client` speaks the newline-delimited JSON client protocol, and holds a blocking
+//!   client for the CLI and tests;
+//! - `listener` accepts on the node's one port and tells peers from clients;
+//! - `pending` tracks appends until they commit, are overwritten, or time out;
+//! - `config` maps `-i`/`-a`/`-p` to node ids and holds timing and limits;
+//! - `node` wires it all up; `local_cluster` starts whole clusters of node processes (for
+//!   `replog demo`, the benchmark and the tests).
+//!
+//! The client protocol is documented in `docs/protocol.md`.
+
+pub mod logging;
+
+pub mod client;
+pub mod config;
+pub mod listener;
+pub mod local_cluster;
+pub mod node;
+pub mod pending;
+pub mod runtime;
 pub mod storage;
+pub mod storage_thread;
+pub mod transport;
+
+pub use config::{Members, NodeConfig};
+pub use node::{run, NodeError};

@@ -1,34 +1,294 @@
-//! `replog start|append|query|status|demo` (placeholder until the node lands).
+//! `replog start|append|query|status|demo`: run a node, talk to one, or start a local
+//! cluster to play with.
+
 use clap::Args;
+use replog_node::client::blocking::{self, AppendError, Connection};
+use replog_node::client::{NodeState, Request, Response};
+use replog_node::config::{Limits, Members, NodeConfig, Timing};
+use replog_node::local_cluster::{fresh_temp_dir, LocalCluster};
+use std::io::{self, BufRead, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 #[derive(Args)]
-pub struct StartArgs {}
-#[derive(Args)]
-pub struct AppendArgs {}
-#[derive(Args)]
-pub struct QueryArgs {}
-#[derive(Args)]
-pub struct StatusArgs {}
-#[derive(Args)]
-pub struct DemoArgs {}
+pub struct StartArgs {
+    /// This node's id (a number from 1). With plain peer addresses, ids follow the sorted
+    /// address list (the lowest address is 1); name them explicitly with `-p ID=ADDR,...`.
+    #[arg(short = 'i', long = "id")]
+    id: u64,
+    /// The address this node listens on, for peers and clients alike.
+    #[arg(short = 'a', long = "addr")]
+    addr: String,
+    /// The other nodes: "ADDR,ADDR" or "ID=ADDR,ID=ADDR" (this node's own may be listed).
+    #[arg(short = 'p', long = "peers", default_value = "")]
+    peers: String,
+    /// Campaign at once instead of after an election timeout (leadership still takes a
+    /// majority's votes).
+    #[arg(long)]
+    leader: bool,
+    /// Data lives in DIR/<id>/.
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    /// Nodes only talk to peers that name the same cluster.
+    #[arg(long, default_value = "replog")]
+    cluster: String,
+    /// Stop cleanly when standard input closes (for supervisors such as `replog demo`).
+    #[arg(long, hide = true)]
+    stop_on_stdin_eof: bool,
+}
 
-fn not_built() -> ExitCode {
-    eprintln!("error: the node is not built yet");
-    ExitCode::from(2)
+#[derive(Args)]
+pub struct AppendArgs {
+    /// A node of the cluster; not_leader redirects are followed.
+    #[arg(short = 't', long = "target")]
+    target: String,
+    /// The command to append.
+    #[arg(short = 'c', long = "command")]
+    command: String,
+    /// Print the node's answer line as is.
+    #[arg(long)]
+    json: bool,
+    /// Give up when no leader has accepted the command within this many seconds.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
 }
-pub fn start(_: StartArgs) -> ExitCode {
-    not_built()
+
+#[derive(Args)]
+pub struct QueryArgs {
+    #[arg(short = 't', long = "target")]
+    target: String,
+    /// Print the node's answer line as is.
+    #[arg(long)]
+    json: bool,
 }
-pub fn append(_: AppendArgs) -> ExitCode {
-    not_built()
+
+#[derive(Args)]
+pub struct StatusArgs {
+    #[arg(short = 't', long = "target")]
+    target: String,
+    /// Print the node's answer line as is.
+    #[arg(long)]
+    json: bool,
 }
-pub fn query(_: QueryArgs) -> ExitCode {
-    not_built()
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// How many nodes to start.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
 }
-pub fn status(_: StatusArgs) -> ExitCode {
-    not_built()
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn start(args: StartArgs) -> ExitCode {
+    let peers: Vec<String> = args.peers.split(',').map(str::to_string).collect();
+    let members = match Members::resolve(args.id, &args.addr, &peers) {
+        Ok(members) => members,
+        Err(error) => return fail(&format!("bad cluster configuration: {error}")),
+    };
+    let config = NodeConfig {
+        members,
+        cluster: args.cluster,
+        data_dir: args.data_dir,
+        campaign_at_start: args.leader,
+        stop_on_stdin_eof: args.stop_on_stdin_eof,
+        timing: Timing::default(),
+        limits: Limits::default(),
+    };
+    match replog_node::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error.to_string()),
+    }
 }
-pub fn demo(_: DemoArgs) -> ExitCode {
-    not_built()
+
+pub fn append(args: AppendArgs) -> ExitCode {
+    let targets = [args.target.clone()];
+    let timeout = Duration::from_secs(args.timeout);
+    match blocking::append(&targets, &args.command, timeout) {
+        Ok(appended) => {
+            if args.json {
+                let mut line = Vec::new();
+                Response::Appended {
+                    index: appended.index,
+                    term: appended.term,
+                }
+                .encode(&mut line);
+                print!("{}", String::from_utf8_lossy(&line));
+            } else {
+                println!(
+                    "committed at index {} in term {} (leader {})",
+                    appended.index, appended.term, appended.leader
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error @ AppendError::NoLeader { .. }) => fail(&error.to_string()),
+        Err(error) => fail(&error.to_string()),
+    }
+}
+
+pub fn query(args: QueryArgs) -> ExitCode {
+    show_state(&args.target, Request::Query, args.json)
+}
+
+pub fn status(args: StatusArgs) -> ExitCode {
+    show_state(&args.target, Request::Status, args.json)
+}
+
+fn show_state(target: &str, request: Request, json: bool) -> ExitCode {
+    let mut connection = match Connection::connect(target, CONNECT_TIMEOUT) {
+        Ok(connection) => connection,
+        Err(error) => return fail(&format!("cannot reach {target}: {error}")),
+    };
+    if let Err(error) = connection.send(&request) {
+        return fail(&format!("{target}: {error}"));
+    }
+    let line = match connection.recv_line() {
+        Ok(line) => line.to_vec(),
+        Err(error) => return fail(&format!("{target}: {error}")),
+    };
+    if json {
+        println!("{}", String::from_utf8_lossy(&line));
+        return ExitCode::SUCCESS;
+    }
+    match Response::parse(&line) {
+        Ok(Response::State(state)) => {
+            print_state(&state);
+            ExitCode::SUCCESS
+        }
+        Ok(other) => fail(&format!("{target} answered {other:?}")),
+        Err(error) => fail(&format!("{target}: {error}")),
+    }
+}
+
+/// The status line, then the seed's listing format for each entry, if any.
+fn print_state(state: &NodeState) {
+    println!(
+        "node {}: {}, term {}, leader {}, commit index {}, last index {}",
+        state.node,
+        state.role,
+        state.term,
+        state.leader.as_deref().unwrap_or("unknown"),
+        state.commit_index,
+        state.last_index
+    );
+    for (position, entry) in state.entries.iter().flatten().enumerate() {
+        println!(
+            "{}. ID:{} Term:{} Committed:{} Command:{}",
+            position + 1,
+            entry.index,
+            entry.term,
+            entry.committed,
+            entry.command.as_deref().unwrap_or("(leader no-op)")
+        );
+    }
+}
+
+pub fn demo(args: DemoArgs) -> ExitCode {
+    if args.nodes == 0 {
+        return fail("--nodes must be at least 1");
+    }
+    match run_demo(args.nodes) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error),
+    }
+}
+
+fn run_demo(nodes: usize) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|error| format!("cannot find replog: {error}"))?;
+    let dir = fresh_temp_dir("demo").map_err(|error| format!("cannot make a data dir: {error}"))?;
+    println!("Starting {nodes} nodes with data in {} ...", dir.display());
+    let mut cluster = LocalCluster::start(&exe, nodes, &dir)
+        .map_err(|error| format!("cannot start the cluster: {error}"))?;
+    let leader = wait_for_leader(&cluster, Duration::from_secs(15))?;
+    println!("Leader elected: {leader}\n");
+    let commands = ["set greeting=hello", "set answer=42", "del greeting"];
+    for command in commands {
+        match blocking::append(&cluster.addrs(), command, Duration::from_secs(10)) {
+            Ok(appended) => println!(
+                "  appended {command:?} at index {} in term {}",
+                appended.index, appended.term
+            ),
+            Err(error) => return Err(format!("appending {command:?} failed: {error}")),
+        }
+    }
+    print_demo_help(&cluster, &exe.display().to_string());
+    // Ctrl-C ends this process; the nodes (in their own process group) then see their
+    // standard input close and stop cleanly. End of input (Ctrl-D) stops them from here.
+    let stdin = io::stdin();
+    for line in stdin.lock().lines() {
+        if line.is_err() {
+            break;
+        }
+    }
+    println!("Stopping the nodes ...");
+    cluster
+        .stop_all()
+        .map_err(|error| format!("stopping the nodes: {error}"))?;
+    println!("Stopped. Data kept in {}", dir.display());
+    Ok(())
+}
+
+fn wait_for_leader(cluster: &LocalCluster, timeout: Duration) -> Result<String, String> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        for addr in cluster.addrs() {
+            let state = Connection::connect(&addr, Duration::from_secs(1))
+                .and_then(|mut connection| connection.state(false));
+            if let Ok(NodeState {
+                leader: Some(leader),
+                ..
+            }) = state
+            {
+                return Ok(leader);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("no leader elected within {timeout:?}"))
+}
+
+fn print_demo_help(cluster: &LocalCluster, exe: &str) {
+    let first = cluster.addr(0);
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "\nThe cluster is running:");
+    for k in 0..cluster.len() {
+        let _ = writeln!(
+            out,
+            "  node {}  {}  (log: {})",
+            k + 1,
+            cluster.addr(k),
+            cluster.log_path(k).display()
+        );
+    }
+    let _ = writeln!(out, "\nTry, in another terminal:");
+    let _ = writeln!(out, "  {exe} append -t {first} -c 'set x=1'");
+    let _ = writeln!(out, "  {exe} query -t {first}");
+    let _ = writeln!(
+        out,
+        "  {exe} status -t {} --json",
+        cluster.addr(cluster.len() - 1)
+    );
+    let _ = writeln!(
+        out,
+        "  printf '{{\"op\":\"status\"}}\\n' | nc -q1 {} {}",
+        first.split(':').next().unwrap_or("127.0.0.1"),
+        first.rsplit(':').next().unwrap_or("")
+    );
+    let pids: Vec<String> = (0..cluster.len())
+        .filter_map(|k| cluster.pid(k))
+        .map(|pid| pid.to_string())
+        .collect();
+    let _ = writeln!(
+        out,
+        "  kill -9 the leader (node pids: {}), then `status` shows another take over",
+        pids.join(" ")
+    );
+    let _ = writeln!(out, "\nPress Ctrl-C (or Ctrl-D) to stop the cluster.");
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
 }

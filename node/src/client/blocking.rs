@@ -1,0 +1,227 @@
+//! A small blocking client for the protocol, used by the CLI, the tests and the benchmark.
+
+use super::lines::{read_line_limited, LineRead};
+use super::protocol::{NodeState, Request, Response};
+use std::fmt;
+use std::io::{self, BufReader, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// Longest answer line a client accepts (a `query` of a long log is big).
+const MAX_ANSWER_BYTES: usize = 1 << 30;
+
+/// One connection to a node. Requests may be pipelined: `send` several, then `recv` their
+/// answers in the same order.
+pub struct Connection {
+    addr: String,
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+    out: Vec<u8>,
+    line: Vec<u8>,
+}
+
+impl Connection {
+    /// Connects, giving up after `timeout`; answers must then arrive within `timeout` too.
+    pub fn connect(addr: &str, timeout: Duration) -> io::Result<Connection> {
+        let mut last_error = None;
+        for socket_addr in addr.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&socket_addr, timeout) {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    stream.set_read_timeout(Some(timeout))?;
+                    stream.set_write_timeout(Some(timeout))?;
+                    return Ok(Connection {
+                        addr: addr.to_string(),
+                        reader: BufReader::new(stream.try_clone()?),
+                        writer: stream,
+                        out: Vec::new(),
+                        line: Vec::new(),
+                    });
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{addr} resolves to nothing"),
+            )
+        }))
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub fn send(&mut self, request: &Request) -> io::Result<()> {
+        self.out.clear();
+        request.encode(&mut self.out);
+        self.writer.write_all(&self.out)
+    }
+
+    /// The next answer. A closed connection is `UnexpectedEof`.
+    pub fn recv(&mut self) -> io::Result<Response> {
+        self.recv_line()?;
+        Response::parse(&self.line)
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
+    }
+
+    /// The next answer line, unparsed (for `--json` output).
+    pub fn recv_line(&mut self) -> io::Result<&[u8]> {
+        match read_line_limited(&mut self.reader, &mut self.line, MAX_ANSWER_BYTES)? {
+            LineRead::Line => Ok(&self.line),
+            LineRead::Eof => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{} closed the connection", self.addr),
+            )),
+            LineRead::TooLong => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "answer line too long",
+            )),
+        }
+    }
+
+    pub fn call(&mut self, request: &Request) -> io::Result<Response> {
+        self.send(request)?;
+        self.recv()
+    }
+
+    /// `status` or `query`, expecting a state answer.
+    pub fn state(&mut self, with_entries: bool) -> io::Result<NodeState> {
+        let request = if with_entries {
+            Request::Query
+        } else {
+            Request::Status
+        };
+        match self.call(&request)? {
+            Response::State(state) => Ok(state),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unexpected answer {other:?}"),
+            )),
+        }
+    }
+}
+
+/// A committed append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub index: u64,
+    pub term: u64,
+    /// The node that answered (the leader).
+    pub leader: String,
+}
+
+/// Why an append did not (knowingly) commit.
+#[derive(Debug)]
+pub enum AppendError {
+    /// No leader accepted it before the deadline; it was never accepted by anyone.
+    NoLeader { last_problem: String },
+    /// It was sent but its fate is unknown (answer `timeout`, or the connection broke
+    /// after sending): it may or may not be in the log.
+    Unknown { problem: String },
+    /// The node refused the request itself.
+    Rejected { message: String },
+}
+
+impl fmt::Display for AppendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppendError::NoLeader { last_problem } => {
+                write!(f, "no leader accepted the append in time ({last_problem})")
+            }
+            AppendError::Unknown { problem } => write!(
+                f,
+                "the append's outcome is unknown ({problem}); it may or may not be in the log"
+            ),
+            AppendError::Rejected { message } => write!(f, "the node refused: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for AppendError {}
+
+/// Appends `command` through `targets`, following `not_leader` redirects and trying the
+/// other targets while no leader is known, until `timeout` has passed.
+///
+/// It never resends a command whose fate is unknown, so a success is exactly one append.
+pub fn append(
+    targets: &[String],
+    command: &str,
+    timeout: Duration,
+) -> Result<Appended, AppendError> {
+    assert!(!targets.is_empty(), "append needs a target");
+    let deadline = Instant::now() + timeout;
+    let request = Request::Append {
+        command: command.to_string(),
+    };
+    let mut target = targets[0].clone();
+    let mut next_fallback = 0;
+    let mut last_problem = String::from("no attempt made");
+    while Instant::now() < deadline {
+        let io_timeout = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(100));
+        let mut connection =
+            match Connection::connect(&target, io_timeout.min(Duration::from_secs(2))) {
+                Ok(connection) => connection,
+                Err(error) => {
+                    last_problem = format!("{target}: {error}");
+                    next_fallback = (next_fallback + 1) % targets.len();
+                    target = targets[next_fallback].clone();
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+        let _ = connection.writer.set_read_timeout(Some(io_timeout));
+        if let Err(error) = connection.send(&request) {
+            // A failed write may still have delivered the line.
+            return Err(AppendError::Unknown {
+                problem: format!("{target}: {error}"),
+            });
+        }
+        match connection.recv() {
+            Ok(Response::Appended { index, term }) => {
+                return Ok(Appended {
+                    index,
+                    term,
+                    leader: target,
+                })
+            }
+            Ok(Response::NotLeader {
+                leader: Some(leader),
+            }) if leader != target => {
+                last_problem = format!("{target} is not the leader; redirected to {leader}");
+                target = leader;
+            }
+            Ok(Response::NotLeader { leader }) => {
+                last_problem = match leader {
+                    Some(_) => format!("{target} lost leadership before committing"),
+                    None => format!("{target} knows no leader yet"),
+                };
+                next_fallback = (next_fallback + 1) % targets.len();
+                if leader.is_none() {
+                    target = targets[next_fallback].clone();
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(Response::Timeout) => {
+                return Err(AppendError::Unknown {
+                    problem: format!("{target} answered timeout"),
+                })
+            }
+            Ok(Response::BadRequest { message }) => return Err(AppendError::Rejected { message }),
+            Ok(Response::State(_)) => {
+                return Err(AppendError::Unknown {
+                    problem: format!("{target} answered with a state"),
+                })
+            }
+            Err(error) => {
+                return Err(AppendError::Unknown {
+                    problem: format!("{target}: {error}"),
+                })
+            }
+        }
+    }
+    Err(AppendError::NoLeader { last_problem })
+}

@@ -1,0 +1,11 @@
+//! The client protocol: newline-delimited JSON on the node's address (see
+//! `docs/protocol.md`). `protocol` holds the messages, `connection` serves them on the node,
+//! and `blocking` is a small client for the CLI, the tests and the benchmark.
+
+pub mod blocking;
+pub mod connection;
+pub mod lines;
+pub mod protocol;
+
+pub use connection::{ClientContext, ClientRequest, ReplyTo};
+pub use protocol::{EntryView, NodeState, Request, Response, RoleName};

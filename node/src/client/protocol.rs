@@ -1,0 +1,330 @@
+//! The client protocol's messages: one JSON object per line each way (see
+//! `docs/protocol.md`). Bytes from a socket become a typed [`Request`] or [`Response`]
+//! here and nowhere else.
+
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::io::Write as _;
+
+/// What a client can ask.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Append a command; answered once it is committed.
+    Append { command: String },
+    /// The node's view of the cluster and its whole log.
+    Query,
+    /// The same without the log.
+    Status,
+}
+
+/// The fields every request line may carry; which ones matter depends on `op`.
+#[derive(Deserialize)]
+struct RawRequest<'a> {
+    #[serde(borrow)]
+    op: Cow<'a, str>,
+    #[serde(default)]
+    command: Option<serde_json::Value>,
+}
+
+/// How a request line was read.
+pub enum ParsedLine {
+    Request(Request),
+    /// A blank line (only whitespace): ignored, so that a person typing into `nc` can press
+    /// Enter freely.
+    Blank,
+    /// The reserved op a peer opens its connection with (see `transport::wire`).
+    PeerHello,
+    /// Not a request; the message says why, for a `bad_request` answer.
+    Bad(String),
+}
+
+impl Request {
+    /// Parses one line (without its newline).
+    pub fn parse(line: &[u8]) -> ParsedLine {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return ParsedLine::Blank;
+        }
+        let raw: RawRequest = match serde_json::from_slice(line) {
+            Ok(raw) => raw,
+            Err(error) => return ParsedLine::Bad(format!("not a JSON request object: {error}")),
+        };
+        match raw.op.as_ref() {
+            "append" => match raw.command {
+                Some(serde_json::Value::String(command)) => {
+                    ParsedLine::Request(Request::Append { command })
+                }
+                _ => ParsedLine::Bad("append needs a string \"command\"".into()),
+            },
+            "query" => ParsedLine::Request(Request::Query),
+            "status" => ParsedLine::Request(Request::Status),
+            crate::transport::wire::PEER_HELLO_OP => ParsedLine::PeerHello,
+            other => ParsedLine::Bad(format!(
+                "unknown op {other:?}; expected \"append\", \"query\" or \"status\""
+            )),
+        }
+    }
+
+    /// Appends the request as one line, newline included.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Request::Append { command } => {
+                out.extend_from_slice(b"{\"op\":\"append\",\"command\":");
+                serde_json::to_writer(&mut *out, command).expect("a string always serializes");
+                out.extend_from_slice(b"}\n");
+            }
+            Request::Query => out.extend_from_slice(b"{\"op\":\"query\"}\n"),
+            Request::Status => out.extend_from_slice(b"{\"op\":\"status\"}\n"),
+        }
+    }
+}
+
+/// A node's role as clients see it. A pre-candidate (PreVote phase) shows as `candidate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleName {
+    Leader,
+    Follower,
+    Candidate,
+}
+
+impl From<replog_core::Role> for RoleName {
+    fn from(role: replog_core::Role) -> RoleName {
+        match role {
+            replog_core::Role::Leader => RoleName::Leader,
+            replog_core::Role::Follower => RoleName::Follower,
+            replog_core::Role::PreCandidate | replog_core::Role::Candidate => RoleName::Candidate,
+        }
+    }
+}
+
+impl std::fmt::Display for RoleName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RoleName::Leader => "leader",
+            RoleName::Follower => "follower",
+            RoleName::Candidate => "candidate",
+        })
+    }
+}
+
+/// One log entry as clients see it. A leader's no-op (appended by every new leader, see
+/// the core) has `command: null`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryView {
+    pub index: u64,
+    pub term: u64,
+    pub command: Option<String>,
+    pub committed: bool,
+}
+
+/// The answer to `query` (with `entries`) and `status` (without).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeState {
+    pub node: u64,
+    pub role: RoleName,
+    pub term: u64,
+    /// The leader's address, as clients should dial it.
+    pub leader: Option<String>,
+    pub commit_index: u64,
+    pub last_index: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entries: Option<Vec<EntryView>>,
+}
+
+/// Every answer a node gives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    /// The append is committed at `index` in `term`.
+    Appended {
+        index: u64,
+        term: u64,
+    },
+    /// This node cannot append; `leader` is the leader's address if known. Also the answer
+    /// when an accepted append was overwritten by a new leader before it committed: the
+    /// command was not appended, and retrying at `leader` is safe.
+    NotLeader {
+        leader: Option<String>,
+    },
+    /// Not committed in time; the append may or may not take effect later.
+    Timeout,
+    /// The line was not a valid request.
+    BadRequest {
+        message: String,
+    },
+    State(NodeState),
+}
+
+#[derive(Serialize)]
+struct StateLine<'a> {
+    ok: bool,
+    #[serde(flatten)]
+    state: &'a NodeState,
+}
+
+impl Response {
+    /// Appends the response as one line, newline included.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        // Writing into a Vec cannot fail.
+        match self {
+            Response::Appended { index, term } => {
+                let _ = write!(out, "{{\"ok\":true,\"index\":{index},\"term\":{term}}}");
+            }
+            Response::NotLeader { leader } => {
+                out.extend_from_slice(b"{\"ok\":false,\"error\":\"not_leader\",\"leader\":");
+                serde_json::to_writer(&mut *out, leader).expect("serializes");
+                out.push(b'}');
+            }
+            Response::Timeout => out.extend_from_slice(
+                b"{\"ok\":false,\"error\":\"timeout\",\"message\":\"not committed in time; \
+                  the append may still take effect\"}",
+            ),
+            Response::BadRequest { message } => {
+                out.extend_from_slice(b"{\"ok\":false,\"error\":\"bad_request\",\"message\":");
+                serde_json::to_writer(&mut *out, message).expect("serializes");
+                out.push(b'}');
+            }
+            Response::State(state) => {
+                let line = StateLine { ok: true, state };
+                serde_json::to_writer(&mut *out, &line).expect("serializes");
+            }
+        }
+        out.push(b'\n');
+    }
+
+    /// Parses one response line (client side).
+    pub fn parse(line: &[u8]) -> Result<Response, String> {
+        let value: serde_json::Value = serde_json::from_slice(line)
+            .map_err(|error| format!("the node sent a line that is not JSON: {error}"))?;
+        let field = |name: &str| value.get(name);
+        match field("ok").and_then(serde_json::Value::as_bool) {
+            Some(true) if field("index").is_some() => {
+                let number = |name| field(name).and_then(serde_json::Value::as_u64);
+                match (number("index"), number("term")) {
+                    (Some(index), Some(term)) => Ok(Response::Appended { index, term }),
+                    _ => Err(format!("malformed append answer: {value}")),
+                }
+            }
+            Some(true) => serde_json::from_value(value.clone())
+                .map(Response::State)
+                .map_err(|error| format!("malformed state answer ({error}): {value}")),
+            Some(false) => {
+                let text = |name| field(name).and_then(serde_json::Value::as_str);
+                match text("error") {
+                    Some("not_leader") => Ok(Response::NotLeader {
+                        leader: text("leader").map(str::to_string),
+                    }),
+                    Some("timeout") => Ok(Response::Timeout),
+                    Some("bad_request") => Ok(Response::BadRequest {
+                        message: text("message").unwrap_or_default().to_string(),
+                    }),
+                    _ => Err(format!("unknown error answer: {value}")),
+                }
+            }
+            None => Err(format!("answer without \"ok\": {value}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(response: &Response) -> String {
+        let mut out = Vec::new();
+        response.encode(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn requests_parse_and_round_trip() {
+        for request in [
+            Request::Append {
+                command: "set x=\"1\"\n".into(),
+            },
+            Request::Query,
+            Request::Status,
+        ] {
+            let mut out = Vec::new();
+            request.encode(&mut out);
+            assert_eq!(out.last(), Some(&b'\n'));
+            match Request::parse(&out[..out.len() - 1]) {
+                ParsedLine::Request(parsed) => assert_eq!(parsed, request),
+                _ => panic!("did not parse"),
+            }
+        }
+    }
+
+    #[test]
+    fn bad_lines_say_why() {
+        let bad = |text: &str| match Request::parse(text.as_bytes()) {
+            ParsedLine::Bad(message) => message,
+            _ => panic!("{text} accepted"),
+        };
+        assert!(bad("{not json").contains("not a JSON request"));
+        assert!(bad(r#"{"op":"delete"}"#).contains("unknown op"));
+        assert!(bad(r#"{"op":"append"}"#).contains("command"));
+        assert!(bad(r#"{"op":"append","command":5}"#).contains("command"));
+        assert!(bad("[1,2]").contains("not a JSON request"));
+        assert!(matches!(Request::parse(b"  \r"), ParsedLine::Blank));
+    }
+
+    #[test]
+    fn responses_have_the_documented_shape() {
+        assert_eq!(
+            line(&Response::Appended { index: 3, term: 2 }),
+            "{\"ok\":true,\"index\":3,\"term\":2}\n"
+        );
+        assert_eq!(
+            line(&Response::NotLeader { leader: None }),
+            "{\"ok\":false,\"error\":\"not_leader\",\"leader\":null}\n"
+        );
+        let state = NodeState {
+            node: 1,
+            role: RoleName::Leader,
+            term: 2,
+            leader: Some("127.0.0.1:7001".into()),
+            commit_index: 1,
+            last_index: 1,
+            entries: None,
+        };
+        assert_eq!(
+            line(&Response::State(state)),
+            "{\"ok\":true,\"node\":1,\"role\":\"leader\",\"term\":2,\"leader\":\"127.0.0.1:7001\",\
+             \"commit_index\":1,\"last_index\":1}\n"
+        );
+    }
+
+    #[test]
+    fn responses_parse_back() {
+        let state = NodeState {
+            node: 2,
+            role: RoleName::Follower,
+            term: 4,
+            leader: None,
+            commit_index: 1,
+            last_index: 2,
+            entries: Some(vec![EntryView {
+                index: 1,
+                term: 4,
+                command: None,
+                committed: true,
+            }]),
+        };
+        for response in [
+            Response::Appended { index: 9, term: 4 },
+            Response::NotLeader {
+                leader: Some("127.0.0.1:1".into()),
+            },
+            Response::NotLeader { leader: None },
+            Response::Timeout,
+            Response::BadRequest {
+                message: "nope".into(),
+            },
+            Response::State(state),
+        ] {
+            let text = line(&response);
+            let parsed = Response::parse(text.trim_end().as_bytes()).unwrap();
+            assert_eq!(parsed, response);
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Starting a node: open storage, rebuild the core from it, bind the port, start the
+//! threads, and run the core thread until shutdown.
+//!
+//! ```text
+//!  peers ──frames──▶ connection threads ─┐                      ┌─▶ peer sender threads ──▶ peers
+//!  clients ─lines──▶ connection threads ─┼─▶ core thread (Raft) ─┼─▶ storage thread (fsync)
+//!  clients ◀─lines── writer threads ◀────┘      ▲  tick timer    └─▶ (answers, via writers)
+//!                                               └── storage completions
+//! ```
+
+use crate::client::ClientContext;
+use crate::config::NodeConfig;
+use crate::listener::{self, ListenerContext};
+use crate::runtime::{Control, Inputs, Runtime, Stopped};
+use crate::storage::{Storage, StorageError};
+use crate::storage_thread::StorageThread;
+use crate::transport::{Hello, PeerContext, PeerSender};
+use crate::{info, logging, warn};
+use crossbeam_channel::{bounded, unbounded, Sender};
+use replog_core::{Config, RaftCore, RecoveryError};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{self, Read};
+use std::net::TcpListener;
+use std::sync::Arc;
+
+/// Peer message batches queued for the core thread before more are dropped.
+const PEER_INBOUND_BATCHES: usize = 4096;
+/// Client requests queued for the core thread before connection threads wait.
+const CLIENT_QUEUE_REQUESTS: usize = 64 * 1024;
+
+/// Why a node could not start, or stopped with an error.
+#[derive(Debug)]
+pub enum NodeError {
+    /// The data directory cannot be read back safely (names the file and line).
+    Storage(StorageError),
+    /// The files are readable but do not form a valid Raft state.
+    Recovery(RecoveryError),
+    Listen {
+        addr: String,
+        source: io::Error,
+    },
+    Thread(io::Error),
+    /// Storage failed while running; the node stopped rather than risk lying.
+    StorageFailed(String),
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeError::Storage(error) => write!(f, "cannot recover storage: {error}"),
+            NodeError::Recovery(error) => write!(f, "recovered state is invalid: {error}"),
+            NodeError::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            NodeError::Thread(error) => write!(f, "cannot start a thread: {error}"),
+            NodeError::StorageFailed(problem) => {
+                write!(f, "storage failed, node stopped: {problem}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+/// Runs a node until it is asked to stop (standard input closing, with
+/// `stop_on_stdin_eof`) or storage fails. Without a stop request it runs until killed,
+/// which is safe at any moment: nothing is acknowledged before it is durable.
+pub fn run(config: NodeConfig) -> Result<(), NodeError> {
+    let members = config.members.clone();
+    let id = members.own_id;
+    logging::init(&format!("n{}", id.0));
+    info!(
+        "starting node {} on {} in cluster {:?} ({}), data in {}",
+        id.0,
+        members.own_addr(),
+        config.cluster,
+        members.fingerprint(),
+        config.data_dir.display()
+    );
+    let (storage, recovered, report) =
+        Storage::open(&config.data_dir, id).map_err(NodeError::Storage)?;
+    for warning in &report.warnings {
+        warn!("recovery: {warning}");
+    }
+    info!(
+        "recovered term {}, vote {}, {} entries, commit index {} from {}",
+        recovered.hard_state.term.0,
+        recovered
+            .hard_state
+            .voted_for
+            .map_or("none".to_string(), |vote| vote.to_string()),
+        recovered.entries.len(),
+        recovered.commit_index.0,
+        storage.dir().display()
+    );
+    let core = RaftCore::new(core_config(&config), recovered).map_err(NodeError::Recovery)?;
+    let listener = TcpListener::bind(members.own_addr()).map_err(|source| NodeError::Listen {
+        addr: members.own_addr().to_string(),
+        source,
+    })?;
+
+    let storage_thread = StorageThread::spawn(storage).map_err(NodeError::Thread)?;
+    let hello = Arc::new(Hello::new(&config));
+    let mut senders = BTreeMap::new();
+    for (peer, addr) in members.peers() {
+        let sender = PeerSender::spawn(
+            peer,
+            addr.to_string(),
+            hello.clone(),
+            config.limits.peer_queue_batches,
+        )
+        .map_err(NodeError::Thread)?;
+        senders.insert(peer, sender);
+    }
+    let (peers_tx, peers_rx) = bounded(PEER_INBOUND_BATCHES);
+    let (clients_tx, clients_rx) = bounded(CLIENT_QUEUE_REQUESTS);
+    let (control_tx, control_rx) = unbounded();
+    let context = ListenerContext {
+        peer: PeerContext {
+            hello,
+            inbound: peers_tx,
+            max_frame_bytes: config.limits.max_frame_bytes,
+        },
+        client: ClientContext {
+            requests: clients_tx,
+            max_line_bytes: config.limits.max_line_bytes,
+        },
+    };
+    listener::spawn(listener, context).map_err(NodeError::Thread)?;
+    if config.stop_on_stdin_eof {
+        watch_stdin(control_tx.clone()).map_err(NodeError::Thread)?;
+    }
+    info!("listening on {} for peers and clients", members.own_addr());
+
+    let runtime = Runtime::new(
+        core,
+        members,
+        config.timing.clone(),
+        config.campaign_at_start,
+        senders,
+        storage_thread.jobs,
+    );
+    let inputs = Inputs {
+        ticks: crossbeam_channel::tick(config.timing.tick),
+        peers: peers_rx,
+        clients: clients_rx,
+        storage: storage_thread.events,
+        control: control_rx,
+    };
+    let stopped = runtime.run(inputs);
+    drop(control_tx);
+    // The runtime dropped its job queue on return: the storage thread finishes what is
+    // queued, flushes the commit hint and exits.
+    let storage_failure = storage_thread
+        .handle
+        .join()
+        .unwrap_or_else(|_| Some("the storage thread panicked".to_string()));
+    match (stopped, storage_failure) {
+        (Stopped::StorageFailed(problem), _) | (Stopped::Shutdown, Some(problem)) => {
+            Err(NodeError::StorageFailed(problem))
+        }
+        (Stopped::Shutdown, None) => {
+            info!("stopped cleanly");
+            Ok(())
+        }
+    }
+}
+
+fn core_config(config: &NodeConfig) -> Config {
+    let mut core = Config::new(config.members.own_id, config.members.voters());
+    let timing = &config.timing;
+    core.election_timeout_ticks_min = timing.election_timeout_ticks_min;
+    core.election_timeout_ticks_max = timing.election_timeout_ticks_max;
+    core.heartbeat_interval_ticks = timing.heartbeat_interval_ticks;
+    // Real nodes want different timeouts on every start; only the simulator needs replay.
+    core.rng_seed = entropy();
+    core
+}
+
+/// A seed that differs between processes and starts, without an RNG crate.
+fn entropy() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.write_u128(now.as_nanos());
+    }
+    hasher.finish()
+}
+
+/// Asks the core thread to stop once standard input reaches end of file.
+fn watch_stdin(control: Sender<Control>) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let mut sink = [0u8; 1024];
+            let mut stdin = io::stdin().lock();
+            loop {
+                match stdin.read(&mut sink) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = control.send(Control::Shutdown("standard input closed".into()));
+        })?;
+    Ok(())
+}

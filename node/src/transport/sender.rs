@@ -1,0 +1,190 @@
+//! One sender thread per peer: it dials the peer, says hello, and writes frames of the
+//! messages the core thread queues for it.
+//!
+//! The queue is bounded and the core thread never waits on it: when a peer is slow or
+//! unreachable its queue fills and further messages are dropped, which Raft tolerates
+//! (heartbeats and retransmissions repair the gap). While the peer is unreachable the
+//! thread redials with exponential backoff and drops what is queued meanwhile: those
+//! messages would be stale by the time a connection exists.
+
+use super::wire::{encode_frames, Hello};
+use crate::logging::RateLimit;
+use crate::{debug, info, warn};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use replog_core::{Message, NodeId};
+use std::io::{self, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BACKOFF_MIN: Duration = Duration::from_millis(20);
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A peer that accepts no bytes for this long (stopped, or its network is gone) is
+/// dropped and redialed.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The core thread's handle on one peer's sender thread.
+pub struct PeerSender {
+    peer: NodeId,
+    queue: Sender<Vec<Message>>,
+    dropped_batches: u64,
+    drop_warnings: RateLimit,
+}
+
+impl PeerSender {
+    /// Starts the sender thread for `peer` at `addr`.
+    pub fn spawn(
+        peer: NodeId,
+        addr: String,
+        hello: Arc<Hello>,
+        queue_batches: usize,
+    ) -> io::Result<PeerSender> {
+        let (queue, queued) = bounded(queue_batches);
+        std::thread::Builder::new()
+            .name(format!("peer-sender-{}", peer.0))
+            .spawn(move || SenderThread::new(peer, addr, &hello).run(queued))?;
+        Ok(PeerSender {
+            peer,
+            queue,
+            dropped_batches: 0,
+            drop_warnings: RateLimit::new(Duration::from_secs(5)),
+        })
+    }
+
+    /// Queues a batch without waiting; drops it when the peer's queue is full.
+    pub fn send(&mut self, batch: Vec<Message>) {
+        match self.queue.try_send(batch) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.dropped_batches += 1;
+                if let Some(suppressed) = self.drop_warnings.allow() {
+                    warn!(
+                        "queue to peer {} is full: dropping messages ({} batches so far, {} \
+                         warnings suppressed)",
+                        self.peer, self.dropped_batches, suppressed
+                    );
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                panic!("the sender thread for peer {} has died", self.peer)
+            }
+        }
+    }
+}
+
+struct SenderThread {
+    peer: NodeId,
+    addr: String,
+    hello_line: Vec<u8>,
+    connection: Option<TcpStream>,
+    /// Whether the last dial failed, so that only the first failure in a row is logged.
+    unreachable: bool,
+    backoff: Duration,
+    out: Vec<u8>,
+}
+
+impl SenderThread {
+    fn new(peer: NodeId, addr: String, hello: &Hello) -> SenderThread {
+        SenderThread {
+            peer,
+            addr,
+            hello_line: hello.encode_line(),
+            connection: None,
+            unreachable: false,
+            backoff: BACKOFF_MIN,
+            out: Vec::with_capacity(64 * 1024),
+        }
+    }
+
+    /// Runs until the core thread drops its handle.
+    fn run(mut self, queued: Receiver<Vec<Message>>) {
+        while let Ok(first) = queued.recv() {
+            if self.connection.is_none() && !self.dial() {
+                drop(first);
+                if !sleep_dropping(&queued, self.backoff) {
+                    return;
+                }
+                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+            self.out.clear();
+            encode_frames(&first, &mut self.out);
+            for batch in queued.try_iter() {
+                encode_frames(&batch, &mut self.out);
+            }
+            self.write_out();
+            if self.out.capacity() > (4 << 20) {
+                self.out = Vec::with_capacity(64 * 1024);
+            }
+        }
+    }
+
+    fn dial(&mut self) -> bool {
+        match self.connect() {
+            Ok(stream) => {
+                info!("connected to peer {} at {}", self.peer, self.addr);
+                self.connection = Some(stream);
+                self.unreachable = false;
+                self.backoff = BACKOFF_MIN;
+                true
+            }
+            Err(error) => {
+                if self.unreachable {
+                    debug!(
+                        "peer {} at {} still unreachable: {error}",
+                        self.peer, self.addr
+                    );
+                } else {
+                    info!(
+                        "cannot reach peer {} at {}: {error}; retrying with backoff",
+                        self.peer, self.addr
+                    );
+                    self.unreachable = true;
+                }
+                false
+            }
+        }
+    }
+
+    fn connect(&self) -> io::Result<TcpStream> {
+        let mut last_error = io::Error::new(io::ErrorKind::NotFound, "address resolves to nothing");
+        for socket_addr in self.addr.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&socket_addr, CONNECT_TIMEOUT) {
+                Ok(mut stream) => {
+                    stream.set_nodelay(true)?;
+                    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+                    stream.write_all(&self.hello_line)?;
+                    return Ok(stream);
+                }
+                Err(error) => last_error = error,
+            }
+        }
+        Err(last_error)
+    }
+
+    fn write_out(&mut self) {
+        let Some(stream) = self.connection.as_mut() else {
+            return;
+        };
+        if let Err(error) = stream.write_all(&self.out) {
+            warn!(
+                "lost connection to peer {} at {}: {error}; redialing",
+                self.peer, self.addr
+            );
+            self.connection = None;
+        }
+    }
+}
+
+/// Waits `duration`, dropping whatever is queued meanwhile. False if the core has gone.
+fn sleep_dropping(queued: &Receiver<Vec<Message>>, duration: Duration) -> bool {
+    let deadline = Instant::now() + duration;
+    loop {
+        match queued.recv_deadline(deadline) {
+            Ok(_) => {}
+            Err(RecvTimeoutError::Timeout) => return true,
+            Err(RecvTimeoutError::Disconnected) => return false,
+        }
+    }
+}
