@@ -1,6 +1,7 @@
 //! `replog`: the one command-line front end for the node, the client, the benchmark and the
 //! simulator. Each subcommand lives in its own module under `src/cli/`.
 
+mod bench;
 mod cli;
 
 use clap::{Parser, Subcommand};

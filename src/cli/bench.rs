@@ -1,11 +1,208 @@
-//! `replog bench` (placeholder until the benchmark lands).
+//! `replog bench`: drive a cluster with closed-loop clients and report committed ops/s and
+//! latency percentiles; `--local` starts (and afterwards stops) a fresh local cluster.
+
+use crate::bench::load::{self, LoadConfig};
+use crate::bench::report::BenchReport;
+use crate::cli::duration::parse_duration;
 use clap::Args;
+use replog_node::client::blocking::Connection;
+use replog_node::client::protocol::RoleName;
+use replog_node::local_cluster::{fresh_temp_dir, LocalCluster};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-#[derive(Args)]
-pub struct BenchArgs {}
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Client addresses of the cluster's nodes, comma-separated (clients follow redirects).
+    #[arg(
+        short,
+        long,
+        value_delimiter = ',',
+        required_unless_present = "local",
+        conflicts_with = "local"
+    )]
+    target: Vec<String>,
+    /// Start a fresh local cluster, bench it, and stop it.
+    #[arg(long)]
+    local: bool,
+    /// Nodes in the `--local` cluster.
+    #[arg(long, default_value_t = 3, requires = "local", value_parser = clap::value_parser!(u64).range(1..=9))]
+    nodes: u64,
+    /// Concurrent clients, each with its own connection and one append outstanding.
+    #[arg(short, long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    clients: u64,
+    /// Length of the measured window, e.g. 10s.
+    #[arg(short, long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Load before measuring starts, not counted.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Bytes per command.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    size: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Where `--local` keeps node data (default: a fresh temporary directory, removed after).
+    #[arg(long, requires = "local")]
+    data_dir: Option<PathBuf>,
+}
 
-pub fn run(_args: BenchArgs) -> ExitCode {
-    eprintln!("error: the benchmark is not built yet");
-    ExitCode::from(2)
+pub fn run(args: BenchArgs) -> ExitCode {
+    if args.duration.is_zero() {
+        eprintln!("error: --duration must be more than 0");
+        return ExitCode::from(2);
+    }
+    match if args.local {
+        run_local(&args)
+    } else {
+        run_remote(&args)
+    } {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            if report.committed == 0 {
+                eprintln!("error: no append committed during the run");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(args: &BenchArgs, targets: Vec<String>) -> LoadConfig {
+    LoadConfig {
+        targets,
+        clients: args.clients as usize,
+        duration: args.duration,
+        warmup: args.warmup,
+        command_bytes: args.size as usize,
+    }
+}
+
+fn run_remote(args: &BenchArgs) -> Result<BenchReport, String> {
+    let targets: Vec<String> = args
+        .target
+        .iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if targets.is_empty() {
+        return Err("--target needs at least one address".into());
+    }
+    let config = load_config(args, targets);
+    let result = load::run(&config, progress_line(&config));
+    finish_progress();
+    Ok(BenchReport::new(&config, None, result))
+}
+
+fn run_local(args: &BenchArgs) -> Result<BenchReport, String> {
+    let (data_dir, remove_after) = match &args.data_dir {
+        Some(dir) => (dir.clone(), false),
+        None => (
+            fresh_temp_dir("replog-bench")
+                .map_err(|e| format!("cannot make a temporary directory: {e}"))?,
+            true,
+        ),
+    };
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the replog executable: {e}"))?;
+    let mut cluster =
+        LocalCluster::start(&exe, args.nodes as usize, &data_dir).map_err(|error| {
+            format!(
+                "cannot start a local cluster in {}: {error}",
+                data_dir.display()
+            )
+        })?;
+    let outcome = bench_cluster(args, &mut cluster);
+    if outcome.is_err() {
+        eprintln!("{}", cluster.all_log_tails(20));
+    }
+    let _ = cluster.stop_all();
+    if remove_after {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    outcome
+}
+
+fn bench_cluster(args: &BenchArgs, cluster: &mut LocalCluster) -> Result<BenchReport, String> {
+    let leader = wait_for_leader(&cluster.addrs(), Duration::from_secs(10))?;
+    status(
+        args,
+        &format!("local cluster of {} nodes up; leader {leader}", args.nodes),
+    );
+    // Clients start at the leader, with every node as a fallback.
+    let mut targets = vec![leader.clone()];
+    targets.extend(cluster.addrs().into_iter().filter(|a| *a != leader));
+    let config = load_config(args, targets);
+    let result = load::run(&config, progress_line(&config));
+    finish_progress();
+    for k in 0..cluster.len() {
+        if !cluster.is_running(k) {
+            return Err(format!("node {} died during the run", k + 1));
+        }
+    }
+    Ok(BenchReport::new(&config, Some(args.nodes as usize), result))
+}
+
+/// Polls every node's status until one reports itself leader; returns its address.
+fn wait_for_leader(addrs: &[String], timeout: Duration) -> Result<String, String> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        for addr in addrs {
+            let state = Connection::connect(addr, Duration::from_millis(500))
+                .and_then(|mut c| c.state(false));
+            if matches!(state, Ok(ref s) if s.role == RoleName::Leader) {
+                return Ok(addr.clone());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("no leader elected within {timeout:?}"))
+}
+
+fn status(args: &BenchArgs, message: &str) {
+    if !args.json {
+        eprintln!("{message}");
+    }
+}
+
+/// Rewrites one progress line on stderr each second, when stderr is a terminal.
+fn progress_line(config: &LoadConfig) -> impl FnMut(Duration, u64) {
+    let total = config.warmup + config.duration;
+    let warmup = config.warmup;
+    let terminal = std::io::stderr().is_terminal();
+    let mut last = 0;
+    move |elapsed, committed| {
+        if terminal {
+            let phase = if elapsed < warmup {
+                "warming up"
+            } else {
+                "measuring"
+            };
+            let rate = committed - last;
+            last = committed;
+            eprint!(
+                "\r{phase}: {:>4.1}/{:.1} s  committed {committed}  ({rate} in the last second)   ",
+                elapsed.as_secs_f64(),
+                total.as_secs_f64()
+            );
+            let _ = std::io::stderr().flush();
+        }
+    }
+}
+
+fn finish_progress() {
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand family; `main.rs` only dispatches.
 
 pub mod bench;
+pub mod duration;
 pub mod node;
 pub mod sim;

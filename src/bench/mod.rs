@@ -1,0 +1,6 @@
+//! `replog bench`: a closed-loop load generator over the client protocol, measuring
+//! committed appends per second and exact latency percentiles.
+
+pub mod latency;
+pub mod load;
+pub mod report;

@@ -1,0 +1,90 @@
+//! Turns a finished run into the text table or the one JSON object `replog bench` prints.
+
+use super::load::{LoadConfig, LoadResult};
+use serde::Serialize;
+
+/// Everything a run reports; also the `--json` shape.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub nodes: Option<usize>,
+    pub clients: usize,
+    pub command_bytes: usize,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub committed: u64,
+    pub ops_per_sec: f64,
+    pub latency_us_p50: Option<u32>,
+    pub latency_us_p90: Option<u32>,
+    pub latency_us_p99: Option<u32>,
+    pub latency_us_max: Option<u32>,
+    pub redirects: u64,
+    pub no_leader: u64,
+    pub timeouts: u64,
+    pub connection_errors: u64,
+    /// The largest resident set of any node at the end (`--local` only).
+    pub node_rss_bytes_max: Option<u64>,
+}
+
+impl BenchReport {
+    pub fn new(config: &LoadConfig, nodes: Option<usize>, result: LoadResult) -> BenchReport {
+        let duration_s = config.duration.as_secs_f64();
+        let percentiles = result.latencies.percentiles();
+        let problems = &result.problems;
+        BenchReport {
+            nodes,
+            clients: config.clients,
+            command_bytes: config.command_bytes,
+            duration_s,
+            warmup_s: config.warmup.as_secs_f64(),
+            committed: result.committed,
+            ops_per_sec: result.committed as f64 / duration_s,
+            latency_us_p50: percentiles.map(|p| p.p50_us),
+            latency_us_p90: percentiles.map(|p| p.p90_us),
+            latency_us_p99: percentiles.map(|p| p.p99_us),
+            latency_us_max: percentiles.map(|p| p.max_us),
+            redirects: problems.redirects,
+            no_leader: problems.no_leader,
+            timeouts: problems.timeouts,
+            connection_errors: problems.connection_errors,
+            node_rss_bytes_max: None,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a report always serializes")
+    }
+
+    pub fn to_text(&self) -> String {
+        let ms = |us: Option<u32>| {
+            us.map_or("-".to_string(), |us| {
+                format!("{:.2} ms", us as f64 / 1000.0)
+            })
+        };
+        let mut text = format!(
+            "clients {}  command {} B  measured {:.1} s (after {:.1} s warmup)\n\
+             committed {}  throughput {:.0} ops/s\n\
+             latency p50 {}  p90 {}  p99 {}  max {}\n",
+            self.clients,
+            self.command_bytes,
+            self.duration_s,
+            self.warmup_s,
+            self.committed,
+            self.ops_per_sec,
+            ms(self.latency_us_p50),
+            ms(self.latency_us_p90),
+            ms(self.latency_us_p99),
+            ms(self.latency_us_max),
+        );
+        if let Some(rss) = self.node_rss_bytes_max {
+            text.push_str(&format!("largest node RSS {:.1} MB\n", rss as f64 / 1e6));
+        }
+        let problems = self.redirects + self.no_leader + self.timeouts + self.connection_errors;
+        if problems > 0 {
+            text.push_str(&format!(
+                "problems: {} redirects, {} no-leader answers, {} timeouts, {} connection errors\n",
+                self.redirects, self.no_leader, self.timeouts, self.connection_errors
+            ));
+        }
+        text
+    }
+}
