@@ -1,0 +1,186 @@
+//! Damaged data directories, through the real `replog start`: a torn tail is cut with a
+//! warning and the node serves; damage before the tail, or bad metadata, makes the node
+//! refuse to start with an error naming the file (and line), exiting non-zero.
+
+#[path = "node_support/mod.rs"]
+mod support;
+
+use std::fs;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::TestCluster;
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A one-node cluster holding a no-op and three commands, cleanly stopped.
+fn stopped_node_with_data(tag: &str) -> TestCluster {
+    let mut cluster = TestCluster::start(tag, 1);
+    cluster.stable_leader(&[0], TIMEOUT);
+    for n in 0..3 {
+        cluster.append(&format!("cmd-{n}"));
+    }
+    cluster.cluster.stop(0).expect("clean stop");
+    cluster
+}
+
+fn log_path(cluster: &TestCluster) -> PathBuf {
+    cluster.dir().join("data").join("1").join("log.jsonl")
+}
+
+fn metadata_path(cluster: &TestCluster) -> PathBuf {
+    cluster.dir().join("data").join("1").join("metadata.json")
+}
+
+fn commands_on(cluster: &TestCluster) -> Vec<String> {
+    let state = cluster.query(0).expect("query");
+    state
+        .entries
+        .unwrap()
+        .into_iter()
+        .filter_map(|entry| entry.command)
+        .collect()
+}
+
+/// Runs `replog start` for node 1 and expects it to exit non-zero; returns its stderr.
+fn start_is_refused(cluster: &TestCluster) -> String {
+    let mut child = Command::new(support::exe())
+        .args(cluster.cluster.start_command(0))
+        .arg("--stop-on-stdin-eof")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn replog start");
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the node started on damaged data instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success(), "exit status {status}; stderr:\n{stderr}");
+    stderr
+}
+
+#[test]
+fn a_torn_final_line_is_cut_with_a_warning_at_every_offset() {
+    let mut cluster = stopped_node_with_data("torn");
+    let path = log_path(&cluster);
+    let intact = fs::read(&path).unwrap();
+    let intact_metadata = fs::read(metadata_path(&cluster)).unwrap();
+    // The line a crash interrupted: the next entry, only partly written.
+    let next_index = intact.iter().filter(|&&byte| byte == b'\n').count() + 1;
+    let next = format!(
+        "{{\"crc\":\"0badc0de\",\"index\":{next_index},\"term\":1,\"command\":\"torn write\"}}"
+    );
+    let mut cuts: Vec<usize> = vec![1, 8, 18, next.len() / 2, next.len() - 1, next.len()];
+    cuts.dedup();
+    let mut tails: Vec<Vec<u8>> = cuts
+        .iter()
+        .map(|&cut| next.as_bytes()[..cut].to_vec())
+        .collect();
+    // A complete line whose checksum does not match, and a tail of zeros (a file
+    // extended by the crash before its data landed).
+    tails.push(format!("{next}\n").into_bytes());
+    tails.push(vec![0; 37]);
+    for tail in tails {
+        // Each round starts from the same files (a restarted node elects itself and
+        // appends its no-op, so the previous round changed them).
+        fs::write(metadata_path(&cluster), &intact_metadata).unwrap();
+        let mut damaged = intact.clone();
+        damaged.extend_from_slice(&tail);
+        fs::write(&path, &damaged).unwrap();
+        cluster
+            .cluster
+            .restart(0)
+            .expect("the node starts after a torn tail");
+        assert_eq!(commands_on(&cluster), ["cmd-0", "cmd-1", "cmd-2"]);
+        cluster.cluster.stop(0).expect("clean stop");
+        let after = fs::read(&path).unwrap();
+        assert!(after.starts_with(&intact), "intact lines changed");
+        let added = String::from_utf8(after[intact.len()..].to_vec()).expect("text lines");
+        assert!(
+            added.lines().all(|line| line.contains("\"noop\":true")),
+            "tail {tail:?} not cut exactly: {added:?}"
+        );
+        let log = fs::read_to_string(cluster.cluster.log_path(0)).unwrap();
+        let warnings = log.matches("truncated torn final line").count();
+        assert!(warnings > 0, "no warning in the node's log:\n{log}");
+    }
+}
+
+#[test]
+fn a_bit_flip_in_a_middle_line_refuses_to_start_naming_file_and_line() {
+    let mut cluster = stopped_node_with_data("bitflip");
+    let path = log_path(&cluster);
+    let intact = fs::read(&path).unwrap();
+    // Line 2 holds cmd-0 (line 1 is the leader's no-op): flip one bit of its command.
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(
+            intact
+                .iter()
+                .enumerate()
+                .filter(|(_, &b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        )
+        .collect();
+    let line_2 = &intact[line_starts[1]..line_starts[2]];
+    let at = line_starts[1] + find(line_2, b"cmd-0").expect("cmd-0 on line 2") + 1;
+    let mut damaged = intact.clone();
+    damaged[at] ^= 0x04;
+    fs::write(&path, &damaged).unwrap();
+
+    let stderr = start_is_refused(&cluster);
+    assert!(stderr.contains("log.jsonl"), "{stderr}");
+    assert!(stderr.contains("line 2"), "{stderr}");
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        damaged,
+        "refusing must not touch the file"
+    );
+
+    // Nothing was dropped: with the byte repaired, every entry is back.
+    fs::write(&path, &intact).unwrap();
+    cluster.cluster.restart(0).expect("starts once repaired");
+    assert_eq!(commands_on(&cluster), ["cmd-0", "cmd-1", "cmd-2"]);
+}
+
+#[test]
+fn garbled_or_missing_metadata_refuses_to_start_with_a_clear_error() {
+    let mut cluster = stopped_node_with_data("metadata");
+    let path = metadata_path(&cluster);
+    let intact = fs::read(&path).unwrap();
+
+    fs::write(&path, b"{\"current_term\": 1, \"voted_f").unwrap();
+    let stderr = start_is_refused(&cluster);
+    assert!(stderr.contains("metadata.json"), "{stderr}");
+
+    fs::remove_file(&path).unwrap();
+    let stderr = start_is_refused(&cluster);
+    assert!(stderr.contains("metadata.json"), "{stderr}");
+    assert!(stderr.contains("missing"), "{stderr}");
+
+    fs::write(&path, &intact).unwrap();
+    cluster.cluster.restart(0).expect("starts once repaired");
+    assert_eq!(commands_on(&cluster), ["cmd-0", "cmd-1", "cmd-2"]);
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
