@@ -1,14 +1,231 @@
-//! `replog sim run|sweep|replay` (placeholder until the simulator lands).
-use clap::Subcommand;
+//! `replog sim run|sweep|replay`: the deterministic simulator's front end.
+//!
+//! The simulator itself never reads a clock; this front end does, only to report how fast
+//! the runs went (events per wall-second, simulated-to-real time ratio).
+
+use clap::{Args, Subcommand};
+use replog_sim::{run as run_seed, sweep, RunOptions, RunReport, Scenario, SweepOptions};
+use std::io::{IsTerminal, Write};
+use std::ops::Range;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 #[derive(Subcommand)]
 pub enum SimCommand {
-    /// Run one seed.
-    Run,
+    /// Run one seed and print its summary; exit 1 on a violation.
+    Run(RunArgs),
+    /// Run many seeds across threads; print failing seeds and throughput; exit 1 on any failure.
+    Sweep(SweepArgs),
+    /// Run one seed with its full, readable trace.
+    Replay(RunArgs),
 }
 
-pub fn run(_command: SimCommand) -> ExitCode {
-    eprintln!("error: the simulator is not built yet");
-    ExitCode::from(2)
+#[derive(Args)]
+pub struct RunArgs {
+    #[arg(long)]
+    seed: u64,
+    /// Cluster size, 3 to 9 (a scenario may fix its own).
+    #[arg(long, default_value_t = 5)]
+    nodes: usize,
+    /// Length of the fault phase, e.g. 60s, 1500ms, 2m; the liveness phase follows it.
+    #[arg(long, default_value = "60s", value_parser = parse_duration_us)]
+    duration: u64,
+    /// A scenario file (scenarios/*.json) instead of the seed's random fault mix.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Write the full readable trace to this file.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct SweepArgs {
+    /// Seeds to run, `A..B` (B excluded), e.g. `0..500`.
+    #[arg(long, value_parser = parse_seeds)]
+    seeds: Range<u64>,
+    /// Threads; each runs whole seeds.
+    #[arg(long, default_value_t = default_jobs())]
+    jobs: usize,
+    /// Cluster sizes, comma-separated; seed s uses the (s mod count)-th.
+    #[arg(long, default_value = "5", value_delimiter = ',')]
+    nodes: Vec<usize>,
+    #[arg(long, default_value = "60s", value_parser = parse_duration_us)]
+    duration: u64,
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+}
+
+pub fn run(command: SimCommand) -> ExitCode {
+    let result = match command {
+        SimCommand::Run(args) => run_one(args, false),
+        SimCommand::Replay(args) => run_one(args, true),
+        SimCommand::Sweep(args) => run_sweep(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_one(args: RunArgs, replay: bool) -> Result<ExitCode, String> {
+    let scenario = load_scenario(args.scenario.as_ref(), args.nodes)?;
+    let options = RunOptions {
+        seed: args.seed,
+        nodes: args.nodes,
+        duration_us: args.duration,
+        scenario,
+    };
+    let sink: Option<Box<dyn Write>> = match (&args.trace, replay) {
+        (Some(path), _) => {
+            let file = std::fs::File::create(path)
+                .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
+            Some(Box::new(std::io::BufWriter::new(file)))
+        }
+        (None, true) => Some(Box::new(std::io::BufWriter::new(std::io::stdout()))),
+        (None, false) => None,
+    };
+    let started = Instant::now();
+    let report = run_seed(&options, sink);
+    let wall = started.elapsed();
+    print!("{}", report.summary());
+    println!("{}", throughput(&report, wall));
+    match report.failure_report() {
+        None => Ok(ExitCode::SUCCESS),
+        Some(text) => {
+            print!("{text}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn throughput(report: &RunReport, wall: Duration) -> String {
+    let seconds = wall.as_secs_f64().max(1e-9);
+    format!(
+        "wall: {:.3}s · {:.0} events/s · {:.0}x real time",
+        seconds,
+        report.counters.events as f64 / seconds,
+        report.end_us as f64 / 1e6 / seconds
+    )
+}
+
+fn run_sweep(args: SweepArgs) -> Result<ExitCode, String> {
+    if args.seeds.is_empty() {
+        return Err("the seed range is empty".into());
+    }
+    for &nodes in &args.nodes {
+        replog_sim::scenario::check_cluster_size(nodes)?;
+    }
+    let scenario = load_scenario(args.scenario.as_ref(), args.nodes[0])?;
+    let options = SweepOptions {
+        seeds: args.seeds.clone(),
+        jobs: args.jobs.max(1),
+        nodes: args.nodes.clone(),
+        duration_us: args.duration,
+        scenario,
+    };
+    let started = Instant::now();
+    let show_progress = std::io::stderr().is_terminal();
+    let last_shown = Mutex::new(Instant::now());
+    let progress = |done: u64, total: u64| {
+        if !show_progress {
+            return;
+        }
+        let mut last = last_shown.lock().expect("progress lock");
+        if last.elapsed() >= Duration::from_millis(200) || done == total {
+            *last = Instant::now();
+            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            eprint!("\r{done}/{total} seeds · {rate:.1} seeds/s   ");
+        }
+    };
+    let report = sweep(&options, &progress);
+    let wall = started.elapsed().as_secs_f64().max(1e-9);
+    if show_progress {
+        eprintln!();
+    }
+    let failures: Vec<_> = report.failures().collect();
+    for failure in &failures {
+        println!(
+            "FAIL seed {} ({} nodes): {}\n  replay: {}",
+            failure.seed,
+            failure.nodes,
+            failure.failure.as_deref().unwrap_or(""),
+            failure.replay
+        );
+    }
+    let seeds = report.results.len();
+    println!(
+        "seeds: {seeds} · nodes {:?} · duration {} · jobs {} · failures: {}",
+        args.nodes,
+        replog_sim::report::seconds(args.duration),
+        options.jobs,
+        failures.len()
+    );
+    println!(
+        "wall: {wall:.2}s · {:.1} seeds/s · {:.0} events/s · {:.0}x real time (all threads)",
+        seeds as f64 / wall,
+        report.events() as f64 / wall,
+        report.sim_us() as f64 / 1e6 / wall
+    );
+    println!("sweep hash: {:016x}", report.combined_hash());
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn load_scenario(
+    path: Option<&PathBuf>,
+    nodes: usize,
+) -> Result<Option<(String, Scenario)>, String> {
+    replog_sim::scenario::check_cluster_size(nodes)?;
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let scenario = Scenario::load(path)?;
+    scenario.validate(scenario.nodes.unwrap_or(nodes))?;
+    Ok(Some((path.display().to_string(), scenario)))
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `60s`, `1500ms`, `2m`, or bare seconds, in microseconds.
+fn parse_duration_us(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, scale_us) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1_000)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1_000_000)
+    } else if let Some(m) = text.strip_suffix('m') {
+        (m, 60_000_000)
+    } else {
+        (text, 1_000_000)
+    };
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 60s, 1500ms or 2m"))?;
+    if value == 0 {
+        return Err("the duration must be positive".into());
+    }
+    Ok(value * scale_us)
+}
+
+/// `A..B`, B excluded.
+fn parse_seeds(text: &str) -> Result<Range<u64>, String> {
+    let (start, end) = text
+        .split_once("..")
+        .ok_or_else(|| format!("{text:?} is not a seed range like 0..500"))?;
+    let parse = |s: &str| {
+        s.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{s:?} is not a seed"))
+    };
+    Ok(parse(start)?..parse(end)?)
 }

@@ -1,0 +1,301 @@
+//! Simulated storage of one node: what the OS holds, and what an fsync made durable.
+//!
+//! A write is durable only once an fsync that started after it completes. Fsyncs run one at
+//! a time and each covers everything written before it started (group commit, as the node
+//! does). A crash loses what was not synced, except that the OS may already have written a
+//! prefix of it, the last record of which may be torn part-way: a real disk gives no promise
+//! either way, so the core must be safe under both.
+
+use crate::params::DiskParams;
+use crate::report::Violation;
+use crate::rng::SimRng;
+use replog_core::{Entry, HardState, Index, NodeId, Recovered, Write, WriteId};
+use std::collections::VecDeque;
+
+/// What survives a crash.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Durable {
+    pub hard_state: HardState,
+    /// Invariant: contiguous from index 1.
+    pub entries: Vec<Entry>,
+    /// The commit index the driver last recorded (the node keeps it in `metadata.json`).
+    pub commit_index: Index,
+}
+
+#[derive(Clone, Debug)]
+enum Record {
+    Write(Write),
+    Commit(Index),
+}
+
+/// What a crash did to the unsynced records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CrashLoss {
+    pub survived: u32,
+    pub lost: u32,
+    pub torn: bool,
+}
+
+pub struct Disk {
+    node: NodeId,
+    durable: Durable,
+    /// Records handed to the OS and not yet covered by a completed fsync, oldest first.
+    unsynced: VecDeque<Record>,
+    /// How many records at the front of `unsynced` the fsync in progress covers.
+    /// Invariant: `syncing <= unsynced.len()`, and 0 exactly when no fsync is in progress.
+    syncing: usize,
+}
+
+impl Disk {
+    pub fn new(node: NodeId) -> Disk {
+        Disk {
+            node,
+            durable: Durable::default(),
+            unsynced: VecDeque::new(),
+            syncing: 0,
+        }
+    }
+
+    pub fn durable(&self) -> &Durable {
+        &self.durable
+    }
+
+    /// Hands a write to the OS.
+    pub fn write(&mut self, write: Write) {
+        self.unsynced.push_back(Record::Write(write));
+    }
+
+    /// Records the commit index lazily: it rides along with the next fsync.
+    pub fn note_commit(&mut self, index: Index) {
+        self.unsynced.push_back(Record::Commit(index));
+    }
+
+    /// Starts an fsync of everything written so far, if none is running and there is
+    /// something to sync. Returns whether one started.
+    pub fn start_fsync(&mut self) -> bool {
+        if self.syncing > 0 || self.unsynced.is_empty() {
+            return false;
+        }
+        self.syncing = self.unsynced.len();
+        true
+    }
+
+    /// A simulated fsync latency.
+    pub fn fsync_latency_us(params: &DiskParams, rng: &mut SimRng) -> u64 {
+        if rng.chance(params.slow_fsync) {
+            return rng.between(
+                params.fsync_us_max,
+                params.slow_fsync_us_max.max(params.fsync_us_max),
+            );
+        }
+        rng.between(params.fsync_us_min, params.fsync_us_max)
+    }
+
+    /// The fsync in progress completed. Returns the highest write id it made durable.
+    pub fn fsync_done(&mut self) -> Result<Option<WriteId>, Violation> {
+        let mut highest = None;
+        for _ in 0..std::mem::take(&mut self.syncing) {
+            let record = self.unsynced.pop_front().expect("syncing <= unsynced");
+            if let Record::Write(write) = &record {
+                highest = Some(write.id);
+            }
+            self.apply(record, usize::MAX)?;
+        }
+        Ok(highest)
+    }
+
+    /// The process died: keep a random prefix of the unsynced records (often none), the last
+    /// maybe torn, and forget the rest.
+    pub fn crash(&mut self, params: &DiskParams, rng: &mut SimRng) -> Result<CrashLoss, Violation> {
+        self.syncing = 0;
+        let total = self.unsynced.len();
+        let mut loss = CrashLoss::default();
+        if total > 0 && rng.chance(params.unsynced_survive) {
+            let survive = rng.between(1, total as u64) as usize;
+            for position in 0..survive {
+                let record = self.unsynced.pop_front().expect("survive <= total");
+                let last = position + 1 == survive;
+                let parts = if last && rng.chance(params.torn) {
+                    loss.torn = true;
+                    rng.below(record_parts(&record) as u64) as usize
+                } else {
+                    usize::MAX
+                };
+                self.apply(record, parts)?;
+            }
+            loss.survived = survive as u32;
+        }
+        loss.lost = self.unsynced.len() as u32;
+        self.unsynced.clear();
+        Ok(loss)
+    }
+
+    /// What a restarted node reads back, exactly as the real node rebuilds it from its files.
+    pub fn recovered(&self) -> Recovered {
+        Recovered {
+            hard_state: self.durable.hard_state,
+            entries: self.durable.entries.clone(),
+            commit_index: self.durable.commit_index,
+        }
+    }
+
+    /// Applies a record to durable state: hard state, then truncation, then entries. Only
+    /// the first `parts` of those survive (a torn record); `usize::MAX` applies all.
+    fn apply(&mut self, record: Record, parts: usize) -> Result<(), Violation> {
+        let write = match record {
+            Record::Commit(index) => {
+                if parts > 0 {
+                    self.durable.commit_index = self.durable.commit_index.max(index);
+                }
+                return Ok(());
+            }
+            Record::Write(write) => write,
+        };
+        let mut budget = parts;
+        if let Some(hard_state) = write.hard_state {
+            if budget == 0 {
+                return Ok(());
+            }
+            budget -= 1;
+            self.apply_hard_state(hard_state)?;
+        }
+        if let Some(after) = write.truncate_after {
+            if budget == 0 {
+                return Ok(());
+            }
+            budget -= 1;
+            if after < self.durable.commit_index {
+                return Err(self.violation(format!(
+                    "a write truncates after {after}, below the durable commit index {}",
+                    self.durable.commit_index
+                )));
+            }
+            self.durable.entries.truncate(after.0 as usize);
+        }
+        for entry in write.entries.into_iter().take(budget) {
+            let expected = Index(self.durable.entries.len() as u64 + 1);
+            assert_eq!(entry.index, expected, "durable log would have a gap");
+            self.durable.entries.push(entry);
+        }
+        Ok(())
+    }
+
+    /// Durable term never decreases, and a durable vote never changes within a term: the
+    /// two facts that keep a restarted node from voting twice (§5.2, thesis §3.8).
+    fn apply_hard_state(&mut self, hard_state: HardState) -> Result<(), Violation> {
+        let old = self.durable.hard_state;
+        if hard_state.term < old.term {
+            return Err(self.violation(format!(
+                "durable term goes back from {} to {}",
+                old.term, hard_state.term
+            )));
+        }
+        if hard_state.term == old.term
+            && old.voted_for.is_some()
+            && hard_state.voted_for != old.voted_for
+        {
+            return Err(self.violation(format!(
+                "durable vote in {} changes from {:?} to {:?}",
+                old.term, old.voted_for, hard_state.voted_for
+            )));
+        }
+        self.durable.hard_state = hard_state;
+        Ok(())
+    }
+
+    fn violation(&self, detail: String) -> Violation {
+        Violation::new("Durable State Monotonic", &[self.node], detail)
+    }
+}
+
+/// The pieces a torn write can stop between.
+fn record_parts(record: &Record) -> usize {
+    match record {
+        Record::Commit(_) => 1,
+        Record::Write(write) => {
+            usize::from(write.hard_state.is_some())
+                + usize::from(write.truncate_after.is_some())
+                + write.entries.len()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::Params;
+    use crate::rng::{Ratio, Stream};
+    use replog_core::{Payload, Term};
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index: Index(index),
+            term: Term(term),
+            payload: Payload::Noop,
+        }
+    }
+
+    fn write(id: u64, term: u64, entries: Vec<Entry>) -> Write {
+        Write {
+            id: WriteId(id),
+            hard_state: Some(HardState {
+                term: Term(term),
+                voted_for: None,
+            }),
+            truncate_after: None,
+            entries,
+        }
+    }
+
+    #[test]
+    fn only_fsynced_writes_survive_a_crash_that_keeps_nothing() {
+        let mut params = Params::calm(3).disk;
+        params.unsynced_survive = Ratio::NEVER;
+        let mut rng = SimRng::new(1, Stream::Disk);
+        let mut disk = Disk::new(NodeId(1));
+        disk.write(write(1, 1, vec![entry(1, 1)]));
+        assert!(disk.start_fsync());
+        disk.write(write(2, 1, vec![entry(2, 1)]));
+        assert!(!disk.start_fsync(), "one fsync at a time");
+        assert_eq!(disk.fsync_done().unwrap(), Some(WriteId(1)));
+        let loss = disk.crash(&params, &mut rng).unwrap();
+        assert_eq!(loss.lost, 1);
+        assert_eq!(disk.recovered().entries, vec![entry(1, 1)]);
+    }
+
+    #[test]
+    fn a_torn_write_keeps_a_prefix_of_its_parts() {
+        let mut params = Params::calm(3).disk;
+        params.unsynced_survive = Ratio(1, 1);
+        params.torn = Ratio(1, 1);
+        for seed in 0..20 {
+            let mut rng = SimRng::new(seed, Stream::Disk);
+            let mut disk = Disk::new(NodeId(1));
+            disk.write(write(1, 2, vec![entry(1, 1), entry(2, 2), entry(3, 2)]));
+            disk.crash(&params, &mut rng).unwrap();
+            let recovered = disk.recovered();
+            assert!(recovered.entries.len() < 3, "torn means incomplete");
+            if !recovered.entries.is_empty() {
+                assert_eq!(recovered.hard_state.term, Term(2), "hard state goes first");
+            }
+        }
+    }
+
+    #[test]
+    fn a_durable_vote_that_changes_within_its_term_is_reported() {
+        let mut disk = Disk::new(NodeId(1));
+        let vote = |candidate| Write {
+            id: WriteId(1),
+            hard_state: Some(HardState {
+                term: Term(3),
+                voted_for: Some(NodeId(candidate)),
+            }),
+            ..Write::default()
+        };
+        disk.write(vote(2));
+        disk.write(vote(3));
+        disk.start_fsync();
+        let violation = disk.fsync_done().unwrap_err();
+        assert_eq!(violation.invariant, "Durable State Monotonic");
+    }
+}

@@ -1,0 +1,368 @@
+//! Driving one node: stepping its core, carrying out its outputs (disk, network, commits),
+//! and the process faults (crash, restart, pause, resume).
+
+use super::{Event, Reply, Simulation};
+use crate::checker::history::{History, OpId, Outcome};
+use crate::checker::NodeState;
+use crate::disk::Disk;
+use crate::net::Fate;
+use crate::report::Violation;
+use crate::trace::{MessageSummary, What};
+use replog_core::{Entry, Input, Message, Output, ProposalOutcome, RaftCore, WriteId};
+
+impl Simulation {
+    pub(crate) fn on_tick(&mut self, node: usize, generation: u32) -> Result<(), Violation> {
+        let state = &self.nodes[node];
+        if state.tick_generation != generation || !state.is_running() {
+            return Ok(()); // A stale chain, or a crashed or paused process: no timer fires.
+        }
+        self.queue.push(
+            self.now_us + state.tick_us,
+            Event::Tick { node, generation },
+        );
+        self.step_core(node, Input::Tick)?;
+        if self.outputs.is_empty() {
+            self.trace.quiet(self.now_us, node as u8 + 1);
+        } else {
+            self.record(Some(node), What::Tick);
+        }
+        self.dispatch_outputs(node).map(|_| ())
+    }
+
+    pub(crate) fn on_deliver(&mut self, message: Message) -> Result<(), Violation> {
+        let node = (message.to.0 - 1) as usize;
+        let summary = MessageSummary::of(&message);
+        let state = &mut self.nodes[node];
+        if state.core.is_none() {
+            self.record(Some(node), What::DeadLetter(summary));
+            return Ok(());
+        }
+        if let Some(backlog) = &mut state.backlog {
+            backlog.push(Event::Deliver(message));
+            return Ok(());
+        }
+        self.record(Some(node), What::Deliver(summary));
+        self.step_core(node, Input::Receive(message))?;
+        self.dispatch_outputs(node).map(|_| ())
+    }
+
+    pub(crate) fn on_fsync_done(&mut self, node: usize, incarnation: u32) -> Result<(), Violation> {
+        let state = &mut self.nodes[node];
+        if state.incarnation != incarnation {
+            return Ok(()); // The crash already decided what this fsync saved.
+        }
+        let durable = state.disk.fsync_done()?;
+        if state.disk.start_fsync() {
+            let latency_us = Disk::fsync_latency_us(&self.params.disk, &mut self.rng.disk);
+            self.queue.push(
+                self.now_us + latency_us,
+                Event::FsyncDone { node, incarnation },
+            );
+        }
+        match durable {
+            Some(write_id) => self.on_persisted(node, incarnation, write_id),
+            None => Ok(()),
+        }
+    }
+
+    /// Tells the core its writes up to `write_id` are durable, unless it is paused.
+    pub(crate) fn on_persisted(
+        &mut self,
+        node: usize,
+        incarnation: u32,
+        write_id: WriteId,
+    ) -> Result<(), Violation> {
+        let state = &mut self.nodes[node];
+        if state.incarnation != incarnation || state.core.is_none() {
+            return Ok(());
+        }
+        if let Some(backlog) = &mut state.backlog {
+            backlog.push(Event::Persisted {
+                node,
+                incarnation,
+                write_id,
+            });
+            return Ok(());
+        }
+        self.record(
+            Some(node),
+            What::Persisted {
+                write_id: write_id.0,
+            },
+        );
+        self.step_core(node, Input::Persisted { write_id })?;
+        self.dispatch_outputs(node).map(|_| ())
+    }
+
+    /// Steps a live core, asserts its own invariants, then runs the checker on the step.
+    /// The outputs stay in `self.outputs` for [`Simulation::dispatch_outputs`].
+    pub(crate) fn step_core(&mut self, node: usize, input: Input) -> Result<(), Violation> {
+        self.outputs.clear();
+        let state = &mut self.nodes[node];
+        self.current_node = Some(state.id);
+        let core = state.core.as_mut().expect("stepping a live node");
+        core.step(input, &mut self.outputs);
+        core.check_invariants();
+        self.checker
+            .after_step(node, &NodeState::of(core), &self.outputs)
+    }
+
+    /// Carries out the outputs of the last step, in order. Returns its proposal outcome.
+    pub(crate) fn dispatch_outputs(
+        &mut self,
+        node: usize,
+    ) -> Result<Option<ProposalOutcome>, Violation> {
+        let mut outputs = std::mem::take(&mut self.outputs);
+        let mut proposal = None;
+        let mut result = Ok(());
+        for output in outputs.drain(..) {
+            match output {
+                Output::Persist(write) => {
+                    let state = &mut self.nodes[node];
+                    state.disk.write(write);
+                    if state.disk.start_fsync() {
+                        let latency_us =
+                            Disk::fsync_latency_us(&self.params.disk, &mut self.rng.disk);
+                        let incarnation = state.incarnation;
+                        self.queue.push(
+                            self.now_us + latency_us,
+                            Event::FsyncDone { node, incarnation },
+                        );
+                    }
+                }
+                Output::Send(message) => self.send(node, message),
+                Output::Commit(entries) => {
+                    if result.is_ok() {
+                        result = self.on_commit(node, &entries);
+                    }
+                }
+                Output::Proposal(outcome) => {
+                    if proposal.replace(outcome).is_some() && result.is_ok() {
+                        result = Err(Violation::new(
+                            "Proposal Contract",
+                            &[self.nodes[node].id],
+                            "two proposal outcomes in one step",
+                        ));
+                    }
+                }
+                Output::RoleChanged { role, term, leader } => {
+                    let leader = leader.map_or(0, |id| id.0);
+                    self.record(
+                        Some(node),
+                        What::Role {
+                            role,
+                            term: term.0,
+                            leader,
+                        },
+                    );
+                }
+            }
+        }
+        self.outputs = outputs;
+        result.map(|()| proposal)
+    }
+
+    fn send(&mut self, from: usize, message: Message) {
+        self.counters.messages_sent += 1;
+        let to = (message.to.0 - 1) as usize;
+        match self.net.route(from, to, &mut self.rng.net) {
+            Fate::Lost(why) => {
+                self.counters.messages_dropped += 1;
+                self.record(Some(from), What::Dropped(MessageSummary::of(&message), why));
+            }
+            Fate::Deliver {
+                delay_us,
+                duplicate_delay_us,
+            } => {
+                if let Some(duplicate_us) = duplicate_delay_us {
+                    self.queue
+                        .push(self.now_us + duplicate_us, Event::Deliver(message.clone()));
+                }
+                self.queue
+                    .push(self.now_us + delay_us, Event::Deliver(message));
+            }
+        }
+    }
+
+    /// Records the commit on disk (lazily) and answers the clients whose proposals it settles.
+    fn on_commit(&mut self, node: usize, entries: &[Entry]) -> Result<(), Violation> {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return Ok(());
+        };
+        let (first_index, last_index) = (first.index, last.index);
+        self.nodes[node].disk.note_commit(last_index);
+        loop {
+            let Some(entry) = self.nodes[node].proposals.first_entry() else {
+                return Ok(());
+            };
+            if *entry.key() > last_index {
+                return Ok(());
+            }
+            let (index, (term, op)) = entry.remove_entry();
+            if index < first_index {
+                continue; // Settled before this output; cannot happen, but harmless.
+            }
+            // The same index with another term means a new leader replaced the proposal.
+            let reply = if entries[(index.0 - first_index.0) as usize].term == term {
+                Reply::Acknowledged { index, term }
+            } else {
+                Reply::Failed
+            };
+            self.reply_to_client(op, reply)?;
+        }
+    }
+
+    /// Sends a node's answer back to the client, or settles the liveness probe at once.
+    pub(crate) fn reply_to_client(&mut self, op: OpId, reply: Reply) -> Result<(), Violation> {
+        if self.checker.history.ops[op].client.is_some() {
+            let delay_us = self.net.delay(&mut self.rng.clients);
+            self.queue
+                .push(self.now_us + delay_us, Event::ClientReply { op, reply });
+            return Ok(());
+        }
+        let outcome = match reply {
+            Reply::Acknowledged { index, term } => Outcome::Acknowledged { index, term },
+            Reply::Failed => Outcome::Failed,
+            Reply::Redirect(_) => Outcome::Unknown,
+        };
+        self.checker.history.complete(op, outcome, self.now_us)?;
+        if let Outcome::Acknowledged { .. } = outcome {
+            let catch_up_us = self.catch_up_us();
+            if let Some(liveness) = &mut self.liveness {
+                liveness.probe_committed(self.now_us, catch_up_us);
+            }
+        }
+        Ok(())
+    }
+
+    /// Proposes `op`'s command on a running node; returns the node's answer.
+    pub(crate) fn propose(&mut self, node: usize, op: OpId) -> Result<ProposalOutcome, Violation> {
+        self.step_core(node, Input::Propose(vec![History::command(op)]))?;
+        let outcome = self.dispatch_outputs(node)?.ok_or_else(|| {
+            Violation::new(
+                "Proposal Contract",
+                &[self.nodes[node].id],
+                "a proposal got no outcome in its step",
+            )
+        })?;
+        let accepted_at = match outcome {
+            ProposalOutcome::Accepted {
+                first_index, term, ..
+            } => {
+                self.nodes[node].proposals.insert(first_index, (term, op));
+                first_index.0
+            }
+            ProposalOutcome::NotLeader { .. } => 0,
+        };
+        self.record(
+            Some(node),
+            What::Propose {
+                op: op as u64,
+                accepted_at,
+            },
+        );
+        Ok(outcome)
+    }
+
+    /// Kills a process: its unsynced writes may be lost or torn, its queued events vanish.
+    pub(crate) fn crash(
+        &mut self,
+        node: usize,
+        restart_after_us: Option<u64>,
+    ) -> Result<(), Violation> {
+        let state = &mut self.nodes[node];
+        if state.core.is_none() {
+            return Ok(());
+        }
+        state.core = None;
+        state.incarnation += 1;
+        state.backlog = None;
+        state.proposals.clear();
+        let loss = state.disk.crash(&self.params.disk, &mut self.rng.disk)?;
+        let incarnation = state.incarnation;
+        self.counters.crashes += 1;
+        self.record(
+            Some(node),
+            What::Crash {
+                survived: loss.survived,
+                lost: loss.lost,
+                torn: loss.torn,
+            },
+        );
+        self.checker
+            .check_durability(self.nodes.iter().map(|n| (n.id, n.disk.durable())))?;
+        if let Some(after_us) = restart_after_us {
+            self.queue
+                .push(self.now_us + after_us, Event::Restart { node, incarnation });
+        }
+        Ok(())
+    }
+
+    /// Rebuilds a crashed node from its disk, as the real node does from its files.
+    pub(crate) fn restart(&mut self, node: usize) -> Result<(), Violation> {
+        let state = &mut self.nodes[node];
+        if state.core.is_some() {
+            return Ok(());
+        }
+        let config = self
+            .params
+            .core_config(state.id, self.core_seed, state.incarnation);
+        self.current_node = Some(state.id);
+        let core = RaftCore::new(config, state.disk.recovered()).map_err(|error| {
+            Violation::new(
+                "Recovery",
+                &[state.id],
+                format!("cannot start from disk: {error}"),
+            )
+        })?;
+        core.check_invariants();
+        self.checker
+            .after_restart(node, &NodeState::of(&core), state.disk.durable())?;
+        let what = What::Restart {
+            term: core.term().0,
+            last_index: core.log().last_index().0,
+            commit_index: core.commit_index().0,
+        };
+        state.core = Some(core);
+        state.tick_generation += 1;
+        let generation = state.tick_generation;
+        self.queue.push(
+            self.now_us + state.tick_us,
+            Event::Tick { node, generation },
+        );
+        self.record(Some(node), what);
+        Ok(())
+    }
+
+    pub(crate) fn pause(&mut self, node: usize, duration_us: u64) {
+        let state = &mut self.nodes[node];
+        if !state.is_running() {
+            return;
+        }
+        state.backlog = Some(Vec::new());
+        state.pause_generation += 1;
+        let generation = state.pause_generation;
+        self.queue.push(
+            self.now_us + duration_us,
+            Event::Resume { node, generation },
+        );
+        self.record(Some(node), What::Pause);
+    }
+
+    /// Ends a pause: the backlog runs now, in arrival order, and the clock ticks again.
+    pub(crate) fn resume(&mut self, node: usize) {
+        let state = &mut self.nodes[node];
+        let Some(backlog) = state.backlog.take() else {
+            return;
+        };
+        let count = backlog.len() as u32;
+        for event in backlog {
+            self.queue.push(self.now_us, event);
+        }
+        state.tick_generation += 1;
+        let generation = state.tick_generation;
+        self.queue
+            .push(self.now_us, Event::Tick { node, generation });
+        self.record(Some(node), What::Resume { backlog: count });
+    }
+}

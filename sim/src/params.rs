@@ -1,0 +1,287 @@
+//! What one run is made of: cluster, core, network, disk, fault and workload settings.
+//!
+//! In a sweep every seed draws its own settings ("swarm testing", Groce et al. 2012): one
+//! seed loses 25 % of its messages with fast disks, the next has a perfect network and slow
+//! fsyncs with frequent crashes. A mix that disables some faults lets others reach states
+//! that a uniform blend of everything would drown out.
+
+use crate::rng::{Ratio, SimRng};
+use replog_core::{Config, NodeId};
+
+/// The faults the swarm draws from, each with its own weight per seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FaultKind {
+    Split,
+    Isolate,
+    IsolateLeader,
+    Minority,
+    OneWay,
+    Bridge,
+    Flap,
+    CrashRandom,
+    CrashLeader,
+    CrashMajority,
+    Pause,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 11] = [
+        FaultKind::Split,
+        FaultKind::Isolate,
+        FaultKind::IsolateLeader,
+        FaultKind::Minority,
+        FaultKind::OneWay,
+        FaultKind::Bridge,
+        FaultKind::Flap,
+        FaultKind::CrashRandom,
+        FaultKind::CrashLeader,
+        FaultKind::CrashMajority,
+        FaultKind::Pause,
+    ];
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Params {
+    pub nodes: usize,
+    /// Nominal length of one core tick; each node's own clock may run faster or slower.
+    pub tick_us: u64,
+    /// Each node's tick period is off by up to this many percent, either way.
+    pub skew_percent_max: u32,
+    pub core: CoreParams,
+    pub net: NetParams,
+    pub disk: DiskParams,
+    pub faults: FaultParams,
+    pub workload: WorkloadParams,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoreParams {
+    pub election_timeout_ticks_min: u64,
+    pub election_timeout_ticks_max: u64,
+    pub heartbeat_interval_ticks: u64,
+    pub max_append_entries: usize,
+    pub max_append_bytes: usize,
+    pub max_inflight_appends: usize,
+    pub pre_vote: bool,
+    pub check_quorum: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetParams {
+    /// One-way latency is uniform in `[min, max]`.
+    pub latency_us_min: u64,
+    pub latency_us_max: u64,
+    pub loss: Ratio,
+    pub duplicate: Ratio,
+    /// Messages delayed by an extra uniform `0..=reorder_delay_us_max`, overtaken by later ones.
+    pub reorder: Ratio,
+    pub reorder_delay_us_max: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskParams {
+    pub fsync_us_min: u64,
+    pub fsync_us_max: u64,
+    /// An fsync that stalls for up to `slow_fsync_us_max` instead.
+    pub slow_fsync: Ratio,
+    pub slow_fsync_us_max: u64,
+    /// At a crash, the chance that the OS had written some unsynced records to disk anyway.
+    pub unsynced_survive: Ratio,
+    /// Given that some survived, the chance that the last one is torn part-way.
+    pub torn: Ratio,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultParams {
+    /// Random faults arrive every `[min, max]`; `max == 0` disables them.
+    pub interval_us_min: u64,
+    pub interval_us_max: u64,
+    /// Weight of each of [`FaultKind::ALL`], in that order.
+    pub weights: [u32; FaultKind::ALL.len()],
+    /// A crashed node stays down for `[min, max]`.
+    pub down_us_min: u64,
+    pub down_us_max: u64,
+    pub pause_us_max: u64,
+    pub partition_us_max: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadParams {
+    pub clients: usize,
+    /// A client waits uniform `0..=think_us_max` between operations.
+    pub think_us_max: u64,
+    /// A client gives up on an operation (outcome unknown) after this long.
+    pub timeout_us: u64,
+}
+
+impl Params {
+    /// A well-behaved cluster: no random faults, no loss. Scenario files start from here.
+    pub fn calm(nodes: usize) -> Params {
+        Params {
+            nodes,
+            tick_us: 10_000,
+            skew_percent_max: 0,
+            core: CoreParams {
+                election_timeout_ticks_min: 10,
+                election_timeout_ticks_max: 20,
+                heartbeat_interval_ticks: 2,
+                max_append_entries: 64,
+                max_append_bytes: 1 << 20,
+                max_inflight_appends: 4,
+                pre_vote: true,
+                check_quorum: true,
+            },
+            net: NetParams {
+                latency_us_min: 500,
+                latency_us_max: 5_000,
+                loss: Ratio::NEVER,
+                duplicate: Ratio::NEVER,
+                reorder: Ratio::NEVER,
+                reorder_delay_us_max: 0,
+            },
+            disk: DiskParams {
+                fsync_us_min: 100,
+                fsync_us_max: 2_000,
+                slow_fsync: Ratio::NEVER,
+                slow_fsync_us_max: 0,
+                unsynced_survive: Ratio(1, 2),
+                torn: Ratio(1, 2),
+            },
+            faults: FaultParams {
+                interval_us_min: 0,
+                interval_us_max: 0,
+                weights: [0; FaultKind::ALL.len()],
+                down_us_min: 50_000,
+                down_us_max: 2_000_000,
+                pause_us_max: 1_000_000,
+                partition_us_max: 3_000_000,
+            },
+            workload: WorkloadParams {
+                clients: 3,
+                think_us_max: 20_000,
+                timeout_us: 1_000_000,
+            },
+        }
+    }
+
+    /// The settings of one swarm seed, drawn from the seed's own stream.
+    pub fn swarm(nodes: usize, rng: &mut SimRng) -> Params {
+        let mut params = Params::calm(nodes);
+        params.skew_percent_max = *rng.pick(&[0, 0, 10, 30, 50]);
+        params.core = swarm_core(rng);
+        params.net = swarm_net(rng);
+        params.disk = swarm_disk(rng);
+        params.faults = swarm_faults(rng);
+        params.workload = WorkloadParams {
+            clients: rng.between(1, 5) as usize,
+            think_us_max: *rng.pick(&[1_000, 20_000, 100_000]),
+            timeout_us: rng.between(500_000, 2_000_000),
+        };
+        params
+    }
+
+    /// The core configuration of node `id` in its `incarnation`-th life.
+    pub fn core_config(&self, id: NodeId, seed: u64, incarnation: u32) -> Config {
+        let voters = (1..=self.nodes as u64).map(NodeId).collect();
+        let mut config = Config::new(id, voters);
+        let core = &self.core;
+        config.election_timeout_ticks_min = core.election_timeout_ticks_min;
+        config.election_timeout_ticks_max = core.election_timeout_ticks_max;
+        config.heartbeat_interval_ticks = core.heartbeat_interval_ticks;
+        config.max_append_entries = core.max_append_entries;
+        config.max_append_bytes = core.max_append_bytes;
+        config.max_inflight_appends = core.max_inflight_appends;
+        config.pre_vote = core.pre_vote;
+        config.check_quorum = core.check_quorum;
+        // A restarted node draws fresh timeouts, as a real process would.
+        config.rng_seed = seed ^ u64::from(incarnation).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        config
+    }
+
+    /// The longest election timeout of the slowest clock, in simulated time.
+    pub fn election_timeout_us_max(&self) -> u64 {
+        let slowest_tick_us = self.tick_us * (100 + u64::from(self.skew_percent_max)) / 100;
+        self.core.election_timeout_ticks_max * slowest_tick_us
+    }
+}
+
+fn swarm_core(rng: &mut SimRng) -> CoreParams {
+    CoreParams {
+        election_timeout_ticks_min: 10,
+        election_timeout_ticks_max: 20,
+        heartbeat_interval_ticks: 2,
+        // Small batches make many AppendEntries per entry: more reordering, more chances for
+        // a stale request to meet a longer log.
+        max_append_entries: *rng.pick(&[1, 2, 3, 8, 64, 1024]),
+        max_append_bytes: *rng.pick(&[48, 256, 1 << 20]),
+        max_inflight_appends: *rng.pick(&[1, 2, 4, 8]),
+        pre_vote: rng.chance(Ratio(3, 4)),
+        check_quorum: rng.chance(Ratio(3, 4)),
+    }
+}
+
+fn swarm_net(rng: &mut SimRng) -> NetParams {
+    let latency_us_min = rng.between(100, 2_000);
+    let reorder = maybe_percent(rng, Ratio(1, 2), 20);
+    let spread_us_max = *rng.pick(&[2_000, 10_000, 40_000]);
+    NetParams {
+        latency_us_min,
+        latency_us_max: latency_us_min + rng.between(0, spread_us_max),
+        loss: maybe_percent(rng, Ratio(1, 3), 30),
+        duplicate: maybe_percent(rng, Ratio(1, 2), 50),
+        reorder,
+        reorder_delay_us_max: *rng.pick(&[20_000, 200_000, 1_000_000]),
+    }
+}
+
+fn swarm_disk(rng: &mut SimRng) -> DiskParams {
+    let fsync_us_min = rng.between(20, 1_000);
+    let spread_us_max = *rng.pick(&[1_000, 5_000, 20_000]);
+    DiskParams {
+        fsync_us_min,
+        fsync_us_max: fsync_us_min + rng.between(0, spread_us_max),
+        slow_fsync: if rng.chance(Ratio(1, 2)) {
+            Ratio::NEVER
+        } else {
+            Ratio(1, rng.between(5, 50) as u32)
+        },
+        slow_fsync_us_max: rng.between(50_000, 300_000),
+        unsynced_survive: Ratio(1, 2),
+        torn: Ratio(1, 2),
+    }
+}
+
+fn swarm_faults(rng: &mut SimRng) -> FaultParams {
+    let mut weights = [0; FaultKind::ALL.len()];
+    for weight in &mut weights {
+        if rng.chance(Ratio(1, 2)) {
+            *weight = rng.between(1, 4) as u32;
+        }
+    }
+    let interval_us_min = rng.between(100_000, 1_000_000);
+    // A quarter of the seeds restart crashed nodes almost at once, while messages sent
+    // before the crash are still in flight: the regime where lost unsynced state bites.
+    let (down_us_min, down_us_max) = if rng.chance(Ratio(1, 4)) {
+        (1_000, 20_000)
+    } else {
+        (20_000, rng.between(200_000, 3_000_000))
+    };
+    FaultParams {
+        interval_us_min,
+        interval_us_max: interval_us_min + rng.between(0, 3_000_000),
+        weights,
+        down_us_min,
+        down_us_max,
+        pause_us_max: rng.between(10_000, 2_000_000),
+        partition_us_max: rng.between(100_000, 5_000_000),
+    }
+}
+
+/// No fault with probability `none`, else a uniform 1..=`max_percent` percent.
+fn maybe_percent(rng: &mut SimRng, none: Ratio, max_percent: u64) -> Ratio {
+    if rng.chance(none) {
+        Ratio::NEVER
+    } else {
+        Ratio::percent(rng.between(1, max_percent) as u32)
+    }
+}

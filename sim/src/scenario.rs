@@ -1,0 +1,131 @@
+//! Scenario files: a named, timed fault schedule for a classic situation, read with serde.
+//!
+//! ```json
+//! { "name": "leader-isolated", "description": "...", "nodes": 5, "duration_ms": 20000,
+//!   "network": { "loss": [1, 10] },
+//!   "schedule": [ { "at_ms": 3000, "fault": { "kind": "isolate", "target": "leader" } },
+//!                 { "at_ms": 9000, "fault": { "kind": "heal" } } ] }
+//! ```
+//!
+//! A scenario starts from [`Params::calm`] (no random faults), applies its overrides, and
+//! fires its schedule; the seed still draws latencies, fsync times and client timing.
+
+use crate::fault::Fault;
+use crate::params::Params;
+use crate::rng::Ratio;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Cluster size; the command line's `--nodes` when absent.
+    #[serde(default)]
+    pub nodes: Option<usize>,
+    /// Length of the fault phase; the command line's `--duration` when absent.
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    #[serde(default)]
+    pub network: NetworkOverrides,
+    #[serde(default)]
+    pub disk: DiskOverrides,
+    #[serde(default)]
+    pub clients: Option<usize>,
+    pub schedule: Vec<TimedFault>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkOverrides {
+    pub latency_us_min: Option<u64>,
+    pub latency_us_max: Option<u64>,
+    pub loss: Option<Ratio>,
+    pub duplicate: Option<Ratio>,
+    pub reorder: Option<Ratio>,
+    pub reorder_delay_us_max: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskOverrides {
+    pub fsync_us_min: Option<u64>,
+    pub fsync_us_max: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimedFault {
+    pub at_ms: u64,
+    pub fault: Fault,
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+        Scenario::parse(&text).map_err(|error| format!("{}: {error}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Scenario, String> {
+        let scenario: Scenario = serde_json::from_str(text).map_err(|error| error.to_string())?;
+        if let Some(nodes) = scenario.nodes {
+            check_cluster_size(nodes)?;
+        }
+        Ok(scenario)
+    }
+
+    /// Checks the schedule against the cluster it will run on.
+    pub fn validate(&self, nodes: usize) -> Result<(), String> {
+        for timed in &self.schedule {
+            timed
+                .fault
+                .validate(nodes)
+                .map_err(|error| format!("at {} ms: {error}", timed.at_ms))?;
+        }
+        let net = &self.network;
+        for ratio in [net.loss, net.duplicate, net.reorder].into_iter().flatten() {
+            ratio.validate()?;
+        }
+        Ok(())
+    }
+
+    /// The run's parameters: calm, then this scenario's overrides.
+    pub fn params(&self, nodes: usize) -> Params {
+        let mut params = Params::calm(nodes);
+        let net = &self.network;
+        let target = &mut params.net;
+        target.latency_us_min = net.latency_us_min.unwrap_or(target.latency_us_min);
+        target.latency_us_max = net
+            .latency_us_max
+            .unwrap_or(target.latency_us_max)
+            .max(target.latency_us_min);
+        target.loss = net.loss.unwrap_or(target.loss);
+        target.duplicate = net.duplicate.unwrap_or(target.duplicate);
+        target.reorder = net.reorder.unwrap_or(target.reorder);
+        target.reorder_delay_us_max = net
+            .reorder_delay_us_max
+            .unwrap_or(target.reorder_delay_us_max);
+        let disk = &mut params.disk;
+        disk.fsync_us_min = self.disk.fsync_us_min.unwrap_or(disk.fsync_us_min);
+        disk.fsync_us_max = self
+            .disk
+            .fsync_us_max
+            .unwrap_or(disk.fsync_us_max)
+            .max(disk.fsync_us_min);
+        if let Some(clients) = self.clients {
+            params.workload.clients = clients;
+        }
+        params
+    }
+}
+
+pub fn check_cluster_size(nodes: usize) -> Result<(), String> {
+    if (3..=9).contains(&nodes) {
+        Ok(())
+    } else {
+        Err(format!("a cluster has 3 to 9 nodes, not {nodes}"))
+    }
+}

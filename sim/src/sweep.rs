@@ -1,0 +1,109 @@
+//! Many seeds across threads. Each seed runs alone on one thread, so its result does not
+//! depend on how seeds are spread over threads; results are reported in seed order.
+
+use crate::run::{run, RunOptions};
+use crate::scenario::Scenario;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Clone, Debug)]
+pub struct SweepOptions {
+    pub seeds: Range<u64>,
+    pub jobs: usize,
+    /// Cluster sizes; seed `s` runs with `nodes[s % nodes.len()]`.
+    pub nodes: Vec<usize>,
+    pub duration_us: u64,
+    pub scenario: Option<(String, Scenario)>,
+}
+
+impl SweepOptions {
+    pub fn run_options(&self, seed: u64) -> RunOptions {
+        RunOptions {
+            seed,
+            nodes: self.nodes[(seed % self.nodes.len() as u64) as usize],
+            duration_us: self.duration_us,
+            scenario: self.scenario.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeedResult {
+    pub seed: u64,
+    pub nodes: usize,
+    pub events: u64,
+    pub sim_us: u64,
+    pub trace_hash: u64,
+    /// The violation, in one line, when the seed failed.
+    pub failure: Option<String>,
+    pub replay: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SweepReport {
+    /// Ordered by seed.
+    pub results: Vec<SeedResult>,
+}
+
+impl SweepReport {
+    pub fn failures(&self) -> impl Iterator<Item = &SeedResult> {
+        self.results.iter().filter(|r| r.failure.is_some())
+    }
+
+    pub fn events(&self) -> u64 {
+        self.results.iter().map(|r| r.events).sum()
+    }
+
+    pub fn sim_us(&self) -> u64 {
+        self.results.iter().map(|r| r.sim_us).sum()
+    }
+
+    /// One hash over every seed's trace hash, in seed order: equal for equal sweeps,
+    /// however many threads ran them.
+    pub fn combined_hash(&self) -> u64 {
+        self.results.iter().fold(0xCBF2_9CE4_8422_2325, |hash, r| {
+            (hash ^ r.trace_hash ^ r.seed.rotate_left(32)).wrapping_mul(0x0000_0100_0000_01B3)
+        })
+    }
+}
+
+/// Runs every seed of `options.seeds` on `options.jobs` threads. `progress(done, total)` is
+/// called after each seed, from whichever thread ran it.
+pub fn sweep(options: &SweepOptions, progress: &(dyn Fn(u64, u64) + Sync)) -> SweepReport {
+    let next = AtomicU64::new(options.seeds.start);
+    let done = AtomicU64::new(0);
+    let total = options.seeds.end.saturating_sub(options.seeds.start);
+    let results = Mutex::new(Vec::with_capacity(total as usize));
+    std::thread::scope(|scope| {
+        for _ in 0..options.jobs.max(1) {
+            scope.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= options.seeds.end {
+                    return;
+                }
+                let run_options = options.run_options(seed);
+                let report = run(&run_options, None);
+                let result = SeedResult {
+                    seed,
+                    nodes: run_options.nodes(),
+                    events: report.counters.events,
+                    sim_us: report.end_us,
+                    trace_hash: report.trace_hash,
+                    failure: report.failure.as_ref().map(|f| {
+                        format!("{} at {}", f.violation, crate::report::seconds(f.time_us))
+                    }),
+                    replay: run_options.replay_command(),
+                };
+                results
+                    .lock()
+                    .expect("no panics hold this lock")
+                    .push(result);
+                progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("threads joined");
+    results.sort_by_key(|r| r.seed);
+    SweepReport { results }
+}
