@@ -134,6 +134,12 @@ fn pipelined_requests_are_answered_in_request_order() {
         .filter_map(|entry| entry["command"].as_str())
         .collect();
     assert_eq!(commands, ["a", "b"]);
+    // A read behind appends on the node that accepted them sees them committed.
+    assert!(
+        entries.iter().all(|entry| entry["committed"] == true),
+        "{query}"
+    );
+    assert_eq!(query["commit_index"], second["index"], "{query}");
 }
 
 #[test]

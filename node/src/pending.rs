@@ -123,11 +123,96 @@ impl PendingAppends {
         }
     }
 
+    /// The lowest index still waiting, if any.
+    pub fn first_waiting(&self) -> Option<Index> {
+        self.batches.front().map(|batch| batch.next_index)
+    }
+
+    /// The highest index waiting, if any.
+    pub fn last_waiting(&self) -> Option<Index> {
+        self.batches.back().map(Batch::last_index)
+    }
+
     pub fn len(&self) -> usize {
         self.batches.iter().map(|batch| batch.waiters.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.batches.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::connection::test_reply_to;
+    use replog_core::Payload;
+    use std::time::Duration;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index: Index(index),
+            term: Term(term),
+            payload: Payload::Command(format!("c{index}")),
+        }
+    }
+
+    fn overwritten() -> Response {
+        Response::NotLeader {
+            leader: Some("127.0.0.1:1".into()),
+        }
+    }
+
+    #[test]
+    fn an_append_succeeds_only_when_committed_with_its_own_term() {
+        let mut pending = PendingAppends::default();
+        let (first, first_answer) = test_reply_to(0);
+        let (second, second_answer) = test_reply_to(1);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        pending.accepted(
+            Index(5),
+            Term(2),
+            vec![first, second],
+            deadline,
+            &overwritten(),
+        );
+        assert_eq!(pending.first_waiting(), Some(Index(5)));
+        assert_eq!(pending.last_waiting(), Some(Index(6)));
+        // Index 4 is not ours; 5 commits with our term; 6 with a later leader's.
+        pending.committed(&[entry(4, 2), entry(5, 2), entry(6, 3)], &overwritten());
+        let answer = first_answer.try_recv().unwrap();
+        assert_eq!(answer.seq, 0);
+        assert_eq!(answer.response, Response::Appended { index: 5, term: 2 });
+        assert_eq!(second_answer.try_recv().unwrap().response, overwritten());
+        assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn a_new_proposal_at_a_waiting_index_answers_the_old_one_as_overwritten() {
+        let mut pending = PendingAppends::default();
+        let (old, old_answer) = test_reply_to(0);
+        let (new, new_answer) = test_reply_to(1);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        pending.accepted(Index(7), Term(2), vec![old], deadline, &overwritten());
+        pending.accepted(Index(7), Term(4), vec![new], deadline, &overwritten());
+        assert_eq!(old_answer.try_recv().unwrap().response, overwritten());
+        pending.committed(&[entry(7, 4)], &overwritten());
+        assert_eq!(
+            new_answer.try_recv().unwrap().response,
+            Response::Appended { index: 7, term: 4 }
+        );
+    }
+
+    #[test]
+    fn appends_past_their_deadline_are_answered_timeout() {
+        let mut pending = PendingAppends::default();
+        let (waiter, answer) = test_reply_to(0);
+        let now = Instant::now();
+        pending.accepted(Index(1), Term(1), vec![waiter], now, &overwritten());
+        pending.expire(now - Duration::from_millis(1));
+        assert!(answer.try_recv().is_err());
+        pending.expire(now);
+        assert_eq!(answer.try_recv().unwrap().response, Response::Timeout);
+        assert!(pending.is_empty());
     }
 }

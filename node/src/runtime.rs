@@ -23,7 +23,7 @@ use crossbeam_channel::{Receiver, Select, Sender};
 use replog_core::{
     Index, Input, Message, NodeId, Output, ProposalOutcome, RaftCore, Role, Term, Write,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 /// Requests to the core thread from outside the protocol.
@@ -49,6 +49,15 @@ pub struct Inputs {
     pub control: Receiver<Control>,
 }
 
+/// A `query` or `status` held back until the appends accepted before it are answered, so
+/// that a client that pipelines an append and then a query sees its append committed.
+struct DeferredRead {
+    /// Answer once no append at or below this index is still waiting.
+    barrier: Index,
+    with_entries: bool,
+    reply: ReplyTo,
+}
+
 /// The most client requests taken in one iteration, so that a flood of them cannot starve
 /// ticks and peer messages.
 const MAX_CLIENT_REQUESTS_PER_ITERATION: usize = 16 * 1024;
@@ -71,6 +80,9 @@ pub struct Runtime {
     /// The commit hint last sent to storage. Invariant: `<= core.applied_index()`.
     hint_sent: Index,
     pending: PendingAppends,
+    /// Reads that arrived while appends were waiting, answered once those are answered.
+    /// Invariant: barriers never decrease along the queue.
+    deferred_reads: VecDeque<DeferredRead>,
     /// The outcome of the `Propose` just stepped.
     proposal: Option<ProposalOutcome>,
 }
@@ -97,6 +109,7 @@ impl Runtime {
             storage_jobs,
             hint_sent,
             pending: PendingAppends::default(),
+            deferred_reads: VecDeque::new(),
             proposal: None,
         }
     }
@@ -137,6 +150,7 @@ impl Runtime {
                 self.step(Input::Tick);
                 self.pending.expire(Instant::now());
             }
+            self.answer_deferred_reads();
             self.flush();
         }
     }
@@ -189,7 +203,30 @@ impl Runtime {
             self.propose(commands, waiters);
         }
         for (with_entries, reply) in reads {
-            reply.send(Response::State(self.state(with_entries)));
+            match self.pending.last_waiting() {
+                Some(barrier) => self.deferred_reads.push_back(DeferredRead {
+                    barrier,
+                    with_entries,
+                    reply,
+                }),
+                None => reply.send(Response::State(self.state(with_entries))),
+            }
+        }
+    }
+
+    /// Answers the deferred reads whose appends have all been answered.
+    fn answer_deferred_reads(&mut self) {
+        while let Some(read) = self.deferred_reads.front() {
+            if self
+                .pending
+                .first_waiting()
+                .is_some_and(|first| first <= read.barrier)
+            {
+                return;
+            }
+            let read = self.deferred_reads.pop_front().expect("checked non-empty");
+            read.reply
+                .send(Response::State(self.state(read.with_entries)));
         }
     }
 

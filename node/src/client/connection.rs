@@ -43,11 +43,18 @@ impl ReplyTo {
     }
 }
 
-struct Reply {
-    seq: u64,
-    response: Response,
+pub(crate) struct Reply {
+    pub(crate) seq: u64,
+    pub(crate) response: Response,
     /// Close the connection once this answer is written.
     close: bool,
+}
+
+/// A reply slot whose answers arrive on the returned channel (for unit tests).
+#[cfg(test)]
+pub(crate) fn test_reply_to(seq: u64) -> (ReplyTo, Receiver<Reply>) {
+    let (replies, received) = unbounded();
+    (ReplyTo { replies, seq }, received)
 }
 
 /// What a client connection needs from the node.
