@@ -19,7 +19,7 @@ use crate::pending::PendingAppends;
 use crate::storage_thread::{StorageEvent, StorageJob};
 use crate::transport::PeerSender;
 use crate::{error, info};
-use crossbeam_channel::{Receiver, Select, Sender};
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 use replog_core::{
     Index, Input, Message, NodeId, Output, ProposalOutcome, RaftCore, Role, Term, Write,
 };
@@ -171,10 +171,14 @@ impl Runtime {
     /// Feeds storage completions to the core. Returns the failure, if storage failed.
     fn take_storage_events(&mut self, events: &Receiver<StorageEvent>) -> Option<String> {
         let mut persisted = None;
-        for event in events.try_iter() {
-            match event {
-                StorageEvent::Persisted(id) => persisted = Some(id),
-                StorageEvent::Failed(problem) => return Some(problem),
+        loop {
+            match events.try_recv() {
+                Ok(StorageEvent::Persisted(id)) => persisted = Some(id),
+                Ok(StorageEvent::Failed(problem)) => return Some(problem),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    return Some("the storage thread stopped unexpectedly".into())
+                }
             }
         }
         if let Some(write_id) = persisted {

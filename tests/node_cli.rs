@@ -1,0 +1,156 @@
+//! The node commands as a person uses them: `replog append|query|status` output formats and
+//! exit codes, and `replog start` refusing a bad configuration.
+
+#[path = "node_support/mod.rs"]
+mod support;
+
+use replog_node::client::RoleName;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+use support::TestCluster;
+
+const ELECTION: Duration = Duration::from_secs(20);
+
+fn replog(args: &[&str]) -> Output {
+    Command::new(support::exe())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run replog")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn append_query_and_status_print_the_documented_formats() {
+    let cluster = TestCluster::start("cli", 3);
+    let (leader, _) = cluster.stable_leader(&[0, 1, 2], ELECTION);
+    let follower = cluster.addr((leader + 1) % 3);
+
+    let output = replog(&["append", "-t", &follower, "-c", "hello world"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.starts_with("committed at index "), "{text}");
+    assert!(text.contains(&cluster.addr(leader)), "{text}");
+
+    let output = replog(&["append", "-t", &follower, "-c", "second", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let answer: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(answer["ok"], true);
+    let second_index = answer["index"].as_u64().unwrap();
+
+    // The seed's listing format, read from the leader (which has committed both).
+    let output = replog(&["query", "-t", &cluster.addr(leader)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let listing: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(listing.len() as u64, second_index, "{text}");
+    for (position, line) in listing.iter().enumerate() {
+        let expected_start = format!("{}. ID:{} Term:", position + 1, position + 1);
+        assert!(line.starts_with(&expected_start), "{line}");
+        assert!(line.contains(" Committed:true Command:"), "{line}");
+    }
+    assert!(
+        listing[listing.len() - 2].ends_with("Command:hello world"),
+        "{text}"
+    );
+    assert!(
+        listing[listing.len() - 1].ends_with("Command:second"),
+        "{text}"
+    );
+
+    let output = replog(&["query", "-t", &follower, "--json"]);
+    let answer: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert!(answer["entries"].is_array(), "{answer}");
+
+    let output = replog(&["status", "-t", &follower, "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let answer: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(answer["role"], "follower");
+    assert_eq!(answer["leader"], cluster.addr(leader).as_str());
+    assert!(answer.get("entries").is_none(), "{answer}");
+
+    let output = replog(&["status", "-t", &follower]);
+    let text = stdout(&output);
+    assert!(text.contains("follower"), "{text}");
+    assert!(text.contains(&cluster.addr(leader)), "{text}");
+}
+
+#[test]
+fn append_without_a_leader_exits_non_zero_with_a_clear_message() {
+    let mut cluster = TestCluster::start("cli-noleader", 3);
+    cluster.stable_leader(&[0, 1, 2], ELECTION);
+    cluster.cluster.kill(1);
+    cluster.cluster.kill(2);
+    // Once the survivor knows it has no majority (CheckQuorum), nobody leads.
+    cluster.wait_for(ELECTION, "the survivor to know no leader", |cluster| {
+        let state = cluster.status(0)?;
+        (state.role != RoleName::Leader && state.leader.is_none()).then_some(())
+    });
+    let output = replog(&[
+        "append",
+        "-t",
+        &cluster.addr(0),
+        "-c",
+        "lost",
+        "--timeout",
+        "2",
+    ]);
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert!(
+        text.contains("no leader accepted the append in time"),
+        "{text}"
+    );
+    assert!(stdout(&output).is_empty());
+}
+
+#[test]
+fn commands_against_an_unreachable_node_fail_clearly() {
+    let addr = replog_node::local_cluster::free_addrs(1).unwrap().remove(0);
+    let output = replog(&["status", "-t", &addr]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains(&format!("cannot reach {addr}")),
+        "{}",
+        stderr(&output)
+    );
+    let output = replog(&["append", "-t", &addr, "-c", "x", "--timeout", "1"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("Connection refused"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn start_refuses_an_id_that_does_not_match_the_address_order() {
+    let dir = replog_node::local_cluster::fresh_temp_dir("cli-id").unwrap();
+    let output = Command::new(support::exe())
+        .args([
+            "start",
+            "-i",
+            "2",
+            "-a",
+            "127.0.0.1:7001",
+            "-p",
+            "127.0.0.1:7002",
+        ])
+        .arg("--data-dir")
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert!(text.contains("1=127.0.0.1:7001,2=127.0.0.1:7002"), "{text}");
+    assert!(text.contains("ID=ADDR"), "{text}");
+}
