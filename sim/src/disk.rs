@@ -44,6 +44,8 @@ pub struct Disk {
     /// How many records at the front of `unsynced` the fsync in progress covers.
     /// Invariant: `syncing <= unsynced.len()`, and 0 exactly when no fsync is in progress.
     syncing: usize,
+    /// How many of `unsynced` are core writes (not commit-index notes).
+    unsynced_writes: usize,
 }
 
 impl Disk {
@@ -53,6 +55,7 @@ impl Disk {
             durable: Durable::default(),
             unsynced: VecDeque::new(),
             syncing: 0,
+            unsynced_writes: 0,
         }
     }
 
@@ -63,6 +66,12 @@ impl Disk {
     /// Hands a write to the OS.
     pub fn write(&mut self, write: Write) {
         self.unsynced.push_back(Record::Write(write));
+        self.unsynced_writes += 1;
+    }
+
+    /// Core writes handed to the OS and not yet covered by a completed fsync.
+    pub fn unsynced_writes(&self) -> usize {
+        self.unsynced_writes
     }
 
     /// Records the commit index lazily: it rides along with the next fsync.
@@ -98,6 +107,7 @@ impl Disk {
             let record = self.unsynced.pop_front().expect("syncing <= unsynced");
             if let Record::Write(write) = &record {
                 highest = Some(write.id);
+                self.unsynced_writes -= 1;
             }
             self.apply(record, usize::MAX)?;
         }
@@ -127,6 +137,7 @@ impl Disk {
         }
         loss.lost = self.unsynced.len() as u32;
         self.unsynced.clear();
+        self.unsynced_writes = 0;
         Ok(loss)
     }
 

@@ -101,6 +101,15 @@ pub struct FaultParams {
     /// A crashed node stays down for `[min, max]`.
     pub down_us_min: u64,
     pub down_us_max: u64,
+    /// After a step that sends while the node's disk holds unsynced writes, crash it with
+    /// this probability: the instant at which durability bugs (an acknowledgement or vote
+    /// that outruns its fsync) turn into lost state.
+    pub crash_unsynced: Ratio,
+    /// Crash a node that has just become leader, up to `new_leader_crash_us_max` later,
+    /// with this probability: leaders that die mid-replication leave the divergent,
+    /// partly replicated tails behind that commitment rules exist for (Figure 8).
+    pub crash_new_leader: Ratio,
+    pub new_leader_crash_us_max: u64,
     pub pause_us_max: u64,
     pub partition_us_max: u64,
 }
@@ -153,6 +162,9 @@ impl Params {
                 weights: [0; FaultKind::ALL.len()],
                 down_us_min: 50_000,
                 down_us_max: 2_000_000,
+                crash_unsynced: Ratio::NEVER,
+                crash_new_leader: Ratio::NEVER,
+                new_leader_crash_us_max: 0,
                 pause_us_max: 1_000_000,
                 partition_us_max: 3_000_000,
             },
@@ -272,6 +284,9 @@ fn swarm_faults(rng: &mut SimRng) -> FaultParams {
         weights,
         down_us_min,
         down_us_max,
+        crash_unsynced: *rng.pick(&[Ratio::NEVER, Ratio(1, 1000), Ratio(1, 100), Ratio(1, 20)]),
+        crash_new_leader: *rng.pick(&[Ratio::NEVER, Ratio::NEVER, Ratio(1, 10), Ratio(1, 3)]),
+        new_leader_crash_us_max: rng.between(1_000, 60_000),
         pause_us_max: rng.between(10_000, 2_000_000),
         partition_us_max: rng.between(100_000, 5_000_000),
     }

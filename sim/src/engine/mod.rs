@@ -55,6 +55,12 @@ pub(crate) enum Event {
     },
     Fault(Fault),
     SwarmFault,
+    /// A crash decided during a step (a crash point), carried out at its time.
+    Crash {
+        node: usize,
+        incarnation: u32,
+        restart_after_us: u64,
+    },
     Restart {
         node: usize,
         incarnation: u32,
@@ -298,6 +304,17 @@ impl Simulation {
             Event::ClientTimeout { op } => self.on_client_timeout(op),
             Event::Fault(fault) => self.apply_fault(&fault),
             Event::SwarmFault => self.on_swarm_fault(),
+            Event::Crash {
+                node,
+                incarnation,
+                restart_after_us,
+            } => {
+                if self.nodes[node].incarnation == incarnation && self.liveness.is_none() {
+                    *self.counters.faults.entry("crash_point").or_default() += 1;
+                    self.crash(node, Some(restart_after_us))?;
+                }
+                Ok(())
+            }
             Event::Restart { node, incarnation } => {
                 if self.nodes[node].incarnation == incarnation {
                     self.restart(node)?;

@@ -8,7 +8,7 @@ use crate::disk::Disk;
 use crate::net::Fate;
 use crate::report::Violation;
 use crate::trace::{MessageSummary, What};
-use replog_core::{Entry, Input, Message, Output, ProposalOutcome, RaftCore, WriteId};
+use replog_core::{Entry, Input, Message, Output, ProposalOutcome, RaftCore, Role, WriteId};
 
 impl Simulation {
     pub(crate) fn on_tick(&mut self, node: usize, generation: u32) -> Result<(), Violation> {
@@ -115,6 +115,9 @@ impl Simulation {
         let mut outputs = std::mem::take(&mut self.outputs);
         let mut proposal = None;
         let mut result = Ok(());
+        let sent = outputs
+            .iter()
+            .any(|output| matches!(output, Output::Send(_)));
         for output in outputs.drain(..) {
             match output {
                 Output::Persist(write) => {
@@ -146,6 +149,9 @@ impl Simulation {
                     }
                 }
                 Output::RoleChanged { role, term, leader } => {
+                    if role == Role::Leader {
+                        self.maybe_crash_new_leader(node);
+                    }
                     let leader = leader.map_or(0, |id| id.0);
                     self.record(
                         Some(node),
@@ -159,7 +165,54 @@ impl Simulation {
             }
         }
         self.outputs = outputs;
+        if sent {
+            self.maybe_crash_unsynced(node);
+        }
         result.map(|()| proposal)
+    }
+
+    /// Maybe crash `node`, which just became leader, a little later.
+    fn maybe_crash_new_leader(&mut self, node: usize) {
+        let faults = &self.params.faults;
+        if !self.rng.faults.chance(faults.crash_new_leader) {
+            return;
+        }
+        let after_us = self.rng.faults.between(0, faults.new_leader_crash_us_max);
+        let restart_after_us = self
+            .rng
+            .faults
+            .between(faults.down_us_min, faults.down_us_max);
+        let incarnation = self.nodes[node].incarnation;
+        self.queue.push(
+            self.now_us + after_us,
+            Event::Crash {
+                node,
+                incarnation,
+                restart_after_us,
+            },
+        );
+    }
+
+    /// Maybe crash `node` right after it sent something while writes were still unsynced.
+    fn maybe_crash_unsynced(&mut self, node: usize) {
+        let faults = &self.params.faults;
+        let state = &self.nodes[node];
+        if state.disk.unsynced_writes() == 0 || !self.rng.faults.chance(faults.crash_unsynced) {
+            return;
+        }
+        let restart_after_us = self
+            .rng
+            .faults
+            .between(faults.down_us_min, faults.down_us_max);
+        let incarnation = state.incarnation;
+        self.queue.push(
+            self.now_us,
+            Event::Crash {
+                node,
+                incarnation,
+                restart_after_us,
+            },
+        );
     }
 
     fn send(&mut self, from: usize, message: Message) {
