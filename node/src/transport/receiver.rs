@@ -9,7 +9,10 @@ use crossbeam_channel::{Sender, TrySendError};
 use replog_core::{Message, NodeId};
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
+
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What a peer connection needs from the node.
 #[derive(Clone)]
@@ -33,7 +36,19 @@ pub fn serve(
     let peer = match Hello::parse(hello_line).and_then(|hello| hello.check(&context.hello)) {
         Ok(peer) => peer,
         Err(problem) => {
-            warn!("refused peer connection from {remote}: {problem}");
+            // A misconfigured peer redials every backoff period: log it now and then.
+            static REFUSALS: OnceLock<Mutex<RateLimit>> = OnceLock::new();
+            let refusals =
+                REFUSALS.get_or_init(|| Mutex::new(RateLimit::new(REFUSAL_LOG_INTERVAL)));
+            let allowed = refusals.lock().map_or(Some(0), |mut limit| limit.allow());
+            match allowed {
+                Some(0) => warn!("refused peer connection from {remote}: {problem}"),
+                Some(suppressed) => warn!(
+                    "refused peer connection from {remote}: {problem} ({suppressed} more \
+                     refusals since the last report)"
+                ),
+                None => {}
+            }
             let answer =
                 serde_json::json!({"ok": false, "error": "bad_request", "message": problem});
             let _ = stream.write_all(format!("{answer}\n").as_bytes());

@@ -77,12 +77,21 @@ struct SenderThread {
     peer: NodeId,
     addr: String,
     hello_line: Vec<u8>,
-    connection: Option<TcpStream>,
-    /// Whether the last dial failed, so that only the first failure in a row is logged.
-    unreachable: bool,
+    connection: Option<Connection>,
+    /// A problem has been logged and the link has not been healthy since: further
+    /// problems go to the debug level, so a dead or refusing peer does not flood the log.
+    troubled: bool,
     backoff: Duration,
     out: Vec<u8>,
 }
+
+struct Connection {
+    stream: TcpStream,
+    since: Instant,
+}
+
+/// A connection that lasted this long counts as healthy: the backoff resets.
+const HEALTHY_AFTER: Duration = Duration::from_secs(1);
 
 impl SenderThread {
     fn new(peer: NodeId, addr: String, hello: &Hello) -> SenderThread {
@@ -91,7 +100,7 @@ impl SenderThread {
             addr,
             hello_line: hello.encode_line(),
             connection: None,
-            unreachable: false,
+            troubled: false,
             backoff: BACKOFF_MIN,
             out: Vec::with_capacity(64 * 1024),
         }
@@ -102,10 +111,9 @@ impl SenderThread {
         while let Ok(first) = queued.recv() {
             if self.connection.is_none() && !self.dial() {
                 drop(first);
-                if !sleep_dropping(&queued, self.backoff) {
+                if !self.back_off(&queued) {
                     return;
                 }
-                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
                 continue;
             }
             self.out.clear();
@@ -113,7 +121,9 @@ impl SenderThread {
             for batch in queued.try_iter() {
                 encode_frames(&batch, &mut self.out);
             }
-            self.write_out();
+            if !self.write_out() && !self.back_off(&queued) {
+                return;
+            }
             if self.out.capacity() > (4 << 20) {
                 self.out = Vec::with_capacity(64 * 1024);
             }
@@ -123,25 +133,22 @@ impl SenderThread {
     fn dial(&mut self) -> bool {
         match self.connect() {
             Ok(stream) => {
-                info!("connected to peer {} at {}", self.peer, self.addr);
-                self.connection = Some(stream);
-                self.unreachable = false;
-                self.backoff = BACKOFF_MIN;
+                if self.troubled {
+                    debug!("connected to peer {} at {}", self.peer, self.addr);
+                } else {
+                    info!("connected to peer {} at {}", self.peer, self.addr);
+                }
+                self.connection = Some(Connection {
+                    stream,
+                    since: Instant::now(),
+                });
                 true
             }
             Err(error) => {
-                if self.unreachable {
-                    debug!(
-                        "peer {} at {} still unreachable: {error}",
-                        self.peer, self.addr
-                    );
-                } else {
-                    info!(
-                        "cannot reach peer {} at {}: {error}; retrying with backoff",
-                        self.peer, self.addr
-                    );
-                    self.unreachable = true;
-                }
+                self.report(format!(
+                    "cannot reach peer {} at {}: {error}; retrying with backoff",
+                    self.peer, self.addr
+                ));
                 false
             }
         }
@@ -163,17 +170,47 @@ impl SenderThread {
         Err(last_error)
     }
 
-    fn write_out(&mut self) {
-        let Some(stream) = self.connection.as_mut() else {
-            return;
+    /// Writes the encoded frames. False when the connection broke; it is then dropped.
+    fn write_out(&mut self) -> bool {
+        let Some(connection) = self.connection.as_mut() else {
+            return true;
         };
-        if let Err(error) = stream.write_all(&self.out) {
-            warn!(
-                "lost connection to peer {} at {}: {error}; redialing",
-                self.peer, self.addr
-            );
-            self.connection = None;
+        match connection.stream.write_all(&self.out) {
+            Ok(()) => {
+                if connection.since.elapsed() >= HEALTHY_AFTER {
+                    self.troubled = false;
+                    self.backoff = BACKOFF_MIN;
+                }
+                true
+            }
+            Err(error) => {
+                self.connection = None;
+                self.report(format!(
+                    "lost connection to peer {} at {}: {error}; redialing",
+                    self.peer, self.addr
+                ));
+                false
+            }
         }
+    }
+
+    /// Logs a link problem: the first one at warn level, repeats at debug level.
+    fn report(&mut self, problem: String) {
+        if self.troubled {
+            debug!("{problem}");
+        } else {
+            warn!("{problem}");
+            self.troubled = true;
+        }
+    }
+
+    /// Sleeps the current backoff (dropping what is queued), then doubles it. A link that
+    /// keeps breaking right after connecting (a peer refusing our hello, say) thus slows
+    /// down like one that cannot connect at all. False if the core has gone.
+    fn back_off(&mut self, queued: &Receiver<Vec<Message>>) -> bool {
+        let alive = sleep_dropping(queued, self.backoff);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        alive
     }
 }
 
