@@ -227,6 +227,9 @@ fn write_replies(mut stream: TcpStream, replies: Receiver<Reply>, tokens: Receiv
                 return;
             }
             out.clear();
+            if out.capacity() > (4 << 20) {
+                out = Vec::with_capacity(64 * 1024); // Let a big query's buffer go.
+            }
         }
         if close {
             let _ = stream.shutdown(Shutdown::Write);
