@@ -5,7 +5,9 @@
 pub mod blocking;
 pub mod connection;
 pub mod lines;
+pub mod mailbox;
 pub mod protocol;
 
-pub use connection::{ClientContext, ClientRequest, ReplyTo};
+pub use connection::{ClientContext, ClientRequest};
+pub use mailbox::ReplyTo;
 pub use protocol::{EntryView, NodeState, Request, Response, RoleName};
