@@ -184,3 +184,23 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         .windows(needle.len())
         .position(|window| window == needle)
 }
+
+#[test]
+fn a_storage_failure_stops_the_node_with_a_clear_error() {
+    let mut cluster = TestCluster::start("storage-failure", 1);
+    cluster.stable_leader(&[0], TIMEOUT);
+    cluster.append("before");
+    // The disk "goes away": the node's directory vanishes under it. Its next metadata
+    // write (a new term, or the commit-index hint) cannot create its temporary file.
+    fs::remove_dir_all(cluster.dir().join("data").join("1")).unwrap();
+    let _ =
+        replog_node::client::blocking::append(&[cluster.addr(0)], "after", Duration::from_secs(2));
+    cluster.wait_for(TIMEOUT, "the node to stop serving", |cluster| {
+        support::status_of(&cluster.addr(0)).is_none().then_some(())
+    });
+    let status = cluster.cluster.stop(0).expect("exit status");
+    assert!(!status.success(), "{status}");
+    let log = fs::read_to_string(cluster.cluster.log_path(0)).unwrap();
+    assert!(log.contains("storage failed"), "{log}");
+    assert!(log.contains("metadata.json"), "{log}");
+}
