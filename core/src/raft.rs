@@ -253,6 +253,22 @@ impl RaftCore {
                 self.become_follower(message.term, Some(message.from));
                 true
             }
+            MessageBody::RequestVote {
+                pre_vote: false, ..
+            } => {
+                // Figure 2: only hearing the leader or granting a vote restarts a follower's
+                // election timer, and adopting the term of a candidate we may yet refuse is
+                // neither (a grant restarts it in `handle_vote_request`). Restarting it here
+                // let a stale candidate with a fast clock hold off every election when
+                // PreVote is off. Found by the simulator; see core/tests/regressions.rs.
+                let elapsed_ticks = self.election_elapsed_ticks;
+                let was_leader = self.role == Role::Leader;
+                self.become_follower(message.term, None);
+                if !was_leader {
+                    self.election_elapsed_ticks = elapsed_ticks;
+                }
+                true
+            }
             _ => {
                 self.become_follower(message.term, None);
                 true
