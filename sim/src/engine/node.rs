@@ -7,6 +7,7 @@ use crate::checker::NodeState;
 use crate::disk::Disk;
 use crate::net::Fate;
 use crate::report::Violation;
+use crate::rng::Ratio;
 use crate::trace::{MessageSummary, What};
 use replog_core::{Entry, Input, Message, Output, ProposalOutcome, RaftCore, Role, WriteId};
 
@@ -171,6 +172,20 @@ impl Simulation {
         result.map(|()| proposal)
     }
 
+    /// How long a node crashed at a crash point stays down: often only milliseconds, so that
+    /// it is back while the election or replication round it took part in is still running,
+    /// with messages sent before the crash still in flight.
+    fn crash_point_downtime_us(&mut self) -> u64 {
+        let faults = &self.params.faults;
+        if self.rng.faults.chance(Ratio(1, 2)) {
+            self.rng.faults.between(1_000, 30_000)
+        } else {
+            self.rng
+                .faults
+                .between(faults.down_us_min, faults.down_us_max)
+        }
+    }
+
     /// Maybe crash `node`, which just became leader, a little later.
     fn maybe_crash_new_leader(&mut self, node: usize) {
         let faults = &self.params.faults;
@@ -178,10 +193,7 @@ impl Simulation {
             return;
         }
         let after_us = self.rng.faults.between(0, faults.new_leader_crash_us_max);
-        let restart_after_us = self
-            .rng
-            .faults
-            .between(faults.down_us_min, faults.down_us_max);
+        let restart_after_us = self.crash_point_downtime_us();
         let incarnation = self.nodes[node].incarnation;
         self.queue.push(
             self.now_us + after_us,
@@ -195,16 +207,13 @@ impl Simulation {
 
     /// Maybe crash `node` right after it sent something while writes were still unsynced.
     fn maybe_crash_unsynced(&mut self, node: usize) {
-        let faults = &self.params.faults;
         let state = &self.nodes[node];
-        if state.disk.unsynced_writes() == 0 || !self.rng.faults.chance(faults.crash_unsynced) {
+        let crash_unsynced = self.params.faults.crash_unsynced;
+        if state.disk.unsynced_writes() == 0 || !self.rng.faults.chance(crash_unsynced) {
             return;
         }
-        let restart_after_us = self
-            .rng
-            .faults
-            .between(faults.down_us_min, faults.down_us_max);
         let incarnation = state.incarnation;
+        let restart_after_us = self.crash_point_downtime_us();
         self.queue.push(
             self.now_us,
             Event::Crash {
