@@ -13,10 +13,10 @@ use crate::config::NodeConfig;
 use crate::listener::{self, ListenerContext};
 use crate::runtime::{Control, Inputs, Runtime, Stopped};
 use crate::storage::{Storage, StorageError};
-use crate::storage_thread::StorageThread;
+use crate::storage_thread::{StorageEvent, StorageJob, StorageThread};
 use crate::transport::{Hello, PeerContext, PeerSender};
 use crate::{info, logging, warn};
-use crossbeam_channel::{bounded, unbounded, Sender};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use replog_core::{Config, RaftCore, RecoveryError};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -65,19 +65,49 @@ impl std::error::Error for NodeError {}
 /// `stop_on_stdin_eof`) or storage fails. Without a stop request it runs until killed,
 /// which is safe at any moment: nothing is acknowledged before it is durable.
 pub fn run(config: NodeConfig) -> Result<(), NodeError> {
-    let members = config.members.clone();
-    let id = members.own_id;
-    logging::init(&format!("n{}", id.0));
+    logging::init(&format!("n{}", config.members.own_id.0));
     info!(
         "starting node {} on {} in cluster {:?} ({}), data in {}",
-        id.0,
-        members.own_addr(),
+        config.members.own_id.0,
+        config.members.own_addr(),
         config.cluster,
-        members.fingerprint(),
+        config.members.fingerprint(),
         config.data_dir.display()
     );
+    let (storage, core) = recover(&config)?;
+    let own_addr = config.members.own_addr();
+    let listener = TcpListener::bind(own_addr).map_err(|source| NodeError::Listen {
+        addr: own_addr.to_string(),
+        source,
+    })?;
+    let storage_thread = StorageThread::spawn(storage).map_err(NodeError::Thread)?;
+    let storage = (storage_thread.jobs, storage_thread.events);
+    let (runtime, inputs, control) =
+        start_threads(&config, core, listener, storage).map_err(NodeError::Thread)?;
+    info!("listening on {own_addr} for peers and clients");
+    let stopped = runtime.run(inputs);
+    drop(control);
+    // The runtime dropped its job queue on return: the storage thread finishes what is
+    // queued, flushes the commit hint and exits.
+    let storage_failure = storage_thread
+        .handle
+        .join()
+        .unwrap_or_else(|_| Some("the storage thread panicked".to_string()));
+    match (stopped, storage_failure) {
+        (Stopped::StorageFailed(problem), _) | (Stopped::Shutdown, Some(problem)) => {
+            Err(NodeError::StorageFailed(problem))
+        }
+        (Stopped::Shutdown, None) => {
+            info!("stopped cleanly");
+            Ok(())
+        }
+    }
+}
+
+/// Reads back what storage holds and rebuilds the core from it.
+fn recover(config: &NodeConfig) -> Result<(Storage, RaftCore), NodeError> {
     let (storage, recovered, report) =
-        Storage::open(&config.data_dir, id).map_err(NodeError::Storage)?;
+        Storage::open(&config.data_dir, config.members.own_id).map_err(NodeError::Storage)?;
     for warning in &report.warnings {
         warn!("recovery: {warning}");
     }
@@ -92,23 +122,24 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         recovered.commit_index.0,
         storage.dir().display()
     );
-    let core = RaftCore::new(core_config(&config), recovered).map_err(NodeError::Recovery)?;
-    let listener = TcpListener::bind(members.own_addr()).map_err(|source| NodeError::Listen {
-        addr: members.own_addr().to_string(),
-        source,
-    })?;
+    let core = RaftCore::new(core_config(config), recovered).map_err(NodeError::Recovery)?;
+    Ok((storage, core))
+}
 
-    let storage_thread = StorageThread::spawn(storage).map_err(NodeError::Thread)?;
-    let hello = Arc::new(Hello::new(&config));
+/// Starts the peer senders, the listener and the stdin watcher, and builds the runtime
+/// with the channels it waits on. Also returns the control sender, which keeps the
+/// control channel open while held.
+fn start_threads(
+    config: &NodeConfig,
+    core: RaftCore,
+    listener: TcpListener,
+    (storage_jobs, storage_events): (Sender<StorageJob>, Receiver<StorageEvent>),
+) -> io::Result<(Runtime, Inputs, Sender<Control>)> {
+    let hello = Arc::new(Hello::new(config));
     let mut senders = BTreeMap::new();
-    for (peer, addr) in members.peers() {
-        let sender = PeerSender::spawn(
-            peer,
-            addr.to_string(),
-            hello.clone(),
-            config.limits.peer_queue_batches,
-        )
-        .map_err(NodeError::Thread)?;
+    for (peer, addr) in config.members.peers() {
+        let queue = config.limits.peer_queue_batches;
+        let sender = PeerSender::spawn(peer, addr.to_string(), hello.clone(), queue)?;
         senders.insert(peer, sender);
     }
     let (peers_tx, peers_rx) = bounded(PEER_INBOUND_BATCHES);
@@ -125,44 +156,26 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
             max_line_bytes: config.limits.max_line_bytes,
         },
     };
-    listener::spawn(listener, context).map_err(NodeError::Thread)?;
+    listener::spawn(listener, context)?;
     if config.stop_on_stdin_eof {
-        watch_stdin(control_tx.clone()).map_err(NodeError::Thread)?;
+        watch_stdin(control_tx.clone())?;
     }
-    info!("listening on {} for peers and clients", members.own_addr());
-
     let runtime = Runtime::new(
         core,
-        members,
+        config.members.clone(),
         config.timing.clone(),
         config.campaign_at_start,
         senders,
-        storage_thread.jobs,
+        storage_jobs,
     );
     let inputs = Inputs {
         ticks: crossbeam_channel::tick(config.timing.tick),
         peers: peers_rx,
         clients: clients_rx,
-        storage: storage_thread.events,
+        storage: storage_events,
         control: control_rx,
     };
-    let stopped = runtime.run(inputs);
-    drop(control_tx);
-    // The runtime dropped its job queue on return: the storage thread finishes what is
-    // queued, flushes the commit hint and exits.
-    let storage_failure = storage_thread
-        .handle
-        .join()
-        .unwrap_or_else(|_| Some("the storage thread panicked".to_string()));
-    match (stopped, storage_failure) {
-        (Stopped::StorageFailed(problem), _) | (Stopped::Shutdown, Some(problem)) => {
-            Err(NodeError::StorageFailed(problem))
-        }
-        (Stopped::Shutdown, None) => {
-            info!("stopped cleanly");
-            Ok(())
-        }
-    }
+    Ok((runtime, inputs, control_tx))
 }
 
 fn core_config(config: &NodeConfig) -> Config {

@@ -156,72 +156,98 @@ pub fn append(
         command: command.to_string(),
     };
     let mut target = targets[0].clone();
-    let mut next_fallback = 0;
+    let mut fallback = 0;
     let mut last_problem = String::from("no attempt made");
+    let mut redirected = false;
     while Instant::now() < deadline {
-        let io_timeout = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(100));
-        let mut connection =
-            match Connection::connect(&target, io_timeout.min(Duration::from_secs(2))) {
-                Ok(connection) => connection,
-                Err(error) => {
-                    last_problem = format!("{target}: {error}");
-                    next_fallback = (next_fallback + 1) % targets.len();
-                    target = targets[next_fallback].clone();
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
+        match attempt(&target, &request, deadline) {
+            Attempt::Done(result) => return result,
+            Attempt::Redirected { leader, problem } => {
+                // Two nodes naming each other (an election settling): do not spin.
+                if redirected {
+                    std::thread::sleep(RETRY_PAUSE);
                 }
-            };
-        let _ = connection.writer.set_read_timeout(Some(io_timeout));
-        if let Err(error) = connection.send(&request) {
-            // A failed write may still have delivered the line.
-            return Err(AppendError::Unknown {
-                problem: format!("{target}: {error}"),
-            });
-        }
-        match connection.recv() {
-            Ok(Response::Appended { index, term }) => {
-                return Ok(Appended {
-                    index,
-                    term,
-                    leader: target,
-                })
-            }
-            Ok(Response::NotLeader {
-                leader: Some(leader),
-            }) if leader != target => {
-                last_problem = format!("{target} is not the leader; redirected to {leader}");
+                redirected = true;
+                last_problem = problem;
                 target = leader;
             }
-            Ok(Response::NotLeader { leader }) => {
-                last_problem = match leader {
-                    Some(_) => format!("{target} lost leadership before committing"),
-                    None => format!("{target} knows no leader yet"),
-                };
-                next_fallback = (next_fallback + 1) % targets.len();
-                if leader.is_none() {
-                    target = targets[next_fallback].clone();
+            Attempt::Retry { elsewhere, problem } => {
+                redirected = false;
+                last_problem = problem;
+                if elsewhere {
+                    fallback = (fallback + 1) % targets.len();
+                    target = targets[fallback].clone();
                 }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Ok(Response::Timeout) => {
-                return Err(AppendError::Unknown {
-                    problem: format!("{target} answered timeout"),
-                })
-            }
-            Ok(Response::BadRequest { message }) => return Err(AppendError::Rejected { message }),
-            Ok(Response::State(_)) => {
-                return Err(AppendError::Unknown {
-                    problem: format!("{target} answered with a state"),
-                })
-            }
-            Err(error) => {
-                return Err(AppendError::Unknown {
-                    problem: format!("{target}: {error}"),
-                })
+                std::thread::sleep(RETRY_PAUSE);
             }
         }
     }
     Err(AppendError::NoLeader { last_problem })
+}
+
+/// Pause before retrying while no leader is known, so an election can finish.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// What one try at one node came to.
+enum Attempt {
+    Done(Result<Appended, AppendError>),
+    /// The node named another as leader.
+    Redirected {
+        leader: String,
+        problem: String,
+    },
+    /// The command was certainly not appended; try again, at another target if
+    /// `elsewhere`.
+    Retry {
+        elsewhere: bool,
+        problem: String,
+    },
+}
+
+fn attempt(target: &str, request: &Request, deadline: Instant) -> Attempt {
+    let io_timeout = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(100));
+    let mut connection = match Connection::connect(target, io_timeout.min(Duration::from_secs(2))) {
+        Ok(connection) => connection,
+        Err(error) => {
+            return Attempt::Retry {
+                elsewhere: true,
+                problem: format!("{target}: {error}"),
+            }
+        }
+    };
+    let _ = connection.writer.set_read_timeout(Some(io_timeout));
+    let unknown = |problem: String| Attempt::Done(Err(AppendError::Unknown { problem }));
+    if let Err(error) = connection.send(request) {
+        // A failed write may still have delivered the line.
+        return unknown(format!("{target}: {error}"));
+    }
+    match connection.recv() {
+        Ok(Response::Appended { index, term }) => Attempt::Done(Ok(Appended {
+            index,
+            term,
+            leader: target.to_string(),
+        })),
+        Ok(Response::NotLeader {
+            leader: Some(leader),
+        }) if leader != target => Attempt::Redirected {
+            problem: format!("{target} is not the leader; redirected to {leader}"),
+            leader,
+        },
+        Ok(Response::NotLeader { leader: Some(_) }) => Attempt::Retry {
+            elsewhere: false,
+            problem: format!("{target} lost leadership before committing"),
+        },
+        Ok(Response::NotLeader { leader: None }) => Attempt::Retry {
+            elsewhere: true,
+            problem: format!("{target} knows no leader yet"),
+        },
+        Ok(Response::Timeout) => unknown(format!("{target} answered timeout")),
+        Ok(Response::BadRequest { message }) => {
+            Attempt::Done(Err(AppendError::Rejected { message }))
+        }
+        Ok(Response::State(_)) => unknown(format!("{target} answered with a state")),
+        Err(error) => unknown(format!("{target}: {error}")),
+    }
 }
