@@ -294,3 +294,40 @@ fn append_stream(writer: usize, addrs: &[String], history: &Mutex<History>, stop
         }
     }
 }
+
+/// Sends `signal` (e.g. "STOP", "CONT") to node `k` with the `kill` command.
+fn signal(cluster: &TestCluster, k: usize, signal: &str) {
+    let pid = cluster.cluster.pid(k).expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+#[test]
+fn a_frozen_follower_blocks_nobody_and_catches_up_when_it_thaws() {
+    let cluster = TestCluster::start("frozen", 3);
+    let (leader, _) = cluster.stable_leader(&ALL, ELECTION);
+    let frozen = (leader + 1) % 3;
+    signal(&cluster, frozen, "STOP");
+    // The leader's sender to the frozen node fills its socket and queue; appends must
+    // still commit with the other follower. Enough of them to overflow a socket buffer.
+    let command = "x".repeat(4096);
+    let mut expected = Vec::new();
+    let started = Instant::now();
+    for n in 0..200 {
+        let command = format!("{n}-{command}");
+        let appended = cluster.append(&command);
+        expected.push((appended.index, appended.term, command));
+    }
+    signal(&cluster, frozen, "CONT");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "appends crawled while a follower was frozen: {:?}",
+        started.elapsed()
+    );
+    for k in ALL {
+        cluster.wait_committed_on(k, &expected);
+    }
+}
