@@ -154,3 +154,51 @@ fn start_refuses_an_id_that_does_not_match_the_address_order() {
     assert!(text.contains("1=127.0.0.1:7001,2=127.0.0.1:7002"), "{text}");
     assert!(text.contains("ID=ADDR"), "{text}");
 }
+
+#[test]
+fn demo_starts_a_cluster_appends_and_stops_its_nodes_at_end_of_input() {
+    use std::io::{BufRead, BufReader};
+    let mut demo = Command::new(support::exe())
+        .args(["demo", "--nodes", "3"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start replog demo");
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("demo output");
+        let done = line.contains("Press Ctrl-C");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let text = seen.join("\n");
+    assert!(text.contains("Leader elected"), "{text}");
+    assert_eq!(text.matches("  appended ").count(), 3, "{text}");
+    let node_addrs: Vec<String> = seen
+        .iter()
+        .filter(|line| line.trim_start().starts_with("node "))
+        .map(|line| line.split_whitespace().nth(2).unwrap().to_string())
+        .collect();
+    assert_eq!(node_addrs.len(), 3, "{text}");
+    for addr in &node_addrs {
+        let state = support::status_of(addr).expect("a demo node answers");
+        assert!(state.last_index >= 4, "{state:?}");
+    }
+
+    drop(demo.stdin.take()); // End of input: the demo stops its nodes.
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = demo.wait().unwrap();
+    assert!(status.success(), "{}", rest.join("\n"));
+    let kept = rest
+        .iter()
+        .find_map(|line| line.strip_prefix("Stopped. Data kept in "))
+        .unwrap_or_else(|| panic!("no stop message in {rest:?}"));
+    for addr in &node_addrs {
+        assert!(support::status_of(addr).is_none(), "{addr} still serves");
+    }
+    let _ = std::fs::remove_dir_all(kept);
+}
