@@ -105,9 +105,10 @@ pub struct FaultParams {
     /// this probability: the instant at which durability bugs (an acknowledgement or vote
     /// that outruns its fsync) turn into lost state.
     pub crash_unsynced: Ratio,
-    /// Crash a node that has just become leader, up to `new_leader_crash_us_max` later,
-    /// with this probability: leaders that die mid-replication leave the divergent,
-    /// partly replicated tails behind that commitment rules exist for (Figure 8).
+    /// Crash or isolate a node that has just become leader, up to `new_leader_crash_us_max`
+    /// later, with this probability: leaders that die or are cut off mid-replication leave
+    /// the divergent, partly replicated tails behind that commitment rules exist for
+    /// (Raft paper, Figure 8).
     pub crash_new_leader: Ratio,
     pub new_leader_crash_us_max: u64,
     pub pause_us_max: u64,

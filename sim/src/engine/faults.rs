@@ -185,6 +185,35 @@ impl Simulation {
         Ok(())
     }
 
+    /// The new-leader strike: isolate `node` if it is still up in the same life and still
+    /// leads, and heal that partition after `isolate_us` unless another replaced it.
+    pub(crate) fn isolate_new_leader(&mut self, node: usize, incarnation: u32, isolate_us: u64) {
+        let state = &self.nodes[node];
+        let leads = state
+            .core
+            .as_ref()
+            .is_some_and(|core| core.role() == Role::Leader);
+        if state.incarnation != incarnation || !leads || self.liveness.is_some() {
+            return;
+        }
+        *self
+            .counters
+            .faults
+            .entry("isolate_new_leader")
+            .or_default() += 1;
+        self.new_partition().split(1 << node);
+        let generation = self.partition_generation;
+        self.queue
+            .push(self.now_us + isolate_us, Event::PartitionEnd { generation });
+        self.record(
+            None,
+            What::Fault {
+                name: "isolate_new_leader",
+                nodes: 1 << node,
+            },
+        );
+    }
+
     pub(crate) fn on_flap(&mut self, generation: u64, flips_left: u32, period_us: u64) {
         if generation != self.partition_generation || self.liveness.is_some() {
             return;

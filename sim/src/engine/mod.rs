@@ -55,6 +55,12 @@ pub(crate) enum Event {
     },
     Fault(Fault),
     SwarmFault,
+    /// Cut a node off (if it still leads in this life), then heal after `isolate_us`.
+    IsolateLeader {
+        node: usize,
+        incarnation: u32,
+        isolate_us: u64,
+    },
     /// A crash decided during a step (a crash point), carried out at its time.
     Crash {
         node: usize,
@@ -313,6 +319,14 @@ impl Simulation {
                     *self.counters.faults.entry("crash_point").or_default() += 1;
                     self.crash(node, Some(restart_after_us))?;
                 }
+                Ok(())
+            }
+            Event::IsolateLeader {
+                node,
+                incarnation,
+                isolate_us,
+            } => {
+                self.isolate_new_leader(node, incarnation, isolate_us);
                 Ok(())
             }
             Event::Restart { node, incarnation } => {

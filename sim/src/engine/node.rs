@@ -151,7 +151,7 @@ impl Simulation {
                 }
                 Output::RoleChanged { role, term, leader } => {
                     if role == Role::Leader {
-                        self.maybe_crash_new_leader(node);
+                        self.maybe_strike_new_leader(node);
                     }
                     let leader = leader.map_or(0, |id| id.0);
                     self.record(
@@ -186,23 +186,32 @@ impl Simulation {
         }
     }
 
-    /// Maybe crash `node`, which just became leader, a little later.
-    fn maybe_crash_new_leader(&mut self, node: usize) {
+    /// Maybe strike `node`, which just became leader, a little later: crash it, or cut it
+    /// off so that it keeps appending client commands nobody else will see until
+    /// CheckQuorum deposes it. Either leaves a divergent, partly replicated tail behind.
+    fn maybe_strike_new_leader(&mut self, node: usize) {
         let faults = &self.params.faults;
         if !self.rng.faults.chance(faults.crash_new_leader) {
             return;
         }
         let after_us = self.rng.faults.between(0, faults.new_leader_crash_us_max);
-        let restart_after_us = self.crash_point_downtime_us();
         let incarnation = self.nodes[node].incarnation;
-        self.queue.push(
-            self.now_us + after_us,
+        let event = if self.rng.faults.chance(Ratio(1, 2)) {
+            let isolate_us = self.rng.faults.between(20_000, 2_000_000);
+            Event::IsolateLeader {
+                node,
+                incarnation,
+                isolate_us,
+            }
+        } else {
+            let restart_after_us = self.crash_point_downtime_us();
             Event::Crash {
                 node,
                 incarnation,
                 restart_after_us,
-            },
-        );
+            }
+        };
+        self.queue.push(self.now_us + after_us, event);
     }
 
     /// Maybe crash `node` right after it sent something while writes were still unsynced.
