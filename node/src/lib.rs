@@ -12,7 +12,7 @@
 //! - `node` wires it all up; `local_cluster` starts whole clusters of node processes (for
 //!   `replog demo`, the benchmark and the tests).
 //!
-//! The client protocol is documented in `docs/protocol.md`.
+//! The client protocol is documented in README.md, "Client protocol".
 
 pub mod logging;
 

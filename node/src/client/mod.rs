@@ -1,5 +1,5 @@
 //! The client protocol: newline-delimited JSON on the node's address (see
-//! `docs/protocol.md`). `protocol` holds the messages, `connection` serves them on the node,
+//! README.md, "Client protocol"). `protocol` holds the messages, `connection` serves them on the node,
 //! and `blocking` is a small client for the CLI, the tests and the benchmark.
 
 pub mod blocking;

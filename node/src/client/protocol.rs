@@ -1,5 +1,5 @@
 //! The client protocol's messages: one JSON object per line each way (see
-//! `docs/protocol.md`). Bytes from a socket become a typed [`Request`] or [`Response`]
+//! README.md, "Client protocol"). Bytes from a socket become a typed [`Request`] or [`Response`]
 //! here and nowhere else.
 
 use serde::{Deserialize, Serialize};
