@@ -149,7 +149,13 @@ impl Simulation {
         };
         let longest = (0..self.nodes.len()).map(last).max().unwrap_or(0);
         let shortest = liveness.members.iter().map(|&n| last(n)).min().unwrap_or(0);
-        let batches = (longest - shortest).div_ceil(self.params.core.max_append_entries as u64);
+        // Entries here are about 24 bytes; 32 keeps the estimate of a batch on the low side.
+        let core = &self.params.core;
+        let batch = core
+            .max_append_entries
+            .min(core.max_append_bytes / 32)
+            .max(1) as u64;
+        let batches = (longest - shortest).div_ceil(batch);
         let round_trip_us = 2 * self.params.net.latency_us_max + self.params.disk.fsync_us_max;
         batches * round_trip_us
     }
