@@ -59,8 +59,18 @@ impl Progress {
     }
 }
 
-/// Runs the load; `on_tick` is called about once a second while it runs.
-pub fn run(config: &LoadConfig, mut on_tick: impl FnMut(Duration, u64)) -> LoadResult {
+/// What the load generator tells its caller while it runs.
+pub enum Event {
+    /// About once a second: time since the start, appends acknowledged in the window so far.
+    Progress { elapsed: Duration, committed: u64 },
+    /// The measured window starts now (after the warmup).
+    WindowStart,
+    /// The measured window ends now.
+    WindowEnd,
+}
+
+/// Runs the load, reporting [`Event`]s to `on_event` as it goes.
+pub fn run(config: &LoadConfig, mut on_event: impl FnMut(Event)) -> LoadResult {
     assert!(
         !config.targets.is_empty() && config.clients > 0,
         "checked by the CLI"
@@ -81,11 +91,17 @@ pub fn run(config: &LoadConfig, mut on_tick: impl FnMut(Duration, u64)) -> LoadR
                 .expect("spawn a client thread")
         })
         .collect();
-    while Instant::now() < window.1 {
-        thread::sleep(
-            Duration::from_millis(1000).min(window.1.saturating_duration_since(Instant::now())),
-        );
-        on_tick(start.elapsed(), progress.committed());
+    for (edge, event) in [(window.0, Event::WindowStart), (window.1, Event::WindowEnd)] {
+        while Instant::now() < edge {
+            thread::sleep(
+                Duration::from_millis(1000).min(edge.saturating_duration_since(Instant::now())),
+            );
+            on_event(Event::Progress {
+                elapsed: start.elapsed(),
+                committed: progress.committed(),
+            });
+        }
+        on_event(event);
     }
     let mut result = LoadResult {
         latencies: Latencies::default(),

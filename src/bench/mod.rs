@@ -3,4 +3,5 @@
 
 pub mod latency;
 pub mod load;
+pub mod procfs;
 pub mod report;

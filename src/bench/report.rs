@@ -23,6 +23,21 @@ pub struct BenchReport {
     pub connection_errors: u64,
     /// The largest resident set of any node at the end (`--local` only).
     pub node_rss_bytes_max: Option<u64>,
+    /// CPU time per committed append over the measured window (`--local` on Linux only).
+    #[serde(flatten)]
+    pub cpu: Option<CpuUse>,
+}
+
+/// CPU time spent per committed append, in microseconds: what limits throughput once the
+/// machine's cores are busy.
+#[derive(Clone, Debug, Serialize)]
+pub struct CpuUse {
+    /// One value per node, in node id order.
+    #[serde(rename = "cpu_us_per_op_nodes")]
+    pub node_us_per_op: Vec<f64>,
+    /// The load generator itself.
+    #[serde(rename = "cpu_us_per_op_client")]
+    pub client_us_per_op: f64,
 }
 
 impl BenchReport {
@@ -47,6 +62,7 @@ impl BenchReport {
             timeouts: problems.timeouts,
             connection_errors: problems.connection_errors,
             node_rss_bytes_max: None,
+            cpu: None,
         }
     }
 
@@ -77,6 +93,18 @@ impl BenchReport {
         );
         if let Some(rss) = self.node_rss_bytes_max {
             text.push_str(&format!("largest node RSS {:.1} MB\n", rss as f64 / 1e6));
+        }
+        if let Some(cpu) = &self.cpu {
+            let nodes: Vec<String> = cpu
+                .node_us_per_op
+                .iter()
+                .map(|us| format!("{us:.1}"))
+                .collect();
+            text.push_str(&format!(
+                "CPU per append: nodes {} us, load generator {:.1} us\n",
+                nodes.join(" / "),
+                cpu.client_us_per_op
+            ));
         }
         let problems = self.redirects + self.no_leader + self.timeouts + self.connection_errors;
         if problems > 0 {

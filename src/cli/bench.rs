@@ -1,8 +1,9 @@
 //! `replog bench`: drive a cluster with closed-loop clients and report committed ops/s and
 //! latency percentiles; `--local` starts (and afterwards stops) a fresh local cluster.
 
-use crate::bench::load::{self, LoadConfig};
-use crate::bench::report::BenchReport;
+use crate::bench::load::{self, Event, LoadConfig};
+use crate::bench::procfs;
+use crate::bench::report::{BenchReport, CpuUse};
 use crate::cli::duration::parse_duration;
 use clap::Args;
 use replog_node::client::blocking::Connection;
@@ -100,7 +101,12 @@ fn run_remote(args: &BenchArgs) -> Result<BenchReport, String> {
         return Err("--target needs at least one address".into());
     }
     let config = load_config(args, targets);
-    let result = load::run(&config, progress_line(&config));
+    let mut progress = progress_line(&config);
+    let result = load::run(&config, |event| {
+        if let Event::Progress { elapsed, committed } = event {
+            progress(elapsed, committed);
+        }
+    });
     finish_progress();
     Ok(BenchReport::new(&config, None, result))
 }
@@ -144,14 +150,81 @@ fn bench_cluster(args: &BenchArgs, cluster: &mut LocalCluster) -> Result<BenchRe
     let mut targets = vec![leader.clone()];
     targets.extend(cluster.addrs().into_iter().filter(|a| *a != leader));
     let config = load_config(args, targets);
-    let result = load::run(&config, progress_line(&config));
+    let pids: Vec<u32> = (0..cluster.len()).filter_map(|k| cluster.pid(k)).collect();
+    let mut progress = progress_line(&config);
+    let mut cpu = CpuMeter::new(pids.clone());
+    let result = load::run(&config, |event| match event {
+        Event::Progress { elapsed, committed } => progress(elapsed, committed),
+        Event::WindowStart => cpu.start(),
+        Event::WindowEnd => cpu.end(),
+    });
     finish_progress();
     for k in 0..cluster.len() {
         if !cluster.is_running(k) {
             return Err(format!("node {} died during the run", k + 1));
         }
     }
-    Ok(BenchReport::new(&config, Some(args.nodes as usize), result))
+    let mut report = BenchReport::new(&config, Some(args.nodes as usize), result);
+    let rss: Vec<u64> = pids
+        .iter()
+        .filter_map(|&pid| procfs::rss_bytes(pid))
+        .collect();
+    report.node_rss_bytes_max = rss.iter().copied().max();
+    report.cpu = cpu.per_op(report.committed);
+    Ok(report)
+}
+
+/// CPU time used by every node and by this process over the measured window.
+struct CpuMeter {
+    pids: Vec<u32>,
+    /// Node readings then this process's, at the window's start and end.
+    start: Option<Vec<u64>>,
+    end: Option<Vec<u64>>,
+}
+
+impl CpuMeter {
+    fn new(pids: Vec<u32>) -> CpuMeter {
+        CpuMeter {
+            pids,
+            start: None,
+            end: None,
+        }
+    }
+
+    fn read(&self) -> Option<Vec<u64>> {
+        let mut readings: Vec<u64> = self
+            .pids
+            .iter()
+            .map(|&pid| procfs::cpu_us(pid))
+            .collect::<Option<_>>()?;
+        readings.push(procfs::own_cpu_us()?);
+        Some(readings)
+    }
+
+    fn start(&mut self) {
+        self.start = self.read();
+    }
+
+    fn end(&mut self) {
+        self.end = self.read();
+    }
+
+    fn per_op(&self, committed: u64) -> Option<CpuUse> {
+        let (start, end) = (self.start.as_ref()?, self.end.as_ref()?);
+        if committed == 0 {
+            return None;
+        }
+        let per_op: Vec<f64> = start
+            .iter()
+            .zip(end)
+            .map(|(a, b)| b.saturating_sub(*a) as f64 / committed as f64)
+            .collect();
+        let (client, nodes) = per_op.split_last()?;
+        Some(CpuUse {
+            node_us_per_op: nodes.to_vec(),
+            client_us_per_op: *client,
+        })
+    }
 }
 
 /// Polls every node's status until one reports itself leader; returns its address.
