@@ -1,8 +1,8 @@
-//! Measurements, not tests: the disk's raw fsync latency and `Storage::persist` throughput
-//! with group commit. Ignored by default because the numbers depend on the machine; run
+//! A measurement, not a test: the disk's raw fsync latency and `Storage::persist`
+//! throughput with group commit. The numbers depend on the machine; run
 //!
 //! ```text
-//! cargo test --release -p replog-node --test storage_bench -- --ignored --nocapture
+//! cargo run --release -p replog-node --example storage_bench
 //! ```
 
 use replog_core::{Entry, HardState, Index, NodeId, Payload, Term, Write, WriteId};
@@ -19,7 +19,7 @@ const RUN_TIME: Duration = Duration::from_millis(1500);
 /// names another place (e.g. /dev/shm, to separate encoding cost from the disk).
 fn bench_dir() -> tempfile::TempDir {
     let parent = std::env::var("REPLOG_BENCH_DIR")
-        .unwrap_or_else(|_| env!("CARGO_TARGET_TMPDIR").to_string());
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").to_string());
     tempfile::tempdir_in(parent).unwrap()
 }
 
@@ -145,9 +145,7 @@ fn persist_throughput(dir: &Path, batch: usize) {
     );
 }
 
-#[test]
-#[ignore = "a measurement; run with --ignored --nocapture"]
-fn measure_fsync_latency_and_persist_throughput() {
+fn main() {
     let dir = bench_dir();
     raw_fsync_latency(dir.path());
     raw_fsync_latency_preallocated(dir.path());
