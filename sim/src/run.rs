@@ -287,3 +287,57 @@ pub fn run(options: &RunOptions, sink: Option<Box<dyn std::io::Write>>) -> RunRe
         failure,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use replog_core::NodeId;
+
+    #[test]
+    fn a_violation_report_names_the_invariant_time_nodes_recent_events_and_replay() {
+        let options = RunOptions::swarm(4, 3, 2_000_000);
+        let mut report = run(&options, None);
+        assert!(report.passed(), "{:?}", report.failure);
+        // Fabricate a failure at the end of a real run, with its real recent events.
+        let recent = {
+            let mut trace = Trace::new(None);
+            let record = TraceRecord {
+                time_us: 1_500_000,
+                node: 2,
+                what: crate::trace::What::Pause,
+            };
+            for _ in 0..60 {
+                trace.record(record);
+            }
+            trace.recent()
+        };
+        report.failure = Some(Failure {
+            violation: Violation::new(
+                "Election Safety",
+                &[NodeId(1), NodeId(2)],
+                "two leaders in t3",
+            ),
+            time_us: 1_234_567,
+            recent,
+        });
+        let text = report.failure_report().expect("failed run");
+        assert!(
+            text.starts_with("VIOLATION: Election Safety at 1.234567s\n"),
+            "{text}"
+        );
+        assert!(text.contains("  nodes:  n1, n2\n"));
+        assert!(text.contains("  detail: two leaders in t3\n"));
+        assert!(text.contains("last 50 trace events:\n"));
+        assert_eq!(text.matches("n2 PAUSE").count(), 50);
+        assert!(text.ends_with("replay: replog sim replay --seed 4 --nodes 3 --duration 2s\n"));
+        assert!(report
+            .summary()
+            .contains("result: VIOLATION of Election Safety"));
+    }
+
+    #[test]
+    fn durations_print_as_the_cli_reads_them() {
+        assert_eq!(duration_arg(60_000_000), "60s");
+        assert_eq!(duration_arg(1_500_000), "1500ms");
+    }
+}
