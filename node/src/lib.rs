@@ -4,9 +4,11 @@
 //! - `storage_thread` makes writes durable (group commit) through `storage`;
 //! - `transport` carries Raft messages between peers (one sender thread per peer, framed
 //!   JSON after a handshake);
-//! - `client` speaks the newline-delimited JSON client protocol, and holds a blocking
-//!   client for the CLI and tests;
-//! - `listener` accepts on the node's one port and tells peers from clients;
+//! - `client` speaks the newline-delimited JSON client protocol (one front-end thread polls
+//!   every connection), and holds a blocking client for the CLI and tests;
+//! - `listener` starts the front end on the node's one port; peers are told from clients
+//!   by their first line;
+//! - `queue` is how the threads hand each other work: batches, no spinning;
 //! - `pending` tracks appends until they commit, are overwritten, or time out;
 //! - `config` maps `-i`/`-a`/`-p` to node ids and holds timing and limits;
 //! - `node` wires it all up; `local_cluster` starts whole clusters of node processes (for
@@ -22,6 +24,7 @@ pub mod listener;
 pub mod local_cluster;
 pub mod node;
 pub mod pending;
+pub mod queue;
 pub mod runtime;
 pub mod storage;
 pub mod storage_thread;

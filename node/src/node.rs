@@ -2,32 +2,27 @@
 //! threads, and run the core thread until shutdown.
 //!
 //! ```text
-//!  peers ──frames──▶ connection threads ─┐                      ┌─▶ peer sender threads ──▶ peers
-//!  clients ─lines──▶ connection threads ─┼─▶ core thread (Raft) ─┼─▶ storage thread (fsync)
-//!  clients ◀─lines── writer threads ◀────┘      ▲  tick timer    └─▶ (answers, via writers)
-//!                                               └── storage completions
+//!  peers ──frames──▶ peer receiver threads ─┐                      ┌─▶ peer sender threads ──▶ peers
+//!  clients ─lines──▶ client front end ──────┼─▶ core thread (Raft) ─┼─▶ storage thread (fsync)
+//!  clients ◀─lines── (one thread, epoll) ◀──┘      ▲  tick timer    └─▶ (answers, in batches)
+//!                                                  └── storage completions
 //! ```
 
 use crate::client::ClientContext;
 use crate::config::NodeConfig;
 use crate::listener::{self, ListenerContext};
-use crate::runtime::{Control, Inputs, Runtime, Stopped};
+use crate::queue::{queue, QueueReceiver, QueueSender};
+use crate::runtime::{Control, CoreEvent, Inputs, Runtime, Stopped};
 use crate::storage::{Storage, StorageError};
-use crate::storage_thread::{StorageEvent, StorageJob, StorageThread};
+use crate::storage_thread::{StorageJob, StorageThread};
 use crate::transport::{Hello, PeerContext, PeerSender};
 use crate::{info, logging, warn};
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use replog_core::{Config, RaftCore, RecoveryError};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Read};
 use std::net::TcpListener;
 use std::sync::Arc;
-
-/// Peer message batches queued for the core thread before more are dropped.
-const PEER_INBOUND_BATCHES: usize = 4096;
-/// Client requests queued for the core thread before connection threads wait.
-const CLIENT_QUEUE_REQUESTS: usize = 64 * 1024;
 
 /// Why a node could not start, or stopped with an error.
 #[derive(Debug)]
@@ -80,13 +75,19 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         addr: own_addr.to_string(),
         source,
     })?;
-    let storage_thread = StorageThread::spawn(storage).map_err(NodeError::Thread)?;
-    let storage = (storage_thread.jobs, storage_thread.events);
-    let (runtime, inputs, control) =
-        start_threads(&config, core, listener, storage).map_err(NodeError::Thread)?;
+    let (events, events_rx) = queue();
+    let storage_thread =
+        StorageThread::spawn(storage, events.clone()).map_err(NodeError::Thread)?;
+    let (runtime, inputs) = start_threads(
+        &config,
+        core,
+        listener,
+        storage_thread.jobs,
+        (events, events_rx),
+    )
+    .map_err(NodeError::Thread)?;
     info!("listening on {own_addr} for peers and clients");
     let stopped = runtime.run(inputs);
-    drop(control);
     // The runtime dropped its job queue on return: the storage thread finishes what is
     // queued, flushes the commit hint and exits.
     let storage_failure = storage_thread
@@ -127,14 +128,14 @@ fn recover(config: &NodeConfig) -> Result<(Storage, RaftCore), NodeError> {
 }
 
 /// Starts the peer senders, the listener and the stdin watcher, and builds the runtime
-/// with the channels it waits on. Also returns the control sender, which keeps the
-/// control channel open while held.
+/// with the queue it waits on.
 fn start_threads(
     config: &NodeConfig,
     core: RaftCore,
     listener: TcpListener,
-    (storage_jobs, storage_events): (Sender<StorageJob>, Receiver<StorageEvent>),
-) -> io::Result<(Runtime, Inputs, Sender<Control>)> {
+    storage_jobs: QueueSender<StorageJob>,
+    (events, events_rx): (QueueSender<CoreEvent>, QueueReceiver<CoreEvent>),
+) -> io::Result<(Runtime, Inputs)> {
     let hello = Arc::new(Hello::new(config));
     let mut senders = BTreeMap::new();
     for (peer, addr) in config.members.peers() {
@@ -142,23 +143,20 @@ fn start_threads(
         let sender = PeerSender::spawn(peer, addr.to_string(), hello.clone(), queue)?;
         senders.insert(peer, sender);
     }
-    let (peers_tx, peers_rx) = bounded(PEER_INBOUND_BATCHES);
-    let (clients_tx, clients_rx) = bounded(CLIENT_QUEUE_REQUESTS);
-    let (control_tx, control_rx) = unbounded();
     let context = ListenerContext {
         peer: PeerContext {
             hello,
-            inbound: peers_tx,
+            inbound: events.clone(),
             max_frame_bytes: config.limits.max_frame_bytes,
         },
         client: ClientContext {
-            requests: clients_tx,
+            requests: events.clone(),
             max_line_bytes: config.limits.max_line_bytes,
         },
     };
-    listener::spawn(listener, context)?;
+    let answer_sink = listener::spawn(listener, context)?;
     if config.stop_on_stdin_eof {
-        watch_stdin(control_tx.clone())?;
+        watch_stdin(events)?;
     }
     let runtime = Runtime::new(
         core,
@@ -167,15 +165,13 @@ fn start_threads(
         config.campaign_at_start,
         senders,
         storage_jobs,
+        answer_sink,
     );
     let inputs = Inputs {
-        ticks: crossbeam_channel::tick(config.timing.tick),
-        peers: peers_rx,
-        clients: clients_rx,
-        storage: storage_events,
-        control: control_rx,
+        events: events_rx,
+        tick: config.timing.tick,
     };
-    Ok((runtime, inputs, control_tx))
+    Ok((runtime, inputs))
 }
 
 fn core_config(config: &NodeConfig) -> Config {
@@ -201,7 +197,7 @@ fn entropy() -> u64 {
 }
 
 /// Asks the core thread to stop once standard input reaches end of file.
-fn watch_stdin(control: Sender<Control>) -> io::Result<()> {
+fn watch_stdin(control: QueueSender<CoreEvent>) -> io::Result<()> {
     std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
@@ -215,7 +211,9 @@ fn watch_stdin(control: Sender<Control>) -> io::Result<()> {
                     Err(_) => break,
                 }
             }
-            let _ = control.send(Control::Shutdown("standard input closed".into()));
+            let _ = control.send(CoreEvent::Control(Control::Shutdown(
+                "standard input closed".into(),
+            )));
         })?;
     Ok(())
 }

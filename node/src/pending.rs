@@ -6,7 +6,7 @@
 //! false success. An append that neither commits nor is overwritten in time is answered
 //! `timeout` (outcome unknown).
 
-use crate::client::{ReplyTo, Response};
+use crate::client::{Answer, ReplyTo, Response};
 use replog_core::{Entry, Index, Term};
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -26,9 +26,9 @@ impl Batch {
         self.next_index.plus(self.waiters.len() as u64).prev()
     }
 
-    fn answer_rest(self, response: &Response) {
+    fn answer_rest(self, response: &Response, answers: &mut Vec<Answer>) {
         for waiter in self.waiters {
-            waiter.send(response.clone());
+            waiter.answer(response.clone(), answers);
         }
     }
 }
@@ -52,6 +52,7 @@ impl PendingAppends {
         waiters: Vec<ReplyTo>,
         deadline: Instant,
         overwritten: &Response,
+        answers: &mut Vec<Answer>,
     ) {
         while self
             .batches
@@ -59,7 +60,7 @@ impl PendingAppends {
             .is_some_and(|batch| batch.last_index() >= first_index)
         {
             let batch = self.batches.pop_back().expect("checked non-empty");
-            batch.answer_rest(overwritten);
+            batch.answer_rest(overwritten, answers);
         }
         if waiters.is_empty() {
             return;
@@ -73,7 +74,12 @@ impl PendingAppends {
     }
 
     /// Answers the waiters for `entries`, which were just committed (in order).
-    pub fn committed(&mut self, entries: &[Entry], overwritten: &Response) {
+    pub fn committed(
+        &mut self,
+        entries: &[Entry],
+        overwritten: &Response,
+        answers: &mut Vec<Answer>,
+    ) {
         for entry in entries {
             while let Some(batch) = self.batches.front_mut() {
                 if batch.next_index > entry.index {
@@ -83,18 +89,19 @@ impl PendingAppends {
                     // Commits are contiguous, so this cannot happen; if it did, the fate of
                     // these appends is unknown and that is all we may say.
                     let batch = self.batches.pop_front().expect("checked non-empty");
-                    batch.answer_rest(&Response::Timeout);
+                    batch.answer_rest(&Response::Timeout, answers);
                     continue;
                 }
                 let waiter = batch.waiters.next().expect("batches are never empty");
-                if entry.term == batch.term {
-                    waiter.send(Response::Appended {
+                let response = if entry.term == batch.term {
+                    Response::Appended {
                         index: entry.index.0,
                         term: entry.term.0,
-                    });
+                    }
                 } else {
-                    waiter.send(overwritten.clone());
-                }
+                    overwritten.clone()
+                };
+                waiter.answer(response, answers);
                 batch.next_index = batch.next_index.next();
                 if batch.waiters.len() == 0 {
                     self.batches.pop_front();
@@ -105,21 +112,21 @@ impl PendingAppends {
     }
 
     /// Answers `timeout` to every batch whose deadline has passed.
-    pub fn expire(&mut self, now: Instant) {
+    pub fn expire(&mut self, now: Instant, answers: &mut Vec<Answer>) {
         while self
             .batches
             .front()
             .is_some_and(|batch| batch.deadline <= now)
         {
             let batch = self.batches.pop_front().expect("checked non-empty");
-            batch.answer_rest(&Response::Timeout);
+            batch.answer_rest(&Response::Timeout, answers);
         }
     }
 
     /// Answers every waiter (the node is stopping).
-    pub fn abandon(&mut self, response: &Response) {
+    pub fn abandon(&mut self, response: &Response, answers: &mut Vec<Answer>) {
         for batch in self.batches.drain(..) {
-            batch.answer_rest(response);
+            batch.answer_rest(response, answers);
         }
     }
 
@@ -145,7 +152,6 @@ impl PendingAppends {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::mailbox::test_reply_to;
     use replog_core::Payload;
     use std::time::Duration;
 
@@ -163,55 +169,99 @@ mod tests {
         }
     }
 
+    fn waiter(seq: u64) -> ReplyTo {
+        ReplyTo {
+            connection: 0,
+            generation: 0,
+            seq,
+        }
+    }
+
+    /// The answers given, as (seq, response).
+    fn given(answers: &mut Vec<Answer>) -> Vec<(u64, Response)> {
+        answers
+            .drain(..)
+            .map(|answer| (answer.to.seq, answer.response))
+            .collect()
+    }
+
     #[test]
     fn an_append_succeeds_only_when_committed_with_its_own_term() {
         let mut pending = PendingAppends::default();
-        let (first, first_answer) = test_reply_to();
-        let (second, second_answer) = test_reply_to();
+        let mut answers = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(60);
+        let waiters = vec![waiter(0), waiter(1)];
         pending.accepted(
             Index(5),
             Term(2),
-            vec![first, second],
+            waiters,
             deadline,
             &overwritten(),
+            &mut answers,
         );
         assert_eq!(pending.first_waiting(), Some(Index(5)));
         assert_eq!(pending.last_waiting(), Some(Index(6)));
         // Index 4 is not ours; 5 commits with our term; 6 with a later leader's.
-        pending.committed(&[entry(4, 2), entry(5, 2), entry(6, 3)], &overwritten());
-        let answer = first_answer.try_recv().unwrap();
-        assert_eq!(answer.response, Response::Appended { index: 5, term: 2 });
-        assert_eq!(second_answer.try_recv().unwrap().response, overwritten());
+        let commits = [entry(4, 2), entry(5, 2), entry(6, 3)];
+        pending.committed(&commits, &overwritten(), &mut answers);
+        assert_eq!(
+            given(&mut answers),
+            [
+                (0, Response::Appended { index: 5, term: 2 }),
+                (1, overwritten())
+            ]
+        );
         assert!(pending.is_empty());
     }
 
     #[test]
     fn a_new_proposal_at_a_waiting_index_answers_the_old_one_as_overwritten() {
         let mut pending = PendingAppends::default();
-        let (old, old_answer) = test_reply_to();
-        let (new, new_answer) = test_reply_to();
+        let mut answers = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(60);
-        pending.accepted(Index(7), Term(2), vec![old], deadline, &overwritten());
-        pending.accepted(Index(7), Term(4), vec![new], deadline, &overwritten());
-        assert_eq!(old_answer.try_recv().unwrap().response, overwritten());
-        pending.committed(&[entry(7, 4)], &overwritten());
+        let old = vec![waiter(0)];
+        pending.accepted(
+            Index(7),
+            Term(2),
+            old,
+            deadline,
+            &overwritten(),
+            &mut answers,
+        );
+        let new = vec![waiter(1)];
+        pending.accepted(
+            Index(7),
+            Term(4),
+            new,
+            deadline,
+            &overwritten(),
+            &mut answers,
+        );
+        assert_eq!(given(&mut answers), [(0, overwritten())]);
+        pending.committed(&[entry(7, 4)], &overwritten(), &mut answers);
         assert_eq!(
-            new_answer.try_recv().unwrap().response,
-            Response::Appended { index: 7, term: 4 }
+            given(&mut answers),
+            [(1, Response::Appended { index: 7, term: 4 })]
         );
     }
 
     #[test]
     fn appends_past_their_deadline_are_answered_timeout() {
         let mut pending = PendingAppends::default();
-        let (waiter, answer) = test_reply_to();
+        let mut answers = Vec::new();
         let now = Instant::now();
-        pending.accepted(Index(1), Term(1), vec![waiter], now, &overwritten());
-        pending.expire(now - Duration::from_millis(1));
-        assert!(answer.try_recv().is_none());
-        pending.expire(now);
-        assert_eq!(answer.try_recv().unwrap().response, Response::Timeout);
+        pending.accepted(
+            Index(1),
+            Term(1),
+            vec![waiter(0)],
+            now,
+            &overwritten(),
+            &mut answers,
+        );
+        pending.expire(now - Duration::from_millis(1), &mut answers);
+        assert!(answers.is_empty());
+        pending.expire(now, &mut answers);
+        assert_eq!(given(&mut answers), [(0, Response::Timeout)]);
         assert!(pending.is_empty());
     }
 }

@@ -1,9 +1,9 @@
 //! The core thread: the one thread that owns the [`RaftCore`].
 //!
-//! It waits on four channels at once (the tick timer, peer messages, client requests and
-//! storage completions, plus a control channel for shutdown) and never blocks on I/O:
+//! It waits on one queue (peer messages, client requests, storage completions and a
+//! shutdown request all arrive there) or the next tick, and never blocks on I/O:
 //! writes go to the storage thread, messages to per-peer sender threads, answers to the
-//! clients' writer threads, all through queues.
+//! client front end, all through queues.
 //!
 //! Each wake-up drains everything that is ready, then flushes once, which is where the
 //! batching comes from:
@@ -11,20 +11,23 @@
 //!   jobs queued during its last fsync: group commit);
 //! - every client append that arrived becomes one `Propose`, one log write, one
 //!   AppendEntries per follower;
-//! - every message for a peer goes to its sender thread as one batch, one frame.
+//! - every message for a peer goes to its sender thread as one batch, one frame;
+//! - every answer goes to the client front end in one batch, with one wake-up.
 
-use crate::client::{ClientRequest, EntryView, NodeState, ReplyTo, Request, Response};
+use crate::client::{
+    Answer, AnswerSink, ClientRequest, EntryView, NodeState, ReplyTo, Request, Response,
+};
 use crate::config::{Members, Timing};
 use crate::pending::PendingAppends;
+use crate::queue::{QueueReceiver, QueueSender};
 use crate::storage_thread::{StorageEvent, StorageJob};
 use crate::transport::PeerSender;
 use crate::{error, info};
-use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 use replog_core::{
     Index, Input, Message, NodeId, Output, ProposalOutcome, RaftCore, Role, Term, Write,
 };
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Requests to the core thread from outside the protocol.
 pub enum Control {
@@ -40,13 +43,20 @@ pub enum Stopped {
     StorageFailed(String),
 }
 
-/// The channels the core thread waits on.
+/// Everything the core thread hears about, through its one queue.
+pub enum CoreEvent {
+    /// A batch of messages from one peer connection.
+    Peers(Vec<Message>),
+    /// Client requests, in the order they arrived on each connection.
+    Clients(Vec<ClientRequest>),
+    Storage(StorageEvent),
+    Control(Control),
+}
+
+/// What the core thread waits on: its queue, and the tick timer.
 pub struct Inputs {
-    pub ticks: Receiver<Instant>,
-    pub peers: Receiver<Vec<Message>>,
-    pub clients: Receiver<ClientRequest>,
-    pub storage: Receiver<StorageEvent>,
-    pub control: Receiver<Control>,
+    pub events: QueueReceiver<CoreEvent>,
+    pub tick: Duration,
 }
 
 /// A `query` or `status` held back until the appends accepted before it are answered, so
@@ -57,12 +67,6 @@ struct DeferredRead {
     with_entries: bool,
     reply: ReplyTo,
 }
-
-/// The most client requests taken in one iteration, so that a flood of them cannot starve
-/// ticks and peer messages.
-const MAX_CLIENT_REQUESTS_PER_ITERATION: usize = 16 * 1024;
-/// The same for batches of peer messages.
-const MAX_PEER_BATCHES_PER_ITERATION: usize = 1024;
 
 /// The core and everything it hands work to.
 pub struct Runtime {
@@ -76,7 +80,7 @@ pub struct Runtime {
     outbox: BTreeMap<NodeId, Vec<Message>>,
     /// Writes produced this iteration, sent to storage at its end.
     writes: Vec<Write>,
-    storage_jobs: Sender<StorageJob>,
+    storage_jobs: QueueSender<StorageJob>,
     /// The commit hint last sent to storage. Invariant: `<= core.applied_index()`.
     hint_sent: Index,
     pending: PendingAppends,
@@ -85,6 +89,9 @@ pub struct Runtime {
     deferred_reads: VecDeque<DeferredRead>,
     /// The outcome of the `Propose` just stepped.
     proposal: Option<ProposalOutcome>,
+    /// Answers produced this iteration, handed to the client front end at its end.
+    answers: Vec<Answer>,
+    answer_sink: AnswerSink,
 }
 
 impl Runtime {
@@ -94,7 +101,8 @@ impl Runtime {
         timing: Timing,
         campaign_at_start: bool,
         senders: BTreeMap<NodeId, PeerSender>,
-        storage_jobs: Sender<StorageJob>,
+        storage_jobs: QueueSender<StorageJob>,
+        answer_sink: AnswerSink,
     ) -> Runtime {
         let hint_sent = core.applied_index();
         Runtime {
@@ -111,6 +119,8 @@ impl Runtime {
             pending: PendingAppends::default(),
             deferred_reads: VecDeque::new(),
             proposal: None,
+            answers: Vec::new(),
+            answer_sink,
         }
     }
 
@@ -119,40 +129,64 @@ impl Runtime {
         if self.campaign_at_start {
             self.campaign_now();
         }
-        let mut select = Select::new();
-        select.recv(&inputs.control);
-        select.recv(&inputs.storage);
-        select.recv(&inputs.peers);
-        select.recv(&inputs.clients);
-        select.recv(&inputs.ticks);
+        let mut events = Vec::new();
+        let mut requests = Vec::new();
+        let mut next_tick = Instant::now() + inputs.tick;
         loop {
-            select.ready();
-            if let Ok(Control::Shutdown(reason)) = inputs.control.try_recv() {
-                info!("shutting down: {reason}");
-                self.pending.abandon(&Response::Timeout);
-                return Stopped::Shutdown;
+            // Every sender gone cannot happen while the listener runs; if it did, ticks
+            // would still be due, so keep going until told to stop.
+            let _ = inputs.events.take(&mut events, Some(next_tick));
+            if let Some(stopped) = self.handle_events(&mut events, &mut requests) {
+                return stopped;
             }
-            if let Some(problem) = self.take_storage_events(&inputs.storage) {
-                error!("storage failed, stopping the node: {problem}");
-                return Stopped::StorageFailed(problem);
-            }
-            for batch in inputs.peers.try_iter().take(MAX_PEER_BATCHES_PER_ITERATION) {
-                for message in batch {
-                    self.step(Input::Receive(message));
-                }
-            }
-            let requests = inputs
-                .clients
-                .try_iter()
-                .take(MAX_CLIENT_REQUESTS_PER_ITERATION);
-            self.handle_clients(requests);
-            if inputs.ticks.try_recv().is_ok() {
+            let now = Instant::now();
+            if now >= next_tick {
                 self.step(Input::Tick);
-                self.pending.expire(Instant::now());
+                self.pending.expire(now, &mut self.answers);
+                // After a stall, carry on from now rather than catching up with a burst.
+                next_tick = (next_tick + inputs.tick).max(now);
             }
             self.answer_deferred_reads();
             self.flush();
         }
+    }
+
+    /// Feeds one wake-up's events to the core: storage completions, peer messages, then
+    /// every client request as one proposal. Returns why the node must stop, if it must.
+    fn handle_events(
+        &mut self,
+        events: &mut Vec<CoreEvent>,
+        requests: &mut Vec<ClientRequest>,
+    ) -> Option<Stopped> {
+        let mut persisted = None;
+        for event in events.drain(..) {
+            match event {
+                CoreEvent::Control(Control::Shutdown(reason)) => {
+                    info!("shutting down: {reason}");
+                    self.pending.abandon(&Response::Timeout, &mut self.answers);
+                    self.answer_sink.deliver(&mut self.answers);
+                    return Some(Stopped::Shutdown);
+                }
+                CoreEvent::Storage(StorageEvent::Failed(problem)) => {
+                    error!("storage failed, stopping the node: {problem}");
+                    return Some(Stopped::StorageFailed(problem));
+                }
+                CoreEvent::Storage(StorageEvent::Persisted(id)) => persisted = Some(id),
+                CoreEvent::Peers(batch) => {
+                    for message in batch {
+                        self.step(Input::Receive(message));
+                    }
+                }
+                CoreEvent::Clients(batch) => requests.extend(batch),
+            }
+        }
+        if let Some(write_id) = persisted {
+            self.step(Input::Persisted { write_id });
+        }
+        if !requests.is_empty() {
+            self.handle_clients(requests.drain(..));
+        }
+        None
     }
 
     /// `--leader`: let a whole election timeout pass at once, so this node campaigns now
@@ -166,25 +200,6 @@ impl Runtime {
             }
         }
         self.flush();
-    }
-
-    /// Feeds storage completions to the core. Returns the failure, if storage failed.
-    fn take_storage_events(&mut self, events: &Receiver<StorageEvent>) -> Option<String> {
-        let mut persisted = None;
-        loop {
-            match events.try_recv() {
-                Ok(StorageEvent::Persisted(id)) => persisted = Some(id),
-                Ok(StorageEvent::Failed(problem)) => return Some(problem),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    return Some("the storage thread stopped unexpectedly".into())
-                }
-            }
-        }
-        if let Some(write_id) = persisted {
-            self.step(Input::Persisted { write_id });
-        }
-        None
     }
 
     /// Turns every append among `requests` into one proposal, then answers reads, so that
@@ -213,7 +228,10 @@ impl Runtime {
                     with_entries,
                     reply,
                 }),
-                None => reply.send(Response::State(self.state(with_entries))),
+                None => {
+                    let state = self.state(with_entries);
+                    reply.answer(Response::State(state), &mut self.answers);
+                }
             }
         }
     }
@@ -229,8 +247,8 @@ impl Runtime {
                 return;
             }
             let read = self.deferred_reads.pop_front().expect("checked non-empty");
-            read.reply
-                .send(Response::State(self.state(read.with_entries)));
+            let state = self.state(read.with_entries);
+            read.reply.answer(Response::State(state), &mut self.answers);
         }
     }
 
@@ -249,14 +267,20 @@ impl Runtime {
                 assert_eq!(count, waiters.len() as u64, "one index per command");
                 let deadline = Instant::now() + self.timing.append_timeout;
                 let overwritten = self.not_leader();
-                self.pending
-                    .accepted(first_index, term, waiters, deadline, &overwritten);
+                self.pending.accepted(
+                    first_index,
+                    term,
+                    waiters,
+                    deadline,
+                    &overwritten,
+                    &mut self.answers,
+                );
             }
             ProposalOutcome::NotLeader { leader } => {
                 let leader = leader.and_then(|id| self.members.addr_of(id).map(str::to_string));
                 let answer = Response::NotLeader { leader };
                 for waiter in waiters {
-                    waiter.send(answer.clone());
+                    waiter.answer(answer.clone(), &mut self.answers);
                 }
             }
         }
@@ -282,7 +306,8 @@ impl Runtime {
             Output::Commit(entries) => {
                 if !self.pending.is_empty() {
                     let overwritten = self.not_leader();
-                    self.pending.committed(&entries, &overwritten);
+                    self.pending
+                        .committed(&entries, &overwritten, &mut self.answers);
                 }
             }
             Output::Proposal(outcome) => {
@@ -293,7 +318,7 @@ impl Runtime {
         }
     }
 
-    /// Sends this iteration's writes to storage and messages to peers.
+    /// Sends this iteration's writes to storage, messages to peers and answers to clients.
     fn flush(&mut self) {
         let hint = self.core.applied_index();
         if !self.writes.is_empty() || hint > self.hint_sent {
@@ -311,6 +336,7 @@ impl Runtime {
                 sender.send(std::mem::take(batch));
             }
         }
+        self.answer_sink.deliver(&mut self.answers);
     }
 
     fn leader_addr(&self) -> Option<String> {

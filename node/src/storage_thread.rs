@@ -6,11 +6,12 @@
 //! A storage error stops the node: after a failed fsync the kernel may have dropped the
 //! dirty pages, so carrying on could acknowledge data that is not on disk.
 
+use crate::queue::{queue, QueueReceiver, QueueSender};
+use crate::runtime::CoreEvent;
 use crate::storage::{Storage, StorageError};
-use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use replog_core::{Index, Write, WriteId};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Work for the storage thread, sent once per core-loop iteration that produced any.
 pub struct StorageJob {
@@ -33,66 +34,76 @@ pub enum StorageEvent {
 /// itself decides whether enough time has passed to write it).
 const HINT_RETRY: Duration = Duration::from_millis(100);
 
-/// Handles on a running storage thread: jobs go in, events come out, and the thread
-/// exits once `jobs` is dropped and its queue is done, returning its failure if any.
+/// Handles on a running storage thread: jobs go in, events come out on the core thread's
+/// queue, and the thread exits once `jobs` is dropped and its queue is done, returning
+/// its failure if any.
 pub struct StorageThread {
-    pub jobs: Sender<StorageJob>,
-    pub events: Receiver<StorageEvent>,
+    pub jobs: QueueSender<StorageJob>,
     pub handle: JoinHandle<Option<String>>,
 }
 
 impl StorageThread {
-    pub fn spawn(storage: Storage) -> std::io::Result<StorageThread> {
-        let (jobs, jobs_rx) = unbounded();
-        let (events_tx, events) = unbounded();
+    pub fn spawn(
+        storage: Storage,
+        events: QueueSender<CoreEvent>,
+    ) -> std::io::Result<StorageThread> {
+        let (jobs, jobs_rx) = queue();
         let handle = std::thread::Builder::new()
             .name("storage".into())
-            .spawn(move || run(storage, jobs_rx, events_tx))?;
-        Ok(StorageThread {
-            jobs,
-            events,
-            handle,
-        })
+            .spawn(move || {
+                let events = Events(events);
+                run(storage, jobs_rx, &events)
+            })?;
+        Ok(StorageThread { jobs, handle })
+    }
+}
+
+/// The storage thread's way to the core thread. If the thread panics (a write that breaks
+/// the core's promises), the core hears of it and stops the node.
+struct Events(QueueSender<CoreEvent>);
+
+impl Events {
+    fn send(&self, event: StorageEvent) {
+        // A closed queue means the core thread has stopped; finish quietly.
+        let _ = self.0.send(CoreEvent::Storage(event));
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.send(StorageEvent::Failed(
+                "the storage thread stopped unexpectedly".into(),
+            ));
+        }
     }
 }
 
 /// Returns the failure that stopped the thread, if one did.
-fn run(
-    mut storage: Storage,
-    jobs: Receiver<StorageJob>,
-    events: Sender<StorageEvent>,
-) -> Option<String> {
+fn run(mut storage: Storage, jobs: QueueReceiver<StorageJob>, events: &Events) -> Option<String> {
+    let mut queued = Vec::new();
     let mut writes = Vec::new();
     let mut hint = Index::ZERO;
     let mut hint_pending = false;
     loop {
-        let first = if hint_pending {
-            match jobs.recv_timeout(HINT_RETRY) {
-                Ok(job) => Some(job),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-        } else {
-            match jobs.recv() {
-                Ok(job) => Some(job),
-                Err(_) => break,
-            }
-        };
-        for job in first.into_iter().chain(jobs.try_iter()) {
+        let deadline = hint_pending.then(|| Instant::now() + HINT_RETRY);
+        if jobs.take(&mut queued, deadline).is_err() {
+            break;
+        }
+        for job in queued.drain(..) {
             writes.extend(job.writes);
             hint = hint.max(job.commit_hint);
         }
         if let Some(last) = writes.last() {
             let last_id = last.id;
             if let Err(error) = storage.persist(&writes) {
-                return fail(&events, error);
+                return fail(events, error);
             }
             writes.clear();
-            // A closed channel means the core thread has stopped; finish quietly.
-            let _ = events.send(StorageEvent::Persisted(last_id));
+            events.send(StorageEvent::Persisted(last_id));
         }
         if let Err(error) = storage.record_commit_index(hint) {
-            return fail(&events, error);
+            return fail(events, error);
         }
         hint_pending = hint > Index::ZERO;
         if writes.capacity() > 4096 {
@@ -101,12 +112,12 @@ fn run(
     }
     match storage.flush_commit_index() {
         Ok(()) => None,
-        Err(error) => fail(&events, error),
+        Err(error) => fail(events, error),
     }
 }
 
-fn fail(events: &Sender<StorageEvent>, error: StorageError) -> Option<String> {
+fn fail(events: &Events, error: StorageError) -> Option<String> {
     let problem = error.to_string();
-    let _ = events.send(StorageEvent::Failed(problem.clone()));
+    events.send(StorageEvent::Failed(problem.clone()));
     Some(problem)
 }

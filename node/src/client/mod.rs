@@ -1,13 +1,14 @@
 //! The client protocol: newline-delimited JSON on the node's address (see
-//! README.md, "Client protocol"). `protocol` holds the messages, `connection` serves them on the node,
-//! and `blocking` is a small client for the CLI, the tests and the benchmark.
+//! `docs/protocol.md`). `protocol` holds the messages, `frontend` serves them on the node
+//! (one thread for every connection), `answers` carries the core thread's answers back to
+//! it, and `blocking` is a small client for the CLI, the tests and the benchmark.
 
+pub mod answers;
 pub mod blocking;
-pub mod connection;
+pub mod frontend;
 pub mod lines;
-pub mod mailbox;
 pub mod protocol;
 
-pub use connection::{ClientContext, ClientRequest};
-pub use mailbox::ReplyTo;
+pub use answers::{Answer, AnswerSink, ReplyTo};
+pub use frontend::{ClientContext, ClientRequest};
 pub use protocol::{EntryView, NodeState, Request, Response, RoleName};

@@ -4,31 +4,32 @@
 
 use super::wire::{decode_frame, read_frame, FrameError, Hello};
 use crate::logging::RateLimit;
+use crate::queue::{QueueSender, SendError};
+use crate::runtime::CoreEvent;
 use crate::{info, warn};
-use crossbeam_channel::{Sender, TrySendError};
 use replog_core::{Message, NodeId};
-use std::io::{BufReader, Write};
+use std::io::{BufReader, Cursor, Read, Write};
 use std::net::TcpStream;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// Events waiting for the core thread beyond which peer messages are dropped (Raft
+/// retransmits), so a core that falls behind is not buried under a backlog.
+const INBOUND_MAX: usize = 4096;
 
 /// What a peer connection needs from the node.
 #[derive(Clone)]
 pub struct PeerContext {
     pub hello: std::sync::Arc<Hello>,
-    pub inbound: Sender<Vec<Message>>,
+    /// The core thread's queue.
+    pub inbound: QueueSender<CoreEvent>,
     pub max_frame_bytes: usize,
 }
 
-/// Serves a connection whose first line was a peer hello. Returns when it closes.
-pub fn serve(
-    mut stream: TcpStream,
-    mut reader: BufReader<TcpStream>,
-    hello_line: &[u8],
-    context: PeerContext,
-) {
+/// Serves a connection whose first line was a peer hello; `rest` holds the bytes already
+/// read after that line. Returns when the connection closes.
+pub fn serve(mut stream: TcpStream, rest: Vec<u8>, hello_line: &[u8], context: PeerContext) {
     let remote = stream.peer_addr().map_or_else(
         |_| "an unknown address".to_string(),
         |addr| addr.to_string(),
@@ -56,6 +57,10 @@ pub fn serve(
         }
     };
     info!("peer {peer} connected from {remote}");
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::with_capacity(64 * 1024, Cursor::new(rest).chain(read_half));
     let mut receiver = Receiver {
         peer,
         own_id: NodeId(context.hello.from),
@@ -77,7 +82,7 @@ struct Receiver {
 
 impl Receiver {
     /// Reads frames until the connection ends; returns why it ended.
-    fn run(&mut self, reader: &mut BufReader<TcpStream>) -> String {
+    fn run(&mut self, reader: &mut impl Read) -> String {
         let mut payload = Vec::new();
         loop {
             match read_frame(reader, &mut payload, self.context.max_frame_bytes) {
@@ -118,7 +123,8 @@ impl Receiver {
         if messages.is_empty() {
             return;
         }
-        if let Err(TrySendError::Full(_)) = self.context.inbound.try_send(messages) {
+        let batch = CoreEvent::Peers(messages);
+        if let Err(SendError::Full(_)) = self.context.inbound.send_bounded(batch, INBOUND_MAX) {
             if let Some(suppressed) = self.dropped.allow() {
                 warn!(
                     "core queue full: dropped messages from peer {} ({suppressed} warnings \

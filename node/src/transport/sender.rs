@@ -9,8 +9,8 @@
 
 use super::wire::{encode_frames, Hello};
 use crate::logging::RateLimit;
+use crate::queue::{queue, QueueReceiver, QueueSender, SendError};
 use crate::{debug, info, warn};
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use replog_core::{Message, NodeId};
 use std::io::{self, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -27,7 +27,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The core thread's handle on one peer's sender thread.
 pub struct PeerSender {
     peer: NodeId,
-    queue: Sender<Vec<Message>>,
+    queue: QueueSender<Vec<Message>>,
+    queue_batches: usize,
     dropped_batches: u64,
     drop_warnings: RateLimit,
 }
@@ -40,13 +41,14 @@ impl PeerSender {
         hello: Arc<Hello>,
         queue_batches: usize,
     ) -> io::Result<PeerSender> {
-        let (queue, queued) = bounded(queue_batches);
+        let (queue, queued) = queue();
         std::thread::Builder::new()
             .name(format!("peer-sender-{}", peer.0))
             .spawn(move || SenderThread::new(peer, addr, &hello).run(queued))?;
         Ok(PeerSender {
             peer,
             queue,
+            queue_batches,
             dropped_batches: 0,
             drop_warnings: RateLimit::new(Duration::from_secs(5)),
         })
@@ -54,9 +56,9 @@ impl PeerSender {
 
     /// Queues a batch without waiting; drops it when the peer's queue is full.
     pub fn send(&mut self, batch: Vec<Message>) {
-        match self.queue.try_send(batch) {
+        match self.queue.send_bounded(batch, self.queue_batches) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
+            Err(SendError::Full(_)) => {
                 self.dropped_batches += 1;
                 if let Some(suppressed) = self.drop_warnings.allow() {
                     warn!(
@@ -66,7 +68,7 @@ impl PeerSender {
                     );
                 }
             }
-            Err(TrySendError::Disconnected(_)) => {
+            Err(SendError::Disconnected(_)) => {
                 panic!("the sender thread for peer {} has died", self.peer)
             }
         }
@@ -107,18 +109,18 @@ impl SenderThread {
     }
 
     /// Runs until the core thread drops its handle.
-    fn run(mut self, queued: Receiver<Vec<Message>>) {
-        while let Ok(first) = queued.recv() {
+    fn run(mut self, queued: QueueReceiver<Vec<Message>>) {
+        let mut batches = Vec::new();
+        while queued.take(&mut batches, None).is_ok() {
             if self.connection.is_none() && !self.dial() {
-                drop(first);
+                batches.clear();
                 if !self.back_off(&queued) {
                     return;
                 }
                 continue;
             }
             self.out.clear();
-            encode_frames(&first, &mut self.out);
-            for batch in queued.try_iter() {
+            for batch in batches.drain(..) {
                 encode_frames(&batch, &mut self.out);
             }
             if !self.write_out() && !self.back_off(&queued) {
@@ -207,7 +209,7 @@ impl SenderThread {
     /// Sleeps the current backoff (dropping what is queued), then doubles it. A link that
     /// keeps breaking right after connecting (a peer refusing our hello, say) thus slows
     /// down like one that cannot connect at all. False if the core has gone.
-    fn back_off(&mut self, queued: &Receiver<Vec<Message>>) -> bool {
+    fn back_off(&mut self, queued: &QueueReceiver<Vec<Message>>) -> bool {
         let alive = sleep_dropping(queued, self.backoff);
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
         alive
@@ -215,13 +217,14 @@ impl SenderThread {
 }
 
 /// Waits `duration`, dropping whatever is queued meanwhile. False if the core has gone.
-fn sleep_dropping(queued: &Receiver<Vec<Message>>, duration: Duration) -> bool {
+fn sleep_dropping(queued: &QueueReceiver<Vec<Message>>, duration: Duration) -> bool {
     let deadline = Instant::now() + duration;
-    loop {
-        match queued.recv_deadline(deadline) {
-            Ok(_) => {}
-            Err(RecvTimeoutError::Timeout) => return true,
-            Err(RecvTimeoutError::Disconnected) => return false,
+    let mut dropped = Vec::new();
+    while Instant::now() < deadline {
+        if queued.take(&mut dropped, Some(deadline)).is_err() {
+            return false;
         }
+        dropped.clear();
     }
+    true
 }

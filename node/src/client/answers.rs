@@ -1,0 +1,93 @@
+//! How answers get from the core thread back to the client front end.
+//!
+//! A request carries a [`ReplyTo`]: plain data naming its connection and its place in that
+//! connection's order. The core thread collects the [`Answer`]s of one loop iteration in a
+//! vector and hands them over with [`AnswerSink::deliver`]: one lock and at most one
+//! wake-up of the front end per iteration, however many clients it answers.
+
+use super::protocol::Response;
+use std::sync::{Arc, Mutex};
+
+/// Where one request's answer goes. Answering is optional only when the node is stopping;
+/// otherwise the connection waits for it forever (answers are written in request order).
+#[derive(Debug, PartialEq, Eq)]
+pub struct ReplyTo {
+    /// The connection's slot in the front end.
+    pub connection: usize,
+    /// Tells a connection from a later one that reused its slot.
+    pub generation: u32,
+    /// The request's place in its connection's order, from 0.
+    pub seq: u64,
+}
+
+impl ReplyTo {
+    /// Queues `response` for this request in `answers`.
+    pub fn answer(self, response: Response, answers: &mut Vec<Answer>) {
+        answers.push(Answer { to: self, response });
+    }
+}
+
+/// A response on its way to a client connection.
+#[derive(Debug)]
+pub struct Answer {
+    pub to: ReplyTo,
+    pub response: Response,
+}
+
+struct Shared {
+    queue: Mutex<Vec<Answer>>,
+    waker: mio::Waker,
+}
+
+/// The core thread's end of the way back to the front end.
+#[derive(Clone)]
+pub struct AnswerSink {
+    shared: Arc<Shared>,
+}
+
+impl AnswerSink {
+    pub fn new(waker: mio::Waker) -> AnswerSink {
+        AnswerSink {
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Vec::new()),
+                waker,
+            }),
+        }
+    }
+
+    /// Hands every answer in `answers` to the front end (leaving `answers` empty) and wakes
+    /// it, unless earlier answers are still waiting: their wake-up covers these too.
+    pub fn deliver(&self, answers: &mut Vec<Answer>) {
+        if answers.is_empty() {
+            return;
+        }
+        let was_empty = {
+            let mut queue = self.lock();
+            let was_empty = queue.is_empty();
+            if was_empty {
+                std::mem::swap(&mut *queue, answers);
+            } else {
+                queue.append(answers);
+            }
+            was_empty
+        };
+        if was_empty {
+            // Fails only if the front end's poll is gone, i.e. the node is stopping.
+            let _ = self.shared.waker.wake();
+        }
+    }
+
+    /// Front end: moves every delivered answer into `batch` (which should be empty).
+    pub fn take(&self, batch: &mut Vec<Answer>) {
+        let mut queue = self.lock();
+        std::mem::swap(&mut *queue, batch);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Answer>> {
+        // A panic while holding the lock leaves a vector of answers: still usable.
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
