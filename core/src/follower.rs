@@ -42,9 +42,12 @@ impl RaftCore {
 
         let reply = if self.log.matches(prev_log_index, prev_log_term) {
             let Some(last_verified) = self.accept_entries(prev_log_index, &entries) else {
-                self.stats.committed_truncations_refused += 1;
+                self.stats.unsafe_truncations_refused += 1;
                 return;
             };
+            if last_verified > self.verified_in_term() {
+                self.verified = (self.term, last_verified);
+            }
             // The follower's commit rule: never beyond what this request proved matches.
             let commit = leader_commit.min(last_verified);
             if commit > self.commit_index {
@@ -66,7 +69,7 @@ impl RaftCore {
 
     /// Appends the entries after `prev`, truncating only at a real conflict. Returns the last
     /// index verified against the leader, or `None` if accepting would truncate a committed
-    /// entry (only a faulty leader asks that).
+    /// entry or one already verified in this term (only a faulty leader asks either).
     fn accept_entries(&mut self, prev: Index, entries: &[Entry]) -> Option<Index> {
         let last_verified = prev.plus(entries.len() as u64);
         let Some(first_new) = self.log.first_conflict(entries) else {
@@ -76,7 +79,11 @@ impl RaftCore {
         let new_entries = &entries[first_new..];
         let conflict_at = new_entries[0].index;
         if conflict_at <= self.log.last_index() {
-            if conflict_at <= self.commit_index {
+            // Committed entries are never truncated (§5.4). Nor is anything this node already
+            // verified against this term's leader: a leader's log only grows during its term,
+            // so a request contradicting it is from a faulty peer, and acknowledgements of
+            // those entries may still be on their way to be counted.
+            if conflict_at <= self.commit_index || conflict_at <= self.verified_in_term() {
                 return None;
             }
             self.log.truncate_after(conflict_at.prev());
@@ -85,6 +92,14 @@ impl RaftCore {
         self.log.append(new_entries);
         self.writes.stage_entries(new_entries);
         Some(last_verified)
+    }
+
+    /// The highest index verified against the current term's leader (0 if none yet).
+    fn verified_in_term(&self) -> Index {
+        match self.verified {
+            (term, index) if term == self.term => index,
+            _ => Index::ZERO,
+        }
     }
 
     /// Where the leader should look next after a failed check at `index`.

@@ -82,8 +82,9 @@ pub struct Stats {
     pub messages_ignored: u64,
     /// `Persisted` inputs for writes never issued or already durable.
     pub bad_persisted_ignored: u64,
-    /// AppendEntries that would have truncated committed entries (a faulty peer).
-    pub committed_truncations_refused: u64,
+    /// AppendEntries that would have truncated committed entries, or entries already verified
+    /// against the current term's leader (only a faulty peer asks either).
+    pub unsafe_truncations_refused: u64,
     pub pre_votes_started: u64,
     pub elections_started: u64,
     pub terms_led: u64,
@@ -109,6 +110,10 @@ pub struct RaftCore {
     /// The last index handed out in a `Commit` output.
     /// Invariant: never decreases; `<= commit_index` and `<= writes.durable_index`.
     pub(crate) applied_index: Index,
+    /// Follower: (term, index) such that entries up to `index` were verified to match the
+    /// leader of `term` (by an accepted AppendEntries). Only meaningful while `term` is ours.
+    /// Invariant: when `verified.0 == term`, `verified.1 <= log.last_index()`.
+    pub(crate) verified: (Term, Index),
     pub(crate) writes: WriteTracker,
 
     /// Ticks since the last election-timer reset (leader contact, vote granted, campaign).
@@ -175,6 +180,7 @@ impl RaftCore {
             leader: None,
             commit_index: recovered.commit_index,
             applied_index: recovered.commit_index,
+            verified: (Term(0), Index::ZERO),
             writes: WriteTracker::new(log.last_index(), hard_state),
             log,
             election_elapsed_ticks: 0,
@@ -401,6 +407,12 @@ impl RaftCore {
             self.writes.durable_hard_state.term <= self.term,
             "durable term ahead"
         );
+        if self.verified.0 == self.term {
+            assert!(
+                self.verified.1 <= self.log.last_index(),
+                "verified beyond log end"
+            );
+        }
         self.writes.check_invariants(self.log.last_index());
         let spread = self.config.election_timeout_ticks_min..self.config.election_timeout_ticks_max;
         assert!(

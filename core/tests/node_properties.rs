@@ -7,9 +7,9 @@ mod support;
 use proptest::prelude::*;
 use replog_core::{
     AppendResponse, ConflictHint, Entry, Index, Input, Message, MessageBody, NodeId, Output,
-    Payload, RaftCore, Recovered, Term, Write, WriteId,
+    Payload, RaftCore, Recovered, Role, Term, Write, WriteId,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use support::{config, Disk};
 
 #[derive(Clone, Debug)]
@@ -137,6 +137,11 @@ struct Harness {
     received: Vec<Message>,
     /// Vote grants sent, by term.
     granted: BTreeMap<Term, NodeId>,
+    /// For each success acknowledgement the node owes (to, term, index): the log prefix it
+    /// vouched for when the AppendEntries was handled, oldest first. An ack may be released
+    /// steps later, after a (faulty) same-term leader changed the log again; what must be
+    /// durable by then is what the ack vouched for, not the log of the moment.
+    vouched: BTreeMap<(NodeId, Term, Index), VecDeque<Vec<Entry>>>,
     committed: Vec<Entry>,
 }
 
@@ -148,6 +153,9 @@ impl Harness {
         let mut outputs = Vec::new();
         self.core.step(input.clone(), &mut outputs);
         self.core.check_invariants();
+        if let Input::Receive(message) = &input {
+            self.record_vouched(message);
+        }
 
         if let Input::Persisted { write_id } = input {
             self.apply_durable(write_id);
@@ -164,6 +172,32 @@ impl Harness {
         );
         for output in outputs {
             self.check_output(output, commit_before);
+        }
+    }
+
+    /// Records what a success ack to `message` will vouch for, if the node accepted it.
+    fn record_vouched(&mut self, message: &Message) {
+        let MessageBody::AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            ..
+        } = &message.body
+        else {
+            return;
+        };
+        let log = self.core.log();
+        let accepted = (message.from == NodeId(2) || message.from == NodeId(3))
+            && message.term == self.core.term()
+            && self.core.role() != Role::Leader
+            && well_formed(*prev_log_index, *prev_log_term, message.term, entries)
+            && log.matches(*prev_log_index, *prev_log_term)
+            && entries.iter().all(|e| log.matches(e.index, e.term));
+        if accepted {
+            let last = prev_log_index.plus(entries.len() as u64);
+            let prefix = log.slice(Index(1), last).to_vec();
+            let key = (message.from, message.term, last);
+            self.vouched.entry(key).or_default().push_back(prefix);
         }
     }
 
@@ -229,10 +263,13 @@ impl Harness {
                     self.disk.hard_state.term >= message.term,
                     "ack before its term was durable"
                 );
-                let vouched = self.core.log().slice(Index(1), *index);
+                let key = (message.to, message.term, *index);
+                let vouched = self.vouched.get_mut(&key).and_then(VecDeque::pop_front);
+                let vouched = vouched.expect("a success ack for an AppendEntries never accepted");
                 let on_disk = &self.disk.entries[..vouched.len().min(self.disk.entries.len())];
                 assert_eq!(
-                    on_disk, vouched,
+                    on_disk,
+                    &vouched[..],
                     "acked entries up to {index} before they were durable"
                 );
             }
@@ -249,6 +286,7 @@ fn run(actions: Vec<Action>) {
         pending: Vec::new(),
         received: Vec::new(),
         granted: BTreeMap::new(),
+        vouched: BTreeMap::new(),
         committed: Vec::new(),
     };
     for action in actions {
@@ -297,4 +335,23 @@ proptest! {
     fn adversarial_inputs_keep_a_node_safe(actions in prop::collection::vec(action(), 1..200)) {
         run(actions);
     }
+}
+
+/// The core's gateway check on AppendEntries entries, restated: contiguous after `prev`,
+/// terms non-decreasing from `prev_term`, none above the sender's term, none zero.
+fn well_formed(prev: Index, prev_term: Term, leader_term: Term, entries: &[Entry]) -> bool {
+    let mut expected = prev.next();
+    let mut previous = prev_term;
+    for entry in entries {
+        if entry.index != expected
+            || entry.term < previous
+            || entry.term > leader_term
+            || entry.term == Term(0)
+        {
+            return false;
+        }
+        expected = expected.next();
+        previous = entry.term;
+    }
+    true
 }

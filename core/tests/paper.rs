@@ -859,3 +859,30 @@ fn recovery_rejects_state_no_raft_node_could_have_written() {
         Err(RecoveryError::Log(_))
     ));
 }
+
+#[test]
+fn s5_3_follower_never_truncates_what_it_verified_for_the_current_leader() {
+    // A leader's log only grows during its term, so a same-term request contradicting what
+    // the follower already verified (and may have acknowledged) is from a faulty peer.
+    let mut core = node_with(1, 3, 2, vec![], |_| {});
+    step_durably(
+        &mut core,
+        Input::Receive(append(2, 1, 2, (0, 0), vec![entry(1, 1), entry(2, 1)], 0)),
+    );
+    let outputs = step_durably(
+        &mut core,
+        Input::Receive(append(2, 1, 2, (0, 0), vec![entry(1, 2)], 0)),
+    );
+    assert!(
+        append_replies(&outputs).is_empty(),
+        "a contradiction is not acknowledged"
+    );
+    assert_eq!(core.log().entries(), &[entry(1, 1), entry(2, 1)]);
+    assert_eq!(core.stats().unsafe_truncations_refused, 1);
+    // The same entries from the leader of a later term do replace them (§5.3).
+    step_durably(
+        &mut core,
+        Input::Receive(append(3, 1, 3, (0, 0), vec![entry(1, 3)], 0)),
+    );
+    assert_eq!(core.log().entries(), &[entry(1, 3)]);
+}
