@@ -196,25 +196,13 @@ fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// `60s`, `1500ms`, `2m`, or bare seconds, in microseconds.
+/// A positive duration (see `cli::duration`), in microseconds of simulated time.
 fn parse_duration_us(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (number, scale_us) = if let Some(ms) = text.strip_suffix("ms") {
-        (ms, 1_000)
-    } else if let Some(s) = text.strip_suffix('s') {
-        (s, 1_000_000)
-    } else if let Some(m) = text.strip_suffix('m') {
-        (m, 60_000_000)
-    } else {
-        (text, 1_000_000)
-    };
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 60s, 1500ms or 2m"))?;
-    if value == 0 {
+    let duration = crate::cli::duration::parse_duration(text)?;
+    if duration.is_zero() {
         return Err("the duration must be positive".into());
     }
-    Ok(value * scale_us)
+    u64::try_from(duration.as_micros()).map_err(|_| format!("{text:?} is too long"))
 }
 
 /// `A..B`, B excluded.
