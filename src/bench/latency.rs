@@ -24,10 +24,6 @@ impl Latencies {
         self.samples_us.push(us);
     }
 
-    pub fn merge(&mut self, other: Latencies) {
-        self.samples_us.extend(other.samples_us);
-    }
-
     pub fn len(&self) -> usize {
         self.samples_us.len()
     }
