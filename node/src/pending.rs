@@ -43,15 +43,16 @@ pub struct PendingAppends {
 impl PendingAppends {
     /// Records a proposal accepted at `first_index..` in `term`, one waiter per command.
     ///
-    /// Older batches at or above `first_index` can no longer commit: our log was truncated
-    /// below them before we led again, so they are answered as overwritten.
+    /// Older batches at or above `first_index` were truncated from our log before we led
+    /// again. That does not prove them lost: another node may still hold them, win a later
+    /// election and commit them. Their fate is unknown, so they are answered `timeout`,
+    /// never `not_leader` (which tells the client it is safe to resend).
     pub fn accepted(
         &mut self,
         first_index: Index,
         term: Term,
         waiters: Vec<ReplyTo>,
         deadline: Instant,
-        overwritten: &Response,
         answers: &mut Vec<Answer>,
     ) {
         while self
@@ -60,7 +61,7 @@ impl PendingAppends {
             .is_some_and(|batch| batch.last_index() >= first_index)
         {
             let batch = self.batches.pop_back().expect("checked non-empty");
-            batch.answer_rest(overwritten, answers);
+            batch.answer_rest(&Response::Timeout, answers);
         }
         if waiters.is_empty() {
             return;
@@ -191,14 +192,7 @@ mod tests {
         let mut answers = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         let waiters = vec![waiter(0), waiter(1)];
-        pending.accepted(
-            Index(5),
-            Term(2),
-            waiters,
-            deadline,
-            &overwritten(),
-            &mut answers,
-        );
+        pending.accepted(Index(5), Term(2), waiters, deadline, &mut answers);
         assert_eq!(pending.first_waiting(), Some(Index(5)));
         assert_eq!(pending.last_waiting(), Some(Index(6)));
         // Index 4 is not ours; 5 commits with our term; 6 with a later leader's.
@@ -215,29 +209,16 @@ mod tests {
     }
 
     #[test]
-    fn a_new_proposal_at_a_waiting_index_answers_the_old_one_as_overwritten() {
+    fn a_new_proposal_at_a_waiting_index_leaves_the_old_ones_fate_unknown() {
         let mut pending = PendingAppends::default();
         let mut answers = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         let old = vec![waiter(0)];
-        pending.accepted(
-            Index(7),
-            Term(2),
-            old,
-            deadline,
-            &overwritten(),
-            &mut answers,
-        );
+        pending.accepted(Index(7), Term(2), old, deadline, &mut answers);
         let new = vec![waiter(1)];
-        pending.accepted(
-            Index(7),
-            Term(4),
-            new,
-            deadline,
-            &overwritten(),
-            &mut answers,
-        );
-        assert_eq!(given(&mut answers), [(0, overwritten())]);
+        pending.accepted(Index(7), Term(4), new, deadline, &mut answers);
+        // Truncated here, but another node may still hold it and commit it later.
+        assert_eq!(given(&mut answers), [(0, Response::Timeout)]);
         pending.committed(&[entry(7, 4)], &overwritten(), &mut answers);
         assert_eq!(
             given(&mut answers),
@@ -250,14 +231,7 @@ mod tests {
         let mut pending = PendingAppends::default();
         let mut answers = Vec::new();
         let now = Instant::now();
-        pending.accepted(
-            Index(1),
-            Term(1),
-            vec![waiter(0)],
-            now,
-            &overwritten(),
-            &mut answers,
-        );
+        pending.accepted(Index(1), Term(1), vec![waiter(0)], now, &mut answers);
         pending.expire(now - Duration::from_millis(1), &mut answers);
         assert!(answers.is_empty());
         pending.expire(now, &mut answers);

@@ -266,15 +266,8 @@ impl Runtime {
             } => {
                 assert_eq!(count, waiters.len() as u64, "one index per command");
                 let deadline = Instant::now() + self.timing.append_timeout;
-                let overwritten = self.not_leader();
-                self.pending.accepted(
-                    first_index,
-                    term,
-                    waiters,
-                    deadline,
-                    &overwritten,
-                    &mut self.answers,
-                );
+                self.pending
+                    .accepted(first_index, term, waiters, deadline, &mut self.answers);
             }
             ProposalOutcome::NotLeader { leader } => {
                 let leader = leader.and_then(|id| self.members.addr_of(id).map(str::to_string));
