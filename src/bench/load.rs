@@ -290,9 +290,14 @@ impl<'a> Generator<'a> {
                     self.fall_back(k);
                     return;
                 }
-                Ok(count) => self.clients[k]
-                    .input
-                    .extend_from_slice(&self.scratch[..count]),
+                Ok(count) => {
+                    self.clients[k]
+                        .input
+                        .extend_from_slice(&self.scratch[..count]);
+                    if count < self.scratch.len() {
+                        break; // The socket is empty; more data raises a new edge.
+                    }
+                }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {

@@ -327,11 +327,17 @@ impl FrontEnd {
                     break;
                 }
                 Ok(count) => {
-                    if connection.refused_until.is_some() {
-                        continue; // Dropped: the connection is closing.
+                    let drained = count < self.scratch.len();
+                    if connection.refused_until.is_none() {
+                        connection.input.extend_from_slice(&self.scratch[..count]);
+                        self.parse(slot);
+                    } // Otherwise dropped: the connection is closing.
+                    if drained {
+                        // A short read emptied the socket; new data raises a new readiness
+                        // edge. Saves the `read` that would only say `WouldBlock`: one
+                        // system call per request at one request per wake-up.
+                        break;
                     }
-                    connection.input.extend_from_slice(&self.scratch[..count]);
-                    self.parse(slot);
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
