@@ -6,7 +6,15 @@ use std::process::Command;
 #[test]
 fn a_short_local_bench_commits_appends_and_reports_sane_percentiles() {
     let output = Command::new(env!("CARGO_BIN_EXE_replog"))
-        .args(["bench", "--local", "--duration", "2s", "--clients", "8", "--json"])
+        .args([
+            "bench",
+            "--local",
+            "--duration",
+            "2s",
+            "--clients",
+            "8",
+            "--json",
+        ])
         .output()
         .expect("run replog bench");
     let stderr = String::from_utf8_lossy(&output.stderr);
