@@ -6,10 +6,17 @@
 //!
 //! The level comes from `REPLOG_LOG` (`error`, `warn`, `info` (default) or `debug`). Each
 //! line is written with one `write` call so that lines from different threads never mix.
+//!
+//! After [`init`], lines go through a bounded queue to one writer thread, so that no thread
+//! of the node (least of all the core thread) ever blocks on a slow or stalled stderr: when
+//! the queue is full a line is dropped and counted, and the writer reports the count.
+//! [`flush`] waits for the queue to drain; the node calls it before it returns.
 
 use std::io::Write as _;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::OnceLock;
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -46,7 +53,21 @@ static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
 /// The node's name on every line (`n1`), set once at start.
 static PREFIX: OnceLock<String> = OnceLock::new();
 
-/// Reads `REPLOG_LOG` and names this process in every line from now on.
+/// Lines waiting for the writer thread before new ones are dropped.
+const QUEUE_LINES: usize = 4096;
+
+enum Job {
+    Line(String),
+    /// Answer once every line queued before this one is written.
+    Flush(SyncSender<()>),
+}
+
+/// The writer thread's queue, once [`init`] started it.
+static SINK: OnceLock<SyncSender<Job>> = OnceLock::new();
+/// Lines dropped because the queue was full, not yet reported.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Reads `REPLOG_LOG`, names this process in every line from now on, and starts the writer.
 pub fn init(prefix: &str) {
     if let Some(level) = std::env::var("REPLOG_LOG")
         .ok()
@@ -55,6 +76,18 @@ pub fn init(prefix: &str) {
         MAX_LEVEL.store(level as u8, Ordering::Relaxed);
     }
     let _ = PREFIX.set(prefix.to_string());
+    SINK.get_or_init(|| {
+        let (jobs, queue) = sync_channel(QUEUE_LINES);
+        let spawned = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || write_lines(queue));
+        if spawned.is_err() {
+            // No writer: the queue fills and lines are counted as dropped; `write` below
+            // falls back to stderr directly for the caller's own lines.
+            eprintln!("warning: could not start the log writer thread; logging directly");
+        }
+        jobs
+    });
 }
 
 pub fn enabled(level: Level) -> bool {
@@ -65,6 +98,53 @@ pub fn enabled(level: Level) -> bool {
 pub fn write(level: Level, message: std::fmt::Arguments<'_>) {
     let prefix = PREFIX.get().map_or("", String::as_str);
     let line = format!("{} {} {prefix} {message}\n", clock(), level.label());
+    match SINK.get() {
+        Some(sink) => match sink.try_send(Job::Line(line)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(Job::Line(line))) => write_stderr(&line),
+            Err(TrySendError::Disconnected(Job::Flush(_))) => {}
+        },
+        None => write_stderr(&line),
+    }
+}
+
+/// Waits (up to a second) until every line logged so far is written, unless the queue is
+/// full (then there is nothing it can do without blocking).
+pub fn flush() {
+    let Some(sink) = SINK.get() else {
+        return;
+    };
+    let (done, wait) = sync_channel(1);
+    // Never block here either: with the queue full, give up on flushing rather than wait.
+    if sink.try_send(Job::Flush(done)).is_ok() {
+        let _ = wait.recv_timeout(Duration::from_secs(1));
+    }
+}
+
+/// The writer thread: the only place that blocks on stderr.
+fn write_lines(queue: Receiver<Job>) {
+    for job in queue {
+        let dropped = DROPPED.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            write_stderr(&format!(
+                "{} WARN  {} {dropped} log lines dropped: stderr is not keeping up\n",
+                clock(),
+                PREFIX.get().map_or("", String::as_str)
+            ));
+        }
+        match job {
+            Job::Line(line) => write_stderr(&line),
+            Job::Flush(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+fn write_stderr(line: &str) {
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 

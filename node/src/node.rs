@@ -61,6 +61,12 @@ impl std::error::Error for NodeError {}
 /// which is safe at any moment: nothing is acknowledged before it is durable.
 pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     logging::init(&format!("n{}", config.members.own_id.0));
+    let result = run_logged(config);
+    logging::flush();
+    result
+}
+
+fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
     info!(
         "starting node {} on {} in cluster {:?} ({}), data in {}",
         config.members.own_id.0,
