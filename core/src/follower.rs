@@ -37,8 +37,10 @@ impl RaftCore {
             self.stats.messages_ignored += 1;
             return;
         }
-        // A (pre)candidate of this term learns that someone else won it.
+        // A (pre)candidate of this term learns that someone else won it; a follower hears
+        // its leader, which restarts the election timer (Figure 2).
         self.become_follower(self.term, Some(message.from));
+        self.reset_election_timer();
 
         let reply = if self.log.matches(prev_log_index, prev_log_term) {
             let Some(last_verified) = self.accept_entries(prev_log_index, &entries) else {

@@ -259,22 +259,6 @@ impl RaftCore {
                 self.become_follower(message.term, Some(message.from));
                 true
             }
-            MessageBody::RequestVote {
-                pre_vote: false, ..
-            } => {
-                // Figure 2: only hearing the leader or granting a vote restarts a follower's
-                // election timer, and adopting the term of a candidate we may yet refuse is
-                // neither (a grant restarts it in `handle_vote_request`). Restarting it here
-                // let a stale candidate with a fast clock hold off every election when
-                // PreVote is off. Found by the simulator; see core/tests/regressions.rs.
-                let elapsed_ticks = self.election_elapsed_ticks;
-                let was_leader = self.role == Role::Leader;
-                self.become_follower(message.term, None);
-                if !was_leader {
-                    self.election_elapsed_ticks = elapsed_ticks;
-                }
-                true
-            }
             _ => {
                 self.become_follower(message.term, None);
                 true
@@ -315,6 +299,13 @@ impl RaftCore {
     }
 
     /// Moves to follower in `term` (which may be the current one) with `leader` if known.
+    ///
+    /// The election timer keeps running: Figure 2 restarts it only on hearing the current
+    /// leader or granting a vote, and those callers restart it themselves. Adopting a newer
+    /// term is neither; restarting the timer there let a stale candidate with a fast clock
+    /// hold off every election when PreVote is off (found by the simulator, see
+    /// core/tests/regressions.rs). Only a deposed leader, whose timer was not running,
+    /// starts a fresh one.
     pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
         assert!(term >= self.term, "term would decrease");
         if term > self.term {
@@ -322,11 +313,14 @@ impl RaftCore {
             self.voted_for = None;
             self.stage_hard_state();
         }
+        let was_leader = self.role == Role::Leader;
         self.role = Role::Follower;
         self.leader = leader;
         self.votes.clear();
         self.progress.clear();
-        self.reset_election_timer();
+        if was_leader {
+            self.reset_election_timer();
+        }
     }
 
     pub(crate) fn stage_hard_state(&mut self) {
