@@ -2,8 +2,9 @@
 //!
 //! It waits on one queue (peer messages, client requests, storage completions and a
 //! shutdown request all arrive there) or the next tick, and never blocks on I/O:
-//! writes go to the storage thread, messages to per-peer sender threads, answers to the
-//! client front end, all through queues.
+//! writes go to the storage thread, answers to the client front end, both through
+//! queues; messages go straight onto the peers' sockets, without blocking (see
+//! `transport::sender`).
 //!
 //! Each wake-up drains everything that is ready, then flushes once, which is where the
 //! batching comes from:
@@ -11,7 +12,7 @@
 //!   jobs queued during its last fsync: group commit);
 //! - every client append that arrived becomes one `Propose`, one log write, one
 //!   AppendEntries per follower;
-//! - every message for a peer goes to its sender thread as one batch, one frame;
+//! - every message for a peer goes out as one batch, one frame, one `write`;
 //! - every answer goes to the client front end in one batch, with one wake-up.
 
 use crate::client::{
@@ -326,7 +327,8 @@ impl Runtime {
         for (peer, batch) in &mut self.outbox {
             if !batch.is_empty() {
                 let sender = self.senders.get_mut(peer).expect("a sender per peer");
-                sender.send(std::mem::take(batch));
+                sender.send(batch);
+                batch.clear();
             }
         }
         self.answer_sink.deliver(&mut self.answers);
