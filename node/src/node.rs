@@ -2,20 +2,22 @@
 //! threads, and run the core thread until shutdown.
 //!
 //! ```text
-//!  peers ──frames──▶ peer receiver threads ─┐                      ┌─▶ peer sender threads ──▶ peers
-//!  clients ─lines──▶ client front end ──────┼─▶ core thread (Raft) ─┼─▶ storage thread (fsync)
-//!  clients ◀─lines── (one thread, epoll) ◀──┘      ▲  tick timer    └─▶ (answers, in batches)
-//!                                                  └── storage completions
+//!  peers ──frames──────────────────────────▶ core thread (Raft) ──frames──▶ peers
+//!  clients ─lines──▶ client front end ─────▶ (one poll: peer  ─┬─▶ storage thread (fsync)
+//!  clients ◀─lines── (one thread, epoll) ◀─┐  sockets, queue,  │   (a helper thread per
+//!                                          │  tick timer)  ▲   │    peer dials, and writes
+//!                                          └── answers ◀───┼───┘    what sockets refuse)
+//!                                                          └── storage completions
 //! ```
 
 use crate::client::ClientContext;
 use crate::config::NodeConfig;
 use crate::listener::{self, ListenerContext};
-use crate::queue::{queue, QueueReceiver, QueueSender};
+use crate::queue::{polled_queue, PolledReceiver, QueueSender};
 use crate::runtime::{Control, CoreEvent, Inputs, Runtime, Stopped};
 use crate::storage::{Storage, StorageError};
 use crate::storage_thread::{StorageJob, StorageThread};
-use crate::transport::{Hello, PeerContext, PeerSender};
+use crate::transport::{Hello, PeerContext, PeerInbox, PeerSender};
 use crate::{info, logging, warn};
 use replog_core::{Config, RaftCore, RecoveryError};
 use std::collections::BTreeMap;
@@ -81,7 +83,9 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
         addr: own_addr.to_string(),
         source,
     })?;
-    let (events, events_rx) = queue();
+    let (inbox, waker) = PeerInbox::new(config.members.own_id, config.limits.max_frame_bytes)
+        .map_err(NodeError::Thread)?;
+    let (events, events_rx) = polled_queue(waker);
     let storage_thread =
         StorageThread::spawn(storage, events.clone()).map_err(NodeError::Thread)?;
     let (runtime, inputs) = start_threads(
@@ -89,7 +93,7 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
         core,
         listener,
         storage_thread.jobs,
-        (events, events_rx),
+        (events, events_rx, inbox),
     )
     .map_err(NodeError::Thread)?;
     info!("listening on {own_addr} for peers and clients");
@@ -140,7 +144,7 @@ fn start_threads(
     core: RaftCore,
     listener: TcpListener,
     storage_jobs: QueueSender<StorageJob>,
-    (events, events_rx): (QueueSender<CoreEvent>, QueueReceiver<CoreEvent>),
+    (events, events_rx, inbox): (QueueSender<CoreEvent>, PolledReceiver<CoreEvent>, PeerInbox),
 ) -> io::Result<(Runtime, Inputs)> {
     let hello = Arc::new(Hello::new(config));
     let mut senders = BTreeMap::new();
@@ -152,8 +156,7 @@ fn start_threads(
     let context = ListenerContext {
         peer: PeerContext {
             hello,
-            inbound: events.clone(),
-            max_frame_bytes: config.limits.max_frame_bytes,
+            core: events.clone(),
         },
         client: ClientContext {
             requests: events.clone(),
@@ -175,6 +178,7 @@ fn start_threads(
     );
     let inputs = Inputs {
         events: events_rx,
+        inbox,
         tick: config.timing.tick,
     };
     Ok((runtime, inputs))

@@ -8,6 +8,9 @@
 //! high load. Here a receiver with nothing to do sleeps on a condition variable at once,
 //! and a sender pays for a wake-up only when the receiver is actually asleep. Taking the
 //! whole queue at once (a swap of two vectors) makes batching the natural way to receive.
+//!
+//! A [`polled_queue`]'s receiver sleeps elsewhere: in a `mio::Poll` that also watches its
+//! sockets (the core thread reads peer connections itself), and senders wake that poll.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
@@ -20,12 +23,40 @@ struct State<T> {
     receiver_asleep: bool,
 }
 
+/// How a sleeping receiver is woken.
+enum Wake {
+    /// It sleeps in [`QueueReceiver::take`], on this.
+    Condvar(Condvar),
+    /// It sleeps in the poll this waker belongs to ([`PolledReceiver`]).
+    Poll(mio::Waker),
+}
+
 struct Shared<T> {
     state: Mutex<State<T>>,
-    wake: Condvar,
+    wake: Wake,
 }
 
 impl<T> Shared<T> {
+    /// Wakes the receiver if it sleeps; the caller holds the lock.
+    fn wake_receiver(&self, state: &mut State<T>) {
+        if !state.receiver_asleep {
+            return;
+        }
+        state.receiver_asleep = false;
+        match &self.wake {
+            Wake::Condvar(condvar) => condvar.notify_one(),
+            // Fails only if the poll is gone, i.e. the receiver is stopping.
+            Wake::Poll(waker) => drop(waker.wake()),
+        }
+    }
+
+    fn condvar(&self) -> &Condvar {
+        match &self.wake {
+            Wake::Condvar(condvar) => condvar,
+            Wake::Poll(_) => unreachable!("a polled queue's receiver sleeps in its poll"),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         // A panic while holding the lock leaves a vector and counters: still consistent.
         self.state
@@ -36,21 +67,36 @@ impl<T> Shared<T> {
 
 /// Creates a queue.
 pub fn queue<T>() -> (QueueSender<T>, QueueReceiver<T>) {
-    let shared = Arc::new(Shared {
-        state: Mutex::new(State {
-            items: Vec::new(),
-            senders: 1,
-            receiver_alive: true,
-            receiver_asleep: false,
-        }),
-        wake: Condvar::new(),
-    });
+    let shared = shared(Wake::Condvar(Condvar::new()));
     (
         QueueSender {
             shared: shared.clone(),
         },
         QueueReceiver { shared },
     )
+}
+
+/// Creates a queue whose receiver sleeps in the poll that `waker` wakes.
+pub fn polled_queue<T>(waker: mio::Waker) -> (QueueSender<T>, PolledReceiver<T>) {
+    let shared = shared(Wake::Poll(waker));
+    (
+        QueueSender {
+            shared: shared.clone(),
+        },
+        PolledReceiver { shared },
+    )
+}
+
+fn shared<T>(wake: Wake) -> Arc<Shared<T>> {
+    Arc::new(Shared {
+        state: Mutex::new(State {
+            items: Vec::new(),
+            senders: 1,
+            receiver_alive: true,
+            receiver_asleep: false,
+        }),
+        wake,
+    })
 }
 
 /// Why an item could not be queued; it is handed back.
@@ -85,10 +131,7 @@ impl<T> QueueSender<T> {
             return Err(SendError::Full(item));
         }
         state.items.push(item);
-        if state.receiver_asleep {
-            state.receiver_asleep = false;
-            self.shared.wake.notify_one();
-        }
+        self.shared.wake_receiver(&mut state);
         Ok(())
     }
 }
@@ -106,9 +149,8 @@ impl<T> Drop for QueueSender<T> {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
         state.senders -= 1;
-        if state.senders == 0 && state.receiver_asleep {
-            state.receiver_asleep = false;
-            self.shared.wake.notify_one();
+        if state.senders == 0 {
+            self.shared.wake_receiver(&mut state);
         }
     }
 }
@@ -147,7 +189,7 @@ impl<T> QueueReceiver<T> {
                     state.receiver_asleep = true;
                     state = self
                         .shared
-                        .wake
+                        .condvar()
                         .wait_timeout(state, deadline - now)
                         .unwrap_or_else(|poisoned| poisoned.into_inner())
                         .0;
@@ -156,7 +198,7 @@ impl<T> QueueReceiver<T> {
                     state.receiver_asleep = true;
                     state = self
                         .shared
-                        .wake
+                        .condvar()
                         .wait(state)
                         .unwrap_or_else(|poisoned| poisoned.into_inner());
                 }
@@ -172,6 +214,37 @@ impl<T> QueueReceiver<T> {
 }
 
 impl<T> Drop for QueueReceiver<T> {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.receiver_alive = false;
+        state.items = Vec::new();
+    }
+}
+
+/// The receiving end of a [`polled_queue`].
+pub struct PolledReceiver<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> PolledReceiver<T> {
+    /// Moves everything queued to the end of `batch` without waiting, and marks the
+    /// receiver awake.
+    pub fn try_take(&self, batch: &mut Vec<T>) {
+        let mut state = self.shared.lock();
+        state.receiver_asleep = false;
+        batch.append(&mut state.items);
+    }
+
+    /// Marks the receiver asleep unless something is queued. True means the caller may
+    /// now sleep in its poll: the next item queued wakes it.
+    pub fn ready_to_sleep(&self) -> bool {
+        let mut state = self.shared.lock();
+        state.receiver_asleep = state.items.is_empty();
+        state.receiver_asleep
+    }
+}
+
+impl<T> Drop for PolledReceiver<T> {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
         state.receiver_alive = false;
@@ -227,5 +300,24 @@ mod tests {
         let (sender, receiver) = queue::<u32>();
         drop(receiver);
         assert_eq!(sender.send(1), Err(1));
+    }
+
+    #[test]
+    fn a_polled_receiver_ready_to_sleep_is_woken_through_its_poll_by_the_next_item() {
+        let mut poll = mio::Poll::new().unwrap();
+        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
+        let (sender, receiver) = polled_queue(waker);
+        sender.send(1).unwrap();
+        assert!(!receiver.ready_to_sleep(), "an item is queued");
+        let mut batch = vec![];
+        receiver.try_take(&mut batch);
+        assert!(receiver.ready_to_sleep());
+        sender.send(2).unwrap();
+        let mut events = mio::Events::with_capacity(4);
+        poll.poll(&mut events, Some(Duration::from_secs(5)))
+            .unwrap();
+        assert!(!events.is_empty(), "the send woke the poll");
+        receiver.try_take(&mut batch);
+        assert_eq!(batch, [1, 2]);
     }
 }

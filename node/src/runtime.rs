@@ -1,7 +1,9 @@
 //! The core thread: the one thread that owns the [`RaftCore`].
 //!
-//! It waits on one queue (peer messages, client requests, storage completions and a
-//! shutdown request all arrive there) or the next tick, and never blocks on I/O:
+//! It sleeps in one poll until a peer's bytes arrive, its queue gets an event (client
+//! requests, storage completions, new peer connections and a shutdown request all arrive
+//! there) or the next tick is due, and never blocks on I/O: it reads peer connections
+//! without blocking (see `transport::receiver`),
 //! writes go to the storage thread, answers to the client front end, both through
 //! queues; messages go straight onto the peers' sockets, without blocking (see
 //! `transport::sender`).
@@ -20,9 +22,10 @@ use crate::client::{
 };
 use crate::config::{Members, Timing};
 use crate::pending::PendingAppends;
-use crate::queue::{QueueReceiver, QueueSender};
+use crate::queue::{PolledReceiver, QueueSender};
 use crate::storage_thread::{StorageEvent, StorageJob};
-use crate::transport::PeerSender;
+use crate::transport::receiver::PeerConnection;
+use crate::transport::{PeerInbox, PeerSender};
 use crate::{error, info};
 use replog_core::{
     Index, Input, Message, NodeId, Output, ProposalOutcome, RaftCore, Role, Term, Write,
@@ -46,17 +49,19 @@ pub enum Stopped {
 
 /// Everything the core thread hears about, through its one queue.
 pub enum CoreEvent {
-    /// A batch of messages from one peer connection.
-    Peers(Vec<Message>),
+    /// A peer connection whose hello checked out, for the core thread to read.
+    PeerConnected(PeerConnection),
     /// Client requests, in the order they arrived on each connection.
     Clients(Vec<ClientRequest>),
     Storage(StorageEvent),
     Control(Control),
 }
 
-/// What the core thread waits on: its queue, and the tick timer.
+/// What the core thread waits on: its queue, peer connections, and the tick timer.
 pub struct Inputs {
-    pub events: QueueReceiver<CoreEvent>,
+    /// Its sender wakes `inbox`'s poll.
+    pub events: PolledReceiver<CoreEvent>,
+    pub inbox: PeerInbox,
     pub tick: Duration,
 }
 
@@ -126,18 +131,19 @@ impl Runtime {
     }
 
     /// Runs until told to stop or until storage fails.
-    pub fn run(mut self, inputs: Inputs) -> Stopped {
+    pub fn run(mut self, mut inputs: Inputs) -> Stopped {
         if self.campaign_at_start {
             self.campaign_now();
         }
         let mut events = Vec::new();
         let mut requests = Vec::new();
+        let mut messages = Vec::new();
         let mut next_tick = Instant::now() + inputs.tick;
         loop {
-            // Every sender gone cannot happen while the listener runs; if it did, ticks
-            // would still be due, so keep going until told to stop.
-            let _ = inputs.events.take(&mut events, Some(next_tick));
-            if let Some(stopped) = self.handle_events(&mut events, &mut requests) {
+            self.wait(&mut inputs, next_tick, &mut events, &mut messages);
+            if let Some(stopped) =
+                self.handle_events(&mut events, &mut messages, &mut requests, &mut inputs.inbox)
+            {
                 return stopped;
             }
             let now = Instant::now();
@@ -152,12 +158,34 @@ impl Runtime {
         }
     }
 
-    /// Feeds one wake-up's events to the core: storage completions, peer messages, then
+    /// Takes what is ready: queued events, and messages from peers. Sleeps in the poll
+    /// (until a peer's bytes, a queued event or `next_tick`) only when nothing is queued;
+    /// otherwise just looks at the peer connections.
+    fn wait(
+        &mut self,
+        inputs: &mut Inputs,
+        next_tick: Instant,
+        events: &mut Vec<CoreEvent>,
+        messages: &mut Vec<Message>,
+    ) {
+        inputs.events.try_take(events);
+        let timeout = if events.is_empty() && inputs.events.ready_to_sleep() {
+            next_tick.saturating_duration_since(Instant::now())
+        } else {
+            Duration::ZERO
+        };
+        inputs.inbox.poll(Some(timeout), messages);
+        inputs.events.try_take(events);
+    }
+
+    /// Feeds one wake-up's input to the core: peer messages, storage completions, then
     /// every client request as one proposal. Returns why the node must stop, if it must.
     fn handle_events(
         &mut self,
         events: &mut Vec<CoreEvent>,
+        messages: &mut Vec<Message>,
         requests: &mut Vec<ClientRequest>,
+        inbox: &mut PeerInbox,
     ) -> Option<Stopped> {
         let mut persisted = None;
         for event in events.drain(..) {
@@ -173,13 +201,12 @@ impl Runtime {
                     return Some(Stopped::StorageFailed(problem));
                 }
                 CoreEvent::Storage(StorageEvent::Persisted(id)) => persisted = Some(id),
-                CoreEvent::Peers(batch) => {
-                    for message in batch {
-                        self.step(Input::Receive(message));
-                    }
-                }
+                CoreEvent::PeerConnected(connection) => inbox.add(connection, messages),
                 CoreEvent::Clients(batch) => requests.extend(batch),
             }
+        }
+        for message in messages.drain(..) {
+            self.step(Input::Receive(message));
         }
         if let Some(write_id) = persisted {
             self.step(Input::Persisted { write_id });

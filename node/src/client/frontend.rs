@@ -18,14 +18,15 @@
 //!   before the client has read the answer;
 //! - at most [`MAX_IN_FLIGHT`] requests per connection are unanswered: beyond that the
 //!   front end stops reading it and TCP slows the client down;
-//! - a connection whose first line is a `peer_hello` is a peer: it is handed, with the
-//!   bytes read after that line, to a thread of its own (`transport::receiver`).
+//! - a connection whose first line is a `peer_hello` is a peer: once its hello checks out,
+//!   it is handed, with the bytes read after that line, to the core thread
+//!   (`transport::receiver`).
 
 use super::answers::{Answer, AnswerSink, ReplyTo};
 use super::protocol::{ParsedLine, Request, Response};
 use crate::queue::QueueSender;
 use crate::runtime::CoreEvent;
-use crate::transport::{receiver, PeerContext};
+use crate::transport::receiver::{self, PeerConnection, PeerContext};
 use crate::{debug, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -422,7 +423,7 @@ impl FrontEnd {
                 None
             }
             ParsedLine::PeerHello if first_line => {
-                self.hand_to_peer_thread(slot, line, rest);
+                self.hand_to_core(slot, line, rest);
                 return LineOutcome::Stop;
             }
             ParsedLine::PeerHello => Some(Response::BadRequest {
@@ -447,23 +448,36 @@ impl FrontEnd {
         LineOutcome::Next
     }
 
-    /// Gives a peer's connection its own thread, which reads frames from `rest` on.
-    fn hand_to_peer_thread(&mut self, slot: usize, hello: &[u8], rest: &[u8]) {
+    /// Checks a peer's hello and hands its connection, with the bytes read after the
+    /// hello, to the core thread, which reads peer connections itself. A refused peer gets
+    /// a `bad_request` line and the connection closes.
+    fn hand_to_core(&mut self, slot: usize, hello: &[u8], rest: &[u8]) {
         let Some(mut connection) = self.take_connection(slot) else {
             return;
         };
         let _ = self.poll.registry().deregister(&mut connection.stream);
-        let stream: std::net::TcpStream = connection.stream.into();
-        if let Err(error) = stream.set_nonblocking(false) {
-            debug!("cannot hand a peer connection over: {error}");
-            return;
-        }
-        let (hello, rest, context) = (hello.to_vec(), rest.to_vec(), self.peer.clone());
-        let spawned = std::thread::Builder::new()
-            .name("peer-receiver".into())
-            .spawn(move || receiver::serve(stream, rest, &hello, context));
-        if let Err(error) = spawned {
-            warn!("cannot start a peer connection thread: {error}");
+        let mut stream = connection.stream;
+        let remote = stream.peer_addr().map_or_else(
+            |_| "an unknown address".to_string(),
+            |addr| addr.to_string(),
+        );
+        match receiver::check_hello(hello, &self.peer.hello, &remote) {
+            Ok(peer) => {
+                let connection = PeerConnection {
+                    peer,
+                    stream,
+                    rest: rest.to_vec(),
+                    remote,
+                };
+                // Fails only when the core thread has stopped: the node is going down.
+                let _ = self.peer.core.send(CoreEvent::PeerConnected(connection));
+            }
+            Err(problem) => {
+                let answer =
+                    serde_json::json!({"ok": false, "error": "bad_request", "message": problem});
+                // A fresh socket's buffer takes one line; if not, the peer learns nothing.
+                let _ = stream.write(format!("{answer}\n").as_bytes());
+            }
         }
     }
 

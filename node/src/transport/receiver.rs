@@ -1,134 +1,262 @@
-//! The receiving end of a peer connection, after its hello: reads frames, checks every
-//! message really comes from the peer that said hello and is addressed to us, and hands
-//! the batch to the core thread without waiting (a full queue drops it).
+//! The receiving end of peer connections, read by the core thread itself.
+//!
+//! The client front end tells a peer's connection by its hello line, checks the hello
+//! ([`check_hello`]) and hands the connection to the core thread, which adds it to its
+//! [`PeerInbox`]. The core thread sleeps in the inbox's poll, which watches every peer
+//! connection and the core's event queue (through a waker): a peer's frame wakes the core
+//! directly. A reader thread per connection, as before, cost one more thread wake-up per
+//! frame: on the leader two per AppendEntries round (one per follower's answer), on a
+//! follower one per AppendEntries.
+//!
+//! Every message must come from the peer that said hello and be addressed to us; others
+//! are dropped with a warning. A malformed frame is dropped; an oversize one closes the
+//! connection (the peer redials).
 
-use super::wire::{decode_frame, read_frame, FrameError, Hello};
+use super::wire::{decode_frame, Hello};
 use crate::logging::RateLimit;
-use crate::queue::{QueueSender, SendError};
+use crate::queue::QueueSender;
 use crate::runtime::CoreEvent;
 use crate::{info, warn};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token, Waker};
 use replog_core::{Message, NodeId};
-use std::io::{BufReader, Cursor, Read, Write};
-use std::net::TcpStream;
-use std::sync::{Mutex, OnceLock};
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
-/// Events waiting for the core thread beyond which peer messages are dropped (Raft
-/// retransmits), so a core that falls behind is not buried under a backlog.
-const INBOUND_MAX: usize = 4096;
+/// The token of the waker that the core's event queue uses.
+const WAKER: Token = Token(usize::MAX);
+/// Bytes asked for per `read`.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// An input buffer that grew beyond this (a big catch-up frame) is let go once empty.
+const INPUT_KEEP_BYTES: usize = 4 << 20;
 
-/// What a peer connection needs from the node.
+/// What the front end needs to hand peer connections over.
 #[derive(Clone)]
 pub struct PeerContext {
-    pub hello: std::sync::Arc<Hello>,
+    pub hello: Arc<Hello>,
     /// The core thread's queue.
-    pub inbound: QueueSender<CoreEvent>,
-    pub max_frame_bytes: usize,
+    pub core: QueueSender<CoreEvent>,
 }
 
-/// Serves a connection whose first line was a peer hello; `rest` holds the bytes already
-/// read after that line. Returns when the connection closes.
-pub fn serve(mut stream: TcpStream, rest: Vec<u8>, hello_line: &[u8], context: PeerContext) {
-    let remote = stream.peer_addr().map_or_else(
-        |_| "an unknown address".to_string(),
-        |addr| addr.to_string(),
-    );
-    let peer = match Hello::parse(hello_line).and_then(|hello| hello.check(&context.hello)) {
-        Ok(peer) => peer,
-        Err(problem) => {
-            // A misconfigured peer redials every backoff period: log it now and then.
-            static REFUSALS: OnceLock<Mutex<RateLimit>> = OnceLock::new();
-            let refusals =
-                REFUSALS.get_or_init(|| Mutex::new(RateLimit::new(REFUSAL_LOG_INTERVAL)));
-            let allowed = refusals.lock().map_or(Some(0), |mut limit| limit.allow());
-            match allowed {
-                Some(0) => warn!("refused peer connection from {remote}: {problem}"),
-                Some(suppressed) => warn!(
-                    "refused peer connection from {remote}: {problem} ({suppressed} more \
-                     refusals since the last report)"
-                ),
-                None => {}
-            }
-            let answer =
-                serde_json::json!({"ok": false, "error": "bad_request", "message": problem});
-            let _ = stream.write_all(format!("{answer}\n").as_bytes());
-            return;
+/// Checks a peer's hello line against ours; returns the peer's id, or why it is refused
+/// (the refusal is logged, rate-limited, since a misconfigured peer redials every backoff
+/// period).
+pub fn check_hello(line: &[u8], ours: &Hello, remote: &str) -> Result<NodeId, String> {
+    let checked = Hello::parse(line).and_then(|hello| hello.check(ours));
+    if let Err(problem) = &checked {
+        static REFUSALS: OnceLock<Mutex<RateLimit>> = OnceLock::new();
+        let refusals = REFUSALS.get_or_init(|| Mutex::new(RateLimit::new(REFUSAL_LOG_INTERVAL)));
+        let allowed = refusals.lock().map_or(Some(0), |mut limit| limit.allow());
+        match allowed {
+            Some(0) => warn!("refused peer connection from {remote}: {problem}"),
+            Some(suppressed) => warn!(
+                "refused peer connection from {remote}: {problem} ({suppressed} more \
+                 refusals since the last report)"
+            ),
+            None => {}
         }
-    };
-    info!("peer {peer} connected from {remote}");
-    let Ok(read_half) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::with_capacity(64 * 1024, Cursor::new(rest).chain(read_half));
-    let mut receiver = Receiver {
-        peer,
-        own_id: NodeId(context.hello.from),
-        context,
-        dropped: RateLimit::new(Duration::from_secs(5)),
-        misaddressed: RateLimit::new(Duration::from_secs(5)),
-    };
-    let reason = receiver.run(&mut reader);
-    info!("peer {peer} disconnected ({reason})");
+    }
+    checked
 }
 
-struct Receiver {
+/// A peer connection whose hello was accepted, on its way to the core thread.
+pub struct PeerConnection {
+    pub peer: NodeId,
+    pub stream: TcpStream,
+    /// Bytes already read after the hello line.
+    pub rest: Vec<u8>,
+    pub remote: String,
+}
+
+struct Inbound {
     peer: NodeId,
-    own_id: NodeId,
-    context: PeerContext,
-    dropped: RateLimit,
+    stream: TcpStream,
+    remote: String,
+    /// Bytes read and not yet taken as frames; starts at a frame's length prefix.
+    input: Vec<u8>,
     misaddressed: RateLimit,
 }
 
-impl Receiver {
-    /// Reads frames until the connection ends; returns why it ended.
-    fn run(&mut self, reader: &mut impl Read) -> String {
-        let mut payload = Vec::new();
+/// Every peer connection of this node, and the poll the core thread sleeps in.
+pub struct PeerInbox {
+    poll: Poll,
+    events: Events,
+    own_id: NodeId,
+    max_frame_bytes: usize,
+    /// Indexed by token.
+    connections: Vec<Option<Inbound>>,
+    scratch: Vec<u8>,
+}
+
+impl PeerInbox {
+    /// Returns the inbox and the waker for the core's event queue.
+    pub fn new(own_id: NodeId, max_frame_bytes: usize) -> io::Result<(PeerInbox, Waker)> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let inbox = PeerInbox {
+            poll,
+            events: Events::with_capacity(64),
+            own_id,
+            max_frame_bytes,
+            connections: Vec::new(),
+            scratch: vec![0; READ_CHUNK_BYTES],
+        };
+        Ok((inbox, waker))
+    }
+
+    /// Starts reading a connection; the messages in what was already read go to `out`.
+    pub fn add(&mut self, connection: PeerConnection, out: &mut Vec<Message>) {
+        let PeerConnection {
+            peer,
+            mut stream,
+            rest,
+            remote,
+        } = connection;
+        let slot = match self.connections.iter().position(Option::is_none) {
+            Some(slot) => slot,
+            None => {
+                self.connections.push(None);
+                self.connections.len() - 1
+            }
+        };
+        let registered =
+            self.poll
+                .registry()
+                .register(&mut stream, Token(slot), Interest::READABLE);
+        if let Err(error) = registered {
+            warn!("cannot watch the connection of peer {peer}: {error}");
+            return;
+        }
+        info!("peer {peer} connected from {remote}");
+        self.connections[slot] = Some(Inbound {
+            peer,
+            stream,
+            remote,
+            input: rest,
+            misaddressed: RateLimit::new(Duration::from_secs(5)),
+        });
+        // Registering an already readable socket raises an event, so the socket is read at
+        // the next poll; the bytes in hand are taken now.
+        self.take_frames(slot, out);
+    }
+
+    /// Waits up to `timeout` (`None`: no limit) for a peer's bytes or the waker, and
+    /// appends every complete message read to `out`.
+    pub fn poll(&mut self, timeout: Option<Duration>, out: &mut Vec<Message>) {
+        if let Err(error) = self.poll.poll(&mut self.events, timeout) {
+            if error.kind() != io::ErrorKind::Interrupted {
+                warn!("peer poll failed: {error}");
+            }
+            return;
+        }
+        let ready: Vec<usize> = self
+            .events
+            .iter()
+            .map(|event| event.token())
+            .filter(|&token| token != WAKER)
+            .map(|Token(slot)| slot)
+            .collect();
+        for slot in ready {
+            self.read(slot, out);
+        }
+    }
+
+    /// Reads the connection in `slot` until the socket is empty (readiness is
+    /// edge-triggered), taking every complete frame.
+    fn read(&mut self, slot: usize, out: &mut Vec<Message>) {
         loop {
-            match read_frame(reader, &mut payload, self.context.max_frame_bytes) {
-                Ok(true) => {}
-                Ok(false) => return "closed".into(),
-                Err(FrameError::Io(error)) => return error.to_string(),
-                Err(FrameError::TooLarge { length, max }) => {
-                    warn!(
-                        "peer {} sent a {length}-byte frame (limit {max}); closing",
-                        self.peer
-                    );
-                    return "oversize frame".into();
+            let Some(Some(inbound)) = self.connections.get_mut(slot) else {
+                return;
+            };
+            match inbound.stream.read(&mut self.scratch) {
+                Ok(0) => return self.close(slot, "closed"),
+                Ok(count) => {
+                    inbound.input.extend_from_slice(&self.scratch[..count]);
+                    if !self.take_frames(slot, out) {
+                        return;
+                    }
+                    if count < self.scratch.len() {
+                        return; // A short read emptied the socket.
+                    }
                 }
-            }
-            match decode_frame(&payload) {
-                Ok(messages) => self.deliver(messages),
-                Err(error) => warn!("dropped a malformed frame from peer {}: {error}", self.peer),
-            }
-            if payload.capacity() > (4 << 20) {
-                payload = Vec::new();
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return self.close(slot, &error.to_string()),
             }
         }
     }
 
-    fn deliver(&mut self, mut messages: Vec<Message>) {
-        let before = messages.len();
-        messages.retain(|message| message.from == self.peer && message.to == self.own_id);
-        if messages.len() != before {
+    /// Decodes every complete frame in the connection's input. False if it was closed.
+    fn take_frames(&mut self, slot: usize, out: &mut Vec<Message>) -> bool {
+        let own_id = self.own_id;
+        let max_frame_bytes = self.max_frame_bytes;
+        let Some(Some(inbound)) = self.connections.get_mut(slot) else {
+            return false;
+        };
+        let mut start = 0;
+        let mut oversize = None;
+        while let Some(prefix) = inbound.input.get(start..start + 4) {
+            let length = u32::from_be_bytes(prefix.try_into().expect("4 bytes")) as usize;
+            if length > max_frame_bytes {
+                oversize = Some(length);
+                break;
+            }
+            let Some(payload) = inbound.input.get(start + 4..start + 4 + length) else {
+                break;
+            };
+            match decode_frame(payload) {
+                Ok(messages) => inbound.deliver(messages, own_id, out),
+                Err(error) => warn!(
+                    "dropped a malformed frame from peer {}: {error}",
+                    inbound.peer
+                ),
+            }
+            start += 4 + length;
+        }
+        if let Some(length) = oversize {
+            warn!(
+                "peer {} sent a {length}-byte frame (limit {max_frame_bytes}); closing",
+                inbound.peer
+            );
+            self.close(slot, "oversize frame");
+            return false;
+        }
+        inbound.input.drain(..start);
+        if inbound.input.is_empty() && inbound.input.capacity() > INPUT_KEEP_BYTES {
+            inbound.input = Vec::new();
+        }
+        true
+    }
+
+    fn close(&mut self, slot: usize, reason: &str) {
+        if let Some(mut inbound) = self.connections[slot].take() {
+            let _ = self.poll.registry().deregister(&mut inbound.stream);
+            info!(
+                "peer {} disconnected ({reason}; it connected from {})",
+                inbound.peer, inbound.remote
+            );
+        }
+    }
+}
+
+impl Inbound {
+    /// Appends the messages that really come from this peer and are addressed to us.
+    fn deliver(&mut self, messages: Vec<Message>, own_id: NodeId, out: &mut Vec<Message>) {
+        let before = out.len();
+        let total = messages.len();
+        out.extend(
+            messages
+                .into_iter()
+                .filter(|message| message.from == self.peer && message.to == own_id),
+        );
+        let refused = total - (out.len() - before);
+        if refused > 0 {
             if let Some(suppressed) = self.misaddressed.allow() {
                 warn!(
-                    "dropped {} messages from peer {} that were not from it to us \
+                    "dropped {refused} messages from peer {} that were not from it to us \
                      ({suppressed} warnings suppressed)",
-                    before - messages.len(),
-                    self.peer
-                );
-            }
-        }
-        if messages.is_empty() {
-            return;
-        }
-        let batch = CoreEvent::Peers(messages);
-        if let Err(SendError::Full(_)) = self.context.inbound.send_bounded(batch, INBOUND_MAX) {
-            if let Some(suppressed) = self.dropped.allow() {
-                warn!(
-                    "core queue full: dropped messages from peer {} ({suppressed} warnings \
-                     suppressed)",
                     self.peer
                 );
             }
