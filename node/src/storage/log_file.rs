@@ -5,6 +5,14 @@
 //! `ftruncate` when the batch cuts into lines already on disk, one after the single write
 //! of every new line. Staging first is what turns many writes into one fsync (group
 //! commit).
+//!
+//! The file is kept longer than its lines: zeros, written and made durable ahead of the
+//! appends ([`PREALLOCATE_BYTES`] at a time). An append that changes the file's size makes
+//! `fdatasync` write the inode as well as the data, a second device write per fsync; an
+//! append into space already written needs only the data write and the cache flush. On
+//! this machine's virtio disk that halves the fsync (raw: 144 us appending, 71 us
+//! overwriting) and the CPU time each one costs. Dropping the file (a clean stop) trims
+//! the zeros; after a crash, recovery cuts them like any torn tail (zeros, no newline).
 
 use super::error::{io_error, StorageError};
 use super::line::encode_entry;
@@ -18,6 +26,9 @@ pub(crate) const FILE_NAME: &str = "log.jsonl";
 /// A staging buffer that grew beyond this is shrunk after its batch, so one huge batch
 /// does not pin its memory for the node's lifetime.
 const STAGED_CAPACITY_KEEP_BYTES: usize = 4 << 20;
+/// Zeros written ahead of the appends at a time: about 50,000 small entries, so the one
+/// slower fsync that extends the file comes about once a second at full load.
+const PREALLOCATE_BYTES: u64 = 8 << 20;
 
 pub(crate) struct LogFile {
     path: PathBuf,
@@ -26,8 +37,12 @@ pub(crate) struct LogFile {
     /// lines on disk and staged alike; strictly increasing. Lets a truncation find its byte
     /// offset without rescanning the file.
     offsets: Vec<u64>,
-    /// Invariant: the file's length on disk; between batches every byte of it is durable.
+    /// Invariant: the end of the last line on disk; between batches every byte of the
+    /// file up to here is durable.
     durable_len: u64,
+    /// Invariant: `durable_len <= allocated_len`; the file's length. Between batches the
+    /// bytes from `durable_len` to here are zeros, durable too.
+    allocated_len: u64,
     /// Invariant: `staged_start <= durable_len`. Staged bytes belong at this offset; when it
     /// is below `durable_len`, the file must first be cut back to it.
     staged_start: u64,
@@ -44,6 +59,7 @@ impl LogFile {
             file,
             offsets,
             durable_len: len,
+            allocated_len: len,
             staged_start: len,
             staged: Vec::new(),
         }
@@ -104,12 +120,14 @@ impl LogFile {
                 .sync_all()
                 .map_err(io_error(&self.path, "fsync after truncating"))?;
             self.durable_len = self.staged_start;
+            self.allocated_len = self.staged_start;
         }
         if !self.staged.is_empty() {
             self.file
                 .write_all_at(&self.staged, self.staged_start)
                 .map_err(io_error(&self.path, "appending"))?;
-            // fdatasync also persists the new length, which reading the data back needs.
+            self.preallocate(self.staged_start + self.staged.len() as u64)?;
+            // fdatasync also persists a new length, which reading the data back needs.
             self.file
                 .sync_data()
                 .map_err(io_error(&self.path, "fsync after appending"))?;
@@ -123,6 +141,22 @@ impl LogFile {
         Ok(())
     }
 
+    /// Writes zeros from the end of the file to well past `end` when the lines would
+    /// reach beyond it; the caller's fsync makes them durable with the lines.
+    fn preallocate(&mut self, end: u64) -> Result<(), StorageError> {
+        if end <= self.allocated_len {
+            return Ok(());
+        }
+        // The lines start in allocated space (`staged_start <= allocated_len`), so the
+        // zeros go right after them.
+        let zeros = vec![0; PREALLOCATE_BYTES as usize];
+        self.file
+            .write_all_at(&zeros, end)
+            .map_err(io_error(&self.path, "preallocating"))?;
+        self.allocated_len = end + PREALLOCATE_BYTES;
+        Ok(())
+    }
+
     /// Cuts a torn tail off at start-up and makes the cut durable.
     pub(crate) fn cut_torn_tail(&mut self) -> Result<(), StorageError> {
         self.file
@@ -132,5 +166,16 @@ impl LogFile {
             &self.path,
             "fsync after truncating the torn final line",
         ))
+    }
+}
+
+impl Drop for LogFile {
+    /// Cuts the preallocated zeros off, so a cleanly closed log holds only its lines.
+    /// Best effort: if this fails, recovery cuts them at the next start, with a warning.
+    /// Never cuts a line that a commit made durable (the cut is at `durable_len`).
+    fn drop(&mut self) {
+        if self.allocated_len > self.durable_len && self.file.set_len(self.durable_len).is_ok() {
+            let _ = self.file.sync_all();
+        }
     }
 }

@@ -19,10 +19,12 @@
 //!   and a crash mid-batch loses only unacknowledged work.
 //! - A truncation cuts the file at the recorded byte offset of the first dropped line and
 //!   fsyncs before new lines are written, so old and new lines can never interleave.
-//! - Appends are one `pwrite` at the end of the file then one `fdatasync`. A crash during it
-//!   can only leave a torn tail: a last line without a newline, with a bad checksum, or
-//!   zeros. Recovery cuts exactly that tail, with a warning; damage anywhere else fails
-//!   `open` with the file and line.
+//! - Appends are one `pwrite` after the last line then one `fdatasync`. The file runs on
+//!   past its lines into zeros written ahead of time (so that most appends do not change
+//!   its size, which would cost `fdatasync` an inode write; see `log_file.rs`), trimmed
+//!   when the log is closed. A crash can only leave a torn tail: a last line without a
+//!   newline, with a bad checksum, or zeros. Recovery cuts exactly that tail, with a
+//!   warning; damage anywhere else fails `open` with the file and line.
 //! - A fresh directory gets an empty `log.jsonl`, then `metadata.json`. So a missing
 //!   `metadata.json` next to a non-empty log, or a missing log next to `metadata.json`,
 //!   means damage, and is reported rather than treated as a fresh node.

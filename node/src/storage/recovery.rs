@@ -40,7 +40,12 @@ impl TornTail {
     fn new(line: u64, bytes: &[u8], problem: &str) -> TornTail {
         // A lost newline merges lines; say so, since then more than one entry goes.
         let headers = count_headers(bytes);
-        let reason = if headers > 1 {
+        let reason = if bytes.iter().all(|&byte| byte == 0) {
+            format!(
+                "{problem}: zero bytes only (space preallocated for appends, or an extension \
+                 whose data never landed)"
+            )
+        } else if headers > 1 {
             format!("{problem}; it holds {headers} line headers, so several entries run together")
         } else {
             problem.to_string()
