@@ -1,14 +1,17 @@
 //! # replog-node: the sans-IO Raft core on real threads, sockets and files
 //!
-//! One thread owns the core (`runtime`); it never blocks on I/O. Around it:
+//! One thread owns the core (`runtime`); it never blocks on I/O. It sleeps in one poll over
+//! its peer connections and its event queue, reads peer frames and writes them with
+//! non-blocking calls. Around it:
 //! - `storage_thread` makes writes durable (group commit) through `storage`;
-//! - `transport` carries Raft messages between peers (one sender thread per peer, framed
-//!   JSON after a handshake);
+//! - `transport` carries Raft messages between peers: framed JSON after a handshake; a
+//!   helper thread per peer dials and writes only what a full socket would not take;
 //! - `client` speaks the newline-delimited JSON client protocol (one front-end thread polls
 //!   every connection), and holds a blocking client for the CLI and tests;
 //! - `listener` starts the front end on the node's one port; peers are told from clients
 //!   by their first line;
 //! - `queue` is how the threads hand each other work: batches, no spinning;
+//! - `logging` writes leveled lines to stderr from its own thread;
 //! - `pending` tracks appends until they commit, are overwritten, or time out;
 //! - `config` maps `-i`/`-a`/`-p` to node ids and holds timing and limits;
 //! - `node` wires it all up; `local_cluster` starts whole clusters of node processes (for
