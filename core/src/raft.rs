@@ -419,6 +419,11 @@ impl RaftCore {
                 "voted for a non-voter"
             );
         }
+        self.check_role_invariants();
+    }
+
+    /// The invariants that depend on the role.
+    fn check_role_invariants(&self) {
         match self.role {
             Role::Leader => {
                 assert_eq!(
