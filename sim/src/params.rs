@@ -47,23 +47,13 @@ pub struct Params {
     pub tick_us: u64,
     /// Each node's tick period is off by up to this many percent, either way.
     pub skew_percent_max: u32,
-    pub core: CoreParams,
+    /// The core's settings, shared by every node; `core_config` fills in each node's id,
+    /// the voters and the timeout seed.
+    pub core: Config,
     pub net: NetParams,
     pub disk: DiskParams,
     pub faults: FaultParams,
     pub workload: WorkloadParams,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CoreParams {
-    pub election_timeout_ticks_min: u64,
-    pub election_timeout_ticks_max: u64,
-    pub heartbeat_interval_ticks: u64,
-    pub max_append_entries: usize,
-    pub max_append_bytes: usize,
-    pub max_inflight_appends: usize,
-    pub pre_vote: bool,
-    pub check_quorum: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,15 +121,10 @@ impl Params {
             nodes,
             tick_us: 10_000,
             skew_percent_max: 0,
-            core: CoreParams {
-                election_timeout_ticks_min: 10,
-                election_timeout_ticks_max: 20,
-                heartbeat_interval_ticks: 2,
+            core: Config {
                 max_append_entries: 64,
-                max_append_bytes: 1 << 20,
                 max_inflight_appends: 4,
-                pre_vote: true,
-                check_quorum: true,
+                ..Config::new(NodeId(1), vec![NodeId(1)])
             },
             net: NetParams {
                 latency_us_min: 500,
@@ -195,20 +180,13 @@ impl Params {
 
     /// The core configuration of node `id` in its `incarnation`-th life.
     pub fn core_config(&self, id: NodeId, seed: u64, incarnation: u32) -> Config {
-        let voters = (1..=self.nodes as u64).map(NodeId).collect();
-        let mut config = Config::new(id, voters);
-        let core = &self.core;
-        config.election_timeout_ticks_min = core.election_timeout_ticks_min;
-        config.election_timeout_ticks_max = core.election_timeout_ticks_max;
-        config.heartbeat_interval_ticks = core.heartbeat_interval_ticks;
-        config.max_append_entries = core.max_append_entries;
-        config.max_append_bytes = core.max_append_bytes;
-        config.max_inflight_appends = core.max_inflight_appends;
-        config.pre_vote = core.pre_vote;
-        config.check_quorum = core.check_quorum;
-        // A restarted node draws fresh timeouts, as a real process would.
-        config.rng_seed = seed ^ u64::from(incarnation).wrapping_mul(0xD6E8_FEB8_6659_FD93);
-        config
+        Config {
+            id,
+            voters: (1..=self.nodes as u64).map(NodeId).collect(),
+            // A restarted node draws fresh timeouts, as a real process would.
+            rng_seed: seed ^ u64::from(incarnation).wrapping_mul(0xD6E8_FEB8_6659_FD93),
+            ..self.core.clone()
+        }
     }
 
     /// The longest election timeout of the slowest clock, in simulated time.
@@ -218,11 +196,8 @@ impl Params {
     }
 }
 
-fn swarm_core(rng: &mut SimRng) -> CoreParams {
-    CoreParams {
-        election_timeout_ticks_min: 10,
-        election_timeout_ticks_max: 20,
-        heartbeat_interval_ticks: 2,
+fn swarm_core(rng: &mut SimRng) -> Config {
+    Config {
         // Small batches make many AppendEntries per entry: more reordering, more chances for
         // a stale request to meet a longer log.
         max_append_entries: *rng.pick(&[1, 2, 3, 8, 64, 1024]),
@@ -230,6 +205,7 @@ fn swarm_core(rng: &mut SimRng) -> CoreParams {
         max_inflight_appends: *rng.pick(&[1, 2, 4, 8]),
         pre_vote: rng.chance(Ratio(3, 4)),
         check_quorum: rng.chance(Ratio(3, 4)),
+        ..Config::new(NodeId(1), vec![NodeId(1)])
     }
 }
 
