@@ -4,7 +4,7 @@
 
 use replog_core::{
     Config, Entry, HardState, Index, Input, Message, NodeId, Output, Payload, ProposalOutcome,
-    RaftCore, Recovered, Role, Term, Write, WriteId,
+    RaftCore, Recovered, Role, Term, Write,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -232,12 +232,12 @@ impl Cluster {
     pub fn crash_and_restart(&mut self, id: u64) {
         let node = self.nodes.get_mut(&NodeId(id)).expect("known node");
         let config = node.core.config().clone();
-        let commit_index =
-            Index(node.committed.len() as u64).min(Index(node.disk.entries.len() as u64));
+        // The driver's record of what it applied: committed entries are durable and never
+        // truncated, so recovery refuses this if the core ever broke that promise.
         let recovered = Recovered {
             hard_state: node.disk.hard_state,
             entries: node.disk.entries.clone(),
-            commit_index: commit_index.min(node.core.applied_index()),
+            commit_index: Index(node.committed.len() as u64),
         };
         node.pending.clear();
         node.core = RaftCore::new(config, recovered).expect("recovers from its own disk");
@@ -279,8 +279,4 @@ impl Cluster {
         }
         out
     }
-}
-
-pub fn write_id(id: u64) -> WriteId {
-    WriteId(id)
 }
