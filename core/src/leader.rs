@@ -97,7 +97,10 @@ impl RaftCore {
     /// A heartbeat is an AppendEntries checked like any other, so it also detects lost
     /// appends: a follower missing them rejects it and the leader probes back.
     fn broadcast_heartbeat(&mut self, outputs: &mut Vec<Output>) {
-        for peer in self.peers.clone() {
+        // By index (here and below): `self` is borrowed mutably inside, and cloning the list
+        // would allocate on every heartbeat and proposal.
+        for k in 0..self.peers.len() {
+            let peer = self.peers[k];
             let progress = self
                 .progress
                 .get_mut(&peer)
@@ -117,7 +120,8 @@ impl RaftCore {
     }
 
     fn replicate_to_all(&mut self, outputs: &mut Vec<Output>) {
-        for peer in self.peers.clone() {
+        for k in 0..self.peers.len() {
+            let peer = self.peers[k];
             self.replicate_to(peer, outputs);
         }
     }
