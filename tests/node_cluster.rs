@@ -141,28 +141,30 @@ fn a_whole_cluster_restart_keeps_the_log() {
 
     // A clean stop of every node, then a start.
     cluster.cluster.stop_all().expect("clean stop");
-    for k in ALL {
-        cluster.cluster.restart(k).expect("restart");
-    }
-    cluster.stable_leader(&ALL, ELECTION);
-    let appended = cluster.append("after clean restart");
-    expected.push((appended.index, appended.term, "after clean restart".into()));
-    for k in ALL {
-        cluster.wait_committed_on(k, &expected);
-    }
+    restart_all_and_check(&mut cluster, &mut expected, "after clean restart");
 
     // kill -9 of every node at once, then a start.
     for k in ALL {
         cluster.cluster.kill(k);
     }
+    restart_all_and_check(&mut cluster, &mut expected, "after crash restart");
+}
+
+/// Starts every (stopped) node again, appends `command`, and checks that every node holds
+/// everything committed so far.
+fn restart_all_and_check(
+    cluster: &mut TestCluster,
+    expected: &mut Vec<(u64, u64, String)>,
+    command: &str,
+) {
     for k in ALL {
-        cluster.cluster.restart(k).expect("restart after kill -9");
+        cluster.cluster.restart(k).expect("restart");
     }
     cluster.stable_leader(&ALL, ELECTION);
-    let appended = cluster.append("after crash restart");
-    expected.push((appended.index, appended.term, "after crash restart".into()));
+    let appended = cluster.append(command);
+    expected.push((appended.index, appended.term, command.into()));
     for k in ALL {
-        cluster.wait_committed_on(k, &expected);
+        cluster.wait_committed_on(k, expected);
     }
 }
 
