@@ -233,7 +233,11 @@ fn a_peer_hello_from_another_cluster_is_refused_and_the_node_keeps_serving() {
     raw.send(b"{\"op\":\"peer_hello\"}\n");
     assert_bad_request(&raw.answer(), "first line");
     raw.assert_usable();
-    let log = std::fs::read_to_string(cluster.cluster.log_path(0)).unwrap();
-    assert!(log.contains("refused peer connection"), "{log}");
+    // Log lines reach the file through the node's log writer thread, a moment later.
+    let log_path = cluster.cluster.log_path(0);
+    cluster.wait_for(TIMEOUT, "the refusal in the node's log", |_| {
+        let log = std::fs::read_to_string(&log_path).ok()?;
+        log.contains("refused peer connection").then_some(())
+    });
     assert_serving(&cluster);
 }
