@@ -6,7 +6,7 @@
 //! ```
 
 use replog_core::{Entry, HardState, Index, NodeId, Payload, Term, Write, WriteId};
-use replog_node::storage::Storage;
+use replog_node::storage::{AppendMode, Storage};
 use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::path::Path;
@@ -94,9 +94,27 @@ fn raw_fsync_latency_preallocated(dir: &Path) {
     report("raw: 64-byte overwrite (preallocated) + fdatasync", samples);
 }
 
+/// CPU time this thread has used (user and system), which a busy machine's wall clock
+/// does not show.
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    let result = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    assert_eq!(result, 0, "clock_gettime failed");
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
 /// `persist` of batches of `batch` 64-byte entries, back to back, for `RUN_TIME`.
-fn persist_throughput(dir: &Path, batch: usize) {
-    let (mut storage, _, _) = Storage::open(dir, NodeId(batch as u64)).unwrap();
+fn persist_throughput(dir: &Path, batch: usize, mode: AppendMode) {
+    let node = NodeId(batch as u64 * 2 + u64::from(mode == AppendMode::Direct));
+    let (mut storage, _, _) = Storage::open_with(dir, node, mode).unwrap();
+    let mode_name = match storage.append_mode() {
+        AppendMode::Direct => "direct",
+        AppendMode::Buffered => "buffered",
+    };
     let term = Term(1);
     storage
         .persist(&[Write {
@@ -112,6 +130,7 @@ fn persist_throughput(dir: &Path, batch: usize) {
     let command = "c".repeat(COMMAND_BYTES);
     let mut next_index = Index(1);
     let mut samples = Vec::new();
+    let mut cpu = Duration::ZERO;
     let started = Instant::now();
     while started.elapsed() < RUN_TIME {
         // Build the batch outside the timed section: the runtime receives it ready-made.
@@ -128,19 +147,23 @@ fn persist_throughput(dir: &Path, batch: usize) {
             })
             .collect();
         let start = Instant::now();
+        let cpu_start = thread_cpu_time();
         storage.persist(&writes).unwrap();
+        cpu += thread_cpu_time() - cpu_start;
         samples.push(start.elapsed());
         next_index = next_index.plus(batch as u64);
     }
     let busy: Duration = samples.iter().sum();
     let entries = samples.len() * batch;
     println!(
-        "persist: {batch:>4} writes of 1 entry per call -> {:>9.0} entries/s ({} calls)",
+        "persist ({mode_name}): {batch:>4} writes of 1 entry per call -> {:>9.0} entries/s \
+         ({} calls, {:.1?} CPU per call)",
         entries as f64 / busy.as_secs_f64(),
-        samples.len()
+        samples.len(),
+        cpu / samples.len() as u32,
     );
     report(
-        &format!("persist: batch of {batch}, latency per call"),
+        &format!("persist ({mode_name}): batch of {batch}, latency per call"),
         samples,
     );
 }
@@ -150,6 +173,8 @@ fn main() {
     raw_fsync_latency(dir.path());
     raw_fsync_latency_preallocated(dir.path());
     for batch in [1, 16, 256, 4096] {
-        persist_throughput(dir.path(), batch);
+        for mode in [AppendMode::Buffered, AppendMode::Direct] {
+            persist_throughput(dir.path(), batch, mode);
+        }
     }
 }

@@ -15,7 +15,7 @@ use crate::config::NodeConfig;
 use crate::listener::{self, ListenerContext};
 use crate::queue::{polled_queue, PolledReceiver, QueueSender};
 use crate::runtime::{Control, CoreEvent, Inputs, Runtime, Stopped};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{AppendMode, Storage, StorageError};
 use crate::storage_thread::{StorageJob, StorageThread};
 use crate::transport::{Hello, PeerContext, PeerInbox, PeerSender};
 use crate::{info, logging, warn};
@@ -121,6 +121,13 @@ fn recover(config: &NodeConfig) -> Result<(Storage, RaftCore), NodeError> {
         Storage::open(&config.data_dir, config.members.own_id).map_err(NodeError::Storage)?;
     for warning in &report.warnings {
         warn!("recovery: {warning}");
+    }
+    match storage.append_mode() {
+        AppendMode::Direct => info!("log appends: direct synchronous writes (O_DIRECT, O_DSYNC)"),
+        AppendMode::Buffered => info!(
+            "log appends: write and fdatasync (the filesystem of {} does not support O_DIRECT)",
+            storage.dir().display()
+        ),
     }
     info!(
         "recovered term {}, vote {}, {} entries, commit index {} from {}",

@@ -9,6 +9,7 @@
 use crate::queue::{queue, QueueReceiver, QueueSender};
 use crate::runtime::CoreEvent;
 use crate::storage::{Storage, StorageError};
+use crate::warn;
 use replog_core::{Index, Write, WriteId};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -98,6 +99,9 @@ fn run(mut storage: Storage, jobs: QueueReceiver<StorageJob>, events: &Events) -
             let last_id = last.id;
             if let Err(error) = storage.persist(&writes) {
                 return fail(events, error);
+            }
+            if let Some(notice) = storage.take_fallback_notice() {
+                warn!("{notice}");
             }
             writes.clear();
             events.send(StorageEvent::Persisted(last_id));

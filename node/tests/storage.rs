@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use replog_core::{
     Config, Entry, HardState, Index, NodeId, Payload, RaftCore, Recovered, Term, Write, WriteId,
 };
-use replog_node::storage::{RecoveryReport, Storage, StorageError};
+use replog_node::storage::{AppendMode, RecoveryReport, Storage, StorageError};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -13,6 +13,10 @@ const NODE: NodeId = NodeId(1);
 
 fn open(dir: &Path) -> (Storage, Recovered, RecoveryReport) {
     Storage::open(dir, NODE).unwrap_or_else(|error| panic!("open failed: {error}"))
+}
+
+fn open_in(dir: &Path, mode: AppendMode) -> (Storage, Recovered, RecoveryReport) {
+    Storage::open_with(dir, NODE, mode).unwrap_or_else(|error| panic!("open failed: {error}"))
 }
 
 fn open_error(dir: &Path) -> String {
@@ -486,6 +490,13 @@ fn a_failed_write_poisons_the_handle() {
 }
 
 #[test]
+fn buffered_appends_are_used_when_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, _, _) = open_in(dir.path(), AppendMode::Buffered);
+    assert_eq!(storage.append_mode(), AppendMode::Buffered);
+}
+
+#[test]
 fn storage_can_move_to_the_storage_thread() {
     fn assert_send<T: Send>() {}
     assert_send::<Storage>();
@@ -618,10 +629,15 @@ fn model_cases() -> u32 {
         .unwrap_or(128)
 }
 
+/// Every reopen switches between direct and buffered appends, so both ways of writing are
+/// exercised and each reads back what the other wrote.
 fn run_model(batches: Vec<Vec<Op>>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let mut model = Model::default();
-    let (mut storage, _, _) = open(dir.path());
+    let mut modes = [AppendMode::Direct, AppendMode::Buffered]
+        .into_iter()
+        .cycle();
+    let (mut storage, _, _) = open_in(dir.path(), modes.next().unwrap());
     for batch in batches {
         let mut writes = Vec::new();
         for op in &batch {
@@ -645,7 +661,7 @@ fn run_model(batches: Vec<Vec<Op>>) -> Result<(), TestCaseError> {
             drop(storage);
             let tail = crash.unwrap_or_default();
             append_bytes(&log_path(dir.path()), &tail);
-            let (reopened, recovered, report) = open(dir.path());
+            let (reopened, recovered, report) = open_in(dir.path(), modes.next().unwrap());
             storage = reopened;
             prop_assert_eq!(report.warnings.len(), usize::from(!tail.is_empty()));
             prop_assert_eq!(&recovered.entries, &model.log);
@@ -673,5 +689,81 @@ proptest! {
         batches in proptest::collection::vec(proptest::collection::vec(op_strategy(), 1..5), 1..12)
     ) {
         run_model(batches)?;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Direct and buffered appends: the same writes must leave the same bytes.
+
+/// One batch: optionally cut back to `keep` entries in a new term, then append commands of
+/// these lengths (long enough to cross 4096-byte blocks often).
+#[derive(Clone, Debug)]
+struct Batch {
+    cut_to: Option<u64>,
+    command_lengths: Vec<usize>,
+}
+
+fn batch_strategy() -> impl Strategy<Value = Batch> {
+    (
+        proptest::option::weighted(0.2, 0..40u64),
+        proptest::collection::vec(0..3000usize, 0..6),
+    )
+        .prop_map(|(cut_to, command_lengths)| Batch {
+            cut_to,
+            command_lengths,
+        })
+}
+
+/// Persists `batches` one at a time in `mode`; returns the file's bytes while the log was
+/// still open (lines and preallocated zeros) and after it was closed.
+fn write_batches(dir: &Path, mode: AppendMode, batches: &[Batch]) -> (Vec<u8>, Vec<u8>) {
+    let (mut storage, _, _) = open_in(dir, mode);
+    let mut last = 0u64;
+    let mut term = 0u64;
+    for (k, batch) in batches.iter().enumerate() {
+        let mut write = Write {
+            id: WriteId(k as u64 + 1),
+            hard_state: None,
+            truncate_after: None,
+            entries: vec![],
+        };
+        if term == 0 || batch.cut_to.is_some() {
+            term += 1;
+            write.hard_state = Some(hard_state(term, None));
+        }
+        if let Some(cut_to) = batch.cut_to.filter(|&cut_to| cut_to < last) {
+            write.truncate_after = Some(Index(cut_to));
+            last = cut_to;
+        }
+        for (n, &length) in batch.command_lengths.iter().enumerate() {
+            last += 1;
+            let text: String = (0..length)
+                .map(|i| (b'a' + ((i + n) % 26) as u8) as char)
+                .collect();
+            write.entries.push(command(last, term, &text));
+        }
+        storage.persist(&[write]).unwrap();
+    }
+    let open_bytes = fs::read(log_path(dir)).unwrap();
+    drop(storage);
+    (open_bytes, fs::read(log_path(dir)).unwrap())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(model_cases() / 4))]
+
+    #[test]
+    fn direct_and_buffered_appends_leave_identical_files(
+        batches in proptest::collection::vec(batch_strategy(), 1..16)
+    ) {
+        let direct = tempfile::tempdir().unwrap();
+        let buffered = tempfile::tempdir().unwrap();
+        let from_direct = write_batches(direct.path(), AppendMode::Direct, &batches);
+        let from_buffered = write_batches(buffered.path(), AppendMode::Buffered, &batches);
+        prop_assert!(from_direct.0 == from_buffered.0, "files differ while open");
+        prop_assert!(from_direct.1 == from_buffered.1, "files differ after closing");
+        let (_, recovered, report) = open(direct.path());
+        prop_assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        prop_assert_eq!(recovered.entries.len(), line_starts(&from_direct.1).len() - 1);
     }
 }

@@ -19,9 +19,11 @@
 //!   and a crash mid-batch loses only unacknowledged work.
 //! - A truncation cuts the file at the recorded byte offset of the first dropped line and
 //!   fsyncs before new lines are written, so old and new lines can never interleave.
-//! - Appends are one `pwrite` after the last line then one `fdatasync`. The file runs on
-//!   past its lines into zeros written ahead of time (so that most appends do not change
-//!   its size, which would cost `fdatasync` an inode write; see `log_file.rs`), trimmed
+//! - Appends are one direct, synchronous write (`O_DIRECT | O_DSYNC`, rewriting the last
+//!   partial block with its durable bytes unchanged; see `direct.rs`), or, where the
+//!   filesystem refuses that, one `pwrite` after the last line then one `fdatasync`. The
+//!   file runs on past its lines into zeros written ahead of time (so that most appends
+//!   do not change its size, which would cost an inode write; see `log_file.rs`), trimmed
 //!   when the log is closed. A crash can only leave a torn tail: a last line without a
 //!   newline, with a bad checksum, or zeros. Recovery cuts exactly that tail, with a
 //!   warning; damage anywhere else fails `open` with the file and line.
@@ -33,6 +35,7 @@
 //! - Any failed call poisons the handle: after a failed fsync the kernel may have dropped
 //!   the dirty pages, so retrying could report success for lost data. The node must stop.
 
+mod direct;
 mod error;
 mod line;
 mod log_file;
@@ -41,6 +44,7 @@ mod recovery;
 
 pub use error::{LineProblem, StorageError};
 
+use direct::DirectAppender;
 use error::io_error;
 use log_file::LogFile;
 use metadata::Metadata;
@@ -54,6 +58,16 @@ use std::time::{Duration, Instant};
 /// only a hint for restart, and each write costs two fsyncs, so it is written at most this
 /// often (or sooner, with a hard-state change).
 const COMMIT_HINT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How new log lines reach the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendMode {
+    /// One `O_DIRECT | O_DSYNC` write per batch where the filesystem supports it (see
+    /// `direct.rs`), else as `Buffered`.
+    Direct,
+    /// One `pwrite` and one `fdatasync` per batch.
+    Buffered,
+}
 
 /// What happened while reading the files back, for the node's log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -85,6 +99,15 @@ impl Storage {
         data_dir: &Path,
         node_id: NodeId,
     ) -> Result<(Storage, Recovered, RecoveryReport), StorageError> {
+        Storage::open_with(data_dir, node_id, AppendMode::Direct)
+    }
+
+    /// [`Storage::open`], choosing how appends reach the disk.
+    pub fn open_with(
+        data_dir: &Path,
+        node_id: NodeId,
+        mode: AppendMode,
+    ) -> Result<(Storage, Recovered, RecoveryReport), StorageError> {
         let dir = data_dir.join(node_id.0.to_string());
         create_dir_durably(&dir)?;
         let log_path = dir.join(log_file::FILE_NAME);
@@ -104,7 +127,12 @@ impl Storage {
         if stored.is_none() {
             metadata::write(&dir, &meta)?;
         }
-        let mut log = LogFile::new(&log_path, file, scanned.offsets, scanned.valid_len);
+        let direct = match mode {
+            AppendMode::Direct => DirectAppender::open(&log_path)
+                .map_err(io_error(&log_path, "opening for direct writes"))?,
+            AppendMode::Buffered => None,
+        };
+        let mut log = LogFile::new(&log_path, file, scanned.offsets, scanned.valid_len, direct);
         let mut report = RecoveryReport::default();
         if let Some(torn) = &scanned.torn {
             log.cut_torn_tail()?;
@@ -132,8 +160,23 @@ impl Storage {
         Ok((storage, recovered, report))
     }
 
+    /// How appends reach the disk now; `Buffered` where direct writes are unsupported.
+    pub fn append_mode(&self) -> AppendMode {
+        if self.log.appends_directly() {
+            AppendMode::Direct
+        } else {
+            AppendMode::Buffered
+        }
+    }
+
+    /// Says, once, that the filesystem refused direct writes mid-run and appends fell
+    /// back to buffered writes (as durable, somewhat slower).
+    pub fn take_fallback_notice(&mut self) -> Option<String> {
+        self.log.take_fallback_notice()
+    }
+
     /// Applies every write in order (hard state, truncation, entries) and makes them all
-    /// durable: at most one metadata replacement, one cut and one log fsync for the whole
+    /// durable: at most one metadata replacement, one cut and one durable log write for the whole
     /// batch. Returns only once durable.
     ///
     /// Panics if the writes break the core's promises (entries that do not continue the
