@@ -8,13 +8,15 @@
 //! ## What an interrupted write leaves
 //! `log_file.rs` writes a batch of lines with one write right behind the durable lines, into
 //! zeros (the space preallocated for appends, or past the end of the file, which reads back
-//! as zeros), and reports the lines durable only once the batch's fsync has returned. The
-//! next batch is written only after that, and a truncation is made durable before anything
-//! is written behind it. So at any instant at most one batch is unfinished, and it is the
-//! last thing in the file: before it, lines whose fsync returned; behind it, zeros only.
-//! A crash during it leaves each [`SECTOR_BYTES`] sector of the batch either written or
-//! still zeros, in any mix: the disk writes a sector whole, but the sectors of one write in
-//! no particular order. (The sector the batch starts in keeps its durable bytes either way.)
+//! as zeros), and reports the lines durable only once the batch's sync has returned (its
+//! `fdatasync`, or a synchronous direct write itself). The next batch is written only after
+//! that, and a truncation is made durable before anything is written behind it. So at any
+//! instant at most one batch is unfinished, and it is the last thing in the file: before
+//! it, lines whose sync returned; behind it, zeros only. A crash during it leaves each
+//! [`SECTOR_BYTES`] sector of the batch either written or still zeros, in any mix: the disk
+//! writes a sector whole, but the sectors of one write in no particular order. (A sector
+//! that also holds durable bytes keeps them either way: a write that rewrites them, such as
+//! a direct write of whole blocks, rewrites the same bytes.)
 //! Our encoder never writes a zero byte (serde_json escapes control characters), so in the
 //! batch a zero byte is one the write never reached, and zeros fill whole sectors there:
 //! each run of them ends on a sector boundary and starts on one or where the batch starts.
@@ -38,11 +40,11 @@
 //! Lines before the unfinished batch are intact, so the first damaged line lies in that
 //! batch; everything after it lies in the same batch or in the zeros behind it, since
 //! nothing else is ever written behind an unfinished batch. None of it was acknowledged:
-//! the batch's fsync had not returned. The lines kept are exactly the durable ones plus the
+//! the batch's sync had not returned. The lines kept are exactly the durable ones plus the
 //! batch's lines ahead of the first lost sector, a prefix of what was being written.
 //!
 //! This rests on the disk keeping its promises: a sector is written whole (as etcd's WAL
-//! assumes), and nothing covered by a returned fsync is lost or zeroed later. Media damage
+//! assumes), and nothing covered by a returned sync is lost or zeroed later. Media damage
 //! that zeroes whole sectors of durable lines looks exactly like a tear and would be cut
 //! too; no byte in the file can tell them apart. The commit index in `metadata.json` is the
 //! safety net: if the cut would drop a committed entry, `open` fails instead (see
