@@ -7,6 +7,7 @@ use replog_core::{
 };
 use replog_node::storage::{AppendMode, RecoveryReport, Storage, StorageError};
 use std::fs;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 const NODE: NodeId = NodeId(1);
@@ -321,6 +322,265 @@ fn bit_flip_in_a_middle_line_refuses_to_open_naming_file_and_line() {
         assert!(error.contains("log.jsonl"), "{error}");
         assert!(error.contains("line 3"), "{error}");
         // Nothing was repaired behind the operator's back.
+        assert_eq!(fs::read(log_path(dir.path())).unwrap(), damaged);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A crash in the middle of a multi-sector write: a later sector of the unfinished batch
+// reached the disk, an earlier one did not and still holds the preallocated zeros.
+
+/// The disk writes whole sectors of this many bytes, in any order within one write.
+const SECTOR: usize = 512;
+
+/// A command entry whose line in the file is exactly `line_len` bytes long, newline included.
+fn sized(index: u64, line_len: usize) -> Entry {
+    let bare = format!("{{\"crc\":\"00000000\",\"index\":{index},\"term\":1,\"command\":\"\"}}\n");
+    command(index, 1, &"x".repeat(line_len - bare.len()))
+}
+
+/// Persists `durable` in one batch (after a vote in term 1), then `unfinished` in a second,
+/// and closes cleanly. Returns the file's bytes and where the second batch starts.
+fn two_batches(dir: &Path, durable: &[Entry], unfinished: &[Entry]) -> (Vec<u8>, usize) {
+    let (mut storage, _, _) = open(dir);
+    let mut write = Write {
+        id: WriteId(1),
+        hard_state: Some(hard_state(1, Some(1))),
+        truncate_after: None,
+        entries: durable.to_vec(),
+    };
+    storage.persist(std::slice::from_ref(&write)).unwrap();
+    write.id = WriteId(2);
+    write.hard_state = None;
+    write.entries = unfinished.to_vec();
+    storage.persist(&[write]).unwrap();
+    drop(storage);
+    let intact = fs::read(log_path(dir)).unwrap();
+    let boundary = line_starts(&intact)[durable.len()];
+    (intact, boundary)
+}
+
+/// Writes to the log what a crash leaves when the sectors in `holes` of the last write never
+/// reached the disk: `intact`, with zeros in the holes and the preallocated zeros behind it.
+fn lose_sectors(dir: &Path, intact: &[u8], boundary: usize, holes: &[Range<usize>]) -> Vec<u8> {
+    let mut damaged = intact.to_vec();
+    for hole in holes {
+        assert!(
+            hole.start >= boundary,
+            "a lost sector of the unfinished write only"
+        );
+        assert!(
+            hole.start % SECTOR == 0 || hole.start == boundary,
+            "{hole:?}"
+        );
+        assert_eq!(hole.end % SECTOR, 0, "{hole:?}");
+        damaged[hole.clone()].fill(0);
+    }
+    damaged.extend_from_slice(&[0; 2 * SECTOR]);
+    fs::write(log_path(dir), &damaged).unwrap();
+    damaged
+}
+
+/// After `lose_sectors`, reopening keeps exactly the lines that end before the hole, says
+/// what it cut, and really cuts it: an append lands right behind the kept lines.
+/// Returns the warning.
+fn reopen_cuts_at_the_hole(
+    dir: &Path,
+    entries: &[Entry],
+    intact: &[u8],
+    hole: Range<usize>,
+) -> String {
+    let damaged = fs::read(log_path(dir)).unwrap();
+    let starts = line_starts(intact);
+    let kept = starts[1..].iter().filter(|&&end| end <= hole.start).count();
+    let dropped = starts[..entries.len()]
+        .iter()
+        .filter(|&&start| start >= hole.end)
+        .count();
+    let (mut storage, recovered, report) = open(dir);
+    assert_eq!(recovered.entries, entries[..kept]);
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    let warning = report.warnings[0].clone();
+    assert!(
+        warning.contains(&format!("torn line {} of", kept + 1)),
+        "{warning}"
+    );
+    assert!(warning.contains("log.jsonl"), "{warning}");
+    assert!(
+        warning.contains(&format!("({} bytes)", damaged.len() - starts[kept])),
+        "{warning}"
+    );
+    let lines = if dropped == 1 {
+        "line after it was"
+    } else {
+        "lines after it were"
+    };
+    let note = format!("{dropped} complete {lines} part of the same unfinished write");
+    assert!(warning.contains(&note), "{warning}");
+    assert_eq!(fs::read(log_path(dir)).unwrap(), &intact[..starts[kept]]);
+    let again = command(kept as u64 + 1, 1, "again");
+    storage
+        .persist(&[Write {
+            id: WriteId(3),
+            hard_state: None,
+            truncate_after: None,
+            entries: vec![again.clone()],
+        }])
+        .unwrap();
+    drop(storage);
+    let (_, recovered, report) = open(dir);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(recovered.entries[..kept], entries[..kept]);
+    assert_eq!(recovered.entries[kept..], [again]);
+    warning
+}
+
+#[test]
+fn a_lost_earlier_sector_of_the_last_write_cuts_there_and_drops_the_lines_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let durable: Vec<Entry> = (1..=5)
+        .map(|index| sized(index, 70 + index as usize))
+        .collect();
+    let unfinished: Vec<Entry> = (6..=30)
+        .map(|index| sized(index, 60 + 3 * index as usize))
+        .collect();
+    let (intact, boundary) = two_batches(dir.path(), &durable, &unfinished);
+    let entries = [durable, unfinished].concat();
+    // The second sector that lies wholly inside the last write.
+    let start = boundary.next_multiple_of(SECTOR) + SECTOR;
+    let hole = start..start + SECTOR;
+    let starts = line_starts(&intact);
+    assert!(!starts.contains(&hole.start) && !starts.contains(&hole.end));
+    assert!(starts.iter().filter(|&&line| line > hole.end).count() > 3);
+    lose_sectors(dir.path(), &intact, boundary, std::slice::from_ref(&hole));
+    let warning = reopen_cuts_at_the_hole(dir.path(), &entries, &intact, hole);
+    assert!(warning.contains("zero bytes"), "{warning}");
+}
+
+#[test]
+fn a_lost_sector_that_ends_exactly_where_a_line_starts_drops_that_line_too() {
+    let lines = |lengths: &[usize], first: u64| -> Vec<Entry> {
+        (first..)
+            .zip(lengths)
+            .map(|(index, &length)| sized(index, length))
+            .collect()
+    };
+    let cases = [
+        // 128-byte lines, so every fourth starts on a sector boundary: the hole is lines
+        // 9 to 12 exactly, and line 13 starts right behind it.
+        (lines(&[128; 21], 4), 1024..1536),
+        // The hole starts inside line 4 (bytes 384..576) and ends where line 9 starts.
+        (
+            lines(&[[192, 64].as_slice(), &[128; 18]].concat(), 4),
+            512..1024,
+        ),
+    ];
+    for (unfinished, hole) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let durable = lines(&[128; 3], 1);
+        let (intact, boundary) = two_batches(dir.path(), &durable, &unfinished);
+        let entries = [durable, unfinished].concat();
+        assert!(line_starts(&intact).contains(&hole.end), "{hole:?}");
+        lose_sectors(dir.path(), &intact, boundary, std::slice::from_ref(&hole));
+        reopen_cuts_at_the_hole(dir.path(), &entries, &intact, hole);
+    }
+}
+
+#[test]
+fn a_lost_sector_straddling_the_durable_end_cuts_at_the_first_line_of_the_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let durable: Vec<Entry> = (1..=4).map(|index| sized(index, 100)).collect();
+    let unfinished: Vec<Entry> = (5..=20).map(|index| sized(index, 100)).collect();
+    let (intact, boundary) = two_batches(dir.path(), &durable, &unfinished);
+    let entries = [durable, unfinished].concat();
+    // The sector holding the end of line 4 and the start of line 5 keeps its durable bytes
+    // and loses the rest.
+    let hole = boundary..boundary.next_multiple_of(SECTOR);
+    lose_sectors(dir.path(), &intact, boundary, std::slice::from_ref(&hole));
+    reopen_cuts_at_the_hole(dir.path(), &entries, &intact, hole);
+}
+
+#[test]
+fn a_hole_of_several_sectors_can_swallow_whole_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let durable: Vec<Entry> = (1..=2).map(|index| sized(index, 100)).collect();
+    let unfinished: Vec<Entry> = (3..=40).map(|index| sized(index, 100)).collect();
+    let (intact, boundary) = two_batches(dir.path(), &durable, &unfinished);
+    let entries = [durable, unfinished].concat();
+    // Bytes 1024..2048: the end of line 11, lines 12 to 20 whole, the start of line 21.
+    let hole = 1024..2048;
+    lose_sectors(dir.path(), &intact, boundary, std::slice::from_ref(&hole));
+    reopen_cuts_at_the_hole(dir.path(), &entries, &intact, hole);
+}
+
+#[test]
+fn two_holes_in_the_last_write_cut_at_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let durable: Vec<Entry> = (1..=2).map(|index| sized(index, 100)).collect();
+    let unfinished: Vec<Entry> = (3..=40).map(|index| sized(index, 100)).collect();
+    let (intact, boundary) = two_batches(dir.path(), &durable, &unfinished);
+    let entries = [durable, unfinished].concat();
+    let damaged = lose_sectors(dir.path(), &intact, boundary, &[1024..1536, 2048..2560]);
+    let (_, recovered, report) = open(dir.path());
+    // Line 11 (bytes 1000..1100) is the first one the holes damaged.
+    assert_eq!(recovered.entries, entries[..10]);
+    let warning = &report.warnings[0];
+    assert!(warning.contains("torn line 11 of"), "{warning}");
+    assert!(
+        warning.contains(&format!("({} bytes)", damaged.len() - 1000)),
+        "{warning}"
+    );
+    // Each hole also damages the line it ends in (16 and 26): lines 17 to 20 between the
+    // holes and 27 to 40 behind the second are complete.
+    assert!(
+        warning.contains("18 complete lines after it were"),
+        "{warning}"
+    );
+}
+
+#[test]
+fn a_zero_hole_below_the_stored_commit_index_is_an_error_not_a_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let durable: Vec<Entry> = (1..=2).map(|index| sized(index, 100)).collect();
+    let unfinished: Vec<Entry> = (3..=20).map(|index| sized(index, 100)).collect();
+    let (intact, boundary) = two_batches(dir.path(), &durable, &unfinished);
+    let (mut storage, _, _) = open(dir.path());
+    storage.record_commit_index(Index(20)).unwrap();
+    storage.flush_commit_index().unwrap();
+    drop(storage);
+    let hole = 512..1024;
+    let damaged = lose_sectors(dir.path(), &intact, boundary, std::slice::from_ref(&hole));
+    let error = open_error(dir.path());
+    assert!(error.contains("commit index 20"), "{error}");
+    assert!(error.contains("line 6 is damaged"), "{error}");
+    assert_eq!(fs::read(log_path(dir.path())).unwrap(), damaged);
+}
+
+#[test]
+fn zeros_that_do_not_fill_whole_sectors_in_a_middle_line_refuse_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    storage_with_entries(dir.path(), 40);
+    let intact = fs::read(log_path(dir.path())).unwrap();
+    let starts = line_starts(&intact);
+    let sector_start = starts[10].next_multiple_of(SECTOR);
+    // A few zero bytes (a bad byte, not a lost sector), and zeros up to but not from a
+    // sector boundary, and from but not up to one.
+    for zeros in [
+        starts[10] + 20..starts[10] + 21,
+        sector_start - 7..sector_start,
+        sector_start..sector_start + 7,
+    ] {
+        assert!(!starts.contains(&zeros.start), "{zeros:?} starts a line");
+        let damaged_line = starts.iter().filter(|&&start| start <= zeros.start).count();
+        let mut damaged = intact.clone();
+        damaged[zeros.clone()].fill(0);
+        fs::write(log_path(dir.path()), &damaged).unwrap();
+        let error = open_error(dir.path());
+        assert!(error.contains("log.jsonl"), "{error}");
+        assert!(
+            error.contains(&format!("line {damaged_line} is corrupt")),
+            "{zeros:?}: {error}"
+        );
         assert_eq!(fs::read(log_path(dir.path())).unwrap(), damaged);
     }
 }

@@ -54,7 +54,8 @@ pub enum StorageError {
         action: &'static str,
         source: io::Error,
     },
-    /// A line before the final one of `log.jsonl` is damaged; refusing to drop it silently.
+    /// A line of `log.jsonl` is damaged in a way no interrupted write explains (see
+    /// `recovery.rs`); refusing to drop it and the lines after it.
     CorruptLine {
         path: PathBuf,
         line: u64,

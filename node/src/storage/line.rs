@@ -167,6 +167,21 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Recovery relies on this: a zero byte in the file is one no write put there
+        /// (serde_json escapes control characters), and one newline ends each line.
+        #[test]
+        fn no_line_holds_a_zero_byte_or_an_inner_newline(
+            command in proptest::prelude::any::<String>(),
+            index in 1..u64::MAX,
+            term in 1..u64::MAX,
+        ) {
+            let line = encode(&entry(index, term, Payload::Command(command)));
+            proptest::prop_assert!(!line.contains(&0));
+            proptest::prop_assert_eq!(line.iter().position(|&byte| byte == b'\n'), Some(line.len() - 1));
+        }
+    }
+
     #[test]
     fn line_is_plain_json_with_checksum_first() {
         let line = encode(&entry(7, 2, Payload::Command("set x=1".to_string())));

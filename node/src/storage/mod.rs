@@ -21,17 +21,27 @@
 //!   fsyncs before new lines are written, so old and new lines can never interleave.
 //! - Appends are one direct, synchronous write (`O_DIRECT | O_DSYNC`, rewriting the last
 //!   partial block with its durable bytes unchanged; see `direct.rs`), or, where the
-//!   filesystem refuses that, one `pwrite` after the last line then one `fdatasync`. The
-//!   file runs on past its lines into zeros written ahead of time (so that most appends
-//!   do not change its size, which would cost an inode write; see `log_file.rs`), trimmed
-//!   when the log is closed. A crash can only leave a torn tail: a last line without a
-//!   newline, with a bad checksum, or zeros. Recovery cuts exactly that tail, with a
-//!   warning; damage anywhere else fails `open` with the file and line.
+//!   filesystem refuses that, one `pwrite` after the last line then one `fdatasync`; the
+//!   next batch is written only after that returned. The file runs on past its lines into
+//!   zeros written ahead of time (so that most appends do not change its size, which would
+//!   cost an inode write; see `log_file.rs`), trimmed when the log is closed. So at most
+//!   one batch is ever unacknowledged, and it is the last thing in the file. A crash
+//!   during it leaves each 512-byte sector of it written or still zero, in any mix: the
+//!   disk need not write the sectors of one write in order. Recovery cuts at the first
+//!   damaged line when nothing follows it (a last line without a newline, with a bad
+//!   checksum, or zeros) or when it holds zero-filled sectors (our encoder never writes a
+//!   zero byte, so they are sectors that write never reached); in the second case the lines
+//!   behind it, parts of the same unfinished batch, go too. Either way nothing acknowledged
+//!   is cut, and the warning says what was. Damage without zero-filled sectors before other
+//!   lines, or a bad sequence in checksummed lines, fails `open` with the file and line.
+//!   See `recovery.rs` for the exact rule and what it assumes of the disk.
 //! - A fresh directory gets an empty `log.jsonl`, then `metadata.json`. So a missing
 //!   `metadata.json` next to a non-empty log, or a missing log next to `metadata.json`,
 //!   means damage, and is reported rather than treated as a fresh node.
 //! - The commit index in metadata is never ahead of the durable log, and truncations below
-//!   it are refused, so recovery can insist `commit_index <= last index`.
+//!   it are refused, so recovery can insist `commit_index <= last index`. That is also the
+//!   safety net under the cut: a cut that would drop a committed entry (media damage that
+//!   looks like a tear) fails `open` instead.
 //! - Any failed call poisons the handle: after a failed fsync the kernel may have dropped
 //!   the dirty pages, so retrying could report success for lost data. The node must stop.
 
@@ -72,7 +82,10 @@ pub enum AppendMode {
 /// What happened while reading the files back, for the node's log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
-    /// Repairs made, e.g. "truncated torn final line 57 of data/1/log.jsonl (23 bytes)".
+    /// Repairs made, e.g. "truncated torn final line 57 of data/1/log.jsonl (23 bytes): ...",
+    /// or "truncated torn line 57 of data/1/log.jsonl and everything after it (1456 bytes):
+    /// ...; 3 complete lines after it were part of the same unfinished write and are
+    /// dropped too".
     pub warnings: Vec<String>,
 }
 
@@ -93,8 +106,10 @@ pub struct Storage {
 impl Storage {
     /// Opens (creating if absent) `<data_dir>/<node_id>/` and reads back what is durable.
     ///
-    /// A torn final log line is cut off and reported in the [`RecoveryReport`]; any other
-    /// damage is an error naming the file (and line), and nothing is changed on disk.
+    /// What an interrupted write left (a torn final log line, or a line holding zero-filled
+    /// sectors and everything behind it) is cut off and reported in the [`RecoveryReport`];
+    /// any other damage is an error naming the file (and line), and nothing is changed on
+    /// disk.
     pub fn open(
         data_dir: &Path,
         node_id: NodeId,
@@ -136,13 +151,7 @@ impl Storage {
         let mut report = RecoveryReport::default();
         if let Some(torn) = &scanned.torn {
             log.cut_torn_tail()?;
-            report.warnings.push(format!(
-                "truncated torn final line {} of {} ({} bytes): {}",
-                torn.line,
-                log_path.display(),
-                torn.bytes,
-                torn.reason
-            ));
+            report.warnings.push(torn_warning(&log_path, torn));
         }
         let recovered = Recovered {
             hard_state: meta.hard_state,
@@ -391,11 +400,17 @@ fn check_consistent(
     let last_index = scanned.entries.len() as u64;
     if meta.commit_index.0 > last_index {
         // A committed entry can only be missing if a durable line was damaged, so point
-        // at the final line that recovery would otherwise have cut off.
+        // at the line where recovery would otherwise have cut.
         let damaged = scanned.torn.as_ref().map_or(String::new(), |torn| {
+            let dropped = match torn.dropped_lines {
+                0 => String::new(),
+                count => format!(", and {} after it would go with it", lines(count)),
+            };
             format!(
-                "; its final line {} is damaged ({})",
-                torn.line, torn.reason
+                "; its {} {} is damaged ({}){dropped}",
+                torn.place(),
+                torn.line,
+                torn.reason
             )
         });
         return Err(StorageError::Inconsistent {
@@ -408,4 +423,39 @@ fn check_consistent(
         });
     }
     Ok(())
+}
+
+/// The warning for a cut torn write: where, how much, and which complete lines went with it.
+fn torn_warning(log_path: &Path, torn: &recovery::TornTail) -> String {
+    let behind = if torn.final_line {
+        ""
+    } else {
+        " and everything after it"
+    };
+    let mut warning = format!(
+        "truncated torn {} {} of {}{behind} ({} bytes): {}",
+        torn.place(),
+        torn.line,
+        log_path.display(),
+        torn.bytes,
+        torn.reason
+    );
+    let (was, is) = if torn.dropped_lines == 1 {
+        ("was", "is")
+    } else {
+        ("were", "are")
+    };
+    if torn.dropped_lines > 0 {
+        warning.push_str(&format!(
+            "; {} after it {was} part of the same unfinished write and {is} dropped too",
+            lines(torn.dropped_lines)
+        ));
+    }
+    warning
+}
+
+/// "1 complete line", "3 complete lines".
+fn lines(count: u64) -> String {
+    let plural = if count == 1 { "" } else { "s" };
+    format!("{count} complete line{plural}")
 }
