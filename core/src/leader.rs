@@ -43,7 +43,12 @@ impl RaftCore {
         }
         let first_index = self.log.last_index().next();
         let count = commands.len() as u64;
-        self.append_as_leader(commands.into_iter().map(Payload::Command).collect());
+        self.append_as_leader(
+            commands
+                .into_iter()
+                .map(|command| Payload::Command(command.into()))
+                .collect(),
+        );
         let outcome = ProposalOutcome::Accepted {
             first_index,
             count,

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 macro_rules! number_newtype {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
@@ -71,8 +72,10 @@ impl Index {
 pub enum Payload {
     /// Appended by every new leader so that it can commit entries of its term (§5.4.2, thesis §6.4).
     Noop,
-    /// An opaque client command.
-    Command(String),
+    /// An opaque client command. Shared, not copied: the log, the write to storage, every
+    /// follower's AppendEntries and the committed output all point at one buffer, so
+    /// handing an entry on is a reference-count increment, not an allocation and a copy.
+    Command(Arc<str>),
 }
 
 impl Payload {

@@ -22,7 +22,7 @@ fn leader_logs(specs: &[(usize, usize, usize)]) -> Vec<Vec<Entry>> {
             log.push(Entry {
                 index,
                 term,
-                payload: Payload::Command(format!("{}@{}", index.0, term.0)),
+                payload: Payload::Command(format!("{}@{}", index.0, term.0).into()),
             });
         }
         leaders.push(log);
@@ -156,7 +156,7 @@ fn batches_stop_at_the_count_and_byte_limits_but_never_send_nothing() {
         .map(|i| Entry {
             index: Index(i),
             term: Term(1),
-            payload: Payload::Command("x".repeat(100)),
+            payload: Payload::Command("x".repeat(100).into()),
         })
         .collect();
     let log = Log::from_entries(entries).unwrap();

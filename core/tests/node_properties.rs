@@ -58,7 +58,7 @@ fn entries_after(
                     payload: if noop {
                         Payload::Noop
                     } else {
-                        Payload::Command(format!("e{offset}"))
+                        Payload::Command(format!("e{offset}").into())
                     },
                 }
             })

@@ -15,7 +15,7 @@ fn entry(index: u64, term: u64) -> Entry {
     Entry {
         index: Index(index),
         term: Term(term),
-        payload: Payload::Command(format!("c{index}")),
+        payload: Payload::Command(format!("c{index}").into()),
     }
 }
 

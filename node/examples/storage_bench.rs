@@ -142,7 +142,7 @@ fn persist_throughput(dir: &Path, batch: usize, mode: AppendMode) {
                 entries: vec![Entry {
                     index: next_index.plus(offset as u64),
                     term,
-                    payload: Payload::Command(command.clone()),
+                    payload: Payload::Command(command.as_str().into()),
                 }],
             })
             .collect();

@@ -160,7 +160,7 @@ mod tests {
         Entry {
             index: Index(index),
             term: Term(term),
-            payload: Payload::Command(format!("c{index}")),
+            payload: Payload::Command(format!("c{index}").into()),
         }
     }
 

@@ -383,7 +383,7 @@ impl Runtime {
                     index: entry.index.0,
                     term: entry.term.0,
                     command: match &entry.payload {
-                        replog_core::Payload::Command(command) => Some(command.clone()),
+                        replog_core::Payload::Command(command) => Some(command.to_string()),
                         replog_core::Payload::Noop => None,
                     },
                     committed: entry.index <= commit_index,

@@ -39,7 +39,7 @@ fn command(index: u64, term: u64, text: &str) -> Entry {
     Entry {
         index: Index(index),
         term: Term(term),
-        payload: Payload::Command(text.to_string()),
+        payload: Payload::Command(text.into()),
     }
 }
 
@@ -206,7 +206,7 @@ fn truncations_inside_one_batch_apply_in_order() {
         .entries
         .iter()
         .map(|entry| match &entry.payload {
-            Payload::Command(text) => text.clone(),
+            Payload::Command(text) => text.to_string(),
             Payload::Noop => "noop".to_string(),
         })
         .collect();
@@ -847,7 +847,10 @@ impl Model {
             }
             Op::Append { commands } if term > Term(0) => {
                 let mut write = self.write(None, None);
-                let payloads = commands.iter().cloned().map(Payload::Command).collect();
+                let payloads = commands
+                    .iter()
+                    .map(|command| Payload::Command(command.as_str().into()))
+                    .collect();
                 self.append(&mut write, payloads);
                 Some(write)
             }
@@ -856,7 +859,8 @@ impl Model {
                 let after = Index(self.commit_index.0 + keep % (uncommitted + 1));
                 let mut write = self.write(Some(hard_state(term.0 + 1, None)), Some(after));
                 let mut payloads = vec![Payload::Noop];
-                payloads.extend((0..*count).map(|n| Payload::Command(format!("conflict {n}"))));
+                payloads
+                    .extend((0..*count).map(|n| Payload::Command(format!("conflict {n}").into())));
                 self.append(&mut write, payloads);
                 Some(write)
             }

@@ -75,7 +75,7 @@ struct LineRecord {
 impl LineRecord {
     fn into_entry(self) -> Result<Entry, LineProblem> {
         let payload = match (self.command, self.noop) {
-            (Some(command), None) => Payload::Command(command),
+            (Some(command), None) => Payload::Command(command.into()),
             (None, Some(true)) => Payload::Noop,
             _ => {
                 return Err(LineProblem::Parse(
@@ -151,14 +151,10 @@ mod tests {
         let awkward = "quote \" backslash \\ newline \n tab \t unicode é \u{1F600} nul \0";
         for original in [
             entry(1, 1, Payload::Noop),
-            entry(7, 2, Payload::Command("set x=1".to_string())),
-            entry(8, 3, Payload::Command(String::new())),
-            entry(9, 3, Payload::Command(awkward.to_string())),
-            entry(
-                u64::MAX,
-                u64::MAX,
-                Payload::Command(",\"crc\":\"".to_string()),
-            ),
+            entry(7, 2, Payload::Command("set x=1".into())),
+            entry(8, 3, Payload::Command("".into())),
+            entry(9, 3, Payload::Command(awkward.into())),
+            entry(u64::MAX, u64::MAX, Payload::Command(",\"crc\":\"".into())),
         ] {
             let line = encode(&original);
             assert_eq!(line.last(), Some(&b'\n'));
@@ -176,7 +172,7 @@ mod tests {
             index in 1..u64::MAX,
             term in 1..u64::MAX,
         ) {
-            let line = encode(&entry(index, term, Payload::Command(command)));
+            let line = encode(&entry(index, term, Payload::Command(command.into())));
             proptest::prop_assert!(!line.contains(&0));
             proptest::prop_assert_eq!(line.iter().position(|&byte| byte == b'\n'), Some(line.len() - 1));
         }
@@ -184,7 +180,7 @@ mod tests {
 
     #[test]
     fn line_is_plain_json_with_checksum_first() {
-        let line = encode(&entry(7, 2, Payload::Command("set x=1".to_string())));
+        let line = encode(&entry(7, 2, Payload::Command("set x=1".into())));
         let text = std::str::from_utf8(&line).unwrap();
         assert!(text.starts_with("{\"crc\":\""));
         assert!(text.ends_with(",\"index\":7,\"term\":2,\"command\":\"set x=1\"}\n"));
@@ -194,7 +190,7 @@ mod tests {
 
     #[test]
     fn documented_example_lines_are_exact() {
-        let command = entry(7, 2, Payload::Command("set x=1".to_string()));
+        let command = entry(7, 2, Payload::Command("set x=1".into()));
         let noop = entry(8, 3, Payload::Noop);
         assert_eq!(
             encode(&command),
@@ -208,7 +204,7 @@ mod tests {
 
     #[test]
     fn every_single_bit_flip_is_detected() {
-        let line = encode(&entry(3, 1, Payload::Command("abc".to_string())));
+        let line = encode(&entry(3, 1, Payload::Command("abc".into())));
         let body = &line[..line.len() - 1];
         for byte in 0..body.len() {
             for bit in 0..8 {
@@ -224,7 +220,7 @@ mod tests {
 
     #[test]
     fn every_truncation_is_detected() {
-        let line = encode(&entry(3, 1, Payload::Command("abc".to_string())));
+        let line = encode(&entry(3, 1, Payload::Command("abc".into())));
         let body = &line[..line.len() - 1];
         for length in 0..body.len() {
             assert!(

@@ -359,7 +359,7 @@ mod tests {
             let entry = Entry {
                 index: Index(position as u64 + 1),
                 term: Term(term),
-                payload: Payload::Command(format!("c{position}")),
+                payload: Payload::Command(format!("c{position}").into()),
             };
             encode_entry(&entry, &mut out);
         }
@@ -453,7 +453,7 @@ mod tests {
             let entry = Entry {
                 index: Index(position as u64 + 1),
                 term: Term(1),
-                payload: Payload::Command(command.clone()),
+                payload: Payload::Command(command.as_str().into()),
             };
             encode_entry(&entry, &mut out);
         }

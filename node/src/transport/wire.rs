@@ -159,7 +159,7 @@ mod tests {
                 entries: vec![Entry {
                     index: Index(1),
                     term: Term(3),
-                    payload: Payload::Command("x".repeat(command_bytes)),
+                    payload: Payload::Command("x".repeat(command_bytes).into()),
                 }],
                 leader_commit: Index(0),
             },
