@@ -202,3 +202,90 @@ fn demo_starts_a_cluster_appends_and_stops_its_nodes_at_end_of_input() {
     }
     let _ = std::fs::remove_dir_all(kept);
 }
+
+/// The scheduling policy (field 41 of `/proc/PID/task/TID/stat`) of every thread of
+/// process `pid`, by thread name; the main thread (the core thread) is named "core" here.
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let mut policies = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("read /proc") {
+        let task = task.unwrap();
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue; // The thread ended meanwhile.
+        };
+        let name_end = stat.rfind(')').expect("stat holds (comm)");
+        let name_start = stat.find('(').expect("stat holds (comm)");
+        let mut name = stat[name_start + 1..name_end].to_string();
+        if task.file_name().to_string_lossy() == pid.to_string() {
+            name = "core".to_string();
+        }
+        // Fields after the name start at field 3 (state); policy is field 41.
+        let fields: Vec<&str> = stat[name_end + 1..].split_whitespace().collect();
+        policies.push((name, fields[41 - 3].parse().expect("numeric policy")));
+    }
+    policies.sort();
+    policies
+}
+
+fn policy_of(policies: &[(String, u32)], thread: &str) -> u32 {
+    policies
+        .iter()
+        .find(|(name, _)| name == thread)
+        .unwrap_or_else(|| panic!("no thread {thread:?} in {policies:?}"))
+        .1
+}
+
+const SCHED_OTHER: u32 = 0;
+const SCHED_BATCH: u32 = 3;
+
+#[test]
+fn core_and_storage_threads_run_as_sched_batch_unless_told_otherwise() {
+    let cluster = TestCluster::start("sched-batch", 1);
+    let policies = thread_policies(cluster.cluster.pid(0).expect("running"));
+    assert_eq!(policy_of(&policies, "core"), SCHED_BATCH, "{policies:?}");
+    assert_eq!(policy_of(&policies, "storage"), SCHED_BATCH, "{policies:?}");
+    assert_eq!(policy_of(&policies, "clients"), SCHED_OTHER, "{policies:?}");
+    assert_eq!(
+        policy_of(&policies, "log-writer"),
+        SCHED_OTHER,
+        "{policies:?}"
+    );
+
+    let dir = replog_node::local_cluster::fresh_temp_dir("sched-normal").unwrap();
+    let normal = replog_node::local_cluster::LocalCluster::start_with(
+        &support::exe(),
+        1,
+        &dir,
+        &["--scheduling", "normal"],
+    )
+    .expect("start with --scheduling normal");
+    let policies = thread_policies(normal.pid(0).expect("running"));
+    assert!(
+        policies.iter().all(|(_, policy)| *policy == SCHED_OTHER),
+        "{policies:?}"
+    );
+    drop(normal);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn start_names_a_bad_scheduling_value() {
+    let output = replog(&[
+        "start",
+        "-i",
+        "1",
+        "-a",
+        "127.0.0.1:1",
+        "--scheduling",
+        "fast",
+    ]);
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(
+        error.contains("--scheduling") && error.contains("fast"),
+        "{error}"
+    );
+    assert!(
+        error.contains("batch") && error.contains("normal"),
+        "{error}"
+    );
+}

@@ -16,6 +16,7 @@
 //! whole membership, and a node refuses a peer whose view differs from its own, so two
 //! nodes that were configured inconsistently never exchange a Raft message.
 
+use crate::scheduling::Scheduling;
 use replog_core::NodeId;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -179,6 +180,8 @@ pub struct NodeConfig {
     /// Stop cleanly when standard input reaches end of file (used by `replog demo` and the
     /// tests, so that nodes never outlive the process that started them).
     pub stop_on_stdin_eof: bool,
+    /// The kernel scheduling policy of the core and storage threads (see `scheduling.rs`).
+    pub scheduling: Scheduling,
     pub timing: Timing,
     pub limits: Limits,
 }

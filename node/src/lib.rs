@@ -29,6 +29,7 @@ pub mod node;
 pub mod pending;
 pub mod queue;
 pub mod runtime;
+pub mod scheduling;
 pub mod storage;
 pub mod storage_thread;
 pub mod transport;

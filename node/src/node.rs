@@ -86,8 +86,8 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
     let (inbox, waker) = PeerInbox::new(config.members.own_id, config.limits.max_frame_bytes)
         .map_err(NodeError::Thread)?;
     let (events, events_rx) = polled_queue(waker);
-    let storage_thread =
-        StorageThread::spawn(storage, events.clone()).map_err(NodeError::Thread)?;
+    let storage_thread = StorageThread::spawn(storage, events.clone(), config.scheduling)
+        .map_err(NodeError::Thread)?;
     let (runtime, inputs) = start_threads(
         &config,
         core,
@@ -97,6 +97,17 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
     )
     .map_err(NodeError::Thread)?;
     info!("listening on {own_addr} for peers and clients");
+    // Last, so that no thread started from here inherits the policy.
+    match config.scheduling.apply_to_current_thread() {
+        Ok(()) => info!(
+            "core and storage threads run as {}",
+            config.scheduling.policy_name()
+        ),
+        Err(error) => warn!(
+            "core thread: cannot switch to {}: {error}",
+            config.scheduling.policy_name()
+        ),
+    }
     let stopped = runtime.run(inputs);
     // The runtime dropped its job queue on return: the storage thread finishes what is
     // queued, flushes the commit hint and exits.

@@ -8,6 +8,7 @@
 
 use crate::queue::{queue, QueueReceiver, QueueSender};
 use crate::runtime::CoreEvent;
+use crate::scheduling::Scheduling;
 use crate::storage::{Storage, StorageError};
 use crate::warn;
 use replog_core::{Index, Write, WriteId};
@@ -47,11 +48,18 @@ impl StorageThread {
     pub fn spawn(
         storage: Storage,
         events: QueueSender<CoreEvent>,
+        scheduling: Scheduling,
     ) -> std::io::Result<StorageThread> {
         let (jobs, jobs_rx) = queue();
         let handle = std::thread::Builder::new()
             .name("storage".into())
             .spawn(move || {
+                if let Err(error) = scheduling.apply_to_current_thread() {
+                    warn!(
+                        "storage thread: cannot switch to {}: {error}",
+                        scheduling.policy_name()
+                    );
+                }
                 let events = Events(events);
                 run(storage, jobs_rx, &events)
             })?;
