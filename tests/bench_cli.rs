@@ -42,4 +42,5 @@ fn a_short_local_bench_commits_appends_and_reports_sane_percentiles() {
         "percentiles out of order: {report}"
     );
     assert!(number("node_rss_bytes_max") > 0, "no node RSS: {report}");
+    assert_eq!(report["node_scheduling"], "batch", "{report}");
 }

@@ -238,32 +238,29 @@ const SCHED_OTHER: u32 = 0;
 const SCHED_BATCH: u32 = 3;
 
 #[test]
-fn core_and_storage_threads_run_as_sched_batch_unless_told_otherwise() {
-    let cluster = TestCluster::start("sched-batch", 1);
+fn scheduling_batch_puts_the_core_and_storage_threads_on_sched_batch_and_only_them() {
+    let cluster = TestCluster::start("sched-default", 1);
     let policies = thread_policies(cluster.cluster.pid(0).expect("running"));
-    assert_eq!(policy_of(&policies, "core"), SCHED_BATCH, "{policies:?}");
-    assert_eq!(policy_of(&policies, "storage"), SCHED_BATCH, "{policies:?}");
-    assert_eq!(policy_of(&policies, "clients"), SCHED_OTHER, "{policies:?}");
-    assert_eq!(
-        policy_of(&policies, "log-writer"),
-        SCHED_OTHER,
-        "{policies:?}"
+    assert!(
+        policies.iter().all(|(_, policy)| *policy == SCHED_OTHER),
+        "the default leaves every thread alone: {policies:?}"
     );
 
-    let dir = replog_node::local_cluster::fresh_temp_dir("sched-normal").unwrap();
-    let normal = replog_node::local_cluster::LocalCluster::start_with(
+    let dir = replog_node::local_cluster::fresh_temp_dir("sched-batch").unwrap();
+    let batch = replog_node::local_cluster::LocalCluster::start_with(
         &support::exe(),
         1,
         &dir,
-        &["--scheduling", "normal"],
+        &["--scheduling", "batch"],
     )
-    .expect("start with --scheduling normal");
-    let policies = thread_policies(normal.pid(0).expect("running"));
-    assert!(
-        policies.iter().all(|(_, policy)| *policy == SCHED_OTHER),
-        "{policies:?}"
-    );
-    drop(normal);
+    .expect("start with --scheduling batch");
+    let policies = thread_policies(batch.pid(0).expect("running"));
+    assert_eq!(policy_of(&policies, "core"), SCHED_BATCH, "{policies:?}");
+    assert_eq!(policy_of(&policies, "storage"), SCHED_BATCH, "{policies:?}");
+    for thread in ["clients", "log-writer", "stdin"] {
+        assert_eq!(policy_of(&policies, thread), SCHED_OTHER, "{policies:?}");
+    }
+    drop(batch);
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -15,6 +15,7 @@ use crate::config::NodeConfig;
 use crate::listener::{self, ListenerContext};
 use crate::queue::{polled_queue, PolledReceiver, QueueSender};
 use crate::runtime::{Control, CoreEvent, Inputs, Runtime, Stopped};
+use crate::scheduling::Scheduling;
 use crate::storage::{AppendMode, Storage, StorageError};
 use crate::storage_thread::{StorageJob, StorageThread};
 use crate::transport::{Hello, PeerContext, PeerInbox, PeerSender};
@@ -98,15 +99,11 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
     .map_err(NodeError::Thread)?;
     info!("listening on {own_addr} for peers and clients");
     // Last, so that no thread started from here inherits the policy.
-    match config.scheduling.apply_to_current_thread() {
-        Ok(()) => info!(
-            "core and storage threads run as {}",
-            config.scheduling.policy_name()
-        ),
-        Err(error) => warn!(
-            "core thread: cannot switch to {}: {error}",
-            config.scheduling.policy_name()
-        ),
+    if config.scheduling == Scheduling::Batch {
+        match config.scheduling.apply_to_current_thread() {
+            Ok(()) => info!("core and storage threads run as SCHED_BATCH (--scheduling batch)"),
+            Err(error) => warn!("core thread: cannot switch to SCHED_BATCH: {error}"),
+        }
     }
     let stopped = runtime.run(inputs);
     // The runtime dropped its job queue on return: the storage thread finishes what is

@@ -55,10 +55,7 @@ impl StorageThread {
             .name("storage".into())
             .spawn(move || {
                 if let Err(error) = scheduling.apply_to_current_thread() {
-                    warn!(
-                        "storage thread: cannot switch to {}: {error}",
-                        scheduling.policy_name()
-                    );
+                    warn!("storage thread: cannot switch to SCHED_BATCH: {error}");
                 }
                 let events = Events(events);
                 run(storage, jobs_rx, &events)

@@ -23,6 +23,8 @@ pub struct BenchReport {
     pub connection_errors: u64,
     /// The largest resident set of any node at the end (`--local` only).
     pub node_rss_bytes_max: Option<u64>,
+    /// The `--scheduling` the nodes ran with (`--local` only).
+    pub node_scheduling: Option<&'static str>,
     /// CPU time per committed append over the measured window (`--local` on Linux only).
     #[serde(flatten)]
     pub cpu: Option<CpuUse>,
@@ -62,6 +64,7 @@ impl BenchReport {
             timeouts: problems.timeouts,
             connection_errors: problems.connection_errors,
             node_rss_bytes_max: None,
+            node_scheduling: None,
             cpu: None,
         }
     }
@@ -91,6 +94,9 @@ impl BenchReport {
             ms(self.latency_us_p99),
             ms(self.latency_us_max),
         );
+        if let Some(scheduling) = self.node_scheduling {
+            text.push_str(&format!("nodes ran with --scheduling {scheduling}\n"));
+        }
         if let Some(rss) = self.node_rss_bytes_max {
             text.push_str(&format!("largest node RSS {:.1} MB\n", rss as f64 / 1e6));
         }

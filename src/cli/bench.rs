@@ -5,6 +5,7 @@ use crate::bench::load::{self, Event, LoadConfig};
 use crate::bench::procfs;
 use crate::bench::report::{BenchReport, CpuUse};
 use crate::cli::duration::parse_duration;
+use crate::cli::node::SchedulingArg;
 use clap::Args;
 use replog_node::client::blocking::Connection;
 use replog_node::client::protocol::RoleName;
@@ -49,6 +50,11 @@ pub struct BenchArgs {
     /// Where `--local` keeps node data (default: a fresh temporary directory, removed after).
     #[arg(long, requires = "local")]
     data_dir: Option<PathBuf>,
+    /// `--scheduling` for the `--local` nodes (see `replog start --help`). `batch` by
+    /// default: a local cluster and its load generator are exactly the case it is for,
+    /// more busy replog threads than CPUs on one machine.
+    #[arg(long, value_enum, default_value_t = SchedulingArg::Batch, requires = "local")]
+    node_scheduling: SchedulingArg,
 }
 
 pub fn run(args: BenchArgs) -> ExitCode {
@@ -122,8 +128,9 @@ fn run_local(args: &BenchArgs) -> Result<BenchReport, String> {
     };
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the replog executable: {e}"))?;
-    let mut cluster =
-        LocalCluster::start(&exe, args.nodes as usize, &data_dir).map_err(|error| {
+    let node_args = ["--scheduling", args.node_scheduling.as_arg()];
+    let mut cluster = LocalCluster::start_with(&exe, args.nodes as usize, &data_dir, &node_args)
+        .map_err(|error| {
             format!(
                 "cannot start a local cluster in {}: {error}",
                 data_dir.display()
@@ -144,7 +151,11 @@ fn bench_cluster(args: &BenchArgs, cluster: &mut LocalCluster) -> Result<BenchRe
     let leader = wait_for_leader(&cluster.addrs(), Duration::from_secs(10))?;
     status(
         args,
-        &format!("local cluster of {} nodes up; leader {leader}", args.nodes),
+        &format!(
+            "local cluster of {} nodes up (--scheduling {}); leader {leader}",
+            args.nodes,
+            args.node_scheduling.as_arg()
+        ),
     );
     // Clients start at the leader, with every node as a fallback.
     let mut targets = vec![leader.clone()];
@@ -165,6 +176,7 @@ fn bench_cluster(args: &BenchArgs, cluster: &mut LocalCluster) -> Result<BenchRe
         }
     }
     let mut report = BenchReport::new(&config, Some(args.nodes as usize), result);
+    report.node_scheduling = Some(args.node_scheduling.as_arg());
     let rss: Vec<u64> = pids
         .iter()
         .filter_map(|&pid| procfs::rss_bytes(pid))

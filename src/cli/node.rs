@@ -37,18 +37,29 @@ pub struct StartArgs {
     /// Stop cleanly when standard input closes (for supervisors such as `replog demo`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
-    /// Kernel scheduling of the core and storage threads. `batch` (SCHED_BATCH): a thread
-    /// that wakes does not preempt the one running, so busy threads keep their batches
-    /// whole (much faster when threads outnumber CPUs); `normal`: the default policy, for
-    /// a node that shares its CPUs with CPU-bound neighbours.
-    #[arg(long, value_enum, default_value_t = SchedulingArg::Batch)]
+    /// Kernel scheduling of the core and storage threads. `normal`: the default policy.
+    /// `batch` (SCHED_BATCH): a thread that wakes does not preempt the one running, so
+    /// busy threads keep their batches whole: much faster when replog's own threads
+    /// outnumber the CPUs (several nodes on one machine), much slower next to CPU-bound
+    /// processes, whose time slices a woken thread then waits out.
+    #[arg(long, value_enum, default_value_t = SchedulingArg::Normal)]
     scheduling: SchedulingArg,
 }
 
+/// `--scheduling` as the command line spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum SchedulingArg {
+pub enum SchedulingArg {
     Batch,
     Normal,
+}
+
+impl SchedulingArg {
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            SchedulingArg::Batch => "batch",
+            SchedulingArg::Normal => "normal",
+        }
+    }
 }
 
 impl From<SchedulingArg> for Scheduling {
