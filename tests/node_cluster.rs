@@ -97,7 +97,7 @@ fn a_killed_leader_is_replaced_within_two_seconds_and_catches_up_on_restart() {
     cluster.cluster.kill(old_leader);
     let killed_at = Instant::now();
     let survivors: Vec<usize> = ALL.into_iter().filter(|&k| k != old_leader).collect();
-    let (new_leader, new_term) = cluster.wait_for(ELECTION, "a new leader", |cluster| {
+    let (_, new_term) = cluster.wait_for(ELECTION, "a new leader", |cluster| {
         cluster
             .agreed_leader(&survivors)
             .filter(|&(_, term)| term > old_term)
@@ -108,8 +108,7 @@ fn a_killed_leader_is_replaced_within_two_seconds_and_catches_up_on_restart() {
         "new leader after {took:?}\n{}",
         cluster.cluster.all_log_tails(30)
     );
-    assert_ne!(new_leader, old_leader);
-    assert!(new_term > old_term);
+    // The probe only accepts a survivor leading in a later term than the old leader.
 
     for &k in &survivors {
         cluster.wait_committed_on(k, &before);
