@@ -27,6 +27,9 @@ pub struct LocalNode {
     pub id: u64,
     pub addr: String,
     child: Option<Child>,
+    /// Length of the node's log file when its current process was spawned: where that
+    /// process's own lines begin.
+    log_start: u64,
 }
 
 /// A running local cluster. Dropping it kills whatever still runs.
@@ -65,6 +68,7 @@ impl LocalCluster {
                         id: k as u64 + 1,
                         addr,
                         child: None,
+                        log_start: 0,
                     })
                     .collect(),
                 extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
@@ -250,6 +254,8 @@ impl LocalCluster {
     }
 
     fn spawn(&mut self, k: usize) -> io::Result<()> {
+        // Before the process starts: one that fails to bind exits within milliseconds.
+        self.nodes[k].log_start = file_len(&self.log_path(k));
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -269,7 +275,7 @@ impl LocalCluster {
     /// Waits until node `k` answers `status`. A node that exits first is an error (with
     /// `AddrInUse` if it could not bind its port, so the caller can pick other ports).
     fn wait_serving(&mut self, k: usize) -> io::Result<()> {
-        let log_start = file_len(&self.log_path(k));
+        let log_start = self.nodes[k].log_start;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(mut connection) = Connection::connect(self.addr(k), Duration::from_secs(2)) {
