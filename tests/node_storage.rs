@@ -105,7 +105,9 @@ fn a_torn_final_line_is_cut_with_a_warning_at_every_offset() {
         damaged.extend_from_slice(&tail);
         fs::write(&path, &damaged).unwrap();
         // The node log is appended to across restarts: judge only this round's part.
-        let log_before = fs::read_to_string(cluster.cluster.log_path(0)).unwrap().len();
+        let log_before = fs::read_to_string(cluster.cluster.log_path(0))
+            .unwrap()
+            .len();
         cluster
             .cluster
             .restart(0)

@@ -114,7 +114,8 @@ fn run(mut storage: Storage, jobs: QueueReceiver<StorageJob>, events: &Events) -
         if let Err(error) = storage.record_commit_index(hint) {
             return fail(events, error);
         }
-        hint_pending = hint > Index::ZERO;
+        // Come back for a hint that had to wait out the interval, and only for one.
+        hint_pending = storage.commit_hint_pending();
         if writes.capacity() > 4096 {
             writes = Vec::new();
         }

@@ -211,9 +211,16 @@ impl Storage {
             });
         }
         self.commit_index = self.commit_index.max(commit_index);
-        if self.commit_index == self.metadata.commit_index
-            || self.last_metadata_write.elapsed() < COMMIT_HINT_INTERVAL
-        {
+        if self.last_metadata_write.elapsed() < COMMIT_HINT_INTERVAL {
+            return Ok(());
+        }
+        self.flush_commit_index()
+    }
+
+    /// Writes a pending commit index now, e.g. at a clean shutdown.
+    pub fn flush_commit_index(&mut self) -> Result<(), StorageError> {
+        self.check_not_poisoned()?;
+        if !self.commit_hint_pending() {
             return Ok(());
         }
         let result = self.write_metadata(self.metadata.hard_state);
@@ -221,15 +228,9 @@ impl Storage {
         result
     }
 
-    /// Writes a pending commit index now, e.g. at a clean shutdown.
-    pub fn flush_commit_index(&mut self) -> Result<(), StorageError> {
-        self.check_not_poisoned()?;
-        if self.commit_index == self.metadata.commit_index {
-            return Ok(());
-        }
-        let result = self.write_metadata(self.metadata.hard_state);
-        self.poisoned = result.is_err();
-        result
+    /// Whether a recorded commit index is still waiting to be written to `metadata.json`.
+    pub fn commit_hint_pending(&self) -> bool {
+        self.commit_index != self.metadata.commit_index
     }
 
     /// The node's storage directory, `<data_dir>/<node_id>`.
