@@ -78,7 +78,7 @@ impl PendingAppends {
     pub fn committed(
         &mut self,
         entries: &[Entry],
-        overwritten: &Response,
+        overwritten: impl Fn() -> Response,
         answers: &mut Vec<Answer>,
     ) {
         for entry in entries {
@@ -100,7 +100,7 @@ impl PendingAppends {
                         term: entry.term.0,
                     }
                 } else {
-                    overwritten.clone()
+                    overwritten()
                 };
                 waiter.answer(response, answers);
                 batch.next_index = batch.next_index.next();
@@ -197,7 +197,7 @@ mod tests {
         assert_eq!(pending.last_waiting(), Some(Index(6)));
         // Index 4 is not ours; 5 commits with our term; 6 with a later leader's.
         let commits = [entry(4, 2), entry(5, 2), entry(6, 3)];
-        pending.committed(&commits, &overwritten(), &mut answers);
+        pending.committed(&commits, overwritten, &mut answers);
         assert_eq!(
             given(&mut answers),
             [
@@ -219,7 +219,7 @@ mod tests {
         pending.accepted(Index(7), Term(4), new, deadline, &mut answers);
         // Truncated here, but another node may still hold it and commit it later.
         assert_eq!(given(&mut answers), [(0, Response::Timeout)]);
-        pending.committed(&[entry(7, 4)], &overwritten(), &mut answers);
+        pending.committed(&[entry(7, 4)], overwritten, &mut answers);
         assert_eq!(
             given(&mut answers),
             [(1, Response::Appended { index: 7, term: 4 })]

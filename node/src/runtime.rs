@@ -297,9 +297,9 @@ impl Runtime {
                 self.pending
                     .accepted(first_index, term, waiters, deadline, &mut self.answers);
             }
-            ProposalOutcome::NotLeader { leader } => {
-                let leader = leader.and_then(|id| self.members.addr_of(id).map(str::to_string));
-                let answer = Response::NotLeader { leader };
+            ProposalOutcome::NotLeader { .. } => {
+                // The outcome names the leader the core knows, as `not_leader()` does.
+                let answer = self.not_leader();
                 for waiter in waiters {
                     waiter.answer(answer.clone(), &mut self.answers);
                 }
@@ -326,9 +326,10 @@ impl Runtime {
             },
             Output::Commit(entries) => {
                 if !self.pending.is_empty() {
-                    let overwritten = self.not_leader();
+                    // Built only for the rare append overwritten by another leader's entry.
+                    let overwritten = || not_leader(&self.core, &self.members);
                     self.pending
-                        .committed(&entries, &overwritten, &mut self.answers);
+                        .committed(&entries, overwritten, &mut self.answers);
                 }
             }
             Output::Proposal(outcome) => {
@@ -362,15 +363,12 @@ impl Runtime {
     }
 
     fn leader_addr(&self) -> Option<String> {
-        let leader = self.core.leader()?;
-        self.members.addr_of(leader).map(str::to_string)
+        leader_addr(&self.core, &self.members)
     }
 
     /// The answer for an append this node cannot (or can no longer) commit.
     fn not_leader(&self) -> Response {
-        Response::NotLeader {
-            leader: self.leader_addr(),
-        }
+        not_leader(&self.core, &self.members)
     }
 
     fn state(&self, with_entries: bool) -> NodeState {
@@ -422,5 +420,18 @@ impl Runtime {
             ),
             (Role::Candidate, _) => info!("election: campaigning in term {}", term.0),
         }
+    }
+}
+
+/// The address of the leader `core` knows, as clients should dial it.
+fn leader_addr(core: &RaftCore, members: &Members) -> Option<String> {
+    members.addr_of(core.leader()?).map(str::to_string)
+}
+
+/// The answer for an append this node cannot (or can no longer) commit. Takes fields, not
+/// the runtime, so that it can be built lazily while the pending appends are borrowed.
+fn not_leader(core: &RaftCore, members: &Members) -> Response {
+    Response::NotLeader {
+        leader: leader_addr(core, members),
     }
 }
