@@ -1,6 +1,6 @@
 //! The node's one port. Clients and peers share it: the client front end accepts every
 //! connection and tells peers from clients by their first line (a peer's is a
-//! `peer_hello`, see `transport::wire`), handing peers to threads of their own.
+//! `peer_hello`, see `transport::wire`), handing peers to the core thread.
 
 use crate::client::frontend::FrontEnd;
 use crate::client::{AnswerSink, ClientContext};

@@ -380,7 +380,7 @@ impl FrontEnd {
         }
         let max_line_bytes = self.client.max_line_bytes;
         let Some(connection) = self.slots[slot].connection.as_mut() else {
-            return; // Handed over to a peer thread.
+            return; // Handed over to the core thread as a peer.
         };
         if connection.refused_until.is_some() {
             return; // Its input is dropped from now on.
@@ -473,10 +473,10 @@ impl FrontEnd {
                 let _ = self.peer.core.send(CoreEvent::PeerConnected(connection));
             }
             Err(problem) => {
-                let answer =
-                    serde_json::json!({"ok": false, "error": "bad_request", "message": problem});
+                let mut answer = Vec::new();
+                Response::BadRequest { message: problem }.encode(&mut answer);
                 // A fresh socket's buffer takes one line; if not, the peer learns nothing.
-                let _ = stream.write(format!("{answer}\n").as_bytes());
+                let _ = stream.write(&answer);
             }
         }
     }
