@@ -188,3 +188,29 @@ fn sweep_reports_throughput_and_no_failures() {
     assert!(text.contains("failures: 0"));
     assert!(text.contains("seeds/s") && text.contains("events/s") && text.contains("x real time"));
 }
+
+#[test]
+fn a_sweep_checks_its_scenario_against_every_cluster_size() {
+    // No "nodes" of its own, and a fault on node 5: fine for 5 nodes, not for 3.
+    let path = std::env::temp_dir().join(format!("replog-node-five-{}.json", std::process::id()));
+    std::fs::write(
+        &path,
+        r#"{"name":"node-five","duration_ms":2000,"schedule":[
+            {"at_ms":500,"fault":{"kind":"crash","target":{"node":5}}}]}"#,
+    )
+    .unwrap();
+    let output = replog(&[
+        "sim",
+        "sweep",
+        "--seeds",
+        "0..2",
+        "--nodes",
+        "5,3",
+        "--scenario",
+        path.to_str().unwrap(),
+    ]);
+    let _ = std::fs::remove_file(&path);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("at 500 ms"), "{stderr}");
+}

@@ -73,7 +73,7 @@ pub fn run(command: SimCommand) -> ExitCode {
 }
 
 fn run_one(args: RunArgs, replay: bool) -> Result<ExitCode, String> {
-    let scenario = load_scenario(args.scenario.as_ref(), args.nodes)?;
+    let scenario = load_scenario(args.scenario.as_ref(), &[args.nodes])?;
     let options = RunOptions {
         seed: args.seed,
         nodes: args.nodes,
@@ -117,10 +117,7 @@ fn run_sweep(args: SweepArgs) -> Result<ExitCode, String> {
     if args.seeds.is_empty() {
         return Err("the seed range is empty".into());
     }
-    for &nodes in &args.nodes {
-        replog_sim::scenario::check_cluster_size(nodes)?;
-    }
-    let scenario = load_scenario(args.scenario.as_ref(), args.nodes[0])?;
+    let scenario = load_scenario(args.scenario.as_ref(), &args.nodes)?;
     let options = SweepOptions {
         seeds: args.seeds.clone(),
         jobs: args.jobs.max(1),
@@ -179,16 +176,22 @@ fn run_sweep(args: SweepArgs) -> Result<ExitCode, String> {
     })
 }
 
+/// Checks every cluster size and reads the scenario, if one is given, checking it against
+/// each size it will run with (its own `nodes` if it fixes one).
 fn load_scenario(
     path: Option<&PathBuf>,
-    nodes: usize,
+    cluster_sizes: &[usize],
 ) -> Result<Option<(String, Scenario)>, String> {
-    replog_sim::scenario::check_cluster_size(nodes)?;
+    for &nodes in cluster_sizes {
+        replog_sim::scenario::check_cluster_size(nodes)?;
+    }
     let Some(path) = path else {
         return Ok(None);
     };
     let scenario = Scenario::load(path)?;
-    scenario.validate(scenario.nodes.unwrap_or(nodes))?;
+    for &nodes in cluster_sizes {
+        scenario.validate(scenario.nodes.unwrap_or(nodes))?;
+    }
     Ok(Some((path.display().to_string(), scenario)))
 }
 
