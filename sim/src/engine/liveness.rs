@@ -92,16 +92,24 @@ impl Simulation {
         if let Some(violation) = self.liveness_failure.take() {
             return Err(violation);
         }
+        // Borrowed out for the checks (and put back), not cloned: this runs on every event.
+        let liveness = self.liveness.as_mut().expect("in the liveness phase");
+        let members = std::mem::take(&mut liveness.members);
+        let result = self.check_liveness_of(&members);
+        self.liveness.as_mut().expect("still in it").members = members;
+        result
+    }
+
+    fn check_liveness_of(&mut self, members: &[usize]) -> Result<bool, Violation> {
         let liveness = self.liveness.as_ref().expect("in the liveness phase");
-        let members = liveness.members.clone();
         if self.now_us > liveness.deadline_us {
-            return Err(self.liveness_violation(&members));
+            return Err(self.liveness_violation(members));
         }
         if liveness.committed_us.is_none() {
             self.probe_leader()?;
             return Ok(false);
         }
-        self.check_converged(&members)
+        self.check_converged(members)
     }
 
     /// Proposes a fresh command to each new leader. The leader may sit outside the healed

@@ -53,16 +53,24 @@ impl Simulation {
             return Ok(()); // The crash already decided what this fsync saved.
         }
         let durable = state.disk.fsync_done()?;
+        self.start_fsync(node);
+        match durable {
+            Some(write_id) => self.on_persisted(node, incarnation, write_id),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts an fsync of `node`'s unsynced writes unless one is running, and schedules
+    /// its completion (one latency draw per fsync started).
+    fn start_fsync(&mut self, node: usize) {
+        let state = &mut self.nodes[node];
         if state.disk.start_fsync() {
             let latency_us = Disk::fsync_latency_us(&self.params.disk, &mut self.rng.disk);
+            let incarnation = state.incarnation;
             self.queue.push(
                 self.now_us + latency_us,
                 Event::FsyncDone { node, incarnation },
             );
-        }
-        match durable {
-            Some(write_id) => self.on_persisted(node, incarnation, write_id),
-            None => Ok(()),
         }
     }
 
@@ -122,17 +130,8 @@ impl Simulation {
         for output in outputs.drain(..) {
             match output {
                 Output::Persist(write) => {
-                    let state = &mut self.nodes[node];
-                    state.disk.write(write);
-                    if state.disk.start_fsync() {
-                        let latency_us =
-                            Disk::fsync_latency_us(&self.params.disk, &mut self.rng.disk);
-                        let incarnation = state.incarnation;
-                        self.queue.push(
-                            self.now_us + latency_us,
-                            Event::FsyncDone { node, incarnation },
-                        );
-                    }
+                    self.nodes[node].disk.write(write);
+                    self.start_fsync(node);
                 }
                 Output::Send(message) => self.send(node, message),
                 Output::Commit(entries) => {
