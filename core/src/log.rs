@@ -155,14 +155,15 @@ impl Log {
 
     /// The first index holding the same term as the entry at `index` (for conflict hints).
     pub fn first_index_of_term_at(&self, index: Index) -> Index {
+        if index == Index::ZERO {
+            return index;
+        }
         let Some(term) = self.term_at(index) else {
             return index;
         };
-        let mut first = index;
-        while first.0 > 1 && self.term_at(first.prev()) == Some(term) {
-            first = first.prev();
-        }
-        first
+        // Terms never decrease along the log, so binary search on the term (a walk back
+        // would cost the term's length on every rejected AppendEntries).
+        Index(self.entries.partition_point(|entry| entry.term < term) as u64 + 1)
     }
 
     /// The last index holding `term`, if any entry does.

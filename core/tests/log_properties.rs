@@ -170,3 +170,35 @@ fn batches_stop_at_the_count_and_byte_limits_but_never_send_nothing() {
     assert_eq!(log.batch_from(Index(9), 100, usize::MAX).len(), 2);
     assert!(log.batch_from(Index(11), 100, usize::MAX).is_empty());
 }
+
+proptest! {
+    /// The conflict hint's first index of a term, against its definition: same term as the
+    /// entry asked about, and the entry before it (if any) of an earlier term.
+    #[test]
+    fn first_index_of_term_at_is_where_that_term_begins(
+        steps in proptest::collection::vec(0..3u64, 0..40),
+        probe in 0..45u64,
+    ) {
+        let mut term = 1;
+        let entries: Vec<Entry> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, &step)| {
+                term += step;
+                Entry { index: Index(i as u64 + 1), term: Term(term), payload: Payload::Noop }
+            })
+            .collect();
+        let log = Log::from_entries(entries).unwrap();
+        let index = Index(probe);
+        let first = log.first_index_of_term_at(index);
+        match log.term_at(index) {
+            Some(_) if index == Index(0) => prop_assert_eq!(first, Index(0)),
+            Some(term) => {
+                prop_assert!(first <= index);
+                prop_assert_eq!(log.term_at(first), Some(term));
+                prop_assert!(first == Index(1) || log.term_at(first.prev()) < Some(term));
+            }
+            None => prop_assert_eq!(first, index),
+        }
+    }
+}
