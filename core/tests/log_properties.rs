@@ -94,19 +94,28 @@ proptest! {
         }
     }
 
+    /// The follower starts from another leader's log of the same history (extra, missing
+    /// or conflicting entries) and keeps its first `keep` entries; whenever `prev` matches,
+    /// the append must leave it holding the leader's log up to the last entry sent, which
+    /// takes the skip, truncate and append paths alike.
     #[test]
     fn a_matching_append_leaves_the_follower_holding_the_leaders_prefix(
         specs in prop::collection::vec((any::<usize>(), 0usize..12, 0usize..5), 1..8),
         which in any::<usize>(),
+        other in any::<usize>(),
+        keep in 0usize..14,
         prev in 0usize..14,
         count in 1usize..5,
     ) {
         let leaders = leader_logs(&specs);
         let leader = &leaders[which % leaders.len()];
-        let mut follower = Log::from_entries(leader[..prev.min(leader.len())].to_vec()).unwrap();
-        prop_assert!(apply_append(&mut follower, leader, prev, count));
-        let upto = (prev + count).min(leader.len());
-        prop_assert_eq!(&follower.entries()[..upto], &leader[..upto]);
+        let start = &leaders[other % leaders.len()];
+        let mut follower = Log::from_entries(start[..keep.min(start.len())].to_vec()).unwrap();
+        if apply_append(&mut follower, leader, prev, count) {
+            let upto = (prev + count).min(leader.len());
+            prop_assert!(follower.entries().len() >= upto);
+            prop_assert_eq!(&follower.entries()[..upto], &leader[..upto]);
+        }
     }
 }
 
