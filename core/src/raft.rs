@@ -509,8 +509,4 @@ impl RaftCore {
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
-    /// Writes handed out and not yet reported durable.
-    pub fn writes_in_flight(&self) -> usize {
-        self.writes.in_flight_count()
-    }
 }

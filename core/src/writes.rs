@@ -136,10 +136,6 @@ impl WriteTracker {
         Some(Released { messages })
     }
 
-    pub fn in_flight_count(&self) -> usize {
-        self.in_flight.len()
-    }
-
     pub fn check_invariants(&self, log_last_index: Index) {
         assert!(
             self.durable_index <= log_last_index,

@@ -141,10 +141,6 @@ impl PendingAppends {
         self.batches.back().map(Batch::last_index)
     }
 
-    pub fn len(&self) -> usize {
-        self.batches.iter().map(|batch| batch.waiters.len()).sum()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.batches.is_empty()
     }

@@ -99,36 +99,16 @@ fn shared<T>(wake: Wake) -> Arc<Shared<T>> {
     })
 }
 
-/// Why an item could not be queued; it is handed back.
-#[derive(Debug, PartialEq, Eq)]
-pub enum SendError<T> {
-    /// The queue already holds the allowed number of items.
-    Full(T),
-    /// The receiver is gone.
-    Disconnected(T),
-}
-
 pub struct QueueSender<T> {
     shared: Arc<Shared<T>>,
 }
 
 impl<T> QueueSender<T> {
-    /// Queues `item`. Fails only if the receiver is gone.
+    /// Queues `item`; never blocks. Fails, handing it back, only if the receiver is gone.
     pub fn send(&self, item: T) -> Result<(), T> {
-        self.send_bounded(item, usize::MAX)
-            .map_err(|error| match error {
-                SendError::Full(item) | SendError::Disconnected(item) => item,
-            })
-    }
-
-    /// Queues `item` unless `max_queued` items are already waiting. Never blocks.
-    pub fn send_bounded(&self, item: T, max_queued: usize) -> Result<(), SendError<T>> {
         let mut state = self.shared.lock();
         if !state.receiver_alive {
-            return Err(SendError::Disconnected(item));
-        }
-        if state.items.len() >= max_queued {
-            return Err(SendError::Full(item));
+            return Err(item);
         }
         state.items.push(item);
         self.shared.wake_receiver(&mut state);
@@ -272,14 +252,13 @@ mod tests {
     }
 
     #[test]
-    fn a_deadline_ends_the_wait_and_a_bound_refuses_extra_items() {
+    fn a_deadline_ends_the_wait() {
         let (sender, receiver) = queue();
         let mut batch: Vec<u32> = vec![];
         let deadline = Instant::now() + Duration::from_millis(5);
         receiver.take(&mut batch, Some(deadline)).unwrap();
         assert!(batch.is_empty() && Instant::now() >= deadline);
-        sender.send_bounded(1, 1).unwrap();
-        assert_eq!(sender.send_bounded(2, 1), Err(SendError::Full(2)));
+        drop(sender);
     }
 
     #[test]

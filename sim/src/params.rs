@@ -188,12 +188,6 @@ impl Params {
             ..self.core.clone()
         }
     }
-
-    /// The longest election timeout of the slowest clock, in simulated time.
-    pub fn election_timeout_us_max(&self) -> u64 {
-        let slowest_tick_us = self.tick_us * (100 + u64::from(self.skew_percent_max)) / 100;
-        self.core.election_timeout_ticks_max * slowest_tick_us
-    }
 }
 
 fn swarm_core(rng: &mut SimRng) -> Config {

@@ -21,10 +21,6 @@ impl Ratio {
         Ratio(percent, 100)
     }
 
-    pub fn is_never(self) -> bool {
-        self.0 == 0
-    }
-
     pub fn validate(self) -> Result<(), String> {
         if self.1 == 0 {
             return Err(format!(

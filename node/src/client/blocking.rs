@@ -49,10 +49,6 @@ impl Connection {
         }))
     }
 
-    pub fn addr(&self) -> &str {
-        &self.addr
-    }
-
     pub fn send(&mut self, request: &Request) -> io::Result<()> {
         self.out.clear();
         request.encode(&mut self.out);
