@@ -7,6 +7,7 @@
 //! cleanly. No node outlives the cluster's owner.
 
 use crate::client::blocking::Connection;
+use crate::client::RoleName;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::net::TcpListener;
@@ -96,6 +97,22 @@ impl LocalCluster {
             self.wait_serving(k)?;
         }
         Ok(())
+    }
+
+    /// Polls every node's status until one reports itself leader; returns its address.
+    pub fn wait_for_leader(&self, timeout: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            for node in &self.nodes {
+                let state = Connection::connect(&node.addr, Duration::from_millis(500))
+                    .and_then(|mut connection| connection.state(false));
+                if matches!(state, Ok(ref state) if state.role == RoleName::Leader) {
+                    return Ok(node.addr.clone());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("no leader elected within {timeout:?}"))
     }
 
     pub fn len(&self) -> usize {

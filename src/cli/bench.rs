@@ -7,13 +7,11 @@ use crate::bench::report::{BenchReport, CpuUse};
 use crate::cli::duration::parse_duration;
 use crate::cli::node::SchedulingArg;
 use clap::Args;
-use replog_node::client::blocking::Connection;
-use replog_node::client::protocol::RoleName;
 use replog_node::local_cluster::{fresh_temp_dir, LocalCluster};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -148,7 +146,7 @@ fn run_local(args: &BenchArgs) -> Result<BenchReport, String> {
 }
 
 fn bench_cluster(args: &BenchArgs, cluster: &mut LocalCluster) -> Result<BenchReport, String> {
-    let leader = wait_for_leader(&cluster.addrs(), Duration::from_secs(10))?;
+    let leader = cluster.wait_for_leader(Duration::from_secs(10))?;
     status(
         args,
         &format!(
@@ -237,22 +235,6 @@ impl CpuMeter {
             client_us_per_op: *client,
         })
     }
-}
-
-/// Polls every node's status until one reports itself leader; returns its address.
-fn wait_for_leader(addrs: &[String], timeout: Duration) -> Result<String, String> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        for addr in addrs {
-            let state = Connection::connect(addr, Duration::from_millis(500))
-                .and_then(|mut c| c.state(false));
-            if matches!(state, Ok(ref s) if s.role == RoleName::Leader) {
-                return Ok(addr.clone());
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(format!("no leader elected within {timeout:?}"))
 }
 
 fn status(args: &BenchArgs, message: &str) {

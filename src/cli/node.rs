@@ -2,7 +2,7 @@
 //! cluster to play with.
 
 use clap::{Args, ValueEnum};
-use replog_node::client::blocking::{self, AppendError, Connection};
+use replog_node::client::blocking::{self, Connection};
 use replog_node::client::{NodeState, Request, Response};
 use replog_node::config::{Limits, Members, NodeConfig, Timing};
 use replog_node::local_cluster::{fresh_temp_dir, LocalCluster};
@@ -10,7 +10,7 @@ use replog_node::scheduling::Scheduling;
 use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Args)]
 pub struct StartArgs {
@@ -157,7 +157,6 @@ pub fn append(args: AppendArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(error @ AppendError::NoLeader { .. }) => fail(&error.to_string()),
         Err(error) => fail(&error.to_string()),
     }
 }
@@ -235,7 +234,7 @@ fn run_demo(nodes: usize) -> Result<(), String> {
     println!("Starting {nodes} nodes with data in {} ...", dir.display());
     let mut cluster = LocalCluster::start(&exe, nodes, &dir)
         .map_err(|error| format!("cannot start the cluster: {error}"))?;
-    let leader = wait_for_leader(&cluster, Duration::from_secs(15))?;
+    let leader = cluster.wait_for_leader(Duration::from_secs(15))?;
     println!("Leader elected: {leader}\n");
     let commands = ["set greeting=hello", "set answer=42", "del greeting"];
     for command in commands {
@@ -262,25 +261,6 @@ fn run_demo(nodes: usize) -> Result<(), String> {
         .map_err(|error| format!("stopping the nodes: {error}"))?;
     println!("Stopped. Data kept in {}", dir.display());
     Ok(())
-}
-
-fn wait_for_leader(cluster: &LocalCluster, timeout: Duration) -> Result<String, String> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        for addr in cluster.addrs() {
-            let state = Connection::connect(&addr, Duration::from_secs(1))
-                .and_then(|mut connection| connection.state(false));
-            if let Ok(NodeState {
-                leader: Some(leader),
-                ..
-            }) = state
-            {
-                return Ok(leader);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(format!("no leader elected within {timeout:?}"))
 }
 
 fn print_demo_help(cluster: &LocalCluster, exe: &str) {
