@@ -194,7 +194,6 @@ fn start_threads(
     let inputs = Inputs {
         events: events_rx,
         inbox,
-        tick: config.timing.tick,
     };
     Ok((runtime, inputs))
 }

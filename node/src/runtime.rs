@@ -57,12 +57,11 @@ pub enum CoreEvent {
     Control(Control),
 }
 
-/// What the core thread waits on: its queue, peer connections, and the tick timer.
+/// What the core thread waits on besides the tick timer: its queue and peer connections.
 pub struct Inputs {
     /// Its sender wakes `inbox`'s poll.
     pub events: PolledReceiver<CoreEvent>,
     pub inbox: PeerInbox,
-    pub tick: Duration,
 }
 
 /// A `query` or `status` held back until the appends accepted before it are answered, so
@@ -138,7 +137,8 @@ impl Runtime {
         let mut events = Vec::new();
         let mut requests = Vec::new();
         let mut messages = Vec::new();
-        let mut next_tick = Instant::now() + inputs.tick;
+        let tick = self.timing.tick;
+        let mut next_tick = Instant::now() + tick;
         loop {
             self.wait(&mut inputs, next_tick, &mut events, &mut messages);
             if let Some(stopped) =
@@ -151,7 +151,7 @@ impl Runtime {
                 self.step(Input::Tick);
                 self.pending.expire(now, &mut self.answers);
                 // After a stall, carry on from now rather than catching up with a burst.
-                next_tick = (next_tick + inputs.tick).max(now);
+                next_tick = (next_tick + tick).max(now);
             }
             self.answer_deferred_reads();
             self.flush();

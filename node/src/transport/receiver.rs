@@ -88,6 +88,8 @@ pub struct PeerInbox {
     /// Indexed by token.
     connections: Vec<Option<Inbound>>,
     scratch: Vec<u8>,
+    /// Slots with events in the current poll; kept to reuse its allocation.
+    ready: Vec<usize>,
 }
 
 impl PeerInbox {
@@ -102,6 +104,7 @@ impl PeerInbox {
             max_frame_bytes,
             connections: Vec::new(),
             scratch: vec![0; READ_CHUNK_BYTES],
+            ready: Vec::new(),
         };
         Ok((inbox, waker))
     }
@@ -151,16 +154,19 @@ impl PeerInbox {
             }
             return;
         }
-        let ready: Vec<usize> = self
-            .events
-            .iter()
-            .map(|event| event.token())
-            .filter(|&token| token != WAKER)
-            .map(|Token(slot)| slot)
-            .collect();
-        for slot in ready {
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        ready.extend(
+            self.events
+                .iter()
+                .map(|event| event.token())
+                .filter(|&token| token != WAKER)
+                .map(|Token(slot)| slot),
+        );
+        for &slot in &ready {
             self.read(slot, out);
         }
+        self.ready = ready;
     }
 
     /// Reads the connection in `slot` until the socket is empty (readiness is
