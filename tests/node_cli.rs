@@ -184,9 +184,20 @@ fn demo_starts_a_cluster_appends_and_stops_its_nodes_at_end_of_input() {
         .map(|line| line.split_whitespace().nth(2).unwrap().to_string())
         .collect();
     assert_eq!(node_addrs.len(), 3, "{text}");
+    // The appends committed on a majority; the last node may still be catching up.
     for addr in &node_addrs {
-        let state = support::status_of(addr).expect("a demo node answers");
-        assert!(state.last_index >= 4, "{state:?}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let state = support::status_of(addr).expect("a demo node answers");
+            if state.last_index >= 4 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{addr} never got the demo's appends: {state:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     drop(demo.stdin.take()); // End of input: the demo stops its nodes.
