@@ -9,15 +9,13 @@ fn run_scenario(file: &str) -> String {
         .join("scenarios")
         .join(file);
     let scenario = Scenario::load(&path).expect("scenario parses");
-    scenario
-        .validate(scenario.nodes.unwrap_or(5))
-        .expect("scenario is valid");
     let options = RunOptions {
         seed: 1,
-        nodes: 5,
-        duration_us: 20_000_000,
+        nodes: scenario.nodes.unwrap_or(5),
+        duration_us: scenario.duration_ms.map_or(20_000_000, |ms| ms * 1000),
         scenario: Some((format!("scenarios/{file}"), scenario)),
     };
+    options.validate().expect("scenario is valid");
     let report = run(&options, None);
     assert!(
         report.passed(),

@@ -17,9 +17,9 @@ use std::sync::Once;
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub seed: u64,
-    /// Cluster size unless the scenario names one.
+    /// Cluster size; must equal the scenario's own when it names one (see `validate`).
     pub nodes: usize,
-    /// Length of the fault phase, unless the scenario names one.
+    /// Length of the fault phase; must equal the scenario's own when it names one.
     pub duration_us: u64,
     /// The scenario and the path it was read from (for the replay command).
     pub scenario: Option<(String, Scenario)>,
@@ -47,6 +47,38 @@ impl RunOptions {
             .as_ref()
             .and_then(|(_, scenario)| scenario.duration_ms)
             .map_or(self.duration_us, |ms| ms * 1000)
+    }
+
+    /// Checks that the run can do what it says: a cluster size the simulator supports, the
+    /// same size and fault phase as the scenario's own when it fixes them (a disagreement
+    /// is refused, not settled silently in the scenario's favour), and a schedule that fits
+    /// both.
+    pub fn validate(&self) -> Result<(), String> {
+        crate::scenario::check_cluster_size(self.nodes)?;
+        let Some((_, scenario)) = &self.scenario else {
+            return Ok(());
+        };
+        if let Some(nodes) = scenario.nodes.filter(|&nodes| nodes != self.nodes) {
+            return Err(format!(
+                "scenario {} is for {nodes} nodes, but --nodes asks for {}; drop --nodes or \
+                 give {nodes}",
+                scenario.name, self.nodes
+            ));
+        }
+        if let Some(ms) = scenario
+            .duration_ms
+            .filter(|&ms| ms * 1000 != self.duration_us)
+        {
+            return Err(format!(
+                "scenario {} has a fault phase of {}, but --duration asks for {}; drop \
+                 --duration or give {}",
+                scenario.name,
+                duration_arg(ms * 1000),
+                duration_arg(self.duration_us),
+                duration_arg(ms * 1000)
+            ));
+        }
+        scenario.validate(self.nodes, self.duration_us)
     }
 
     pub fn params(&self) -> Params {

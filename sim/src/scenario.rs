@@ -74,16 +74,35 @@ impl Scenario {
         if let Some(nodes) = scenario.nodes {
             check_cluster_size(nodes)?;
         }
+        if let Some(ms) = scenario.duration_ms {
+            if ms == 0 || ms.checked_mul(1000).is_none() {
+                return Err(format!("duration_ms {ms} is not a usable fault phase"));
+            }
+        }
         Ok(scenario)
     }
 
-    /// Checks the schedule against the cluster it will run on.
-    pub fn validate(&self, nodes: usize) -> Result<(), String> {
-        for timed in &self.schedule {
+    /// Checks the schedule against the run it will be part of: `nodes` nodes and a fault
+    /// phase of `duration_us`. A fault at or after the end of the fault phase is refused
+    /// rather than dropped: the liveness phase starts there, and a schedule that silently
+    /// loses its last faults tests less than its author thinks.
+    pub fn validate(&self, nodes: usize, duration_us: u64) -> Result<(), String> {
+        for (position, timed) in self.schedule.iter().enumerate() {
+            let name = timed.fault.name();
             timed
                 .fault
                 .validate(nodes)
-                .map_err(|error| format!("at {} ms: {error}", timed.at_ms))?;
+                .map_err(|error| format!("at {} ms: {name}: {error}", timed.at_ms))?;
+            if timed.at_ms.saturating_mul(1000) >= duration_us {
+                return Err(format!(
+                    "at {} ms: {name} (schedule entry {}) is not before the end of the {} ms \
+                     fault phase, so it would never fire; schedule it earlier or lengthen \
+                     duration_ms",
+                    timed.at_ms,
+                    position + 1,
+                    duration_us / 1000
+                ));
+            }
         }
         let net = &self.network;
         for ratio in [net.loss, net.duplicate, net.reorder].into_iter().flatten() {

@@ -26,6 +26,23 @@ impl SweepOptions {
             scenario: self.scenario.clone(),
         }
     }
+
+    /// Checks what every seed will run with (see [`RunOptions::validate`]) before any runs:
+    /// each cluster size in turn, since a scenario may fit one and not another.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.nodes.is_empty() {
+            return Err("a sweep needs at least one cluster size".into());
+        }
+        self.nodes.iter().try_for_each(|&nodes| {
+            RunOptions {
+                seed: self.seeds.start,
+                nodes,
+                duration_us: self.duration_us,
+                scenario: self.scenario.clone(),
+            }
+            .validate()
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -24,15 +24,19 @@ pub enum SimCommand {
 
 #[derive(Args)]
 pub struct RunArgs {
+    /// The seed: the whole run (fault mix, latencies, fsync times, clients) follows from it.
     #[arg(long)]
     seed: u64,
-    /// Cluster size, 3 to 9 (a scenario may fix its own).
-    #[arg(long, default_value_t = 5)]
-    nodes: usize,
-    /// Length of the fault phase, e.g. 60s, 1500ms, 2m; the liveness phase follows it.
-    #[arg(long, default_value = "60s", value_parser = parse_duration_us)]
-    duration: u64,
-    /// A scenario file (scenarios/*.json) instead of the seed's random fault mix.
+    /// Cluster size, 3 to 9 [default: 5, or the scenario's own "nodes"; giving another size
+    /// than the scenario's is an error].
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// Length of the fault phase, e.g. 60s, 1500ms, 2m; the liveness phase follows it
+    /// [default: 60s, or the scenario's own "duration_ms"; giving another is an error].
+    #[arg(long, value_parser = parse_duration_us)]
+    duration: Option<u64>,
+    /// A scenario file (scenarios/*.json, format in docs/scenarios.md) instead of the seed's
+    /// random fault mix.
     #[arg(long)]
     scenario: Option<PathBuf>,
     /// Write the full readable trace to this file.
@@ -48,11 +52,16 @@ pub struct SweepArgs {
     /// Threads; each runs whole seeds.
     #[arg(long, default_value_t = default_jobs())]
     jobs: usize,
-    /// Cluster sizes, comma-separated; seed s uses the (s mod count)-th.
-    #[arg(long, default_value = "5", value_delimiter = ',')]
-    nodes: Vec<usize>,
-    #[arg(long, default_value = "60s", value_parser = parse_duration_us)]
-    duration: u64,
+    /// Cluster sizes, comma-separated; seed s uses the (s mod count)-th [default: 5, or the
+    /// scenario's own "nodes"; giving another size than the scenario's is an error].
+    #[arg(long, value_delimiter = ',')]
+    nodes: Option<Vec<usize>>,
+    /// Length of each seed's fault phase, e.g. 60s, 1500ms, 2m; the liveness phase follows
+    /// it [default: 60s, or the scenario's own "duration_ms"; giving another is an error].
+    #[arg(long, value_parser = parse_duration_us)]
+    duration: Option<u64>,
+    /// A scenario file (scenarios/*.json, format in docs/scenarios.md) that every seed runs
+    /// instead of its random fault mix; the seeds still vary latencies, fsyncs and clients.
     #[arg(long)]
     scenario: Option<PathBuf>,
 }
@@ -73,13 +82,15 @@ pub fn run(command: SimCommand) -> ExitCode {
 }
 
 fn run_one(args: RunArgs, replay: bool) -> Result<ExitCode, String> {
-    let scenario = load_scenario(args.scenario.as_ref(), &[args.nodes])?;
+    let scenario = load_scenario(args.scenario.as_ref())?;
+    let (nodes, duration_us) = resolve(args.nodes.map(|n| vec![n]), args.duration, &scenario);
     let options = RunOptions {
         seed: args.seed,
-        nodes: args.nodes,
-        duration_us: args.duration,
+        nodes: nodes[0],
+        duration_us,
         scenario,
     };
+    options.validate()?;
     let sink: Option<Box<dyn Write>> = match (&args.trace, replay) {
         (Some(path), _) => {
             let file = std::fs::File::create(path)
@@ -117,14 +128,16 @@ fn run_sweep(args: SweepArgs) -> Result<ExitCode, String> {
     if args.seeds.is_empty() {
         return Err("the seed range is empty".into());
     }
-    let scenario = load_scenario(args.scenario.as_ref(), &args.nodes)?;
+    let scenario = load_scenario(args.scenario.as_ref())?;
+    let (nodes, duration_us) = resolve(args.nodes, args.duration, &scenario);
     let options = SweepOptions {
         seeds: args.seeds.clone(),
         jobs: args.jobs.max(1),
-        nodes: args.nodes.clone(),
-        duration_us: args.duration,
+        nodes,
+        duration_us,
         scenario,
     };
+    options.validate()?;
     let started = Instant::now();
     let show_progress = std::io::stderr().is_terminal();
     let last_shown = Mutex::new(Instant::now());
@@ -157,8 +170,8 @@ fn run_sweep(args: SweepArgs) -> Result<ExitCode, String> {
     let seeds = report.results.len();
     println!(
         "seeds: {seeds} · nodes {:?} · duration {} · jobs {} · failures: {}",
-        args.nodes,
-        replog_sim::report::seconds(args.duration),
+        options.nodes,
+        replog_sim::report::seconds(options.duration_us),
         options.jobs,
         failures.len()
     );
@@ -176,24 +189,34 @@ fn run_sweep(args: SweepArgs) -> Result<ExitCode, String> {
     })
 }
 
-/// Checks every cluster size and reads the scenario, if one is given, checking it against
-/// each size it will run with (its own `nodes` if it fixes one).
-fn load_scenario(
-    path: Option<&PathBuf>,
-    cluster_sizes: &[usize],
-) -> Result<Option<(String, Scenario)>, String> {
-    for &nodes in cluster_sizes {
-        replog_sim::scenario::check_cluster_size(nodes)?;
-    }
+fn load_scenario(path: Option<&PathBuf>) -> Result<Option<(String, Scenario)>, String> {
     let Some(path) = path else {
         return Ok(None);
     };
     let scenario = Scenario::load(path)?;
-    for &nodes in cluster_sizes {
-        scenario.validate(scenario.nodes.unwrap_or(nodes))?;
-    }
     Ok(Some((path.display().to_string(), scenario)))
 }
+
+/// The cluster sizes and fault phase to run: the command line's, else the scenario's own,
+/// else the defaults. When the command line and the scenario disagree, the command line's
+/// values are kept so that `validate` refuses the run and names both.
+fn resolve(
+    nodes: Option<Vec<usize>>,
+    duration_us: Option<u64>,
+    scenario: &Option<(String, Scenario)>,
+) -> (Vec<usize>, u64) {
+    let scenario = scenario.as_ref().map(|(_, scenario)| scenario);
+    let nodes = nodes
+        .or_else(|| Some(vec![scenario?.nodes?]))
+        .unwrap_or_else(|| vec![DEFAULT_NODES]);
+    let duration_us = duration_us
+        .or_else(|| Some(scenario?.duration_ms? * 1000))
+        .unwrap_or(DEFAULT_DURATION_US);
+    (nodes, duration_us)
+}
+
+const DEFAULT_NODES: usize = 5;
+const DEFAULT_DURATION_US: u64 = 60_000_000;
 
 fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
