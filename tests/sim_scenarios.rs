@@ -1,7 +1,9 @@
 //! Every scenario file runs (seed 1) with every invariant holding, and its summary is an
 //! insta snapshot: a change in behaviour shows up as a reviewable diff.
 
-use replog_sim::{run, RunOptions, Scenario};
+use replog_sim::scenario::TimedFault;
+use replog_sim::{run, Fault, RunOptions, Scenario};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 fn run_scenario(file: &str) -> String {
@@ -24,6 +26,113 @@ fn run_scenario(file: &str) -> String {
         report.failure_report().unwrap_or_default()
     );
     report.summary()
+}
+
+/// The name a fault kind has in a scenario file. No wildcard arm: a new kind of fault does
+/// not compile here until it is named, and then `ALL_KINDS` and docs/scenarios.md need it.
+fn kind(fault: &Fault) -> &'static str {
+    match fault {
+        Fault::Heal => "heal",
+        Fault::Split { .. } => "split",
+        Fault::Isolate { .. } => "isolate",
+        Fault::Minority => "minority",
+        Fault::OneWay { .. } => "one_way",
+        Fault::Bridge { .. } => "bridge",
+        Fault::Flap { .. } => "flap",
+        Fault::Crash { .. } => "crash",
+        Fault::CrashMajority { .. } => "crash_majority",
+        Fault::Restart { .. } => "restart",
+        Fault::Pause { .. } => "pause",
+        Fault::Loss { .. } => "loss",
+        Fault::Duplicate { .. } => "duplicate",
+        Fault::Skew { .. } => "skew",
+    }
+}
+
+const ALL_KINDS: [&str; 14] = [
+    "heal",
+    "split",
+    "isolate",
+    "minority",
+    "one_way",
+    "bridge",
+    "flap",
+    "crash",
+    "crash_majority",
+    "restart",
+    "pause",
+    "loss",
+    "duplicate",
+    "skew",
+];
+
+/// The contents of every ```json block of a Markdown file.
+fn json_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match (&mut current, line.trim_end()) {
+            (None, "```json") => current = Some(String::new()),
+            (Some(block), "```") => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            (Some(block), text) => {
+                block.push_str(text);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    assert!(current.is_none(), "an unclosed ```json block");
+    blocks
+}
+
+#[test]
+fn the_documented_scenario_format_parses_and_shows_every_fault_kind() {
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/scenarios.md");
+    let text = std::fs::read_to_string(&doc).expect("docs/scenarios.md exists");
+    let mut shown = BTreeSet::new();
+    let mut whole_files = 0;
+    for block in json_blocks(&text) {
+        // A block is a whole scenario file or one entry of a schedule.
+        let (scenario, entries) = match Scenario::parse(&block) {
+            Ok(scenario) => {
+                whole_files += 1;
+                let entries = scenario.schedule.clone();
+                (scenario, entries)
+            }
+            Err(as_file) => {
+                let entry: TimedFault = serde_json::from_str(&block).unwrap_or_else(|as_entry| {
+                    panic!("neither a scenario ({as_file}) nor a schedule entry ({as_entry}):\n{block}")
+                });
+                let scenario = Scenario {
+                    name: "doc-example".into(),
+                    description: String::new(),
+                    nodes: Some(5),
+                    duration_ms: Some(20_000),
+                    network: Default::default(),
+                    disk: Default::default(),
+                    clients: None,
+                    schedule: vec![entry.clone()],
+                };
+                (scenario, vec![entry])
+            }
+        };
+        let options = RunOptions {
+            seed: 1,
+            nodes: scenario.nodes.unwrap_or(5),
+            duration_us: scenario.duration_ms.map_or(60_000_000, |ms| ms * 1000),
+            scenario: Some(("docs/scenarios.md".into(), scenario)),
+        };
+        options
+            .validate()
+            .unwrap_or_else(|error| panic!("{error}:\n{block}"));
+        shown.extend(entries.iter().map(|entry| kind(&entry.fault)));
+    }
+    assert!(whole_files >= 1, "the doc shows a whole scenario file");
+    let missing: Vec<_> = ALL_KINDS.iter().filter(|k| !shown.contains(*k)).collect();
+    assert!(missing.is_empty(), "no example of {missing:?}");
 }
 
 macro_rules! scenario_tests {

@@ -9,6 +9,8 @@
 //!
 //! A scenario starts from [`Params::calm`] (no random faults), applies its overrides, and
 //! fires its schedule; the seed still draws latencies, fsync times and client timing.
+//! The format, with an example of every fault kind, is in `docs/scenarios.md`; a test
+//! parses that file's examples.
 
 use crate::fault::Fault;
 use crate::params::Params;
