@@ -1,4 +1,43 @@
-//! A small blocking client for the protocol, used by the CLI, the tests and the benchmark.
+//! The Rust client: a small blocking client for the protocol in README's "Client protocol",
+//! used by the CLI, the tests and the benchmark.
+//!
+//! [`append`] is the call most programs want: it finds the leader among the addresses it is
+//! given, follows `not_leader` redirects, and never resends a command whose fate is unknown,
+//! so `Ok` means the command is committed exactly once. [`Connection`] is one connection to
+//! one node, for `status` and `query` and for pipelining requests.
+//!
+//! ```no_run
+//! use replog_node::client::blocking::{append, AppendError, Connection};
+//! use replog_node::client::{Request, Response};
+//! use std::time::Duration;
+//!
+//! let cluster = ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"].map(String::from);
+//! match append(&cluster, "set x=1", Duration::from_secs(5)) {
+//!     Ok(appended) => println!("committed at index {} in term {}", appended.index, appended.term),
+//!     // The connection broke, or the node answered `timeout`: retrying could append twice.
+//!     Err(AppendError::Unknown { problem }) => eprintln!("maybe in the log: {problem}"),
+//!     Err(error) => eprintln!("not appended: {error}"),
+//! }
+//!
+//! let mut node = Connection::connect("127.0.0.1:7001", Duration::from_secs(2))?;
+//! let state = node.state(true)?; // `query`: the node's view and its whole log
+//! println!("node {} is {:?} in term {}", state.node, state.role, state.term);
+//! for entry in state.entries.unwrap_or_default() {
+//!     println!("{} {:?} committed={}", entry.index, entry.command, entry.committed);
+//! }
+//!
+//! // Pipelining: send several requests, then read their answers in the same order.
+//! for command in ["a", "b"] {
+//!     node.send(&Request::Append { command: command.into() })?;
+//! }
+//! for _ in 0..2 {
+//!     match node.recv()? {
+//!         Response::Appended { index, .. } => println!("appended at {index}"),
+//!         other => println!("{other:?}"), // e.g. not_leader: this node is not the leader
+//!     }
+//! }
+//! # Ok::<(), std::io::Error>(())
+//! ```
 
 use super::lines::{read_line_limited, LineRead};
 use super::protocol::{NodeState, Request, Response};
