@@ -3,7 +3,7 @@
 //! term are identical up to that index.
 
 use proptest::prelude::*;
-use replog_core::{Entry, Index, Log, Payload, Term};
+use replog_core::{Entry, EntryId, Index, Log, Payload, Term};
 
 /// Leader `t` (term t+1) starts from a prefix of an earlier leader's log and appends its own.
 fn leader_logs(specs: &[(usize, usize, usize)]) -> Vec<Vec<Entry>> {
@@ -79,12 +79,12 @@ proptest! {
             let leader = &leaders[leader % leaders.len()];
             apply_append(&mut followers[follower], leader, prev, count);
             // Whatever happened, the follower still reads back as a valid log.
-            let reread = Log::from_entries(followers[follower].entries().to_vec());
+            let reread = Log::from_tail(EntryId::ZERO, followers[follower].held().to_vec());
             prop_assert!(reread.is_ok(), "invalid log: {:?}", reread);
         }
         let all: Vec<&[Entry]> = followers
             .iter()
-            .map(|f| f.entries())
+            .map(|f| f.held())
             .chain(leaders.iter().map(|l| l.as_slice()))
             .collect();
         for a in &all {
@@ -110,18 +110,18 @@ proptest! {
         let leaders = leader_logs(&specs);
         let leader = &leaders[which % leaders.len()];
         let start = &leaders[other % leaders.len()];
-        let mut follower = Log::from_entries(start[..keep.min(start.len())].to_vec()).unwrap();
+        let mut follower = Log::from_tail(EntryId::ZERO, start[..keep.min(start.len())].to_vec()).unwrap();
         if apply_append(&mut follower, leader, prev, count) {
             let upto = (prev + count).min(leader.len());
-            prop_assert!(follower.entries().len() >= upto);
-            prop_assert_eq!(&follower.entries()[..upto], &leader[..upto]);
+            prop_assert!(follower.held().len() >= upto);
+            prop_assert_eq!(&follower.held()[..upto], &leader[..upto]);
         }
     }
 }
 
 #[test]
 fn up_to_date_compares_last_term_before_last_index() {
-    let log = Log::from_entries(vec![
+    let log = Log::from_tail(EntryId::ZERO, vec![
         Entry {
             index: Index(1),
             term: Term(1),
@@ -151,7 +151,7 @@ fn last_index_of_term_finds_the_end_of_each_term() {
             payload: Payload::Noop,
         })
         .collect();
-    let log = Log::from_entries(entries).unwrap();
+    let log = Log::from_tail(EntryId::ZERO, entries).unwrap();
     assert_eq!(log.last_index_of_term(Term(1)), Some(Index(2)));
     assert_eq!(log.last_index_of_term(Term(2)), Some(Index(5)));
     assert_eq!(log.last_index_of_term(Term(3)), None);
@@ -168,16 +168,16 @@ fn batches_stop_at_the_count_and_byte_limits_but_never_send_nothing() {
             payload: Payload::Command("x".repeat(100).into()),
         })
         .collect();
-    let log = Log::from_entries(entries).unwrap();
-    assert_eq!(log.batch_from(Index(1), 3, usize::MAX).len(), 3);
-    assert_eq!(log.batch_from(Index(1), 100, 250).len(), 2);
+    let log = Log::from_tail(EntryId::ZERO, entries).unwrap();
+    assert_eq!(log.batch_from(Index(1), 3, usize::MAX).unwrap().len(), 3);
+    assert_eq!(log.batch_from(Index(1), 100, 250).unwrap().len(), 2);
     assert_eq!(
-        log.batch_from(Index(1), 100, 1).len(),
+        log.batch_from(Index(1), 100, 1).unwrap().len(),
         1,
         "one entry always goes"
     );
-    assert_eq!(log.batch_from(Index(9), 100, usize::MAX).len(), 2);
-    assert!(log.batch_from(Index(11), 100, usize::MAX).is_empty());
+    assert_eq!(log.batch_from(Index(9), 100, usize::MAX).unwrap().len(), 2);
+    assert!(log.batch_from(Index(11), 100, usize::MAX).unwrap().is_empty());
 }
 
 proptest! {
@@ -197,17 +197,17 @@ proptest! {
                 Entry { index: Index(i as u64 + 1), term: Term(term), payload: Payload::Noop }
             })
             .collect();
-        let log = Log::from_entries(entries).unwrap();
+        let log = Log::from_tail(EntryId::ZERO, entries).unwrap();
         let index = Index(probe);
         let first = log.first_index_of_term_at(index);
         match log.term_at(index) {
-            Some(_) if index == Index(0) => prop_assert_eq!(first, Index(0)),
-            Some(term) => {
+            Ok(_) if index == Index(0) => prop_assert_eq!(first, Index(0)),
+            Ok(term) => {
                 prop_assert!(first <= index);
-                prop_assert_eq!(log.term_at(first), Some(term));
-                prop_assert!(first == Index(1) || log.term_at(first.prev()) < Some(term));
+                prop_assert_eq!(log.term_at(first), Ok(term));
+                prop_assert!(first == Index(1) || log.term_at(first.prev()).unwrap() < term);
             }
-            None => prop_assert_eq!(first, index),
+            Err(_) => prop_assert_eq!(first, index),
         }
     }
 }
