@@ -16,7 +16,10 @@ use crate::types::{Entry, EntryId, NodeId, Role};
 impl RaftCore {
     /// Asks storage for the entries from `peer`'s next index, unless a request is out.
     pub(crate) fn request_fetch(&mut self, peer: NodeId, outputs: &mut Vec<Output>) {
-        let progress = self.progress.get_mut(&peer).expect("leader tracks every peer");
+        let progress = self
+            .progress
+            .get_mut(&peer)
+            .expect("leader tracks every peer");
         if progress.fetching.is_some() {
             return;
         }

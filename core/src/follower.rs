@@ -85,7 +85,10 @@ impl RaftCore {
         if prev_log_index >= window.index {
             return (prev_log_index, prev_log_term, entries);
         }
-        debug_assert!(window.index <= self.commit_index, "forgot uncommitted entries");
+        debug_assert!(
+            window.index <= self.commit_index,
+            "forgot uncommitted entries"
+        );
         let skip = prev_log_index.count_to(window.index) as usize;
         if skip >= entries.len() {
             // Nothing new: check at the window's edge, which the leader holds too.

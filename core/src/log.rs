@@ -160,7 +160,9 @@ impl Log {
     }
 
     pub fn last_term(&self) -> Term {
-        self.entries.last().map_or(self.prev.term, |entry| entry.term)
+        self.entries
+            .last()
+            .map_or(self.prev.term, |entry| entry.term)
     }
 
     /// The entries held in memory, from `first_held()` on.
@@ -274,7 +276,10 @@ impl Log {
     /// AppendEntries never truncates anything.
     pub fn first_conflict(&self, entries: &[Entry]) -> Option<usize> {
         if let Some(first) = entries.first() {
-            assert!(first.index > self.prev.index, "conflict check before window");
+            assert!(
+                first.index > self.prev.index,
+                "conflict check before window"
+            );
         }
         entries
             .iter()
@@ -317,7 +322,9 @@ impl Log {
     /// Drops the entries up to and including `index` from memory; the window then starts
     /// after it. The caller vouches that they are committed and durable in storage.
     pub fn forget_through(&mut self, index: Index) {
-        let term = self.term_at(index).expect("forgetting entries the window holds");
+        let term = self
+            .term_at(index)
+            .expect("forgetting entries the window holds");
         let count = (index.0 - self.prev.index.0) as usize;
         let dropped: usize = self.entries[..count].iter().map(Entry::size_bytes).sum();
         self.entries.drain(..count);

@@ -170,8 +170,7 @@ impl RaftCore {
     /// Builds a node from its configuration and the state its storage holds.
     pub fn new(config: Config, recovered: Recovered) -> Result<RaftCore, RecoveryError> {
         config.validate().map_err(RecoveryError::Config)?;
-        let log =
-            Log::from_tail(recovered.prev, recovered.entries).map_err(RecoveryError::Log)?;
+        let log = Log::from_tail(recovered.prev, recovered.entries).map_err(RecoveryError::Log)?;
         let hard_state = recovered.hard_state;
         if log.last_term() > hard_state.term {
             return Err(RecoveryError::EntryFromFutureTerm {

@@ -72,7 +72,9 @@ impl Index {
 
 /// Names one entry: its index and term. `EntryId::ZERO` is the position before the first
 /// entry of a log that starts at index 1.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct EntryId {
     pub index: Index,
     pub term: Term,

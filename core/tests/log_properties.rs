@@ -121,18 +121,21 @@ proptest! {
 
 #[test]
 fn up_to_date_compares_last_term_before_last_index() {
-    let log = Log::from_tail(EntryId::ZERO, vec![
-        Entry {
-            index: Index(1),
-            term: Term(1),
-            payload: Payload::Noop,
-        },
-        Entry {
-            index: Index(2),
-            term: Term(3),
-            payload: Payload::Noop,
-        },
-    ])
+    let log = Log::from_tail(
+        EntryId::ZERO,
+        vec![
+            Entry {
+                index: Index(1),
+                term: Term(1),
+                payload: Payload::Noop,
+            },
+            Entry {
+                index: Index(2),
+                term: Term(3),
+                payload: Payload::Noop,
+            },
+        ],
+    )
     .unwrap();
     assert!(log.is_up_to_date(Index(1), Term(4)));
     assert!(!log.is_up_to_date(Index(9), Term(2)));
@@ -177,7 +180,10 @@ fn batches_stop_at_the_count_and_byte_limits_but_never_send_nothing() {
         "one entry always goes"
     );
     assert_eq!(log.batch_from(Index(9), 100, usize::MAX).unwrap().len(), 2);
-    assert!(log.batch_from(Index(11), 100, usize::MAX).unwrap().is_empty());
+    assert!(log
+        .batch_from(Index(11), 100, usize::MAX)
+        .unwrap()
+        .is_empty());
 }
 
 proptest! {
@@ -209,5 +215,96 @@ proptest! {
             }
             Err(_) => prop_assert_eq!(first, index),
         }
+    }
+}
+
+/// A whole log of `steps.len()` entries whose terms rise by `steps`.
+fn whole_log(steps: &[u64]) -> Vec<Entry> {
+    let mut term = 1;
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, &step)| {
+            term += step;
+            Entry {
+                index: Index(i as u64 + 1),
+                term: Term(term),
+                payload: Payload::Noop,
+            }
+        })
+        .collect()
+}
+
+/// The window of `whole` that starts after its first `start` entries.
+fn window(whole: &[Entry], start: usize) -> Log {
+    let prev = if start == 0 {
+        EntryId::ZERO
+    } else {
+        whole[start - 1].id()
+    };
+    Log::from_tail(prev, whole[start..].to_vec()).unwrap()
+}
+
+proptest! {
+    /// A window answers for `[prev, last]` exactly as the whole log would, and says
+    /// `NotHeld` outside it, never a wrong term.
+    #[test]
+    fn a_window_answers_like_the_whole_log_within_its_range(
+        steps in proptest::collection::vec(0..3u64, 0..30),
+        start_seed in any::<usize>(),
+    ) {
+        let whole = whole_log(&steps);
+        let start = start_seed % (whole.len() + 1);
+        let log = window(&whole, start);
+        let term_of = |i: u64| if i == 0 { Term(0) } else { whole[i as usize - 1].term };
+        prop_assert_eq!(log.last_index(), Index(whole.len() as u64));
+        prop_assert_eq!(log.last_term(), term_of(whole.len() as u64));
+        prop_assert_eq!(log.first_held(), Index(start as u64 + 1));
+        for i in 0..=(whole.len() as u64 + 2) {
+            let got = log.term_at(Index(i));
+            if i < start as u64 {
+                prop_assert!(matches!(got, Err(replog_core::NotHeld::Before { .. })), "{i}: {got:?}");
+            } else if i > whole.len() as u64 {
+                prop_assert!(matches!(got, Err(replog_core::NotHeld::After { .. })), "{i}: {got:?}");
+            } else {
+                prop_assert_eq!(got, Ok(term_of(i)));
+                // The conflict hint's first index of the term: as early as the window can
+                // tell, and never past where the term really begins if the window holds that.
+                if i > 0 {
+                    let first = log.first_index_of_term_at(Index(i));
+                    prop_assert!(first <= Index(i) && first.0 >= start as u64);
+                    prop_assert_eq!(term_of(first.0), term_of(i));
+                    prop_assert!(first.0 == start as u64 || first.0 == 1 || term_of(first.0 - 1) < term_of(i));
+                }
+            }
+        }
+        for t in 0..=(steps.iter().sum::<u64>() + 2) {
+            let found = log.last_index_of_term(Term(t));
+            let held: Vec<u64> = (start as u64..=whole.len() as u64)
+                .filter(|&i| i > 0 && term_of(i) == Term(t))
+                .collect();
+            prop_assert_eq!(found, held.last().map(|&i| Index(i)), "term {}", t);
+        }
+    }
+
+    /// Forgetting a prefix or truncating a suffix leaves the window that would have been
+    /// built from the whole log at that point.
+    #[test]
+    fn forgetting_and_truncating_a_window_match_building_it_afresh(
+        steps in proptest::collection::vec(0..3u64, 1..30),
+        start_seed in any::<usize>(),
+        point_seed in any::<usize>(),
+    ) {
+        let whole = whole_log(&steps);
+        let start = start_seed % (whole.len() + 1);
+        let point = start + point_seed % (whole.len() - start + 1);
+        let mut forgotten = window(&whole, start);
+        if point > 0 {
+            forgotten.forget_through(Index(point as u64));
+        }
+        prop_assert_eq!(&forgotten, &window(&whole, point.max(start)));
+        let mut truncated = window(&whole, start);
+        truncated.truncate_after(Index(point as u64));
+        prop_assert_eq!(truncated, window(&whole[..point], start));
     }
 }

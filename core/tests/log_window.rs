@@ -98,7 +98,10 @@ fn a_late_fetch_answer_is_ignored() {
     let ignored_before = cluster.core(1).stats().bad_fetched_ignored;
     let outputs = cluster.step(1, Input::Fetched(bogus));
     assert!(outputs.iter().all(|o| !matches!(o, Output::Send(_))));
-    assert_eq!(cluster.core(1).stats().bad_fetched_ignored, ignored_before + 1);
+    assert_eq!(
+        cluster.core(1).stats().bad_fetched_ignored,
+        ignored_before + 1
+    );
 }
 
 #[test]

@@ -5,9 +5,9 @@
 mod support;
 
 use replog_core::{
-    AppendResponse, Config, ConflictHint, Entry, HardState, Index, Input, Message, MessageBody,
-    NodeId, Output, Payload, ProposalOutcome, RaftCore, Recovered, RecoveryError, Role, Term,
-    WriteId, EntryId,
+    AppendResponse, Config, ConflictHint, Entry, EntryId, HardState, Index, Input, Message,
+    MessageBody, NodeId, Output, Payload, ProposalOutcome, RaftCore, Recovered, RecoveryError,
+    Role, Term, WriteId,
 };
 use support::{config, Cluster};
 

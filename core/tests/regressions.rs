@@ -1,8 +1,8 @@
 //! Bugs the simulator (`replog-sim`) found in the core, one test each, named after the rule
 //! that was broken. Each says how to replay the original finding.
 
-use replog_core::{EntryId, 
-    Config, Entry, HardState, Index, Input, Message, MessageBody, NodeId, Output, Payload,
+use replog_core::{
+    Config, Entry, EntryId, HardState, Index, Input, Message, MessageBody, NodeId, Output, Payload,
     RaftCore, Recovered, Role, Term,
 };
 

@@ -35,7 +35,11 @@ impl Disk {
             k => self.entries[k as usize - 1].id(),
         };
         let start = prev_index.0 as usize;
-        let batch = take_batch(&self.entries[start..], request.max_entries, request.max_bytes);
+        let batch = take_batch(
+            &self.entries[start..],
+            request.max_entries,
+            request.max_bytes,
+        );
         Fetched {
             peer: request.peer,
             prev,
