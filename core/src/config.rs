@@ -24,6 +24,11 @@ pub struct Config {
     pub max_append_bytes: usize,
     /// AppendEntries that may be in flight, unacknowledged, to one follower once it matches.
     pub max_inflight_appends: usize,
+    /// Bytes (`Entry::size_bytes()`) of committed, applied entries the log keeps in memory
+    /// as a cache for followers that lag a little. Entries that are not yet committed,
+    /// durable and applied are always kept, whatever their size; older ones are read back
+    /// from storage ([`crate::Output::Fetch`]).
+    pub log_cache_bytes: usize,
     /// Run the PreVote phase before an election (thesis §9.6).
     pub pre_vote: bool,
     /// A leader steps down when it has not heard from a majority in an election timeout, and
@@ -45,6 +50,7 @@ impl Config {
             max_append_entries: 1024,
             max_append_bytes: 1 << 20,
             max_inflight_appends: 8,
+            log_cache_bytes: 4 << 20,
             pre_vote: true,
             check_quorum: true,
             rng_seed: 0,

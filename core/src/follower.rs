@@ -42,6 +42,8 @@ impl RaftCore {
         self.become_follower(self.term, Some(message.from));
         self.reset_election_timer();
 
+        let (prev_log_index, prev_log_term, entries) =
+            self.skip_forgotten(prev_log_index, prev_log_term, entries);
         let reply = if self.log.matches(prev_log_index, prev_log_term) {
             let Some(last_verified) = self.accept_entries(prev_log_index, &entries) else {
                 self.stats.unsafe_truncations_refused += 1;
@@ -67,6 +69,35 @@ impl RaftCore {
         };
         let reply = self.message(message.from, MessageBody::AppendEntriesResponse(reply));
         self.send_after_persist(reply, outputs);
+    }
+
+    /// Moves an AppendEntries that starts before the in-memory window up to the window's
+    /// start. Everything before the window is committed here, so the leader of this term
+    /// holds it too (Leader Completeness) and it matches: such entries are skipped rather
+    /// than compared, and the check happens at the window's edge instead.
+    fn skip_forgotten(
+        &self,
+        prev_log_index: Index,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+    ) -> (Index, Term, Vec<Entry>) {
+        let window = self.log.prev();
+        if prev_log_index >= window.index {
+            return (prev_log_index, prev_log_term, entries);
+        }
+        debug_assert!(
+            window.index <= self.commit_index,
+            "forgot uncommitted entries"
+        );
+        let skip = prev_log_index.count_to(window.index) as usize;
+        if skip >= entries.len() {
+            // Nothing new: check at the window's edge, which the leader holds too.
+            return (window.index, window.term, Vec::new());
+        }
+        let mut entries = entries;
+        let rest = entries.split_off(skip);
+        let at_window = entries.last().expect("skip >= 1 entries").term;
+        (window.index, at_window, rest)
     }
 
     /// Appends the entries after `prev`, truncating only at a real conflict. Returns the last
@@ -107,7 +138,7 @@ impl RaftCore {
     /// Where the leader should look next after a failed check at `index`.
     fn hint_at(&self, index: Index) -> ConflictHint {
         match self.log.term_at(index) {
-            Some(term) if index <= self.log.last_index() => ConflictHint {
+            Ok(term) if index <= self.log.last_index() => ConflictHint {
                 conflict_term: Some(term),
                 first_index: self.log.first_index_of_term_at(index),
             },

@@ -1,7 +1,7 @@
 //! The core's inputs and outputs: the whole surface a driver touches.
 
 use crate::message::Message;
-use crate::types::{Entry, HardState, Index, NodeId, Role, Term, WriteId};
+use crate::types::{Entry, EntryId, HardState, Index, NodeId, Role, Term, WriteId};
 use serde::{Deserialize, Serialize};
 
 /// Everything that can happen to a node.
@@ -15,6 +15,8 @@ pub enum Input {
     Propose(Vec<String>),
     /// Every write with an id up to and including `write_id` is durable.
     Persisted { write_id: WriteId },
+    /// The answer to an [`Output::Fetch`]: entries read back from storage.
+    Fetched(Fetched),
 }
 
 /// Everything a node asks its driver to do. Plain data, drained from a caller-owned buffer.
@@ -30,12 +32,39 @@ pub enum Output {
     Commit(Vec<Entry>),
     /// The answer to the `Propose` in the same step.
     Proposal(ProposalOutcome),
+    /// Read committed entries back from storage for a follower the in-memory log no longer
+    /// covers, and answer with [`Input::Fetched`]. Off the core's thread: it may take a disk
+    /// read. Entries asked for are always committed and durable here.
+    Fetch(FetchRequest),
     /// The role, term or known leader changed. For logs and metrics; nothing depends on it.
     RoleChanged {
         role: Role,
         term: Term,
         leader: Option<NodeId>,
     },
+}
+
+/// Entries the core needs from storage to catch `peer` up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchRequest {
+    pub peer: NodeId,
+    /// The first entry wanted; the answer also names the entry before it (`from - 1`).
+    pub from: Index,
+    /// At most this many entries ...
+    pub max_entries: usize,
+    /// ... stopping before their `Entry::size_bytes()` exceed this, but at least one
+    /// (`replog_core::take_batch` applies both limits the way the core does).
+    pub max_bytes: usize,
+}
+
+/// Storage's answer to a [`FetchRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fetched {
+    pub peer: NodeId,
+    /// The entry before the first one returned: index `from - 1` and its term.
+    pub prev: EntryId,
+    /// Contiguous entries from `from`, within the request's limits.
+    pub entries: Vec<Entry>,
 }
 
 /// One durable write: apply `hard_state`, then truncate, then append.

@@ -6,7 +6,7 @@ use crate::message::{AppendResponse, Message, MessageBody};
 use crate::progress::{Progress, ReplicationState};
 use crate::quorum::{committed_index, majority};
 use crate::raft::RaftCore;
-use crate::types::{Entry, Index, NodeId, Payload, Role};
+use crate::types::{Entry, EntryId, Index, NodeId, Payload, Role};
 
 impl RaftCore {
     pub(crate) fn become_leader(&mut self, outputs: &mut Vec<Output>) {
@@ -113,15 +113,30 @@ impl RaftCore {
             match progress.state {
                 ReplicationState::Probe => {
                     progress.probe_sent = false;
-                    self.send_append(peer, outputs);
+                    if !self.send_append(peer, outputs) {
+                        self.send_heartbeat(peer, outputs);
+                    }
                 }
                 ReplicationState::Replicate => {
-                    let prev = progress.next_index.prev();
-                    outputs.push(Output::Send(self.append_message(peer, prev, Vec::new())));
+                    self.send_heartbeat(peer, outputs);
                     self.replicate_to(peer, outputs);
                 }
             }
         }
+    }
+
+    /// An empty AppendEntries at `peer`'s next index, or, when the entry before it has left
+    /// memory (a catch-up from storage is under way), at the in-memory log's edge: the
+    /// furthest back this leader can vouch for without storage. Either keeps the follower's
+    /// election timer quiet and its commit index moving.
+    fn send_heartbeat(&mut self, peer: NodeId, outputs: &mut Vec<Output>) {
+        let prev = self.progress[&peer].next_index.prev();
+        let prev = if self.log.term_at(prev).is_ok() {
+            prev
+        } else {
+            self.log.prev().index
+        };
+        outputs.push(Output::Send(self.append_message(peer, prev, Vec::new())));
     }
 
     fn replicate_to_all(&mut self, outputs: &mut Vec<Output>) {
@@ -132,7 +147,7 @@ impl RaftCore {
     }
 
     /// Sends as many AppendEntries to `peer` as its state and window allow.
-    fn replicate_to(&mut self, peer: NodeId, outputs: &mut Vec<Output>) {
+    pub(crate) fn replicate_to(&mut self, peer: NodeId, outputs: &mut Vec<Output>) {
         loop {
             let progress = &self.progress[&peer];
             let has_new = progress.next_index <= self.log.last_index();
@@ -142,24 +157,60 @@ impl RaftCore {
             {
                 return;
             }
-            self.send_append(peer, outputs);
+            if !self.send_append(peer, outputs) {
+                return; // Waiting for storage.
+            }
             if self.progress[&peer].state == ReplicationState::Probe {
                 return;
             }
         }
     }
 
-    /// Sends one AppendEntries from `peer`'s next index (possibly empty, when probing).
-    fn send_append(&mut self, peer: NodeId, outputs: &mut Vec<Output>) {
-        let progress = &self.progress[&peer];
-        let prev = progress.next_index.prev();
-        let entries = self.log.batch_from(
-            progress.next_index,
-            self.config.max_append_entries,
-            self.config.max_append_bytes,
+    /// Sends one AppendEntries from `peer`'s next index (possibly empty, when probing), or,
+    /// when the entry before it has left memory, asks storage for the entries instead
+    /// (`catch_up.rs`). Returns whether a message went out.
+    fn send_append(&mut self, peer: NodeId, outputs: &mut Vec<Output>) -> bool {
+        let next = self.progress[&peer].next_index;
+        let prev = next.prev();
+        let Ok(prev_term) = self.log.term_at(prev) else {
+            self.request_fetch(peer, outputs);
+            return false;
+        };
+        let prev = EntryId {
+            index: prev,
+            term: prev_term,
+        };
+        let entries = self
+            .log
+            .batch_from(
+                next,
+                self.config.max_append_entries,
+                self.config.max_append_bytes,
+            )
+            .expect("the entry before next is held, so next is too");
+        self.send_entries(peer, prev, entries, outputs);
+        true
+    }
+
+    /// Sends `entries`, which follow `prev`, and records them as on their way.
+    pub(crate) fn send_entries(
+        &mut self,
+        peer: NodeId,
+        prev: EntryId,
+        entries: Vec<Entry>,
+        outputs: &mut Vec<Output>,
+    ) {
+        let last = entries.last().map_or(prev.index, |entry| entry.index);
+        let message = self.message(
+            peer,
+            MessageBody::AppendEntries {
+                prev_log_index: prev.index,
+                prev_log_term: prev.term,
+                entries,
+                leader_commit: self.commit_index,
+            },
         );
-        let last = entries.last().map_or(prev, |entry| entry.index);
-        outputs.push(Output::Send(self.append_message(peer, prev, entries)));
+        outputs.push(Output::Send(message));
         self.progress
             .get_mut(&peer)
             .expect("leader tracks every peer")
@@ -167,7 +218,7 @@ impl RaftCore {
     }
 
     fn append_message(&self, peer: NodeId, prev: Index, entries: Vec<Entry>) -> Message {
-        let prev_log_term = self.log.term_at(prev).expect("next index within the log");
+        let prev_log_term = self.log.term_at(prev).expect("heartbeats start in memory");
         self.message(
             peer,
             MessageBody::AppendEntries {
@@ -222,7 +273,7 @@ impl RaftCore {
         // The leader counts its own entries only once they are durable.
         matches.push(self.writes.durable_index);
         let candidate = committed_index(&mut matches);
-        if candidate > self.commit_index && self.log.term_at(candidate) == Some(self.term) {
+        if candidate > self.commit_index && self.log.term_at(candidate) == Ok(self.term) {
             self.commit_index = candidate;
             self.apply_committed(outputs);
         }

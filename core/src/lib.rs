@@ -6,8 +6,17 @@
 //! ## The contract
 //!
 //! **Construction.** [`RaftCore::new`] takes a [`Config`] and the [`Recovered`] state the
-//! driver read back from durable storage: hard state (term, vote), the log, and the commit
-//! index it last saw (a hint; zero is always safe). A fresh node passes `Recovered::default()`.
+//! driver read back from durable storage: hard state (term, vote), the commit index it last
+//! saw, and the log's tail: its last entries and the id (index, term) of the entry just
+//! before them. The tail must reach back at least to the commit index; the whole log is
+//! always a valid tail (then a commit index of zero is safe too). A fresh node passes
+//! `Recovered::default()`.
+//!
+//! **The log lives in storage; the core holds a window.** The core keeps in memory every
+//! entry that is not yet committed, durable and applied, plus [`Config::log_cache_bytes`] of
+//! older ones ([`Log`] is that window; asking it for an index it does not hold is a
+//! [`NotHeld`] error). Storage must keep every entry it made durable and the core did not
+//! truncate: a leader reads back what a lagging follower needs through `Fetch`.
 //!
 //! **Inputs.** Call [`RaftCore::step`] with one [`Input`] at a time:
 //! - [`Input::Tick`]: one unit of logical time. Timeouts are counted in ticks.
@@ -15,6 +24,7 @@
 //!   from any term: the core ignores (and counts) what it cannot use, and never panics on it.
 //! - [`Input::Propose`]: a batch of client commands.
 //! - [`Input::Persisted`]: every write up to this id is durable.
+//! - [`Input::Fetched`]: the entries an `Output::Fetch` asked for, read from storage.
 //!
 //! **Outputs.** `step` appends [`Output`]s to a buffer the caller owns and drains:
 //! - [`Output::Persist`]: a [`Write`] (hard state, truncation point, entries) tagged with a
@@ -23,6 +33,11 @@
 //! - [`Output::Send`]: a message. It is always safe to send immediately, in any order.
 //! - [`Output::Commit`]: newly committed entries, in order, each durable locally.
 //! - [`Output::Proposal`]: exactly one per `Propose`, in the same step.
+//! - [`Output::Fetch`]: read back committed entries `from` on (within a count and a byte
+//!   limit, [`take_batch`]) and the id of the entry before `from`, off the core's thread, and
+//!   answer with `Input::Fetched`. The entries asked for are always committed and durable
+//!   here. An answer that comes late or after a role change is ignored; a lost one (the
+//!   driver restarted) is asked for again by the next heartbeat.
 //! - [`Output::RoleChanged`]: for logging.
 //!
 //! Outputs of one step are in a meaningful order: perform `Persist` writes in order; `Send`
@@ -42,11 +57,14 @@
 //! - a candidate counts its own vote only once that vote is persisted;
 //! - a leader replicates to followers while its own write is in flight (thesis §10.2.1), but
 //!   counts its own entries toward commit only once they are persisted;
-//! - `Commit` never carries an entry that is not durable locally.
+//! - `Commit` never carries an entry that is not durable locally;
+//! - entries fetched from storage to catch a follower up travel in an ordinary
+//!   AppendEntries, so the follower holds its acknowledgement back like any other.
 //!
 //! A driver that crashes loses whatever was not yet reported `Persisted`; it must rebuild the
 //! core from what its storage actually holds.
 
+mod catch_up;
 mod config;
 mod election;
 mod follower;
@@ -61,8 +79,8 @@ mod types;
 mod writes;
 
 pub use config::{Config, ConfigError};
-pub use io::{Input, Output, ProposalOutcome, Write};
-pub use log::{Log, LogError};
+pub use io::{FetchRequest, Fetched, Input, Output, ProposalOutcome, Write};
+pub use log::{take_batch, Log, LogError, NotHeld};
 pub use message::{AppendResponse, ConflictHint, Message, MessageBody};
 pub use raft::{RaftCore, Recovered, RecoveryError, Stats};
-pub use types::{Entry, HardState, Index, NodeId, Payload, Role, Term, WriteId};
+pub use types::{Entry, EntryId, HardState, Index, NodeId, Payload, Role, Term, WriteId};

@@ -30,6 +30,10 @@ pub(crate) struct Progress {
     pub inflight: VecDeque<Index>,
     /// Heard from this follower in the current CheckQuorum period.
     pub recently_active: bool,
+    /// Entries from this index were asked of storage (`Output::Fetch`) and not yet
+    /// delivered. At most one request per follower is outstanding; an answer that no longer
+    /// starts at `next_index` is dropped and asked again.
+    pub fetching: Option<Index>,
 }
 
 impl Progress {
@@ -41,6 +45,7 @@ impl Progress {
             probe_sent: false,
             inflight: VecDeque::new(),
             recently_active: false,
+            fetching: None,
         }
     }
 

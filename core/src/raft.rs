@@ -6,7 +6,7 @@ use crate::io::{Input, Output};
 use crate::log::{Log, LogError};
 use crate::message::{Message, MessageBody};
 use crate::progress::Progress;
-use crate::types::{Entry, HardState, Index, NodeId, Role, Term};
+use crate::types::{Entry, EntryId, HardState, Index, NodeId, Role, Term};
 use crate::writes::WriteTracker;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -14,11 +14,20 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// What the driver read back from durable storage at start.
+///
+/// The core needs only the log's tail: `entries` follow `prev` and run to the log's last
+/// index. The tail must reach back to the commit index (`prev.index <= commit_index`): what
+/// lies before it is committed, and the core never needs to compare it with anyone's. A
+/// driver may pass more (the whole log is always valid); the core keeps what its cache
+/// allows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recovered {
     pub hard_state: HardState,
+    /// The entry just before `entries` (`EntryId::ZERO` when they start at index 1).
+    pub prev: EntryId,
     pub entries: Vec<Entry>,
     /// The commit index the driver last recorded; entries up to it count as applied.
+    /// Zero is always safe with the whole log; with a tail it must be at least `prev.index`.
     pub commit_index: Index,
 }
 
@@ -41,6 +50,12 @@ pub enum RecoveryError {
     /// The stored vote names a node that is not a voter.
     UnknownVote {
         voted_for: NodeId,
+    },
+    /// The tail handed over starts after the commit index: entries between them, which are
+    /// not known to be committed, are missing.
+    TailAfterCommit {
+        prev_index: Index,
+        commit_index: Index,
     },
 }
 
@@ -69,6 +84,14 @@ impl fmt::Display for RecoveryError {
             RecoveryError::UnknownVote { voted_for } => {
                 write!(f, "stored vote for {voted_for}, which is not a voter")
             }
+            RecoveryError::TailAfterCommit {
+                prev_index,
+                commit_index,
+            } => write!(
+                f,
+                "the recovered log tail starts after index {} but only {} is known committed",
+                prev_index.0, commit_index.0
+            ),
         }
     }
 }
@@ -85,6 +108,10 @@ pub struct Stats {
     /// AppendEntries that would have truncated committed entries, or entries already verified
     /// against the current term's leader (only a faulty peer asks either).
     pub unsafe_truncations_refused: u64,
+    /// `Fetched` inputs that answered no outstanding request or did not fit it.
+    pub bad_fetched_ignored: u64,
+    /// `Fetch` outputs: batches read back from storage to catch a follower up.
+    pub fetches_requested: u64,
     pub pre_votes_started: u64,
     pub elections_started: u64,
     pub terms_led: u64,
@@ -104,6 +131,9 @@ pub struct RaftCore {
     pub(crate) role: Role,
     /// Invariant: `Some(id)` when `role == Leader`; the leader of `term` when known.
     pub(crate) leader: Option<NodeId>,
+    /// A window onto the whole log (see `log.rs`).
+    /// Invariant: `log.prev().index <= applied_index`: only entries that are committed,
+    /// durable and applied leave memory.
     pub(crate) log: Log,
     /// Invariant: never decreases; `<= log.last_index()`.
     pub(crate) commit_index: Index,
@@ -140,7 +170,7 @@ impl RaftCore {
     /// Builds a node from its configuration and the state its storage holds.
     pub fn new(config: Config, recovered: Recovered) -> Result<RaftCore, RecoveryError> {
         config.validate().map_err(RecoveryError::Config)?;
-        let log = Log::from_entries(recovered.entries).map_err(RecoveryError::Log)?;
+        let log = Log::from_tail(recovered.prev, recovered.entries).map_err(RecoveryError::Log)?;
         let hard_state = recovered.hard_state;
         if log.last_term() > hard_state.term {
             return Err(RecoveryError::EntryFromFutureTerm {
@@ -153,6 +183,12 @@ impl RaftCore {
             return Err(RecoveryError::CommitBeyondLog {
                 commit_index: recovered.commit_index,
                 last_index: log.last_index(),
+            });
+        }
+        if recovered.prev.index > recovered.commit_index {
+            return Err(RecoveryError::TailAfterCommit {
+                prev_index: recovered.prev.index,
+                commit_index: recovered.commit_index,
             });
         }
         if let Some(voted_for) = hard_state.voted_for {
@@ -194,6 +230,7 @@ impl RaftCore {
             config,
         };
         core.reset_election_timer();
+        core.forget_applied();
         Ok(core)
     }
 
@@ -204,6 +241,7 @@ impl RaftCore {
             Input::Receive(message) => self.receive(message, outputs),
             Input::Propose(commands) => self.propose(commands, outputs),
             Input::Persisted { write_id } => self.persisted(write_id, outputs),
+            Input::Fetched(fetched) => self.handle_fetched(fetched, outputs),
         }
         self.end_step(outputs);
     }
@@ -357,14 +395,33 @@ impl RaftCore {
     pub(crate) fn apply_committed(&mut self, outputs: &mut Vec<Output>) {
         let target = self.commit_index.min(self.writes.durable_index);
         if target > self.applied_index {
-            let entries = self.log.slice(self.applied_index.next(), target).to_vec();
+            let entries = self
+                .log
+                .slice(self.applied_index.next(), target)
+                .expect("unapplied entries stay in memory")
+                .to_vec();
             self.applied_index = target;
             outputs.push(Output::Commit(entries));
         }
     }
 
+    /// Lets applied entries beyond the cache leave memory. Storage holds them (applied
+    /// implies durable here), and they are committed, so no consistency check needs them.
+    /// Runs once the cache overflows by a quarter, so that the copy down of the remaining
+    /// window costs little per entry.
+    fn forget_applied(&mut self) {
+        let cache = self.config.log_cache_bytes;
+        if self.log.held_bytes() <= cache.saturating_add(cache / 4) {
+            return;
+        }
+        if let Some(point) = self.log.forget_point(self.applied_index, cache) {
+            self.log.forget_through(point);
+        }
+    }
+
     fn end_step(&mut self, outputs: &mut Vec<Output>) {
         self.apply_committed(outputs);
+        self.forget_applied();
         if let Some(write) = self.writes.flush(self.log.last_index()) {
             outputs.push(Output::Persist(write));
         }
@@ -396,6 +453,10 @@ impl RaftCore {
         assert!(
             self.applied_index <= self.writes.durable_index,
             "applied an undurable entry"
+        );
+        assert!(
+            self.log.prev().index <= self.applied_index,
+            "an unapplied entry left memory"
         );
         assert!(
             self.writes.durable_hard_state.term <= self.term,

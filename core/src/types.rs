@@ -63,6 +63,28 @@ impl Index {
     pub fn plus(self, n: u64) -> Index {
         Index(self.0 + n)
     }
+
+    /// How many indexes lie in `self..to` (0 when `to <= self`).
+    pub fn count_to(self, to: Index) -> u64 {
+        to.0.saturating_sub(self.0)
+    }
+}
+
+/// Names one entry: its index and term. `EntryId::ZERO` is the position before the first
+/// entry of a log that starts at index 1.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct EntryId {
+    pub index: Index,
+    pub term: Term,
+}
+
+impl EntryId {
+    pub const ZERO: EntryId = EntryId {
+        index: Index(0),
+        term: Term(0),
+    };
 }
 
 /// What an entry carries. Kept an enum so that configuration changes can join later
@@ -97,6 +119,13 @@ pub struct Entry {
 }
 
 impl Entry {
+    pub fn id(&self) -> EntryId {
+        EntryId {
+            index: self.index,
+            term: self.term,
+        }
+    }
+
     /// Approximate encoded size (payload plus fixed header), used for batching limits.
     pub fn size_bytes(&self) -> usize {
         16 + self.payload.size_bytes()

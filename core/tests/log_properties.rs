@@ -3,7 +3,7 @@
 //! term are identical up to that index.
 
 use proptest::prelude::*;
-use replog_core::{Entry, Index, Log, Payload, Term};
+use replog_core::{Entry, EntryId, Index, Log, Payload, Term};
 
 /// Leader `t` (term t+1) starts from a prefix of an earlier leader's log and appends its own.
 fn leader_logs(specs: &[(usize, usize, usize)]) -> Vec<Vec<Entry>> {
@@ -79,12 +79,12 @@ proptest! {
             let leader = &leaders[leader % leaders.len()];
             apply_append(&mut followers[follower], leader, prev, count);
             // Whatever happened, the follower still reads back as a valid log.
-            let reread = Log::from_entries(followers[follower].entries().to_vec());
+            let reread = Log::from_tail(EntryId::ZERO, followers[follower].held().to_vec());
             prop_assert!(reread.is_ok(), "invalid log: {:?}", reread);
         }
         let all: Vec<&[Entry]> = followers
             .iter()
-            .map(|f| f.entries())
+            .map(|f| f.held())
             .chain(leaders.iter().map(|l| l.as_slice()))
             .collect();
         for a in &all {
@@ -110,29 +110,32 @@ proptest! {
         let leaders = leader_logs(&specs);
         let leader = &leaders[which % leaders.len()];
         let start = &leaders[other % leaders.len()];
-        let mut follower = Log::from_entries(start[..keep.min(start.len())].to_vec()).unwrap();
+        let mut follower = Log::from_tail(EntryId::ZERO, start[..keep.min(start.len())].to_vec()).unwrap();
         if apply_append(&mut follower, leader, prev, count) {
             let upto = (prev + count).min(leader.len());
-            prop_assert!(follower.entries().len() >= upto);
-            prop_assert_eq!(&follower.entries()[..upto], &leader[..upto]);
+            prop_assert!(follower.held().len() >= upto);
+            prop_assert_eq!(&follower.held()[..upto], &leader[..upto]);
         }
     }
 }
 
 #[test]
 fn up_to_date_compares_last_term_before_last_index() {
-    let log = Log::from_entries(vec![
-        Entry {
-            index: Index(1),
-            term: Term(1),
-            payload: Payload::Noop,
-        },
-        Entry {
-            index: Index(2),
-            term: Term(3),
-            payload: Payload::Noop,
-        },
-    ])
+    let log = Log::from_tail(
+        EntryId::ZERO,
+        vec![
+            Entry {
+                index: Index(1),
+                term: Term(1),
+                payload: Payload::Noop,
+            },
+            Entry {
+                index: Index(2),
+                term: Term(3),
+                payload: Payload::Noop,
+            },
+        ],
+    )
     .unwrap();
     assert!(log.is_up_to_date(Index(1), Term(4)));
     assert!(!log.is_up_to_date(Index(9), Term(2)));
@@ -151,7 +154,7 @@ fn last_index_of_term_finds_the_end_of_each_term() {
             payload: Payload::Noop,
         })
         .collect();
-    let log = Log::from_entries(entries).unwrap();
+    let log = Log::from_tail(EntryId::ZERO, entries).unwrap();
     assert_eq!(log.last_index_of_term(Term(1)), Some(Index(2)));
     assert_eq!(log.last_index_of_term(Term(2)), Some(Index(5)));
     assert_eq!(log.last_index_of_term(Term(3)), None);
@@ -168,16 +171,19 @@ fn batches_stop_at_the_count_and_byte_limits_but_never_send_nothing() {
             payload: Payload::Command("x".repeat(100).into()),
         })
         .collect();
-    let log = Log::from_entries(entries).unwrap();
-    assert_eq!(log.batch_from(Index(1), 3, usize::MAX).len(), 3);
-    assert_eq!(log.batch_from(Index(1), 100, 250).len(), 2);
+    let log = Log::from_tail(EntryId::ZERO, entries).unwrap();
+    assert_eq!(log.batch_from(Index(1), 3, usize::MAX).unwrap().len(), 3);
+    assert_eq!(log.batch_from(Index(1), 100, 250).unwrap().len(), 2);
     assert_eq!(
-        log.batch_from(Index(1), 100, 1).len(),
+        log.batch_from(Index(1), 100, 1).unwrap().len(),
         1,
         "one entry always goes"
     );
-    assert_eq!(log.batch_from(Index(9), 100, usize::MAX).len(), 2);
-    assert!(log.batch_from(Index(11), 100, usize::MAX).is_empty());
+    assert_eq!(log.batch_from(Index(9), 100, usize::MAX).unwrap().len(), 2);
+    assert!(log
+        .batch_from(Index(11), 100, usize::MAX)
+        .unwrap()
+        .is_empty());
 }
 
 proptest! {
@@ -197,17 +203,108 @@ proptest! {
                 Entry { index: Index(i as u64 + 1), term: Term(term), payload: Payload::Noop }
             })
             .collect();
-        let log = Log::from_entries(entries).unwrap();
+        let log = Log::from_tail(EntryId::ZERO, entries).unwrap();
         let index = Index(probe);
         let first = log.first_index_of_term_at(index);
         match log.term_at(index) {
-            Some(_) if index == Index(0) => prop_assert_eq!(first, Index(0)),
-            Some(term) => {
+            Ok(_) if index == Index(0) => prop_assert_eq!(first, Index(0)),
+            Ok(term) => {
                 prop_assert!(first <= index);
-                prop_assert_eq!(log.term_at(first), Some(term));
-                prop_assert!(first == Index(1) || log.term_at(first.prev()) < Some(term));
+                prop_assert_eq!(log.term_at(first), Ok(term));
+                prop_assert!(first == Index(1) || log.term_at(first.prev()).unwrap() < term);
             }
-            None => prop_assert_eq!(first, index),
+            Err(_) => prop_assert_eq!(first, index),
         }
+    }
+}
+
+/// A whole log of `steps.len()` entries whose terms rise by `steps`.
+fn whole_log(steps: &[u64]) -> Vec<Entry> {
+    let mut term = 1;
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, &step)| {
+            term += step;
+            Entry {
+                index: Index(i as u64 + 1),
+                term: Term(term),
+                payload: Payload::Noop,
+            }
+        })
+        .collect()
+}
+
+/// The window of `whole` that starts after its first `start` entries.
+fn window(whole: &[Entry], start: usize) -> Log {
+    let prev = if start == 0 {
+        EntryId::ZERO
+    } else {
+        whole[start - 1].id()
+    };
+    Log::from_tail(prev, whole[start..].to_vec()).unwrap()
+}
+
+proptest! {
+    /// A window answers for `[prev, last]` exactly as the whole log would, and says
+    /// `NotHeld` outside it, never a wrong term.
+    #[test]
+    fn a_window_answers_like_the_whole_log_within_its_range(
+        steps in proptest::collection::vec(0..3u64, 0..30),
+        start_seed in any::<usize>(),
+    ) {
+        let whole = whole_log(&steps);
+        let start = start_seed % (whole.len() + 1);
+        let log = window(&whole, start);
+        let term_of = |i: u64| if i == 0 { Term(0) } else { whole[i as usize - 1].term };
+        prop_assert_eq!(log.last_index(), Index(whole.len() as u64));
+        prop_assert_eq!(log.last_term(), term_of(whole.len() as u64));
+        prop_assert_eq!(log.first_held(), Index(start as u64 + 1));
+        for i in 0..=(whole.len() as u64 + 2) {
+            let got = log.term_at(Index(i));
+            if i < start as u64 {
+                prop_assert!(matches!(got, Err(replog_core::NotHeld::Before { .. })), "{i}: {got:?}");
+            } else if i > whole.len() as u64 {
+                prop_assert!(matches!(got, Err(replog_core::NotHeld::After { .. })), "{i}: {got:?}");
+            } else {
+                prop_assert_eq!(got, Ok(term_of(i)));
+                // The conflict hint's first index of the term: as early as the window can
+                // tell, and never past where the term really begins if the window holds that.
+                if i > 0 {
+                    let first = log.first_index_of_term_at(Index(i));
+                    prop_assert!(first <= Index(i) && first.0 >= start as u64);
+                    prop_assert_eq!(term_of(first.0), term_of(i));
+                    prop_assert!(first.0 == start as u64 || first.0 == 1 || term_of(first.0 - 1) < term_of(i));
+                }
+            }
+        }
+        for t in 0..=(steps.iter().sum::<u64>() + 2) {
+            let found = log.last_index_of_term(Term(t));
+            let held: Vec<u64> = (start as u64..=whole.len() as u64)
+                .filter(|&i| i > 0 && term_of(i) == Term(t))
+                .collect();
+            prop_assert_eq!(found, held.last().map(|&i| Index(i)), "term {}", t);
+        }
+    }
+
+    /// Forgetting a prefix or truncating a suffix leaves the window that would have been
+    /// built from the whole log at that point.
+    #[test]
+    fn forgetting_and_truncating_a_window_match_building_it_afresh(
+        steps in proptest::collection::vec(0..3u64, 1..30),
+        start_seed in any::<usize>(),
+        point_seed in any::<usize>(),
+    ) {
+        let whole = whole_log(&steps);
+        let start = start_seed % (whole.len() + 1);
+        let point = start + point_seed % (whole.len() - start + 1);
+        let mut forgotten = window(&whole, start);
+        if point > 0 {
+            forgotten.forget_through(Index(point as u64));
+        }
+        prop_assert_eq!(&forgotten, &window(&whole, point.max(start)));
+        let mut truncated = window(&whole, start);
+        truncated.truncate_after(Index(point as u64));
+        prop_assert_eq!(truncated, window(&whole[..point], start));
     }
 }

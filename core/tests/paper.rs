@@ -5,9 +5,9 @@
 mod support;
 
 use replog_core::{
-    AppendResponse, Config, ConflictHint, Entry, HardState, Index, Input, Message, MessageBody,
-    NodeId, Output, Payload, ProposalOutcome, RaftCore, Recovered, RecoveryError, Role, Term,
-    WriteId,
+    AppendResponse, Config, ConflictHint, Entry, EntryId, HardState, Index, Input, Message,
+    MessageBody, NodeId, Output, Payload, ProposalOutcome, RaftCore, Recovered, RecoveryError,
+    Role, Term, WriteId,
 };
 use support::{config, Cluster};
 
@@ -29,6 +29,7 @@ fn node_with(
     let mut config = config(id, size);
     tweak(&mut config);
     let recovered = Recovered {
+        prev: EntryId::ZERO,
         hard_state: HardState {
             term: Term(term),
             voted_for: None,
@@ -308,7 +309,7 @@ fn s5_3_follower_truncates_only_the_conflicting_suffix() {
         &mut core,
         Input::Receive(append(2, 1, 3, (1, 1), vec![entry(2, 1), entry(3, 3)], 0)),
     );
-    let terms: Vec<u64> = core.log().entries().iter().map(|e| e.term.0).collect();
+    let terms: Vec<u64> = core.log().held().iter().map(|e| e.term.0).collect();
     assert_eq!(terms, vec![1, 1, 3]);
     let write = outputs
         .iter()
@@ -337,7 +338,7 @@ fn s5_3_stale_append_entries_never_truncate() {
         &mut core,
         Input::Receive(append(2, 1, 1, (1, 1), vec![entry(2, 1)], 0)),
     );
-    assert_eq!(core.log().entries(), &entries[..], "entry 3 must survive");
+    assert_eq!(core.log().held(), &entries[..], "entry 3 must survive");
     assert!(persist_ids(&outputs).is_empty(), "nothing to write");
     assert_eq!(
         append_replies(&outputs),
@@ -477,7 +478,7 @@ fn every_new_leader_appends_a_noop() {
     let last = cluster
         .core(2)
         .log()
-        .entries()
+        .held()
         .last()
         .cloned()
         .expect("a no-op");
@@ -811,6 +812,7 @@ fn messages_from_strangers_and_bogus_persist_acks_are_ignored() {
 #[test]
 fn recovery_restores_term_vote_and_log() {
     let recovered = Recovered {
+        prev: EntryId::ZERO,
         hard_state: HardState {
             term: Term(4),
             voted_for: Some(NodeId(2)),
@@ -827,6 +829,7 @@ fn recovery_restores_term_vote_and_log() {
 #[test]
 fn recovery_rejects_state_no_raft_node_could_have_written() {
     let bad_commit = Recovered {
+        prev: EntryId::ZERO,
         hard_state: HardState {
             term: Term(1),
             voted_for: None,
@@ -881,12 +884,12 @@ fn s5_3_follower_never_truncates_what_it_verified_for_the_current_leader() {
         append_replies(&outputs).is_empty(),
         "a contradiction is not acknowledged"
     );
-    assert_eq!(core.log().entries(), &[entry(1, 1), entry(2, 1)]);
+    assert_eq!(core.log().held(), &[entry(1, 1), entry(2, 1)]);
     assert_eq!(core.stats().unsafe_truncations_refused, 1);
     // The same entries from the leader of a later term do replace them (§5.3).
     step_durably(
         &mut core,
         Input::Receive(append(3, 1, 3, (0, 0), vec![entry(1, 3)], 0)),
     );
-    assert_eq!(core.log().entries(), &[entry(1, 3)]);
+    assert_eq!(core.log().held(), &[entry(1, 3)]);
 }

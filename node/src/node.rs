@@ -204,6 +204,8 @@ fn core_config(config: &NodeConfig) -> Config {
     core.election_timeout_ticks_min = timing.election_timeout_ticks_min;
     core.election_timeout_ticks_max = timing.election_timeout_ticks_max;
     core.heartbeat_interval_ticks = timing.heartbeat_interval_ticks;
+    // Until the runtime serves `Fetch` from storage, the core keeps the whole log.
+    core.log_cache_bytes = usize::MAX;
     // Real nodes want different timeouts on every start; only the simulator needs replay.
     core.rng_seed = entropy();
     core

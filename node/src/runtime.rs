@@ -337,6 +337,9 @@ impl Runtime {
                 assert!(previous.is_none(), "two proposal outcomes in one step");
             }
             Output::RoleChanged { role, term, leader } => self.log_role(role, term, leader),
+            // The node's core keeps its whole log (`node::core_config`), so nothing is ever
+            // fetched back from storage.
+            Output::Fetch(request) => unreachable!("the node's core forgot entries: {request:?}"),
         }
     }
 
@@ -375,7 +378,7 @@ impl Runtime {
         let commit_index = self.core.commit_index();
         let log = self.core.log();
         let entries = with_entries.then(|| {
-            log.entries()
+            log.held()
                 .iter()
                 .map(|entry| EntryView {
                     index: entry.index.0,

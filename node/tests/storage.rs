@@ -3,7 +3,8 @@
 
 use proptest::prelude::*;
 use replog_core::{
-    Config, Entry, HardState, Index, NodeId, Payload, RaftCore, Recovered, Term, Write, WriteId,
+    Config, Entry, EntryId, HardState, Index, NodeId, Payload, RaftCore, Recovered, Term, Write,
+    WriteId,
 };
 use replog_node::storage::{AppendMode, RecoveryReport, Storage, StorageError};
 use std::fs;
@@ -146,6 +147,7 @@ fn persisted_writes_round_trip_through_reopen() {
         recovered,
         Recovered {
             hard_state: hard_state(2, Some(3)),
+            prev: EntryId::ZERO,
             entries: vec![
                 noop(1, 2),
                 command(2, 2, "set x=\"1\"\n"),

@@ -9,7 +9,10 @@
 use crate::params::DiskParams;
 use crate::report::Violation;
 use crate::rng::SimRng;
-use replog_core::{Entry, HardState, Index, NodeId, Recovered, Write, WriteId};
+use replog_core::{
+    take_batch, Entry, EntryId, FetchRequest, Fetched, HardState, Index, NodeId, Recovered, Write,
+    WriteId,
+};
 use std::collections::VecDeque;
 
 /// What survives a crash.
@@ -141,13 +144,52 @@ impl Disk {
         Ok(loss)
     }
 
-    /// What a restarted node reads back, exactly as the real node rebuilds it from its files.
+    /// What a restarted node reads back, as the real node does from its files: the hard
+    /// state, the commit index it recorded, and only the log's tail after that index (what
+    /// comes before it is committed; the core asks for it with `Fetch` when a follower
+    /// needs it).
     pub fn recovered(&self) -> Recovered {
+        let commit = self.durable.commit_index;
+        let prev = match commit.0 {
+            0 => EntryId::ZERO,
+            k => self.durable.entries[k as usize - 1].id(),
+        };
         Recovered {
             hard_state: self.durable.hard_state,
-            entries: self.durable.entries.clone(),
-            commit_index: self.durable.commit_index,
+            prev,
+            entries: self.durable.entries[commit.0 as usize..].to_vec(),
+            commit_index: commit,
         }
+    }
+
+    /// Serves a core's `Fetch` from the durable log. The core asks only for committed,
+    /// durable entries; anything else breaks the contract.
+    pub fn fetch(&self, request: &FetchRequest) -> Result<Fetched, Violation> {
+        let entries = &self.durable.entries;
+        let start = request.from.prev().0 as usize;
+        if request.from == Index(0) || start >= entries.len() {
+            return Err(self.violation(format!(
+                "fetch from {} for {}, but the durable log ends at {}",
+                request.from,
+                request.peer,
+                entries.len()
+            )));
+        }
+        let prev = match start {
+            0 => EntryId::ZERO,
+            k => entries[k - 1].id(),
+        };
+        let batch = take_batch(&entries[start..], request.max_entries, request.max_bytes);
+        Ok(Fetched {
+            peer: request.peer,
+            prev,
+            entries: batch.to_vec(),
+        })
+    }
+
+    /// How long a read for a fetch takes: a fraction of an fsync, as a cached read is.
+    pub fn read_latency_us(params: &DiskParams, rng: &mut SimRng) -> u64 {
+        rng.between(params.fsync_us_min / 4, params.fsync_us_max / 2)
     }
 
     /// Applies a record to durable state: hard state, then truncation, then entries. Only

@@ -199,6 +199,9 @@ fn swarm_core(rng: &mut SimRng) -> Config {
         max_inflight_appends: *rng.pick(&[1, 2, 4, 8]),
         pre_vote: rng.chance(Ratio(3, 4)),
         check_quorum: rng.chance(Ratio(3, 4)),
+        // No cache at all, or a few entries' worth, makes every lagging follower a catch-up
+        // from storage, and forgetting runs on almost every step.
+        log_cache_bytes: *rng.pick(&[0, 100, 2_000, 4 << 20]),
         ..Config::new(NodeId(1), vec![NodeId(1)])
     }
 }

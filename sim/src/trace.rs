@@ -141,6 +141,12 @@ pub enum What {
     HealMajority {
         majority: u16,
     },
+    /// Storage answered a fetch: entries `from..from + count` for catching `peer` up.
+    Fetched {
+        peer: u8,
+        from: u64,
+        count: u32,
+    },
 }
 
 impl fmt::Display for TraceRecord {
@@ -157,6 +163,10 @@ impl fmt::Display for TraceRecord {
             What::Dropped(message, why) => write!(f, "drop {message} ({why})"),
             What::DeadLetter(message) => write!(f, "dead-letter {message}"),
             What::Persisted { write_id } => write!(f, "fsync done: persisted w{write_id}"),
+            What::Fetched { peer, from, count } => write!(
+                f,
+                "read from storage for n{peer}: {count} entries from i{from}"
+            ),
             What::Crash {
                 survived,
                 lost,

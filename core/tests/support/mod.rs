@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use replog_core::{
-    Config, Entry, HardState, Index, Input, Message, NodeId, Output, Payload, ProposalOutcome,
-    RaftCore, Recovered, Role, Term, Write,
+    take_batch, Config, Entry, EntryId, FetchRequest, Fetched, HardState, Index, Input, Message,
+    NodeId, Output, Payload, ProposalOutcome, RaftCore, Recovered, Role, Term, Write,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -25,6 +25,26 @@ impl Disk {
             self.entries.truncate(after.0 as usize);
         }
         self.entries.extend(write.entries.iter().cloned());
+    }
+
+    /// Reads entries back for a catch-up, as a driver's storage does.
+    pub fn fetch(&self, request: &FetchRequest) -> Fetched {
+        let prev_index = request.from.prev();
+        let prev = match prev_index.0 {
+            0 => EntryId::ZERO,
+            k => self.entries[k as usize - 1].id(),
+        };
+        let start = prev_index.0 as usize;
+        let batch = take_batch(
+            &self.entries[start..],
+            request.max_entries,
+            request.max_bytes,
+        );
+        Fetched {
+            peer: request.peer,
+            prev,
+            entries: batch.to_vec(),
+        }
     }
 }
 
@@ -104,8 +124,10 @@ impl Cluster {
         let mut outputs = Vec::new();
         node.core.step(input, &mut outputs);
         node.core.check_invariants();
+        let mut fetched = Vec::new();
         for output in &outputs {
             match output {
+                Output::Fetch(request) => fetched.push(node.disk.fetch(request)),
                 Output::Persist(write) => node.pending.push(write.clone()),
                 Output::Send(message) => self.network.push(message.clone()),
                 Output::Commit(entries) => {
@@ -128,6 +150,9 @@ impl Cluster {
         }
         if self.auto_persist {
             self.persist(id);
+        }
+        for answer in fetched {
+            self.step(id, Input::Fetched(answer));
         }
         outputs
     }
@@ -236,6 +261,7 @@ impl Cluster {
         // truncated, so recovery refuses this if the core ever broke that promise.
         let recovered = Recovered {
             hard_state: node.disk.hard_state,
+            prev: EntryId::ZERO,
             entries: node.disk.entries.clone(),
             commit_index: Index(node.committed.len() as u64),
         };
@@ -259,7 +285,7 @@ impl Cluster {
             let core = &node.core;
             let log: Vec<String> = core
                 .log()
-                .entries()
+                .held()
                 .iter()
                 .map(|e| match &e.payload {
                     Payload::Noop => format!("{}:noop", e.term.0),

@@ -58,7 +58,7 @@ use direct::DirectAppender;
 use error::io_error;
 use log_file::LogFile;
 use metadata::Metadata;
-use replog_core::{HardState, Index, NodeId, Recovered, Write};
+use replog_core::{EntryId, HardState, Index, NodeId, Recovered, Write};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -155,6 +155,7 @@ impl Storage {
         }
         let recovered = Recovered {
             hard_state: meta.hard_state,
+            prev: EntryId::ZERO,
             entries: scanned.entries,
             commit_index: meta.commit_index,
         };

@@ -11,6 +11,8 @@
 //!   from what was durable.
 //! - **Durability**: the newest committed entry is on a majority of disks, across crashes.
 //! - **Linearizability**: see [`history`].
+//! - **Log Window**: a core forgets only entries its disk holds durably (so a `Fetch` can
+//!   always be served), and every `Fetch` asks for durable entries.
 
 pub mod history;
 pub mod registry;
@@ -113,6 +115,16 @@ impl Checker {
                 "Monotonic Commit",
                 &[id],
                 format!("term went back from {} to {}", before.term, core.term),
+            ));
+        }
+        if !core.window_edge_is_stored() {
+            return Err(Violation::new(
+                "Log Window",
+                &[id],
+                format!(
+                    "the core forgot entries up to {}/{} that its disk does not hold",
+                    core.window_prev.index, core.window_prev.term
+                ),
             ));
         }
         for output in outputs {

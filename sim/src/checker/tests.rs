@@ -18,14 +18,7 @@ fn log(terms: &[u64]) -> Vec<Entry> {
 }
 
 fn state(id: u64, role: Role, term: u64, commit: u64, log: &[Entry]) -> NodeState<'_> {
-    NodeState {
-        id: NodeId(id),
-        role,
-        term: Term(term),
-        commit_index: Index(commit),
-        applied_index: Index(0),
-        log,
-    }
+    NodeState::whole(NodeId(id), role, Term(term), Index(commit), log)
 }
 
 fn append(entries: &[Entry]) -> Output {

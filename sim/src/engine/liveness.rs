@@ -5,10 +5,11 @@
 //! healed majority. The minority stays as the faults left it.
 
 use super::Simulation;
+use crate::checker::NodeState;
 use crate::net::NodeSet;
 use crate::report::Violation;
 use crate::trace::What;
-use replog_core::{NodeId, ProposalOutcome, Role, Term};
+use replog_core::{Index, NodeId, ProposalOutcome, Role, Term};
 
 /// Bounds, in election timeouts of the slowest healed clock.
 const LEADER_AND_COMMIT_TIMEOUTS: u64 = 10;
@@ -191,13 +192,17 @@ impl Simulation {
         if !same {
             return Ok(false);
         }
-        if let Some(other) = cores
-            .iter()
-            .find(|core| core.log().entries() != first.log().entries())
-        {
+        // The whole logs, each joined from its disk and its core's window.
+        let whole = |n: usize| {
+            let core = self.nodes[n].core.as_ref().expect("checked running");
+            let view = NodeState::of(core, &self.nodes[n].disk.durable().entries);
+            view.entries(Index(1), view.last_index())
+        };
+        let first_log = whole(members[0]);
+        if let Some(&other) = members[1..].iter().find(|&&n| whole(n) != first_log) {
             return Err(Violation::new(
                 "Log Matching",
-                &[first.id(), other.id()],
+                &[first.id(), self.nodes[other].id],
                 "the healed majority agrees on last index and term but not on the entries",
             ));
         }

@@ -19,7 +19,7 @@ use crate::report::Violation;
 use crate::rng::{SimRng, Stream};
 use crate::trace::{Trace, TraceRecord, What};
 use liveness::Liveness;
-use replog_core::{Index, Message, NodeId, Output, RaftCore, Term, WriteId};
+use replog_core::{Fetched, Index, Message, NodeId, Output, RaftCore, Term, WriteId};
 use std::collections::BTreeMap;
 
 /// Something that happens at an instant of simulated time.
@@ -32,6 +32,12 @@ pub(crate) enum Event {
     FsyncDone {
         node: usize,
         incarnation: u32,
+    },
+    /// Storage's answer to a core's `Fetch`, read when it was asked.
+    Fetched {
+        node: usize,
+        incarnation: u32,
+        fetched: Fetched,
     },
     /// A durability notice that waited out a pause.
     Persisted {
@@ -296,6 +302,11 @@ impl Simulation {
             Event::Tick { node, generation } => self.on_tick(node, generation),
             Event::Deliver(message) => self.on_deliver(message),
             Event::FsyncDone { node, incarnation } => self.on_fsync_done(node, incarnation),
+            Event::Fetched {
+                node,
+                incarnation,
+                fetched,
+            } => self.on_fetched(node, incarnation, fetched),
             Event::Persisted {
                 node,
                 incarnation,

@@ -9,7 +9,9 @@ use crate::net::Fate;
 use crate::report::Violation;
 use crate::rng::Ratio;
 use crate::trace::{MessageSummary, What};
-use replog_core::{Entry, Input, Message, Output, ProposalOutcome, RaftCore, Role, WriteId};
+use replog_core::{
+    Entry, FetchRequest, Fetched, Input, Message, Output, ProposalOutcome, RaftCore, Role, WriteId,
+};
 
 impl Simulation {
     pub(crate) fn on_tick(&mut self, node: usize, generation: u32) -> Result<(), Violation> {
@@ -74,6 +76,53 @@ impl Simulation {
         }
     }
 
+    /// Reads what a `Fetch` asks for from the durable log now, and hands it to the core
+    /// after a read latency (in this life of the process only).
+    fn start_fetch(&mut self, node: usize, request: &FetchRequest) -> Result<(), Violation> {
+        let state = &self.nodes[node];
+        let fetched = state.disk.fetch(request)?;
+        let latency_us = Disk::read_latency_us(&self.params.disk, &mut self.rng.disk);
+        let incarnation = state.incarnation;
+        self.queue.push(
+            self.now_us + latency_us,
+            Event::Fetched {
+                node,
+                incarnation,
+                fetched,
+            },
+        );
+        Ok(())
+    }
+
+    /// Storage's answer to a fetch reaches the core, unless it is paused (then it waits).
+    pub(crate) fn on_fetched(
+        &mut self,
+        node: usize,
+        incarnation: u32,
+        fetched: Fetched,
+    ) -> Result<(), Violation> {
+        let state = &mut self.nodes[node];
+        if state.incarnation != incarnation || state.core.is_none() {
+            return Ok(());
+        }
+        if let Some(backlog) = &mut state.backlog {
+            backlog.push(Event::Fetched {
+                node,
+                incarnation,
+                fetched,
+            });
+            return Ok(());
+        }
+        let what = What::Fetched {
+            peer: fetched.peer.0 as u8,
+            from: fetched.prev.index.next().0,
+            count: fetched.entries.len() as u32,
+        };
+        self.record(Some(node), what);
+        self.step_core(node, Input::Fetched(fetched))?;
+        self.dispatch_outputs(node).map(|_| ())
+    }
+
     /// Tells the core its writes up to `write_id` are durable, unless it is paused.
     pub(crate) fn on_persisted(
         &mut self,
@@ -112,8 +161,8 @@ impl Simulation {
         let core = state.core.as_mut().expect("stepping a live node");
         core.step(input, &mut self.outputs);
         core.check_invariants();
-        self.checker
-            .after_step(node, &NodeState::of(core), &self.outputs)
+        let view = NodeState::of(core, &state.disk.durable().entries);
+        self.checker.after_step(node, &view, &self.outputs)
     }
 
     /// Carries out the outputs of the last step, in order. Returns its proposal outcome.
@@ -134,6 +183,11 @@ impl Simulation {
                     self.start_fsync(node);
                 }
                 Output::Send(message) => self.send(node, message),
+                Output::Fetch(request) => {
+                    if result.is_ok() {
+                        result = self.start_fetch(node, &request);
+                    }
+                }
                 Output::Commit(entries) => {
                     if result.is_ok() {
                         result = self.on_commit(node, &entries);
@@ -386,8 +440,9 @@ impl Simulation {
             )
         })?;
         core.check_invariants();
+        let view = NodeState::of(&core, &state.disk.durable().entries);
         self.checker
-            .after_restart(node, &NodeState::of(&core), state.disk.durable())?;
+            .after_restart(node, &view, state.disk.durable())?;
         let what = What::Restart {
             term: core.term().0,
             last_index: core.log().last_index().0,
