@@ -8,7 +8,7 @@
 //! two thread wake-ups per answer; with 64 clients that was about two thirds of the
 //! leader's CPU time (perf, 64 clients: 43% in `client-writer`, 25% in the readers).
 //!
-//! The protocol's rules live here (see `docs/protocol.md`):
+//! The protocol's rules live here (see README.md, "Client protocol"):
 //! - answers go out in request order: each request takes the next sequence number and a
 //!   slot in `waiting`; the slot at the front is written as soon as it is filled;
 //! - a malformed line is answered `bad_request` in its place, and the connection goes on;
@@ -89,6 +89,10 @@ struct Connection {
     output_sent: usize,
     /// The client closed its side.
     eof: bool,
+    /// The poll reported the client's end of input. The readiness edge that said so may
+    /// also have brought the last request, and no further edge will come: reads go on
+    /// until `read` returns 0, past short reads.
+    input_ended: bool,
     /// A line was too long: no more requests; input is dropped until this deadline.
     refused_until: Option<Instant>,
     /// The closing answer is in `output`: nothing more is written after it.
@@ -110,6 +114,7 @@ impl Connection {
             output: Vec::new(),
             output_sent: 0,
             eof: false,
+            input_ended: false,
             refused_until: None,
             closing: false,
             dirty: false,
@@ -254,6 +259,9 @@ impl FrontEnd {
                     LISTENER => self.accept(),
                     WAKER => {}
                     Token(slot) => {
+                        if event.is_read_closed() {
+                            self.input_ended(slot);
+                        }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.read(slot);
                         }
@@ -328,15 +336,16 @@ impl FrontEnd {
                     break;
                 }
                 Ok(count) => {
-                    let drained = count < self.scratch.len();
+                    // A short read emptied the socket; new data raises a new readiness
+                    // edge, and so does an end of input that was not reported yet.
+                    // Stopping there saves the `read` that would only say `WouldBlock`:
+                    // one system call per request at one request per wake-up.
+                    let drained = count < self.scratch.len() && !connection.input_ended;
                     if connection.refused_until.is_none() {
                         connection.input.extend_from_slice(&self.scratch[..count]);
                         self.parse(slot);
                     } // Otherwise dropped: the connection is closing.
                     if drained {
-                        // A short read emptied the socket; new data raises a new readiness
-                        // edge. Saves the `read` that would only say `WouldBlock`: one
-                        // system call per request at one request per wake-up.
                         break;
                     }
                 }
@@ -516,6 +525,12 @@ impl FrontEnd {
             }
         }
         self.answers = answers;
+    }
+
+    fn input_ended(&mut self, slot: usize) {
+        if let Some(connection) = self.slots[slot].connection.as_mut() {
+            connection.input_ended = true;
+        }
     }
 
     fn mark_dirty(&mut self, slot: usize) {
