@@ -14,6 +14,7 @@
 //! - `logging` writes leveled lines to stderr from its own thread;
 //! - `pending` tracks appends until they commit, are overwritten, or time out;
 //! - `config` maps `-i`/`-a`/`-p` to node ids and holds timing and limits;
+//! - `signals` turns SIGINT and SIGTERM into a clean stop (a second one exits at once);
 //! - `node` wires it all up; `local_cluster` starts whole clusters of node processes (for
 //!   `replog demo`, the benchmark and the tests).
 //!
@@ -30,6 +31,7 @@ pub mod pending;
 pub mod queue;
 pub mod runtime;
 pub mod scheduling;
+pub mod signals;
 pub mod storage;
 pub mod storage_thread;
 pub mod transport;

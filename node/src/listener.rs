@@ -7,6 +7,7 @@ use crate::client::{AnswerSink, ClientContext};
 use crate::transport::PeerContext;
 use std::io;
 use std::net::TcpListener;
+use std::thread::JoinHandle;
 
 /// Everything the front end needs.
 #[derive(Clone)]
@@ -16,12 +17,15 @@ pub struct ListenerContext {
 }
 
 /// Starts the client front end on its own thread; returns where the core thread sends
-/// answers.
-pub fn spawn(listener: TcpListener, context: ListenerContext) -> io::Result<AnswerSink> {
+/// answers, and the thread, which ends once a stopping node's clients have their answers.
+pub fn spawn(
+    listener: TcpListener,
+    context: ListenerContext,
+) -> io::Result<(AnswerSink, JoinHandle<()>)> {
     let front_end = FrontEnd::new(listener, context.client, context.peer)?;
     let sink = front_end.sink();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("clients".into())
         .spawn(move || front_end.run())?;
-    Ok(sink)
+    Ok((sink, thread))
 }

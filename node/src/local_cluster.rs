@@ -190,11 +190,20 @@ impl LocalCluster {
 
     /// Asks node `k` to stop cleanly (closes its standard input) and waits for it.
     pub fn stop(&mut self, k: usize) -> io::Result<ExitStatus> {
-        let Some(mut child) = self.nodes[k].child.take() else {
+        let Some(child) = self.nodes[k].child.as_mut() else {
             return Err(io::Error::other("node is not running"));
         };
         drop(child.stdin.take());
-        let deadline = Instant::now() + STOP_TIMEOUT;
+        self.wait_exit(k, STOP_TIMEOUT)
+    }
+
+    /// Waits up to `timeout` for node `k`'s process to exit (after a signal, say) and reaps
+    /// it; kills it if it does not.
+    pub fn wait_exit(&mut self, k: usize, timeout: Duration) -> io::Result<ExitStatus> {
+        let Some(mut child) = self.nodes[k].child.take() else {
+            return Err(io::Error::other("node is not running"));
+        };
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait()? {
                 return Ok(status);
@@ -204,10 +213,7 @@ impl LocalCluster {
                 let _ = child.wait();
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!(
-                        "node {} did not stop within {STOP_TIMEOUT:?}",
-                        self.nodes[k].id
-                    ),
+                    format!("node {} did not stop within {timeout:?}", self.nodes[k].id),
                 ));
             }
             std::thread::sleep(Duration::from_millis(10));

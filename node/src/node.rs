@@ -19,13 +19,18 @@ use crate::scheduling::Scheduling;
 use crate::storage::{AppendMode, Storage, StorageError};
 use crate::storage_thread::{StorageJob, StorageThread};
 use crate::transport::{Hello, PeerContext, PeerInbox, PeerSender};
-use crate::{info, logging, warn};
+use crate::{info, logging, signals, warn};
 use replog_core::{Config, RaftCore, RecoveryError};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Read};
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a stopping node waits for its front end, beyond which it exits regardless.
+const FRONT_END_STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// Why a node could not start, or stopped with an error.
 #[derive(Debug)]
@@ -59,9 +64,9 @@ impl fmt::Display for NodeError {
 
 impl std::error::Error for NodeError {}
 
-/// Runs a node until it is asked to stop (standard input closing, with
-/// `stop_on_stdin_eof`) or storage fails. Without a stop request it runs until killed,
-/// which is safe at any moment: nothing is acknowledged before it is durable.
+/// Runs a node until it is asked to stop (SIGINT or SIGTERM, or standard input closing
+/// with `stop_on_stdin_eof`) or storage fails. Being killed instead is safe at any moment:
+/// nothing is acknowledged before it is durable.
 pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     logging::init(&format!("n{}", config.members.own_id.0));
     let result = run_logged(config);
@@ -89,7 +94,7 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
     let (events, events_rx) = polled_queue(waker);
     let storage_thread = StorageThread::spawn(storage, events.clone(), config.scheduling)
         .map_err(NodeError::Thread)?;
-    let (runtime, inputs) = start_threads(
+    let (runtime, inputs, front_end) = start_threads(
         &config,
         core,
         listener,
@@ -117,9 +122,23 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
             Err(NodeError::StorageFailed(problem))
         }
         (Stopped::Shutdown, None) => {
+            wait_for_front_end(&front_end);
             info!("stopped cleanly");
             Ok(())
         }
+    }
+}
+
+/// Gives the front end the time it takes to hand its clients their last answers (it lets
+/// go of connections whose clients do not close within its own deadline).
+fn wait_for_front_end(front_end: &JoinHandle<()>) {
+    let deadline = Instant::now() + FRONT_END_STOP_WAIT;
+    while !front_end.is_finished() {
+        if Instant::now() >= deadline {
+            warn!("some clients may not have had their last answers");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -152,15 +171,15 @@ fn recover(config: &NodeConfig) -> Result<(Storage, RaftCore), NodeError> {
     Ok((storage, core))
 }
 
-/// Starts the peer senders, the listener and the stdin watcher, and builds the runtime
-/// with the queue it waits on.
+/// Starts the peer senders, the listener, the signal watcher and the stdin watcher, and
+/// builds the runtime with the queue it waits on.
 fn start_threads(
     config: &NodeConfig,
     core: RaftCore,
     listener: TcpListener,
     storage_jobs: QueueSender<StorageJob>,
     (events, events_rx, inbox): (QueueSender<CoreEvent>, PolledReceiver<CoreEvent>, PeerInbox),
-) -> io::Result<(Runtime, Inputs)> {
+) -> io::Result<(Runtime, Inputs, JoinHandle<()>)> {
     let hello = Arc::new(Hello::new(config));
     let mut senders = BTreeMap::new();
     for (peer, addr) in config.members.peers() {
@@ -178,7 +197,8 @@ fn start_threads(
             max_line_bytes: config.limits.max_line_bytes,
         },
     };
-    let answer_sink = listener::spawn(listener, context)?;
+    let (answer_sink, front_end) = listener::spawn(listener, context)?;
+    signals::watch(events.clone())?;
     if config.stop_on_stdin_eof {
         watch_stdin(events)?;
     }
@@ -195,7 +215,7 @@ fn start_threads(
         events: events_rx,
         inbox,
     };
-    Ok((runtime, inputs))
+    Ok((runtime, inputs, front_end))
 }
 
 fn core_config(config: &NodeConfig) -> Config {

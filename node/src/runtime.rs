@@ -17,6 +17,7 @@
 //! - every message for a peer goes out as one batch, one frame, one `write`;
 //! - every answer goes to the client front end in one batch, with one wake-up.
 
+use crate::client::answers::Phase;
 use crate::client::{
     Answer, AnswerSink, ClientRequest, EntryView, NodeState, ReplyTo, Request, Response,
 };
@@ -37,7 +38,12 @@ use std::time::{Duration, Instant};
 pub enum Control {
     /// Stop cleanly; the text says why, for the log.
     Shutdown(String),
+    /// The client front end, once told the node is stopping, sends no more requests.
+    ClientsStopped,
 }
+
+/// How long a stopping core thread waits for the front end's last requests.
+const CLIENTS_STOP_WAIT: Duration = Duration::from_secs(1);
 
 /// Why the core thread stopped.
 pub enum Stopped {
@@ -55,6 +61,12 @@ pub enum CoreEvent {
     Clients(Vec<ClientRequest>),
     Storage(StorageEvent),
     Control(Control),
+}
+
+/// Why the core thread's loop must end.
+enum Stop {
+    Shutdown(String),
+    StorageFailed(String),
 }
 
 /// What the core thread waits on besides the tick timer: its queue and peer connections.
@@ -141,10 +153,16 @@ impl Runtime {
         let mut next_tick = Instant::now() + tick;
         loop {
             self.wait(&mut inputs, next_tick, &mut events, &mut messages);
-            if let Some(stopped) =
-                self.handle_events(&mut events, &mut messages, &mut requests, &mut inputs.inbox)
-            {
-                return stopped;
+            let stop =
+                self.handle_events(&mut events, &mut messages, &mut requests, &mut inputs.inbox);
+            match stop {
+                Some(Stop::Shutdown(reason)) => {
+                    info!("shutting down: {reason}");
+                    self.stop(&mut inputs, std::mem::take(&mut requests));
+                    return Stopped::Shutdown;
+                }
+                Some(Stop::StorageFailed(problem)) => return Stopped::StorageFailed(problem),
+                None => {}
             }
             let now = Instant::now();
             if now >= next_tick {
@@ -186,19 +204,25 @@ impl Runtime {
         messages: &mut Vec<Message>,
         requests: &mut Vec<ClientRequest>,
         inbox: &mut PeerInbox,
-    ) -> Option<Stopped> {
+    ) -> Option<Stop> {
         let mut persisted = None;
-        for event in events.drain(..) {
+        let mut drained = events.drain(..);
+        while let Some(event) = drained.next() {
             match event {
                 CoreEvent::Control(Control::Shutdown(reason)) => {
-                    info!("shutting down: {reason}");
-                    self.pending.abandon(&Response::Timeout, &mut self.answers);
-                    self.answer_sink.deliver(&mut self.answers);
-                    return Some(Stopped::Shutdown);
+                    // The requests of this wake-up, and later ones, are answered by `stop`.
+                    for event in drained {
+                        if let CoreEvent::Clients(batch) = event {
+                            requests.extend(batch);
+                        }
+                    }
+                    return Some(Stop::Shutdown(reason));
                 }
+                // Sent only after a stop began, which `stop` handles.
+                CoreEvent::Control(Control::ClientsStopped) => {}
                 CoreEvent::Storage(StorageEvent::Failed(problem)) => {
                     error!("storage failed, stopping the node: {problem}");
-                    return Some(Stopped::StorageFailed(problem));
+                    return Some(Stop::StorageFailed(problem));
                 }
                 CoreEvent::Storage(StorageEvent::Persisted(id)) => persisted = Some(id),
                 CoreEvent::PeerConnected(connection) => inbox.add(connection, messages),
@@ -215,6 +239,44 @@ impl Runtime {
             self.handle_clients(requests.drain(..));
         }
         None
+    }
+
+    /// Stops cleanly: tells the front end, which then sends no more requests and says so;
+    /// answers every request it still gets without carrying it out; answers the appends
+    /// waiting to commit as of unknown outcome, and the reads held back for them. Whatever
+    /// it answers reaches the front end before its `CoreDone`.
+    fn stop(&mut self, inputs: &mut Inputs, requests: Vec<ClientRequest>) {
+        self.answer_sink.advance(Phase::Stopping);
+        self.refuse(requests);
+        let deadline = Instant::now() + CLIENTS_STOP_WAIT;
+        let mut events = Vec::new();
+        let mut messages = Vec::new();
+        let mut clients_stopped = false;
+        while !clients_stopped && Instant::now() < deadline {
+            // Peer messages are dropped: nothing more is persisted or sent.
+            self.wait(inputs, deadline, &mut events, &mut messages);
+            messages.clear();
+            for event in events.drain(..) {
+                match event {
+                    CoreEvent::Clients(batch) => self.refuse(batch),
+                    CoreEvent::Control(Control::ClientsStopped) => clients_stopped = true,
+                    // A storage failure is reported by the storage thread's own result.
+                    _ => {}
+                }
+            }
+        }
+        self.pending
+            .abandon(&Response::Stopping { accepted: true }, &mut self.answers);
+        self.answer_deferred_reads();
+        self.answer_sink.deliver(&mut self.answers);
+        self.answer_sink.advance(Phase::CoreDone);
+    }
+
+    /// Answers requests that came too late to be carried out: the node is stopping.
+    fn refuse(&mut self, requests: Vec<ClientRequest>) {
+        for ClientRequest { reply, .. } in requests {
+            reply.answer(Response::Stopping { accepted: false }, &mut self.answers);
+        }
     }
 
     /// `--leader`: let a whole election timeout pass at once, so this node campaigns now

@@ -6,6 +6,7 @@
 //! wake-up of the front end per iteration, however many clients it answers.
 
 use super::protocol::Response;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Where one request's answer goes. Answering is optional only when the node is stopping;
@@ -34,8 +35,21 @@ pub struct Answer {
     pub response: Response,
 }
 
+/// How far the node's stop has got, as the front end needs to know it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Running,
+    /// The node is stopping: the front end stops accepting, sends the core thread no more
+    /// requests (it answers new ones itself) and says so with `Control::ClientsStopped`.
+    Stopping,
+    /// The core thread has delivered its last answer.
+    CoreDone,
+}
+
 struct Shared {
     queue: Mutex<Vec<Answer>>,
+    /// A [`Phase`]; it only moves forward.
+    phase: AtomicU8,
     waker: mio::Waker,
 }
 
@@ -50,6 +64,7 @@ impl AnswerSink {
         AnswerSink {
             shared: Arc::new(Shared {
                 queue: Mutex::new(Vec::new()),
+                phase: AtomicU8::new(Phase::Running as u8),
                 waker,
             }),
         }
@@ -74,6 +89,21 @@ impl AnswerSink {
         if was_empty {
             // Fails only if the front end's poll is gone, i.e. the node is stopping.
             let _ = self.shared.waker.wake();
+        }
+    }
+
+    /// Core thread: moves the stop on to `phase` and wakes the front end to act on it.
+    pub fn advance(&self, phase: Phase) {
+        self.shared.phase.fetch_max(phase as u8, Ordering::AcqRel);
+        // Fails only if the front end's poll is gone: nobody is left to tell.
+        let _ = self.shared.waker.wake();
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.shared.phase.load(Ordering::Acquire) {
+            0 => Phase::Running,
+            1 => Phase::Stopping,
+            _ => Phase::CoreDone,
         }
     }
 

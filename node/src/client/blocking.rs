@@ -279,6 +279,12 @@ fn attempt(target: &str, request: &Request, deadline: Instant) -> Attempt {
             problem: format!("{target} knows no leader yet"),
         },
         Ok(Response::Timeout) => unknown(format!("{target} answered timeout")),
+        // Parsing yields these as `timeout` and `not_leader`; handled alike.
+        Ok(Response::Stopping { accepted: true }) => unknown(format!("{target} is stopping")),
+        Ok(Response::Stopping { accepted: false }) => Attempt::Retry {
+            elsewhere: true,
+            problem: format!("{target} is stopping"),
+        },
         Ok(Response::BadRequest { message }) => {
             Attempt::Done(Err(AppendError::Rejected { message }))
         }

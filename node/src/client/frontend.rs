@@ -8,7 +8,7 @@
 //! two thread wake-ups per answer; with 64 clients that was about two thirds of the
 //! leader's CPU time (perf, 64 clients: 43% in `client-writer`, 25% in the readers).
 //!
-//! The protocol's rules live here (see `docs/protocol.md`):
+//! The protocol's rules live here (see README.md, "Client protocol"):
 //! - answers go out in request order: each request takes the next sequence number and a
 //!   slot in `waiting`; the slot at the front is written as soon as it is filled;
 //! - a malformed line is answered `bad_request` in its place, and the connection goes on;
@@ -18,14 +18,18 @@
 //!   before the client has read the answer;
 //! - at most [`MAX_IN_FLIGHT`] requests per connection are unanswered: beyond that the
 //!   front end stops reading it and TCP slows the client down;
+//! - when the node stops, the front end closes its port and answers new requests itself
+//!   (`Response::Stopping`, not carried out); once the core thread has given its last
+//!   answers, each connection gets the answers it waits for, its output is shut down, and
+//!   it is closed when the client closes or after two seconds, as a refused one is;
 //! - a connection whose first line is a `peer_hello` is a peer: once its hello checks out,
 //!   it is handed, with the bytes read after that line, to the core thread
 //!   (`transport::receiver`).
 
-use super::answers::{Answer, AnswerSink, ReplyTo};
+use super::answers::{Answer, AnswerSink, Phase, ReplyTo};
 use super::protocol::{ParsedLine, Request, Response};
 use crate::queue::QueueSender;
-use crate::runtime::CoreEvent;
+use crate::runtime::{Control, CoreEvent};
 use crate::transport::receiver::{self, PeerConnection, PeerContext};
 use crate::{debug, warn};
 use mio::net::{TcpListener, TcpStream};
@@ -42,7 +46,8 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 /// Bytes asked for per `read`.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
-/// How long a refused connection's input is read and dropped before it is closed.
+/// How long a refused connection's input is read and dropped before it is closed; also
+/// how long a stopping node waits for its clients to close.
 const DRAIN_FOR: Duration = Duration::from_secs(2);
 /// How often refused connections are checked for their deadline.
 const DRAIN_CHECK: Duration = Duration::from_millis(200);
@@ -89,6 +94,10 @@ struct Connection {
     output_sent: usize,
     /// The client closed its side.
     eof: bool,
+    /// The poll reported the client's end of input. The readiness edge that said so may
+    /// also have brought the last request, and no further edge will come: reads go on
+    /// until `read` returns 0, past short reads.
+    input_ended: bool,
     /// A line was too long: no more requests; input is dropped until this deadline.
     refused_until: Option<Instant>,
     /// The closing answer is in `output`: nothing more is written after it.
@@ -110,6 +119,7 @@ impl Connection {
             output: Vec::new(),
             output_sent: 0,
             eof: false,
+            input_ended: false,
             refused_until: None,
             closing: false,
             dirty: false,
@@ -188,7 +198,12 @@ enum LineOutcome {
 
 pub struct FrontEnd {
     poll: Poll,
-    listener: TcpListener,
+    /// Closed once the node is stopping.
+    listener: Option<TcpListener>,
+    /// The node's stop as this front end has acted on it.
+    phase: Phase,
+    /// Once the core thread is done: when the connections still open are let go.
+    stop_deadline: Option<Instant>,
     sink: AnswerSink,
     client: ClientContext,
     peer: PeerContext,
@@ -218,7 +233,9 @@ impl FrontEnd {
         let waker = Waker::new(poll.registry(), WAKER)?;
         Ok(FrontEnd {
             poll,
-            listener,
+            listener: Some(listener),
+            phase: Phase::Running,
+            stop_deadline: None,
             sink: AnswerSink::new(waker),
             client,
             peer,
@@ -237,11 +254,13 @@ impl FrontEnd {
         self.sink.clone()
     }
 
-    /// Serves until the process ends.
+    /// Serves until the node has stopped and its clients have their answers, or the process
+    /// ends.
     pub fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = (self.refused > 0).then_some(DRAIN_CHECK);
+            let timeout =
+                (self.refused > 0 || self.phase == Phase::CoreDone).then_some(DRAIN_CHECK);
             if let Err(error) = self.poll.poll(&mut events, timeout) {
                 if error.kind() != io::ErrorKind::Interrupted {
                     warn!("client poll failed: {error}");
@@ -254,6 +273,9 @@ impl FrontEnd {
                     LISTENER => self.accept(),
                     WAKER => {}
                     Token(slot) => {
+                        if event.is_read_closed() {
+                            self.input_ended(slot);
+                        }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.read(slot);
                         }
@@ -264,17 +286,75 @@ impl FrontEnd {
                 }
             }
             self.send_requests();
+            // Read before the answers are taken: all of the core's answers precede its
+            // `CoreDone`.
+            let phase = self.sink.phase();
+            if phase >= Phase::Stopping && self.phase == Phase::Running {
+                self.stop_accepting();
+            }
             self.take_answers();
+            if phase == Phase::CoreDone && self.phase != Phase::CoreDone {
+                self.core_done();
+            }
             self.write_dirty();
-            if self.refused > 0 {
+            if self.refused > 0 || self.phase == Phase::CoreDone {
                 self.close_expired();
+            }
+            if self.stopped() {
+                return;
             }
         }
     }
 
+    /// The node is stopping: no new connections, and no more requests to the core thread.
+    fn stop_accepting(&mut self) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        self.phase = Phase::Stopping;
+        // After every request sent so far, so the core thread knows when it has them all.
+        let _ = self
+            .client
+            .requests
+            .send(CoreEvent::Control(Control::ClientsStopped));
+    }
+
+    /// The core thread has given its last answers. A request still unanswered had reached
+    /// it, so its outcome is unknown; every connection is closed once it has its answers.
+    fn core_done(&mut self) {
+        self.phase = Phase::CoreDone;
+        self.stop_deadline = Some(Instant::now() + DRAIN_FOR);
+        for slot in 0..self.slots.len() {
+            let Some(connection) = self.slots[slot].connection.as_mut() else {
+                continue;
+            };
+            for place in connection
+                .waiting
+                .iter_mut()
+                .filter(|place| place.is_none())
+            {
+                *place = Some(Ready {
+                    response: Response::Stopping { accepted: true },
+                    close: false,
+                });
+            }
+            self.mark_dirty(slot);
+        }
+    }
+
+    /// The node has stopped and every connection is closed, or the time for that is up.
+    fn stopped(&self) -> bool {
+        self.stop_deadline.is_some_and(|deadline| {
+            self.slots.len() == self.free.len() || Instant::now() >= deadline
+        })
+    }
+
     fn accept(&mut self) {
+        let Some(listener) = self.listener.as_ref() else {
+            return;
+        };
         loop {
-            match self.listener.accept() {
+            match listener.accept() {
                 Ok((mut stream, _)) => {
                     let _ = stream.set_nodelay(true);
                     let slot = self.free.pop().unwrap_or_else(|| {
@@ -328,15 +408,16 @@ impl FrontEnd {
                     break;
                 }
                 Ok(count) => {
-                    let drained = count < self.scratch.len();
+                    // A short read emptied the socket; new data raises a new readiness
+                    // edge, and so does an end of input that was not reported yet.
+                    // Stopping there saves the `read` that would only say `WouldBlock`:
+                    // one system call per request at one request per wake-up.
+                    let drained = count < self.scratch.len() && !connection.input_ended;
                     if connection.refused_until.is_none() {
                         connection.input.extend_from_slice(&self.scratch[..count]);
                         self.parse(slot);
                     } // Otherwise dropped: the connection is closing.
                     if drained {
-                        // A short read emptied the socket; new data raises a new readiness
-                        // edge. Saves the `read` that would only say `WouldBlock`: one
-                        // system call per request at one request per wake-up.
                         break;
                     }
                 }
@@ -410,6 +491,9 @@ impl FrontEnd {
         }
         let answer_now = match Request::parse(line) {
             ParsedLine::Blank => return LineOutcome::Next,
+            ParsedLine::Request(_) if self.phase != Phase::Running => {
+                Some(Response::Stopping { accepted: false })
+            }
             ParsedLine::Request(request) => {
                 let seq = connection.next_seq;
                 connection.next_seq += 1;
@@ -518,6 +602,12 @@ impl FrontEnd {
         self.answers = answers;
     }
 
+    fn input_ended(&mut self, slot: usize) {
+        if let Some(connection) = self.slots[slot].connection.as_mut() {
+            connection.input_ended = true;
+        }
+    }
+
     fn mark_dirty(&mut self, slot: usize) {
         if let Some(connection) = self.slots[slot].connection.as_mut() {
             if !connection.dirty {
@@ -565,8 +655,22 @@ impl FrontEnd {
         }
     }
 
-    /// Closes the connection in `slot` if it is done.
+    /// Closes the connection in `slot` if it is done; once the node has stopped, starts
+    /// closing it when it has its last answer.
     fn settle(&mut self, slot: usize) {
+        if let (Some(deadline), Some(connection)) =
+            (self.stop_deadline, self.slots[slot].connection.as_mut())
+        {
+            let answered = connection.waiting.is_empty() && connection.output_flushed();
+            if answered && connection.refused_until.is_none() {
+                // The client reads its answers, then sees the end; its close ends it here.
+                let _ = connection.stream.shutdown(Shutdown::Write);
+                connection.closing = true;
+                connection.refused_until = Some(deadline);
+                connection.input = Vec::new();
+                self.refused += 1;
+            }
+        }
         let done = self.slots[slot]
             .connection
             .as_ref()

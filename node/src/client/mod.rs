@@ -1,5 +1,5 @@
-//! The client protocol: newline-delimited JSON on the node's address (see
-//! `docs/protocol.md`). `protocol` holds the messages, `frontend` serves them on the node
+//! The client protocol: newline-delimited JSON on the node's address (see README.md,
+//! "Client protocol"). `protocol` holds the messages, `frontend` serves them on the node
 //! (one thread for every connection), `answers` carries the core thread's answers back to
 //! it, and `blocking` is a small client for the CLI, the tests and the benchmark.
 

@@ -147,6 +147,13 @@ pub enum Response {
     },
     /// Not committed in time; the append may or may not take effect later.
     Timeout,
+    /// The node is stopping. Sent with the codes clients already act on: `timeout` for an
+    /// append it accepted and had not committed (`accepted`: the outcome is unknown), and
+    /// `not_leader` with no leader for a request it did not carry out (resending it
+    /// elsewhere is safe). Parses back as those.
+    Stopping {
+        accepted: bool,
+    },
     /// The line was not a valid request.
     BadRequest {
         message: String,
@@ -177,6 +184,14 @@ impl Response {
             Response::Timeout => out.extend_from_slice(
                 b"{\"ok\":false,\"error\":\"timeout\",\"message\":\"not committed in time; \
                   the append may still take effect\"}",
+            ),
+            Response::Stopping { accepted: true } => out.extend_from_slice(
+                b"{\"ok\":false,\"error\":\"timeout\",\"message\":\"the node is stopping; \
+                  the append was not committed yet and may still take effect\"}",
+            ),
+            Response::Stopping { accepted: false } => out.extend_from_slice(
+                b"{\"ok\":false,\"error\":\"not_leader\",\"leader\":null,\"message\":\
+                  \"the node is stopping; the request was not carried out\"}",
             ),
             Response::BadRequest { message } => {
                 out.extend_from_slice(b"{\"ok\":false,\"error\":\"bad_request\",\"message\":");
@@ -292,6 +307,20 @@ mod tests {
             "{\"ok\":true,\"node\":1,\"role\":\"leader\",\"term\":2,\"leader\":\"127.0.0.1:7001\",\
              \"commit_index\":1,\"last_index\":1}\n"
         );
+    }
+
+    #[test]
+    fn stopping_answers_use_the_codes_clients_already_act_on() {
+        let accepted = line(&Response::Stopping { accepted: true });
+        assert!(accepted.contains("\"error\":\"timeout\""), "{accepted}");
+        assert!(accepted.contains("the node is stopping"), "{accepted}");
+        assert!(accepted.contains("may still take effect"), "{accepted}");
+        let parsed = Response::parse(accepted.trim_end().as_bytes()).unwrap();
+        assert_eq!(parsed, Response::Timeout);
+        let refused = line(&Response::Stopping { accepted: false });
+        assert!(refused.contains("the node is stopping"), "{refused}");
+        let parsed = Response::parse(refused.trim_end().as_bytes()).unwrap();
+        assert_eq!(parsed, Response::NotLeader { leader: None });
     }
 
     #[test]

@@ -88,8 +88,9 @@ pub struct PeerInbox {
     /// Indexed by token.
     connections: Vec<Option<Inbound>>,
     scratch: Vec<u8>,
-    /// Slots with events in the current poll; kept to reuse its allocation.
-    ready: Vec<usize>,
+    /// Slots with events in the current poll, and whether the event reported the end of
+    /// the peer's input; kept to reuse its allocation.
+    ready: Vec<(usize, bool)>,
 }
 
 impl PeerInbox {
@@ -159,19 +160,20 @@ impl PeerInbox {
         ready.extend(
             self.events
                 .iter()
-                .map(|event| event.token())
-                .filter(|&token| token != WAKER)
-                .map(|Token(slot)| slot),
+                .filter(|event| event.token() != WAKER)
+                .map(|event| (event.token().0, event.is_read_closed())),
         );
-        for &slot in &ready {
-            self.read(slot, out);
+        for &(slot, input_ended) in &ready {
+            self.read(slot, input_ended, out);
         }
         self.ready = ready;
     }
 
     /// Reads the connection in `slot` until the socket is empty (readiness is
-    /// edge-triggered), taking every complete frame.
-    fn read(&mut self, slot: usize, out: &mut Vec<Message>) {
+    /// edge-triggered), taking every complete frame. With `input_ended` (the event that
+    /// woke us reported the end of the peer's input, and no later one will), reads on
+    /// until the end, so that the connection is closed.
+    fn read(&mut self, slot: usize, input_ended: bool, out: &mut Vec<Message>) {
         loop {
             let Some(Some(inbound)) = self.connections.get_mut(slot) else {
                 return;
@@ -183,7 +185,7 @@ impl PeerInbox {
                     if !self.take_frames(slot, out) {
                         return;
                     }
-                    if count < self.scratch.len() {
+                    if count < self.scratch.len() && !input_ended {
                         return; // A short read emptied the socket.
                     }
                 }
