@@ -130,6 +130,9 @@ fn recover(config: &NodeConfig) -> Result<(Storage, RaftCore), NodeError> {
     for warning in &report.warnings {
         warn!("recovery: {warning}");
     }
+    for note in &report.notes {
+        info!("recovery: {note}");
+    }
     match storage.append_mode() {
         AppendMode::Direct => info!("log appends: direct synchronous writes (O_DIRECT, O_DSYNC)"),
         AppendMode::Buffered => info!(

@@ -306,16 +306,74 @@ fn final_line_with_bad_checksum_or_zero_fill_is_truncated() {
     flipped[last_start + 30] ^= 0x04;
     let mut zeroed = intact.clone();
     zeroed[last_start..].fill(0);
-    for damaged in [flipped, zeroed] {
+    // A line of zeros only (no newline left) holds no byte of an entry: routine, a note.
+    for (damaged, warnings) in [(flipped, 1), (zeroed, 0)] {
         fs::write(log_path(dir.path()), &damaged).unwrap();
         let (_, recovered, report) = open(dir.path());
         assert_eq!(recovered.entries, entries[..2]);
-        assert_eq!(report.warnings.len(), 1);
+        assert_eq!(report.warnings.len(), warnings, "{:?}", report.warnings);
+        assert_eq!(report.warnings.len() + report.notes.len(), 1);
         assert_eq!(
             fs::read(log_path(dir.path())).unwrap(),
             &intact[..last_start]
         );
     }
+}
+
+/// Issue 14: after a kill -9 the log holds its lines and the preallocated zeros behind
+/// them. Cutting those is routine: a note, never a warning.
+#[test]
+fn a_kill_9_state_of_lines_and_preallocated_zeros_recovers_without_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut storage, _, _) = open(dir.path());
+    let entries: Vec<Entry> = (1..=3).map(|index| command(index, 1, "x")).collect();
+    storage
+        .persist(&[Write {
+            id: WriteId(1),
+            hard_state: Some(hard_state(1, Some(1))),
+            truncate_after: None,
+            entries: entries.clone(),
+        }])
+        .unwrap();
+    // What the file holds while the node runs; a clean close would trim the zeros.
+    let killed = fs::read(log_path(dir.path())).unwrap();
+    drop(storage);
+    let lines = fs::read(log_path(dir.path())).unwrap();
+    assert!(killed.len() > lines.len() && killed.starts_with(&lines));
+    assert!(killed[lines.len()..].iter().all(|&byte| byte == 0));
+    fs::write(log_path(dir.path()), &killed).unwrap();
+
+    let (_, recovered, report) = open(dir.path());
+    assert_eq!(recovered.entries, entries);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(report.notes.len(), 1, "{:?}", report.notes);
+    let note = &report.notes[0];
+    let cut = killed.len() - lines.len();
+    assert!(
+        note.contains(&format!("cut {cut} bytes of unused preallocated space")),
+        "{note}"
+    );
+    assert_eq!(fs::read(log_path(dir.path())).unwrap(), lines);
+}
+
+/// A torn line in front of the preallocated zeros lost bytes of an entry: still a warning.
+#[test]
+fn a_torn_line_before_preallocated_zeros_still_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries = storage_with_entries(dir.path(), 2);
+    let mut bytes = fs::read(log_path(dir.path())).unwrap();
+    bytes.extend_from_slice(b"{\"crc\":\"0badc0de\",\"index\":3,\"te");
+    bytes.extend_from_slice(&[0; 4096]);
+    fs::write(log_path(dir.path()), &bytes).unwrap();
+    let (_, recovered, report) = open(dir.path());
+    assert_eq!(recovered.entries, entries);
+    assert!(report.notes.is_empty(), "{:?}", report.notes);
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains("torn final line 3"),
+        "{}",
+        report.warnings[0]
+    );
 }
 
 #[test]

@@ -12,7 +12,8 @@
 //! append into space already written needs only the data write and the cache flush. On
 //! this machine's virtio disk that halves the fsync (raw: 144 us appending, 71 us
 //! overwriting) and the CPU time each one costs. Dropping the file (a clean stop) trims
-//! the zeros; after a crash, recovery cuts them like any torn tail (zeros, no newline).
+//! the zeros; after a crash, recovery cuts them like any torn tail (zeros, no newline),
+//! reporting it as a note, not a warning: no byte of an entry was lost.
 //!
 //! New lines reach the disk by one direct, synchronous write where the filesystem allows
 //! it (see `direct.rs`), or else by one `pwrite` and one `fdatasync`.
@@ -230,7 +231,7 @@ impl LogFile {
 
 impl Drop for LogFile {
     /// Cuts the preallocated zeros off, so a cleanly closed log holds only its lines.
-    /// Best effort: if this fails, recovery cuts them at the next start, with a warning.
+    /// Best effort: if this fails, recovery cuts them at the next start, with a note.
     /// Never cuts a line that a commit made durable (the cut is at `durable_len`).
     fn drop(&mut self) {
         if self.allocated_len > self.durable_len && self.file.set_len(self.durable_len).is_ok() {

@@ -91,13 +91,18 @@ pub(crate) struct TornTail {
     /// Lines with a matching checksum cut along with the damaged one: they lay behind its
     /// zero-filled sectors, later parts of the same unfinished write.
     pub dropped_lines: u64,
+    /// Whether the cut bytes are zeros only, with no newline: no byte of any entry was
+    /// there. That is what every crash leaves (the space preallocated for appends), so it
+    /// is routine, not a repair.
+    pub zeros_only: bool,
 }
 
 impl TornTail {
     fn new(line: u64, bytes: &[u8], problem: &str) -> TornTail {
         // A lost newline merges lines; say so, since then more than one entry goes.
         let headers = count_headers(bytes);
-        let reason = if bytes.iter().all(|&byte| byte == 0) {
+        let zeros_only = bytes.iter().all(|&byte| byte == 0);
+        let reason = if zeros_only {
             format!(
                 "{problem}: zero bytes only (space preallocated for appends, or an extension \
                  whose data never landed)"
@@ -113,6 +118,7 @@ impl TornTail {
             reason,
             final_line: true,
             dropped_lines: 0,
+            zeros_only,
         }
     }
 
