@@ -26,7 +26,8 @@ fn stopped_node_with_data(tag: &str) -> TestCluster {
 }
 
 fn log_path(cluster: &TestCluster) -> PathBuf {
-    cluster.dir().join("data").join("1").join("log.jsonl")
+    let log = cluster.dir().join("data").join("1").join("log");
+    log.join("00000000000000000001.jsonl")
 }
 
 fn metadata_path(cluster: &TestCluster) -> PathBuf {
@@ -184,7 +185,7 @@ fn a_bit_flip_in_a_middle_line_refuses_to_start_naming_file_and_line() {
     fs::write(&path, &damaged).unwrap();
 
     let stderr = start_is_refused(&cluster);
-    assert!(stderr.contains("log.jsonl"), "{stderr}");
+    assert!(stderr.contains("00000000000000000001.jsonl"), "{stderr}");
     assert!(stderr.contains("line 2"), "{stderr}");
     assert_eq!(
         fs::read(&path).unwrap(),

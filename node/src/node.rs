@@ -16,7 +16,7 @@ use crate::listener::{self, ListenerContext};
 use crate::queue::{polled_queue, PolledReceiver, QueueSender};
 use crate::runtime::{Control, CoreEvent, Inputs, Runtime, Stopped};
 use crate::scheduling::Scheduling;
-use crate::storage::{AppendMode, Storage, StorageError};
+use crate::storage::{AppendMode, Storage, StorageError, StorageOptions};
 use crate::storage_thread::{StorageJob, StorageThread};
 use crate::transport::{Hello, PeerContext, PeerInbox, PeerSender};
 use crate::{info, logging, warn};
@@ -125,8 +125,13 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
 
 /// Reads back what storage holds and rebuilds the core from it.
 fn recover(config: &NodeConfig) -> Result<(Storage, RaftCore), NodeError> {
+    let options = StorageOptions {
+        segment_bytes: config.limits.segment_bytes,
+        ..StorageOptions::default()
+    };
     let (storage, recovered, report) =
-        Storage::open(&config.data_dir, config.members.own_id).map_err(NodeError::Storage)?;
+        Storage::open_with_options(&config.data_dir, config.members.own_id, options)
+            .map_err(NodeError::Storage)?;
     for warning in &report.warnings {
         warn!("recovery: {warning}");
     }
