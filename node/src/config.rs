@@ -221,6 +221,8 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// Batches of messages queued for one peer before new ones are dropped.
     pub peer_queue_batches: usize,
+    /// A log segment is sealed when the next batch would take it past this size.
+    pub segment_bytes: u64,
 }
 
 impl Default for Limits {
@@ -229,6 +231,7 @@ impl Default for Limits {
             max_line_bytes: 1 << 20,
             max_frame_bytes: 64 << 20,
             peer_queue_batches: 1024,
+            segment_bytes: crate::storage::DEFAULT_SEGMENT_BYTES,
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::listener::{self, ListenerContext};
 use crate::queue::{polled_queue, PolledReceiver, QueueSender};
 use crate::runtime::{Control, CoreEvent, Inputs, Runtime, Stopped};
 use crate::scheduling::Scheduling;
-use crate::storage::{AppendMode, Storage, StorageError};
+use crate::storage::{AppendMode, Storage, StorageError, StorageOptions};
 use crate::storage_thread::{StorageJob, StorageThread};
 use crate::transport::{Hello, PeerContext, PeerInbox, PeerSender};
 use crate::{info, logging, signals, warn};
@@ -144,10 +144,18 @@ fn wait_for_front_end(front_end: &JoinHandle<()>) {
 
 /// Reads back what storage holds and rebuilds the core from it.
 fn recover(config: &NodeConfig) -> Result<(Storage, RaftCore), NodeError> {
+    let options = StorageOptions {
+        segment_bytes: config.limits.segment_bytes,
+        ..StorageOptions::default()
+    };
     let (storage, recovered, report) =
-        Storage::open(&config.data_dir, config.members.own_id).map_err(NodeError::Storage)?;
+        Storage::open_with_options(&config.data_dir, config.members.own_id, options)
+            .map_err(NodeError::Storage)?;
     for warning in &report.warnings {
         warn!("recovery: {warning}");
+    }
+    for note in &report.notes {
+        info!("recovery: {note}");
     }
     match storage.append_mode() {
         AppendMode::Direct => info!("log appends: direct synchronous writes (O_DIRECT, O_DSYNC)"),
@@ -157,12 +165,13 @@ fn recover(config: &NodeConfig) -> Result<(Storage, RaftCore), NodeError> {
         ),
     }
     info!(
-        "recovered term {}, vote {}, {} entries, commit index {} from {}",
+        "recovered term {}, vote {}, log to index {} ({} entries after commit index {} read), from {}",
         recovered.hard_state.term.0,
         recovered
             .hard_state
             .voted_for
             .map_or("none".to_string(), |vote| vote.to_string()),
+        storage.last_index().0,
         recovered.entries.len(),
         recovered.commit_index.0,
         storage.dir().display()
@@ -224,8 +233,6 @@ fn core_config(config: &NodeConfig) -> Config {
     core.election_timeout_ticks_min = timing.election_timeout_ticks_min;
     core.election_timeout_ticks_max = timing.election_timeout_ticks_max;
     core.heartbeat_interval_ticks = timing.heartbeat_interval_ticks;
-    // Until the runtime serves `Fetch` from storage, the core keeps the whole log.
-    core.log_cache_bytes = usize::MAX;
     // Real nodes want different timeouts on every start; only the simulator needs replay.
     core.rng_seed = entropy();
     core

@@ -24,12 +24,13 @@ use crate::client::{
 use crate::config::{Members, Timing};
 use crate::pending::PendingAppends;
 use crate::queue::{PolledReceiver, QueueSender};
-use crate::storage_thread::{StorageEvent, StorageJob};
+use crate::storage_thread::{LogRead, StorageEvent, StorageJob};
 use crate::transport::receiver::PeerConnection;
 use crate::transport::{PeerInbox, PeerSender};
 use crate::{error, info};
 use replog_core::{
-    Index, Input, Message, NodeId, Output, ProposalOutcome, RaftCore, Role, Term, Write,
+    FetchRequest, Index, Input, Message, NodeId, Output, ProposalOutcome, RaftCore, Role, Term,
+    Write,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -97,6 +98,10 @@ pub struct Runtime {
     outbox: BTreeMap<NodeId, Vec<Message>>,
     /// Writes produced this iteration, sent to storage at its end.
     writes: Vec<Write>,
+    /// Catch-up reads the core asked for this iteration, sent to storage at its end.
+    fetches: Vec<FetchRequest>,
+    /// `query` answers waiting for storage to add the log's durable entries.
+    reads: Vec<LogRead>,
     storage_jobs: QueueSender<StorageJob>,
     /// The commit hint last sent to storage. Invariant: `<= core.applied_index()`.
     hint_sent: Index,
@@ -131,6 +136,8 @@ impl Runtime {
             outbox: senders.keys().map(|&peer| (peer, Vec::new())).collect(),
             senders,
             writes: Vec::new(),
+            fetches: Vec::new(),
+            reads: Vec::new(),
             storage_jobs,
             hint_sent,
             pending: PendingAppends::default(),
@@ -225,6 +232,13 @@ impl Runtime {
                     return Some(Stop::StorageFailed(problem));
                 }
                 CoreEvent::Storage(StorageEvent::Persisted(id)) => persisted = Some(id),
+                CoreEvent::Storage(StorageEvent::Fetched(fetched)) => {
+                    self.step(Input::Fetched(fetched));
+                }
+                CoreEvent::Storage(StorageEvent::Read(read)) => {
+                    let LogRead { state, reply, .. } = *read;
+                    reply.answer(Response::State(state), &mut self.answers);
+                }
                 CoreEvent::PeerConnected(connection) => inbox.add(connection, messages),
                 CoreEvent::Clients(batch) => requests.extend(batch),
             }
@@ -318,10 +332,7 @@ impl Runtime {
                     with_entries,
                     reply,
                 }),
-                None => {
-                    let state = self.state(with_entries);
-                    reply.answer(Response::State(state), &mut self.answers);
-                }
+                None => self.answer_read(with_entries, reply),
             }
         }
     }
@@ -337,8 +348,7 @@ impl Runtime {
                 return;
             }
             let read = self.deferred_reads.pop_front().expect("checked non-empty");
-            let state = self.state(read.with_entries);
-            read.reply.answer(Response::State(state), &mut self.answers);
+            self.answer_read(read.with_entries, read.reply);
         }
     }
 
@@ -399,19 +409,20 @@ impl Runtime {
                 assert!(previous.is_none(), "two proposal outcomes in one step");
             }
             Output::RoleChanged { role, term, leader } => self.log_role(role, term, leader),
-            // The node's core keeps its whole log (`node::core_config`), so nothing is ever
-            // fetched back from storage.
-            Output::Fetch(request) => unreachable!("the node's core forgot entries: {request:?}"),
+            Output::Fetch(request) => self.fetches.push(request),
         }
     }
 
     /// Sends this iteration's writes to storage, messages to peers and answers to clients.
     fn flush(&mut self) {
         let hint = self.core.applied_index();
-        if !self.writes.is_empty() || hint > self.hint_sent {
+        let reads_waiting = !self.fetches.is_empty() || !self.reads.is_empty();
+        if !self.writes.is_empty() || hint > self.hint_sent || reads_waiting {
             let job = StorageJob {
                 writes: std::mem::take(&mut self.writes),
                 commit_hint: hint,
+                fetches: std::mem::take(&mut self.fetches),
+                reads: std::mem::take(&mut self.reads),
             };
             // If the storage thread has stopped, its failure is already queued for us.
             let _ = self.storage_jobs.send(job);
@@ -436,21 +447,30 @@ impl Runtime {
         not_leader(&self.core, &self.members)
     }
 
+    /// Answers `status` at once. A `query` also lists the log: the entries the core holds
+    /// are taken now, and the storage thread puts the durable ones before them (read from
+    /// the segments) and hands the answer back (`StorageEvent::Read`).
+    fn answer_read(&mut self, with_entries: bool, reply: ReplyTo) {
+        let state = self.state(with_entries);
+        if !with_entries {
+            reply.answer(Response::State(state), &mut self.answers);
+            return;
+        }
+        self.reads.push(LogRead {
+            state,
+            through: self.core.log().prev().index,
+            reply,
+        });
+    }
+
+    /// The node's state; with `with_entries`, the entries its core holds in memory.
     fn state(&self, with_entries: bool) -> NodeState {
         let commit_index = self.core.commit_index();
         let log = self.core.log();
         let entries = with_entries.then(|| {
             log.held()
                 .iter()
-                .map(|entry| EntryView {
-                    index: entry.index.0,
-                    term: entry.term.0,
-                    command: match &entry.payload {
-                        replog_core::Payload::Command(command) => Some(command.to_string()),
-                        replog_core::Payload::Noop => None,
-                    },
-                    committed: entry.index <= commit_index,
-                })
+                .map(|entry| EntryView::of(entry, commit_index))
                 .collect()
         });
         NodeState {

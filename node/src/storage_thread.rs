@@ -6,12 +6,13 @@
 //! A storage error stops the node: after a failed fsync the kernel may have dropped the
 //! dirty pages, so carrying on could acknowledge data that is not on disk.
 
+use crate::client::{EntryView, NodeState, ReplyTo};
 use crate::queue::{queue, QueueReceiver, QueueSender};
 use crate::runtime::CoreEvent;
 use crate::scheduling::Scheduling;
 use crate::storage::{Storage, StorageError};
 use crate::warn;
-use replog_core::{Index, Write, WriteId};
+use replog_core::{FetchRequest, Fetched, Index, Write, WriteId};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,19 @@ pub struct StorageJob {
     /// The core's applied index: committed and durable, so safe to record as the restart
     /// hint (storage refuses a hint beyond its durable log).
     pub commit_hint: Index,
+    /// Catch-up reads the core asked for (`Output::Fetch`); served after the writes.
+    pub fetches: Vec<FetchRequest>,
+    /// `query` answers to complete with the log's durable entries.
+    pub reads: Vec<LogRead>,
+}
+
+/// A `query` answer that lacks the entries the core no longer holds.
+pub struct LogRead {
+    /// Its `entries` are the core's window, from `through + 1`.
+    pub state: NodeState,
+    /// The entries `first_index..=through` are read from storage and put before them.
+    pub through: Index,
+    pub reply: ReplyTo,
 }
 
 /// What the storage thread reports back.
@@ -30,6 +44,10 @@ pub enum StorageEvent {
     Persisted(WriteId),
     /// Storage failed; the node must stop. The text names the file and the problem.
     Failed(String),
+    /// The answer to an `Output::Fetch`.
+    Fetched(Fetched),
+    /// A `query` answer, complete.
+    Read(Box<LogRead>),
 }
 
 /// How often a pending commit hint is offered to storage while no writes arrive (storage
@@ -89,6 +107,8 @@ impl Drop for Events {
 fn run(mut storage: Storage, jobs: QueueReceiver<StorageJob>, events: &Events) -> Option<String> {
     let mut queued = Vec::new();
     let mut writes = Vec::new();
+    let mut fetches = Vec::new();
+    let mut reads = Vec::new();
     let mut hint = Index::ZERO;
     let mut hint_pending = false;
     loop {
@@ -99,6 +119,8 @@ fn run(mut storage: Storage, jobs: QueueReceiver<StorageJob>, events: &Events) -
         for job in queued.drain(..) {
             writes.extend(job.writes);
             hint = hint.max(job.commit_hint);
+            fetches.extend(job.fetches);
+            reads.extend(job.reads);
         }
         if let Some(last) = writes.last() {
             let last_id = last.id;
@@ -110,6 +132,10 @@ fn run(mut storage: Storage, jobs: QueueReceiver<StorageJob>, events: &Events) -
             }
             writes.clear();
             events.send(StorageEvent::Persisted(last_id));
+        }
+        // Reads come after the writes: what they ask for is durable by now.
+        if let Err(error) = serve_reads(&storage, &mut fetches, &mut reads, events) {
+            return fail(events, error);
         }
         if let Err(error) = storage.record_commit_index(hint) {
             return fail(events, error);
@@ -124,6 +150,31 @@ fn run(mut storage: Storage, jobs: QueueReceiver<StorageJob>, events: &Events) -
         Ok(()) => None,
         Err(error) => fail(events, error),
     }
+}
+
+/// Serves the core's catch-up reads and completes `query` answers from the segments.
+/// These read the log on this thread, between group commits: a catch-up read is one
+/// bounded batch, and a `query` lists the whole log by its definition.
+fn serve_reads(
+    storage: &Storage,
+    fetches: &mut Vec<FetchRequest>,
+    reads: &mut Vec<LogRead>,
+    events: &Events,
+) -> Result<(), StorageError> {
+    for request in fetches.drain(..) {
+        events.send(StorageEvent::Fetched(storage.fetch(&request)?));
+    }
+    for mut read in reads.drain(..) {
+        let first = storage.first_index();
+        let stored = storage.read_entries(first, read.through)?;
+        let commit = Index(read.state.commit_index);
+        let window = read.state.entries.take().unwrap_or_default();
+        let mut entries: Vec<EntryView> = stored.iter().map(|e| EntryView::of(e, commit)).collect();
+        entries.extend(window);
+        read.state.entries = Some(entries);
+        events.send(StorageEvent::Read(Box::new(read)));
+    }
+    Ok(())
 }
 
 fn fail(events: &Events, error: StorageError) -> Option<String> {

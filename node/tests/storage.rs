@@ -6,7 +6,7 @@ use replog_core::{
     Config, Entry, EntryId, HardState, Index, NodeId, Payload, RaftCore, Recovered, Term, Write,
     WriteId,
 };
-use replog_node::storage::{AppendMode, RecoveryReport, Storage, StorageError};
+use replog_node::storage::{AppendMode, RecoveryReport, Storage, StorageError, StorageOptions};
 use std::fs;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -38,8 +38,9 @@ fn open_error(dir: &Path) -> String {
     }
 }
 
+/// The first segment: the open one, until a test rolls over to more.
 fn log_path(dir: &Path) -> PathBuf {
-    dir.join("1").join("log.jsonl")
+    dir.join("1").join("log").join("00000000000000000001.jsonl")
 }
 
 fn metadata_path(dir: &Path) -> PathBuf {
@@ -238,7 +239,10 @@ fn torn_final_line_at_every_byte_offset_recovers_with_a_warning() {
         assert_eq!(report.warnings.len(), 1, "cut at byte {cut}");
         let warning = &report.warnings[0];
         assert!(warning.contains("torn final line 3"), "{warning}");
-        assert!(warning.contains("log.jsonl"), "{warning}");
+        assert!(
+            warning.contains("log/00000000000000000001.jsonl"),
+            "{warning}"
+        );
         assert!(
             warning.contains(&format!("({} bytes)", cut - last_start)),
             "{warning}"
@@ -308,16 +312,74 @@ fn final_line_with_bad_checksum_or_zero_fill_is_truncated() {
     flipped[last_start + 30] ^= 0x04;
     let mut zeroed = intact.clone();
     zeroed[last_start..].fill(0);
-    for damaged in [flipped, zeroed] {
+    // A line of zeros only (no newline left) holds no byte of an entry: routine, a note.
+    for (damaged, warnings) in [(flipped, 1), (zeroed, 0)] {
         fs::write(log_path(dir.path()), &damaged).unwrap();
         let (_, recovered, report) = open(dir.path());
         assert_eq!(recovered.entries, entries[..2]);
-        assert_eq!(report.warnings.len(), 1);
+        assert_eq!(report.warnings.len(), warnings, "{:?}", report.warnings);
+        assert_eq!(report.warnings.len() + report.notes.len(), 1);
         assert_eq!(
             fs::read(log_path(dir.path())).unwrap(),
             &intact[..last_start]
         );
     }
+}
+
+/// Issue 14: after a kill -9 the log holds its lines and the preallocated zeros behind
+/// them. Cutting those is routine: a note, never a warning.
+#[test]
+fn a_kill_9_state_of_lines_and_preallocated_zeros_recovers_without_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut storage, _, _) = open(dir.path());
+    let entries: Vec<Entry> = (1..=3).map(|index| command(index, 1, "x")).collect();
+    storage
+        .persist(&[Write {
+            id: WriteId(1),
+            hard_state: Some(hard_state(1, Some(1))),
+            truncate_after: None,
+            entries: entries.clone(),
+        }])
+        .unwrap();
+    // What the file holds while the node runs; a clean close would trim the zeros.
+    let killed = fs::read(log_path(dir.path())).unwrap();
+    drop(storage);
+    let lines = fs::read(log_path(dir.path())).unwrap();
+    assert!(killed.len() > lines.len() && killed.starts_with(&lines));
+    assert!(killed[lines.len()..].iter().all(|&byte| byte == 0));
+    fs::write(log_path(dir.path()), &killed).unwrap();
+
+    let (_, recovered, report) = open(dir.path());
+    assert_eq!(recovered.entries, entries);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(report.notes.len(), 1, "{:?}", report.notes);
+    let note = &report.notes[0];
+    let cut = killed.len() - lines.len();
+    assert!(
+        note.contains(&format!("cut {cut} bytes of unused preallocated space")),
+        "{note}"
+    );
+    assert_eq!(fs::read(log_path(dir.path())).unwrap(), lines);
+}
+
+/// A torn line in front of the preallocated zeros lost bytes of an entry: still a warning.
+#[test]
+fn a_torn_line_before_preallocated_zeros_still_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries = storage_with_entries(dir.path(), 2);
+    let mut bytes = fs::read(log_path(dir.path())).unwrap();
+    bytes.extend_from_slice(b"{\"crc\":\"0badc0de\",\"index\":3,\"te");
+    bytes.extend_from_slice(&[0; 4096]);
+    fs::write(log_path(dir.path()), &bytes).unwrap();
+    let (_, recovered, report) = open(dir.path());
+    assert_eq!(recovered.entries, entries);
+    assert!(report.notes.is_empty(), "{:?}", report.notes);
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains("torn final line 3"),
+        "{}",
+        report.warnings[0]
+    );
 }
 
 #[test]
@@ -331,7 +393,7 @@ fn bit_flip_in_a_middle_line_refuses_to_open_naming_file_and_line() {
         damaged[offset] ^= 0x10;
         fs::write(log_path(dir.path()), &damaged).unwrap();
         let error = open_error(dir.path());
-        assert!(error.contains("log.jsonl"), "{error}");
+        assert!(error.contains("log/00000000000000000001.jsonl"), "{error}");
         assert!(error.contains("line 3"), "{error}");
         // Nothing was repaired behind the operator's back.
         assert_eq!(fs::read(log_path(dir.path())).unwrap(), damaged);
@@ -417,7 +479,10 @@ fn reopen_cuts_at_the_hole(
         warning.contains(&format!("torn line {} of", kept + 1)),
         "{warning}"
     );
-    assert!(warning.contains("log.jsonl"), "{warning}");
+    assert!(
+        warning.contains("log/00000000000000000001.jsonl"),
+        "{warning}"
+    );
     assert!(
         warning.contains(&format!("({} bytes)", damaged.len() - starts[kept])),
         "{warning}"
@@ -588,7 +653,7 @@ fn zeros_that_do_not_fill_whole_sectors_in_a_middle_line_refuse_to_open() {
         damaged[zeros.clone()].fill(0);
         fs::write(log_path(dir.path()), &damaged).unwrap();
         let error = open_error(dir.path());
-        assert!(error.contains("log.jsonl"), "{error}");
+        assert!(error.contains("log/00000000000000000001.jsonl"), "{error}");
         assert!(
             error.contains(&format!("line {damaged_line} is corrupt")),
             "{zeros:?}: {error}"
@@ -608,7 +673,7 @@ fn index_gap_refuses_to_open_naming_the_line() {
     gapped.extend_from_slice(&intact[starts[3]..]);
     fs::write(log_path(dir.path()), &gapped).unwrap();
     let error = open_error(dir.path());
-    assert!(error.contains("log.jsonl"), "{error}");
+    assert!(error.contains("log/00000000000000000001.jsonl"), "{error}");
     assert!(error.contains("line 3"), "{error}");
     assert!(error.contains("expected index 3, found 4"), "{error}");
 }
@@ -629,14 +694,18 @@ fn missing_log_next_to_metadata_is_a_clear_error() {
     storage_with_entries(dir.path(), 2);
     fs::remove_file(log_path(dir.path())).unwrap();
     let error = open_error(dir.path());
-    assert!(error.contains("log.jsonl: missing"), "{error}");
+    assert!(
+        error.contains("log/00000000000000000001.jsonl: missing"),
+        "{error}"
+    );
 }
 
 #[test]
 fn crash_while_creating_the_directory_opens_as_fresh() {
-    // open() creates log.jsonl before metadata.json; a crash between them leaves this.
+    // open() creates the first segment before metadata.json; a crash between them
+    // leaves this.
     let dir = tempfile::tempdir().unwrap();
-    fs::create_dir(dir.path().join("1")).unwrap();
+    fs::create_dir_all(dir.path().join("1").join("log")).unwrap();
     fs::write(log_path(dir.path()), b"").unwrap();
     let (_, recovered, report) = open(dir.path());
     assert_eq!(recovered, Recovered::default());
@@ -1035,4 +1104,353 @@ proptest! {
         prop_assert!(report.warnings.is_empty(), "{:?}", report.warnings);
         prop_assert_eq!(recovered.entries.len(), line_starts(&from_direct.1).len() - 1);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Segments: the log as a directory of segment files (issue 9).
+
+/// Small enough that a few dozen entries fill a segment.
+const SMALL_SEGMENT_BYTES: u64 = 4096;
+
+fn open_segmented(dir: &Path, segment_bytes: u64) -> (Storage, Recovered, RecoveryReport) {
+    let options = StorageOptions {
+        segment_bytes,
+        ..StorageOptions::default()
+    };
+    Storage::open_with_options(dir, NODE, options)
+        .unwrap_or_else(|error| panic!("open failed: {error}"))
+}
+
+fn open_segmented_error(dir: &Path) -> String {
+    let options = StorageOptions {
+        segment_bytes: SMALL_SEGMENT_BYTES,
+        ..StorageOptions::default()
+    };
+    match Storage::open_with_options(dir, NODE, options) {
+        Ok(_) => panic!("open succeeded on damaged storage"),
+        Err(error) => error.to_string(),
+    }
+}
+
+fn segment_dir(dir: &Path) -> PathBuf {
+    dir.join("1").join("log")
+}
+
+/// The segment files, oldest first.
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(segment_dir(dir))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "jsonl"))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Appends `count` entries in term `term` behind `log`, `per_batch` to a `persist` call.
+fn append_batches(
+    storage: &mut Storage,
+    log: &mut Vec<Entry>,
+    term: u64,
+    count: u64,
+    per_batch: u64,
+) {
+    let mut written = 0;
+    while written < count {
+        let mut write = Write {
+            id: WriteId(log.len() as u64 + 1),
+            hard_state: Some(hard_state(term, Some(1))),
+            truncate_after: None,
+            entries: vec![],
+        };
+        for _ in 0..per_batch.min(count - written) {
+            let index = log.len() as u64 + 1;
+            let entry = command(index, term, &format!("entry {index} {}", "x".repeat(40)));
+            log.push(entry.clone());
+            write.entries.push(entry);
+            written += 1;
+        }
+        storage.persist(&[write]).unwrap();
+    }
+}
+
+/// A log of `count` entries over many small segments, cleanly closed.
+fn segmented_log(dir: &Path, count: u64) -> Vec<Entry> {
+    let (mut storage, _, _) = open_segmented(dir, SMALL_SEGMENT_BYTES);
+    let mut log = Vec::new();
+    append_batches(&mut storage, &mut log, 1, count, 5);
+    log
+}
+
+#[test]
+fn the_log_rolls_over_into_many_segments_that_read_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = segmented_log(dir.path(), 400);
+    let files = segments(dir.path());
+    assert!(files.len() > 10, "{files:?}");
+    for (k, file) in files.iter().enumerate() {
+        let bytes = fs::read(file).unwrap();
+        let first: u64 = file.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        assert!(bytes.starts_with(b"{\"crc\":\""));
+        assert!(String::from_utf8_lossy(&bytes).contains(&format!("\"index\":{first},")));
+        let sealed = k + 1 < files.len();
+        // A batch never spans segments, so a sealed one exceeds the limit by no more than
+        // the batch that did not fit into it.
+        if sealed {
+            assert!(bytes.len() as u64 <= SMALL_SEGMENT_BYTES, "{file:?}");
+            assert!(file.with_extension("idx").exists(), "{file:?} has no index");
+        }
+    }
+    let (storage, recovered, report) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(recovered.entries, log);
+    assert_eq!(storage.segment_count(), files.len());
+    for (from, to) in [(1, 400), (1, 1), (400, 400), (37, 211), (150, 151), (5, 4)] {
+        let read = storage.read_entries(Index(from), Index(to)).unwrap();
+        let expected = log.get(from as usize - 1..to as usize).unwrap_or(&[]);
+        assert_eq!(read, expected, "{from}..={to}");
+    }
+    let error = storage.read_entries(Index(1), Index(401)).unwrap_err();
+    assert!(matches!(error, StorageError::OutsideLog { .. }), "{error}");
+}
+
+#[test]
+fn a_segment_smaller_than_a_block_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StorageOptions {
+        segment_bytes: 100,
+        ..StorageOptions::default()
+    };
+    let error = Storage::open_with_options(dir.path(), NODE, options)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(error.contains("segment size 100 bytes"), "{error}");
+}
+
+#[test]
+fn a_batch_larger_than_a_segment_goes_whole_into_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut storage, _, _) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+    let mut log = Vec::new();
+    append_batches(&mut storage, &mut log, 1, 3, 3);
+    append_batches(&mut storage, &mut log, 1, 200, 200);
+    append_batches(&mut storage, &mut log, 1, 3, 3);
+    drop(storage);
+    let files = segments(dir.path());
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(fs::read(&files[1]).unwrap().len() as u64 > SMALL_SEGMENT_BYTES);
+    let (_, recovered, _) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+    assert_eq!(recovered.entries, log);
+}
+
+#[test]
+fn truncation_into_a_sealed_segment_removes_the_later_ones_and_reopens_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = segmented_log(dir.path(), 300);
+    let before = segments(dir.path());
+    let (mut storage, _, _) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+    // Cut after an entry in the middle of the third segment, in a new term.
+    let third_first: u64 = before[2]
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let keep = third_first + 2;
+    log.truncate(keep as usize);
+    let replacement = command(keep + 1, 2, "after the cut");
+    storage
+        .persist(&[Write {
+            id: WriteId(1),
+            hard_state: Some(hard_state(2, None)),
+            truncate_after: Some(Index(keep)),
+            entries: vec![replacement.clone()],
+        }])
+        .unwrap();
+    log.push(replacement);
+    assert_eq!(
+        storage.read_entries(Index(1), Index(keep + 1)).unwrap(),
+        log
+    );
+    append_batches(&mut storage, &mut log, 2, 120, 5);
+    drop(storage);
+    let after = segments(dir.path());
+    assert_eq!(after[..3], before[..3]);
+    let (_, recovered, report) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(recovered.entries, log);
+    assert_eq!(recovered.hard_state, hard_state(2, Some(1)));
+}
+
+#[test]
+fn a_deleted_middle_segment_refuses_to_start_naming_the_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    segmented_log(dir.path(), 200);
+    let files = segments(dir.path());
+    fs::remove_file(&files[2]).unwrap();
+    fs::remove_file(files[2].with_extension("idx")).unwrap();
+    let error = open_segmented_error(dir.path());
+    let name = files[2].file_name().unwrap().to_str().unwrap();
+    assert!(error.contains(name), "{error}");
+    assert!(error.contains("missing"), "{error}");
+    // Nothing was repaired behind the operator's back.
+    assert_eq!(segments(dir.path()).len(), files.len() - 1);
+}
+
+#[test]
+fn a_corrupt_last_line_of_a_sealed_segment_refuses_to_start_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    segmented_log(dir.path(), 200);
+    let files = segments(dir.path());
+    let mut bytes = fs::read(&files[1]).unwrap();
+    let last = bytes.len() - 5;
+    bytes[last] ^= 0x04;
+    fs::write(&files[1], &bytes).unwrap();
+    let error = open_segmented_error(dir.path());
+    let name = files[1].file_name().unwrap().to_str().unwrap();
+    assert!(error.contains(name), "{error}");
+    assert!(error.contains("corrupt"), "{error}");
+    assert_eq!(fs::read(&files[1]).unwrap(), bytes);
+}
+
+#[test]
+fn a_torn_sealed_segment_is_damage_not_a_tear() {
+    let dir = tempfile::tempdir().unwrap();
+    segmented_log(dir.path(), 200);
+    let files = segments(dir.path());
+    let bytes = fs::read(&files[1]).unwrap();
+    fs::write(&files[1], &bytes[..bytes.len() - 10]).unwrap();
+    let error = open_segmented_error(dir.path());
+    let name = files[1].file_name().unwrap().to_str().unwrap();
+    assert!(error.contains(name), "{error}");
+    assert!(error.contains("not a torn write"), "{error}");
+}
+
+#[test]
+fn a_missing_or_damaged_index_is_rebuilt_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = segmented_log(dir.path(), 200);
+    let files = segments(dir.path());
+    let index = files[1].with_extension("idx");
+    let intact = fs::read(&index).unwrap();
+    let mut garbled = intact.clone();
+    garbled[25] ^= 0x01;
+    for (damage, why) in [(None, "missing"), (Some(garbled), "checksum mismatch")] {
+        match damage {
+            None => fs::remove_file(&index).unwrap(),
+            Some(bytes) => fs::write(&index, bytes).unwrap(),
+        }
+        let (_, recovered, report) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+        assert_eq!(recovered.entries, log);
+        assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+        let warning = &report.warnings[0];
+        assert!(warning.contains("rebuilt the index"), "{warning}");
+        assert!(warning.contains(files[1].to_str().unwrap()), "{warning}");
+        assert!(warning.contains(why), "{warning}");
+        assert_eq!(fs::read(&index).unwrap(), intact);
+    }
+}
+
+#[test]
+fn a_failed_write_while_sealing_stops_storage_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut storage, _, _) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+    let mut log = Vec::new();
+    append_batches(&mut storage, &mut log, 1, 10, 5);
+    // The disk refuses the sealing's index file (as a full disk would its write).
+    let blocker = log_path(dir.path()).with_extension("idx.tmp");
+    fs::create_dir(&blocker).unwrap();
+    let big = Write {
+        id: WriteId(99),
+        hard_state: None,
+        truncate_after: None,
+        entries: (11..=80)
+            .map(|index| command(index, 1, &"y".repeat(60)))
+            .collect(),
+    };
+    let error = storage.persist(std::slice::from_ref(&big)).unwrap_err();
+    assert!(error.to_string().contains("idx.tmp"), "{error}");
+    let again = storage.persist(&[big]).unwrap_err();
+    assert!(matches!(again, StorageError::Poisoned { .. }), "{again}");
+    drop(storage);
+    fs::remove_dir(&blocker).unwrap();
+    let (_, recovered, _) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+    assert_eq!(recovered.entries, log);
+}
+
+/// A data directory written by replog before segments: one `log.jsonl` (three entries and
+/// a torn fourth line, as a crash left it) and a `metadata.json` without `first_index`.
+const OLD_FORMAT_FIXTURE: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/old-format");
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn an_old_format_directory_is_converted_with_nothing_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(Path::new(OLD_FORMAT_FIXTURE), dir.path());
+    let old = dir.path().join("1").join("log.jsonl");
+    let old_bytes = fs::read(&old).unwrap();
+    let (storage, recovered, report) = open(dir.path());
+    assert!(!old.exists());
+    let commands: Vec<String> = recovered
+        .entries
+        .iter()
+        .map(|entry| match &entry.payload {
+            Payload::Command(text) => text.to_string(),
+            Payload::Noop => "noop".to_string(),
+        })
+        .collect();
+    assert_eq!(commands, ["noop", "set a=1", "set b=2", "set c=3"]);
+    assert_eq!(recovered.commit_index, Index(4));
+    assert_eq!(recovered.hard_state, hard_state(1, Some(1)));
+    assert!(
+        report.notes.iter().any(|note| note.contains("converted")),
+        "{report:?}"
+    );
+    // The torn fifth line is cut by the usual rule, with the usual warning.
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains("torn final line 5"),
+        "{:?}",
+        report.warnings
+    );
+    drop(storage);
+    let segment = fs::read(log_path(dir.path())).unwrap();
+    assert!(old_bytes.starts_with(&segment));
+    let (_, again, report) = open(dir.path());
+    assert_eq!(again, recovered);
+    assert!(
+        report.warnings.is_empty() && report.notes.is_empty(),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn an_old_log_beside_segments_is_refused_unless_it_is_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    storage_with_entries(dir.path(), 3);
+    let old = dir.path().join("1").join("log.jsonl");
+    fs::hard_link(log_path(dir.path()), &old).unwrap();
+    let (storage, recovered, report) = open(dir.path());
+    assert_eq!(recovered.entries.len(), 3);
+    assert!(!old.exists(), "{report:?}");
+    drop(storage);
+    fs::copy(log_path(dir.path()), &old).unwrap();
+    let error = open_error(dir.path());
+    assert!(error.contains("log.jsonl"), "{error}");
+    assert!(error.contains("two logs"), "{error}");
 }

@@ -44,6 +44,21 @@ pub struct StartArgs {
     /// processes, whose time slices a woken thread then waits out.
     #[arg(long, value_enum, default_value_t = SchedulingArg::Normal)]
     scheduling: SchedulingArg,
+    /// The log is a directory of segment files of at most about this many bytes each
+    /// (at least 4096).
+    #[arg(long, default_value_t = replog_node::storage::DEFAULT_SEGMENT_BYTES, value_parser = parse_segment_bytes)]
+    segment_bytes: u64,
+}
+
+fn parse_segment_bytes(text: &str) -> Result<u64, String> {
+    let min = replog_node::storage::MIN_SEGMENT_BYTES;
+    match text.parse::<u64>() {
+        Ok(bytes) if bytes >= min => Ok(bytes),
+        Ok(bytes) => Err(format!(
+            "{bytes} is below the minimum segment size of {min} bytes"
+        )),
+        Err(error) => Err(format!("not a number of bytes: {error}")),
+    }
 }
 
 /// `--scheduling` as the command line spells it.
@@ -128,7 +143,10 @@ pub fn start(args: StartArgs) -> ExitCode {
         stop_on_stdin_eof: args.stop_on_stdin_eof,
         scheduling: args.scheduling.into(),
         timing: Timing::default(),
-        limits: Limits::default(),
+        limits: Limits {
+            segment_bytes: args.segment_bytes,
+            ..Limits::default()
+        },
     };
     match replog_node::run(config) {
         Ok(()) => ExitCode::SUCCESS,

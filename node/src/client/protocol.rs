@@ -117,6 +117,21 @@ pub struct EntryView {
     pub committed: bool,
 }
 
+impl EntryView {
+    /// How a `query` shows `entry` to a node whose commit index is `commit_index`.
+    pub fn of(entry: &replog_core::Entry, commit_index: replog_core::Index) -> EntryView {
+        EntryView {
+            index: entry.index.0,
+            term: entry.term.0,
+            command: match &entry.payload {
+                replog_core::Payload::Command(command) => Some(command.to_string()),
+                replog_core::Payload::Noop => None,
+            },
+            committed: entry.index <= commit_index,
+        }
+    }
+}
+
 /// The answer to `query` (with `entries`) and `status` (without).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeState {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-/// Why one line of `log.jsonl` cannot be trusted.
+/// Why one line of a log segment cannot be trusted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LineProblem {
     /// The line does not start with the `{"crc":"XXXXXXXX",` header.
@@ -54,7 +54,7 @@ pub enum StorageError {
         action: &'static str,
         source: io::Error,
     },
-    /// A line of `log.jsonl` is damaged in a way no interrupted write explains (see
+    /// A line of the open segment is damaged in a way no interrupted write explains (see
     /// `recovery.rs`); refusing to drop it and the lines after it.
     CorruptLine {
         path: PathBuf,
@@ -71,6 +71,19 @@ pub enum StorageError {
         commit_index: Index,
         last_index: Index,
     },
+    /// A sealed segment, or the chain of segments, is damaged or incomplete. Sealed
+    /// segments are never written again, so this is never a torn write.
+    Segment { path: PathBuf, problem: String },
+    /// A range read asked for entries the log does not hold.
+    OutsideLog {
+        path: PathBuf,
+        from: Index,
+        to: Index,
+        first_index: Index,
+        last_index: Index,
+    },
+    /// A storage option the log cannot work with.
+    BadOption { problem: String },
     /// Another process holds this node's storage open.
     Locked { path: PathBuf },
     /// An earlier call failed, so the files may no longer match what this handle believes.
@@ -112,6 +125,25 @@ impl fmt::Display for StorageError {
                 commit_index.0,
                 last_index.0
             ),
+            StorageError::Segment { path, problem } => {
+                write!(f, "{}: {problem}", path.display())
+            }
+            StorageError::OutsideLog {
+                path,
+                from,
+                to,
+                first_index,
+                last_index,
+            } => write!(
+                f,
+                "{}: entries {}..={} asked for, but the log holds {}..={}",
+                path.display(),
+                from.0,
+                to.0,
+                first_index.0,
+                last_index.0
+            ),
+            StorageError::BadOption { problem } => f.write_str(problem),
             StorageError::Locked { path } => write!(
                 f,
                 "{}: locked by another process; is a node with this id already running \

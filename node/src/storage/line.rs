@@ -26,7 +26,7 @@ const HEX_START: usize = HEADER_START.len();
 /// Writes straight into the caller's buffer: no allocation per entry once `out` has grown.
 pub(crate) fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
     let start = out.len();
-    out.extend_from_slice(b"{\"crc\":\"00000000\",");
+    out.extend_from_slice(UNSEALED_HEADER);
     // Writing into a Vec cannot fail.
     let _ = write!(
         out,
@@ -41,18 +41,34 @@ pub(crate) fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
         }
     }
     out.push(b'}');
+    seal_record(out, start);
+}
+
+/// The placeholder header a checksummed record starts with; [`seal_record`] fills it in.
+pub(crate) const UNSEALED_HEADER: &[u8] = b"{\"crc\":\"00000000\",";
+
+/// Fills in the checksum of the record that starts at `out[start]` with
+/// [`UNSEALED_HEADER`] and ends at the end of `out`, and ends it with a newline. Also
+/// used for the segment index files, so that they are checked the same way.
+pub(crate) fn seal_record(out: &mut Vec<u8>, start: usize) {
     let crc = crc32fast::hash(&out[start + HEADER_LEN..]);
     write_hex(crc, &mut out[start + HEX_START..start + HEX_START + 8]);
     out.push(b'\n');
 }
 
-/// Reads one line (without its newline) back into an entry, checksum first.
-pub(crate) fn decode_line(line: &[u8]) -> Result<Entry, LineProblem> {
+/// Checks the checksum of one record (without its newline).
+pub(crate) fn check_record(line: &[u8]) -> Result<(), LineProblem> {
     let stored = read_header(line).ok_or(LineProblem::MissingChecksum)?;
     let computed = crc32fast::hash(&line[HEADER_LEN..]);
     if stored != computed {
         return Err(LineProblem::ChecksumMismatch { stored, computed });
     }
+    Ok(())
+}
+
+/// Reads one line (without its newline) back into an entry, checksum first.
+pub(crate) fn decode_line(line: &[u8]) -> Result<Entry, LineProblem> {
+    check_record(line)?;
     let record: LineRecord =
         serde_json::from_slice(line).map_err(|error| LineProblem::Parse(error.to_string()))?;
     record.into_entry()

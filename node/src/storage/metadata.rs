@@ -1,8 +1,12 @@
 //! `metadata.json`: current term, vote and commit index, replaced atomically.
 //!
 //! ```text
-//! {"current_term":3,"voted_for":2,"commit_index":17}
+//! {"current_term":3,"voted_for":2,"commit_index":17,"first_index":1,"prev_term":0}
 //! ```
+//!
+//! `first_index` is the log's first index and `prev_term` the term of the entry before it
+//! (1 and 0 until the log's start is trimmed). Files written before they existed lack
+//! them and read as those defaults.
 //!
 //! Replacement writes `metadata.json.tmp`, fsyncs it, renames it over `metadata.json` and
 //! fsyncs the directory. rename(2) is atomic, so after a crash the file is wholly the old
@@ -19,11 +23,26 @@ pub(crate) const FILE_NAME: &str = "metadata.json";
 const TEMP_FILE_NAME: &str = "metadata.json.tmp";
 
 /// What `metadata.json` holds, as checked values.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Metadata {
     pub hard_state: HardState,
     /// A restart hint: entries up to here were committed. Never beyond the durable log.
     pub commit_index: Index,
+    /// The log's first index: entries below it were trimmed away.
+    pub first_index: Index,
+    /// The term of the entry before `first_index`; 0 if there is none.
+    pub prev_term: Term,
+}
+
+impl Default for Metadata {
+    fn default() -> Metadata {
+        Metadata {
+            hard_state: HardState::default(),
+            commit_index: Index(0),
+            first_index: Index(1),
+            prev_term: Term(0),
+        }
+    }
 }
 
 /// The file's exact shape; unknown fields are refused rather than ignored.
@@ -33,6 +52,15 @@ struct MetadataFile {
     current_term: u64,
     voted_for: Option<u64>,
     commit_index: u64,
+    #[serde(default = "first_index_before_segments")]
+    first_index: u64,
+    #[serde(default)]
+    prev_term: u64,
+}
+
+/// What a file written before `first_index` existed means: the log starts at 1.
+fn first_index_before_segments() -> u64 {
+    1
 }
 
 /// Reads `metadata.json` in `dir`; `None` when the file does not exist.
@@ -52,12 +80,19 @@ pub(crate) fn read(dir: &Path) -> Result<Option<Metadata>, StorageError> {
     if file.voted_for == Some(0) {
         return Err(garbled("voted_for is 0, which is no node id".to_string()));
     }
+    if file.first_index == 0 {
+        return Err(garbled(
+            "first_index is 0; the log starts at 1 or later".to_string(),
+        ));
+    }
     Ok(Some(Metadata {
         hard_state: HardState {
             term: Term(file.current_term),
             voted_for: file.voted_for.map(NodeId),
         },
         commit_index: Index(file.commit_index),
+        first_index: Index(file.first_index),
+        prev_term: Term(file.prev_term),
     }))
 }
 
@@ -67,6 +102,8 @@ pub(crate) fn write(dir: &Path, metadata: &Metadata) -> Result<(), StorageError>
         current_term: metadata.hard_state.term.0,
         voted_for: metadata.hard_state.voted_for.map(|id| id.0),
         commit_index: metadata.commit_index.0,
+        first_index: metadata.first_index.0,
+        prev_term: metadata.prev_term.0,
     };
     let mut bytes = serde_json::to_vec(&file).expect("metadata always serializes");
     bytes.push(b'\n');
@@ -102,6 +139,7 @@ mod tests {
                 voted_for: Some(NodeId(2)),
             },
             commit_index: Index(17),
+            ..Metadata::default()
         };
         write(dir.path(), &metadata).unwrap();
         assert_eq!(read(dir.path()).unwrap(), Some(metadata));
@@ -109,8 +147,19 @@ mod tests {
         let text = fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
         assert_eq!(
             text,
-            "{\"current_term\":3,\"voted_for\":2,\"commit_index\":17}\n"
+            "{\"current_term\":3,\"voted_for\":2,\"commit_index\":17,\"first_index\":1,\"prev_term\":0}\n"
         );
+    }
+
+    #[test]
+    fn a_file_from_before_segments_reads_with_the_log_starting_at_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = "{\"current_term\":3,\"voted_for\":null,\"commit_index\":4}\n";
+        fs::write(dir.path().join(FILE_NAME), old).unwrap();
+        let metadata = read(dir.path()).unwrap().unwrap();
+        assert_eq!(metadata.first_index, Index(1));
+        assert_eq!(metadata.prev_term, Term(0));
+        assert_eq!(metadata.commit_index, Index(4));
     }
 
     #[test]

@@ -1,14 +1,21 @@
-//! Durable storage for one node: `<data-dir>/<node-id>/log.jsonl` and `metadata.json`.
+//! Durable storage for one node: `<data-dir>/<node-id>/log/` (the log, as segments) and
+//! `metadata.json`.
 //!
 //! The runtime's storage thread owns a [`Storage`]: [`Storage::open`] reads back what is
 //! durable at start, [`Storage::persist`] makes the core's `Persist` writes durable (group
-//! commit), and [`Storage::record_commit_index`] keeps a restart hint.
+//! commit), [`Storage::record_commit_index`] keeps a restart hint, and
+//! [`Storage::read_entries`] reads a range of the log back from disk.
 //!
 //! ## Files
-//! - `log.jsonl`: one entry per line, `{"crc":"574e94ba","index":7,"term":2,"command":"set x=1"}`
-//!   or `{"crc":"35927822","index":1,"term":1,"noop":true}`; see `line.rs`.
-//! - `metadata.json`: `{"current_term":3,"voted_for":2,"commit_index":17}`, replaced
-//!   atomically; see `metadata.rs`.
+//! - `log/<first-index>.jsonl`: the segments, the first index zero-padded to 20 digits; one
+//!   entry per line, `{"crc":"574e94ba","index":7,"term":2,"command":"set x=1"}` or
+//!   `{"crc":"35927822","index":1,"term":1,"noop":true}` (see `line.rs`). Each sealed
+//!   segment has `log/<first-index>.idx` beside it, its sparse offset index (see
+//!   `segment.rs`); the last segment is the open one (see `log_dir.rs`).
+//! - `metadata.json`: `{"current_term":3,"voted_for":2,"commit_index":17,"first_index":1,
+//!   "prev_term":0}`, replaced atomically; see `metadata.rs`.
+//! - `log.jsonl`, the one log file of the layout before segments, is moved into `log/` at
+//!   the first start; see `old_format.rs`.
 //!
 //! ## Why a crash never loses what was reported durable, nor invents anything
 //! - `persist` returns only after fsync; the runtime reports `Persisted` only after that.
@@ -17,50 +24,64 @@
 //!   reaches disk before the term it carries, and a vote is durable before anything that
 //!   followed it. Writing the batch's *last* hard state at once is safe: terms only grow,
 //!   and a crash mid-batch loses only unacknowledged work.
-//! - A truncation cuts the file at the recorded byte offset of the first dropped line and
-//!   fsyncs before new lines are written, so old and new lines can never interleave.
-//! - Appends are one direct, synchronous write (`O_DIRECT | O_DSYNC`, rewriting the last
-//!   partial block with its durable bytes unchanged; see `direct.rs`), or, where the
-//!   filesystem refuses that, one `pwrite` after the last line then one `fdatasync`; the
-//!   next batch is written only after that returned. The file runs on past its lines into
+//! - A truncation is made durable before new lines are written, so old and new lines can
+//!   never interleave: within the open segment it cuts the file at the recorded byte offset
+//!   of the first dropped line and fsyncs; reaching into sealed segments, it removes whole
+//!   segments from the newest on, so a crash leaves a prefix of the old log (`log_dir.rs`).
+//! - Appends go to the open segment only, one direct, synchronous write per batch
+//!   (`O_DIRECT | O_DSYNC`, rewriting the last partial block with its durable bytes
+//!   unchanged; see `direct.rs`), or, where the filesystem refuses that, one `pwrite` after
+//!   the last line then one `fdatasync`; the next batch is written only after that
+//!   returned. A batch never spans two segments. The file runs on past its lines into
 //!   zeros written ahead of time (so that most appends do not change its size, which would
-//!   cost an inode write; see `log_file.rs`), trimmed when the log is closed. So at most
-//!   one batch is ever unacknowledged, and it is the last thing in the file. A crash
-//!   during it leaves each 512-byte sector of it written or still zero, in any mix: the
-//!   disk need not write the sectors of one write in order. Recovery cuts at the first
-//!   damaged line when nothing follows it (a last line without a newline, with a bad
-//!   checksum, or zeros) or when it holds zero-filled sectors (our encoder never writes a
-//!   zero byte, so they are sectors that write never reached); in the second case the lines
-//!   behind it, parts of the same unfinished batch, go too. Either way nothing acknowledged
-//!   is cut, and the warning says what was. Damage without zero-filled sectors before other
-//!   lines, or a bad sequence in checksummed lines, fails `open` with the file and line.
-//!   See `recovery.rs` for the exact rule and what it assumes of the disk.
-//! - A fresh directory gets an empty `log.jsonl`, then `metadata.json`. So a missing
-//!   `metadata.json` next to a non-empty log, or a missing log next to `metadata.json`,
-//!   means damage, and is reported rather than treated as a fresh node.
+//!   cost an inode write; see `log_file.rs`), trimmed when the log is closed or the
+//!   segment sealed. So at most one batch is ever unacknowledged, and it is the last thing
+//!   in the open segment. A crash during it leaves each 512-byte sector of it written or
+//!   still zero, in any mix: the disk need not write the sectors of one write in order.
+//!   Recovery cuts at the first damaged line when nothing follows it (a last line without
+//!   a newline, with a bad checksum, or zeros) or when it holds zero-filled sectors (our
+//!   encoder never writes a zero byte, so they are sectors that write never reached); in
+//!   the second case the lines behind it, parts of the same unfinished batch, go too.
+//!   Either way nothing acknowledged is cut, and the warning says what was (cutting zeros
+//!   only, which every crash leaves, is a note instead). Damage without zero-filled sectors
+//!   before other lines, or a bad sequence in checksummed lines, fails `open` with the
+//!   file and line. See `recovery.rs` for the exact rule and what it assumes of the disk.
+//! - Sealing makes a segment immutable: zeros cut and fsynced, then its index written
+//!   durably, then the next segment created. Damage to a sealed segment, or a missing one,
+//!   is never a torn write, and fails `open` naming the file.
+//! - A fresh directory gets `log/` with an empty first segment, then `metadata.json`. So
+//!   a missing `metadata.json` next to a non-empty log, or a missing log next to
+//!   `metadata.json`, means damage, and is reported rather than treated as a fresh node.
 //! - The commit index in metadata is never ahead of the durable log, and truncations below
 //!   it are refused, so recovery can insist `commit_index <= last index`. That is also the
 //!   safety net under the cut: a cut that would drop a committed entry (media damage that
 //!   looks like a tear) fails `open` instead.
 //! - Any failed call poisons the handle: after a failed fsync the kernel may have dropped
 //!   the dirty pages, so retrying could report success for lost data. The node must stop.
+//!   The same holds for a disk that fills up while sealing: the batch that needed the new
+//!   segment was not written, nothing acknowledged is lost, and the node stops with the
+//!   error naming the file it could not write.
 
 mod direct;
 mod error;
 mod line;
+mod log_dir;
 mod log_file;
 mod metadata;
+mod old_format;
 mod recovery;
+mod segment;
 
 pub use error::{LineProblem, StorageError};
 
-use direct::DirectAppender;
 use error::io_error;
-use log_file::LogFile;
+use log_dir::SegmentedLog;
 use metadata::Metadata;
-use replog_core::{EntryId, HardState, Index, NodeId, Recovered, Write};
-use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::BufReader;
+use replog_core::{
+    take_batch, Entry, EntryId, FetchRequest, Fetched, HardState, Index, NodeId, Recovered, Term,
+    Write,
+};
+use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -79,20 +100,50 @@ pub enum AppendMode {
     Buffered,
 }
 
+/// The default for [`StorageOptions::segment_bytes`].
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// The smallest segment size accepted: below one block every batch would seal a segment.
+pub const MIN_SEGMENT_BYTES: u64 = 4096;
+
+/// How a [`Storage`] writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StorageOptions {
+    pub append_mode: AppendMode,
+    /// A segment is sealed when the next batch would take it past this many bytes (a
+    /// single larger batch makes a larger segment). At least [`MIN_SEGMENT_BYTES`].
+    pub segment_bytes: u64,
+}
+
+impl Default for StorageOptions {
+    fn default() -> StorageOptions {
+        StorageOptions {
+            append_mode: AppendMode::Direct,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+        }
+    }
+}
+
 /// What happened while reading the files back, for the node's log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
-    /// Repairs made, e.g. "truncated torn final line 57 of data/1/log.jsonl (23 bytes): ...",
-    /// or "truncated torn line 57 of data/1/log.jsonl and everything after it (1456 bytes):
+    /// Repairs made, e.g. "truncated torn final line 57 of data/1/log/000...001.jsonl (23
+    /// bytes): ...", or "truncated torn line 57 of ... and everything after it (1456 bytes):
     /// ...; 3 complete lines after it were part of the same unfinished write and are
-    /// dropped too".
+    /// dropped too", or a sealed segment's index rebuilt.
     pub warnings: Vec<String>,
+    /// Routine clean-up that lost no byte of any entry, e.g. "cut 8388421 bytes of unused
+    /// preallocated space (zeros) after the last line of data/1/log/000...001.jsonl": what
+    /// every crash or kill leaves; or the conversion of an old `log.jsonl`. For the node's
+    /// log at info level, not as a warning.
+    pub notes: Vec<String>,
 }
 
 /// The open storage of one node.
 pub struct Storage {
     dir: PathBuf,
-    log: LogFile,
+    /// The node directory, open and exclusively locked while this handle lives.
+    _lock: File,
+    log: SegmentedLog,
     /// Invariant: exactly what `metadata.json` holds on disk.
     metadata: Metadata,
     /// Invariant: `metadata.commit_index <= commit_index <= log.last_index()` between calls.
@@ -123,45 +174,72 @@ impl Storage {
         node_id: NodeId,
         mode: AppendMode,
     ) -> Result<(Storage, Recovered, RecoveryReport), StorageError> {
+        let options = StorageOptions {
+            append_mode: mode,
+            ..StorageOptions::default()
+        };
+        Storage::open_with_options(data_dir, node_id, options)
+    }
+
+    /// [`Storage::open`], with every option.
+    pub fn open_with_options(
+        data_dir: &Path,
+        node_id: NodeId,
+        options: StorageOptions,
+    ) -> Result<(Storage, Recovered, RecoveryReport), StorageError> {
+        if options.segment_bytes < MIN_SEGMENT_BYTES {
+            return Err(StorageError::BadOption {
+                problem: format!(
+                    "segment size {} bytes is below the minimum of {MIN_SEGMENT_BYTES}",
+                    options.segment_bytes
+                ),
+            });
+        }
         let dir = data_dir.join(node_id.0.to_string());
         create_dir_durably(&dir)?;
-        let log_path = dir.join(log_file::FILE_NAME);
+        let lock = lock_dir(&dir)?;
         let stored = metadata::read(&dir)?;
-        if stored.is_some() {
-            require_log(&log_path)?;
-        }
-        let (file, log_len) = open_log(&log_path)?;
-        // The log file may have just been created; make its directory entry durable.
-        metadata::sync_dir(&dir)?;
-        let scanned = recovery::scan(&log_path, BufReader::with_capacity(1 << 16, &file))?;
+        let mut report = RecoveryReport::default();
+        report
+            .notes
+            .extend(old_format::convert(&dir, stored.as_ref())?);
+        let direct = options.append_mode == AppendMode::Direct;
+        let mut opened = SegmentedLog::open(&dir, stored.is_none(), options.segment_bytes, direct)?;
         let meta = match stored {
             Some(meta) => meta,
-            None => fresh_metadata(&dir, &log_path, log_len)?,
+            None => fresh_metadata(&dir, opened.log.open_path(), opened.has_bytes)?,
         };
-        check_consistent(&dir, &log_path, &scanned, &meta)?;
+        let tail = LogTail {
+            path: opened.log.open_path(),
+            last_index: opened.log.durable_last_index(),
+            last_line: (opened.scanned.entries.last())
+                .map(|entry| (entry.term, opened.scanned.entries.len() as u64)),
+            torn: opened.scanned.torn.as_ref(),
+        };
+        check_consistent(&dir, &tail, &meta)?;
         if stored.is_none() {
             metadata::write(&dir, &meta)?;
         }
-        let direct = match mode {
-            AppendMode::Direct => DirectAppender::open(&log_path)
-                .map_err(io_error(&log_path, "opening for direct writes"))?,
-            AppendMode::Buffered => None,
-        };
-        let mut log = LogFile::new(&log_path, file, scanned.offsets, scanned.valid_len, direct);
-        let mut report = RecoveryReport::default();
-        if let Some(torn) = &scanned.torn {
-            log.cut_torn_tail()?;
-            report.warnings.push(torn_warning(&log_path, torn));
+        opened.finish()?;
+        report.warnings.append(&mut opened.warnings);
+        report.notes.append(&mut opened.notes);
+        if let Some(torn) = &opened.scanned.torn {
+            report_cut(&mut report, opened.log.open_path(), torn);
         }
+        // The core needs only the tail after the recorded commit index (the rest is
+        // committed; the core reads it back with `Fetch` when a follower needs it), so
+        // restart reads no sealed segment beyond the one entry before the tail.
+        let (prev, entries) = tail_after(&opened, &meta)?;
         let recovered = Recovered {
             hard_state: meta.hard_state,
-            prev: EntryId::ZERO,
-            entries: scanned.entries,
+            prev,
+            entries,
             commit_index: meta.commit_index,
         };
         let storage = Storage {
             dir,
-            log,
+            _lock: lock,
+            log: opened.log,
             metadata: meta,
             commit_index: meta.commit_index,
             last_metadata_write: Instant::now(),
@@ -204,11 +282,11 @@ impl Storage {
     /// if `commit_index` lies beyond the durable log.
     pub fn record_commit_index(&mut self, commit_index: Index) -> Result<(), StorageError> {
         self.check_not_poisoned()?;
-        if commit_index > self.log.last_index() {
+        if commit_index > self.log.durable_last_index() {
             return Err(StorageError::CommitBeyondLog {
-                path: self.log.path().to_path_buf(),
+                path: self.log.open_path().to_path_buf(),
                 commit_index,
-                last_index: self.log.last_index(),
+                last_index: self.log.durable_last_index(),
             });
         }
         self.commit_index = self.commit_index.max(commit_index);
@@ -241,7 +319,61 @@ impl Storage {
 
     /// The last durable log index.
     pub fn last_index(&self) -> Index {
-        self.log.last_index()
+        self.log.durable_last_index()
+    }
+
+    /// How many segment files the log has, the open one included.
+    pub fn segment_count(&self) -> usize {
+        self.log.segment_count()
+    }
+
+    /// The durable entries `from..=to` (empty if `from > to`), read from disk: only the
+    /// segments the range touches, each from the sparse-index point nearest below `from`.
+    /// Fails if the range reaches outside the log, or a line read is damaged.
+    /// The log's first index (entries before it were trimmed).
+    pub fn first_index(&self) -> Index {
+        self.metadata.first_index
+    }
+
+    /// Serves a core's `Fetch`: durable entries from `request.from`, within its limits,
+    /// and the id of the entry before them.
+    pub fn fetch(&self, request: &FetchRequest) -> Result<Fetched, StorageError> {
+        let first = self.metadata.first_index;
+        let prev_index = request.from.prev();
+        let last = self
+            .last_index()
+            .min(prev_index.plus(request.max_entries as u64));
+        let read = self.read_entries(prev_index.max(first), last)?;
+        let (prev, entries) = if prev_index < first {
+            let boundary = EntryId {
+                index: first.prev(),
+                term: self.metadata.prev_term,
+            };
+            (boundary, &read[..])
+        } else {
+            match read.split_first() {
+                Some((before, rest)) => (before.id(), rest),
+                None => {
+                    return Err(StorageError::OutsideLog {
+                        path: self.dir.clone(),
+                        from: request.from,
+                        to: last,
+                        first_index: first,
+                        last_index: self.last_index(),
+                    })
+                }
+            }
+        };
+        let batch = take_batch(entries, request.max_entries, request.max_bytes);
+        Ok(Fetched {
+            peer: request.peer,
+            prev,
+            entries: batch.to_vec(),
+        })
+    }
+
+    pub fn read_entries(&self, from: Index, to: Index) -> Result<Vec<Entry>, StorageError> {
+        self.log.read_entries(from, to)
     }
 
     fn persist_batch(&mut self, writes: &[Write]) -> Result<(), StorageError> {
@@ -284,6 +416,7 @@ impl Storage {
         let next = Metadata {
             hard_state,
             commit_index: self.commit_index,
+            ..self.metadata
         };
         metadata::write(&self.dir, &next)?;
         self.metadata = next;
@@ -319,91 +452,76 @@ fn create_dir_durably(dir: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Fails unless the log exists. A fresh directory gets its log before `metadata.json`, so
-/// metadata without a log means the log was lost, not never written.
-fn require_log(log_path: &Path) -> Result<(), StorageError> {
-    let exists = log_path
-        .try_exists()
-        .map_err(io_error(log_path, "checking for"))?;
-    if exists {
-        return Ok(());
-    }
-    Err(StorageError::Inconsistent {
-        path: log_path.to_path_buf(),
-        problem: "missing, but metadata.json exists; refusing to start with an empty log \
-                  in place of a lost one"
-            .to_string(),
-    })
-}
-
 /// The state of a node that never wrote anything, which only an empty log may belong to.
-fn fresh_metadata(dir: &Path, log_path: &Path, log_len: u64) -> Result<Metadata, StorageError> {
-    if log_len == 0 {
+pub(crate) fn fresh_metadata(
+    dir: &Path,
+    log_path: &Path,
+    has_bytes: bool,
+) -> Result<Metadata, StorageError> {
+    if !has_bytes {
         return Ok(Metadata::default());
     }
     Err(StorageError::Metadata {
         path: dir.join(metadata::FILE_NAME),
         problem: format!(
-            "missing, but {} holds {log_len} bytes; refusing to start without the term and \
-             vote that go with them",
+            "missing, but the log ({} and any segments before it) holds entries; refusing \
+             to start without the term and vote that go with them",
             log_path.display(),
         ),
     })
 }
 
-/// Opens (creating) the log file, takes the directory's exclusive lock and returns the
-/// file with its length.
-///
-/// The lock (held while the file stays open) keeps a second process with the same node
-/// id and data directory from interleaving its writes with ours.
-fn open_log(path: &Path) -> Result<(File, u64), StorageError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(io_error(path, "opening"))?;
-    file.try_lock().map_err(|error| match error {
+/// Takes the node directory's exclusive lock, held while the returned handle stays open.
+/// It keeps a second process with the same node id and data directory from interleaving
+/// its writes with ours.
+fn lock_dir(dir: &Path) -> Result<File, StorageError> {
+    let handle = File::open(dir).map_err(io_error(dir, "opening"))?;
+    handle.try_lock().map_err(|error| match error {
         TryLockError::WouldBlock => StorageError::Locked {
-            path: path.to_path_buf(),
+            path: dir.to_path_buf(),
         },
-        TryLockError::Error(source) => io_error(path, "locking")(source),
+        TryLockError::Error(source) => io_error(dir, "locking")(source),
     })?;
-    let len = file
-        .metadata()
-        .map_err(io_error(path, "reading the length of"))?
-        .len();
-    Ok((file, len))
+    Ok(handle)
+}
+
+/// The end of a log as recovery found it, for the checks against `metadata.json`.
+pub(crate) struct LogTail<'a> {
+    /// The file holding the last lines.
+    pub path: &'a Path,
+    pub last_index: Index,
+    /// The last entry's term and line number in that file, if it holds any entry.
+    pub last_line: Option<(Term, u64)>,
+    pub torn: Option<&'a recovery::TornTail>,
 }
 
 /// The cross-file checks `RaftCore::new` would otherwise fail with less context.
-fn check_consistent(
+pub(crate) fn check_consistent(
     dir: &Path,
-    log_path: &Path,
-    scanned: &recovery::ScannedLog,
+    tail: &LogTail,
     meta: &Metadata,
 ) -> Result<(), StorageError> {
     let metadata_path = dir.join(metadata::FILE_NAME);
-    if let Some(last) = scanned.entries.last() {
-        if last.term > meta.hard_state.term {
-            return Err(StorageError::Inconsistent {
-                path: log_path.to_path_buf(),
-                problem: format!(
-                    "line {} has term {} but {} records current term {}",
-                    last.index.0,
-                    last.term.0,
-                    metadata_path.display(),
-                    meta.hard_state.term.0
-                ),
-            });
-        }
+    if let Some((term, line)) = tail
+        .last_line
+        .filter(|&(term, _)| term > meta.hard_state.term)
+    {
+        return Err(StorageError::Inconsistent {
+            path: tail.path.to_path_buf(),
+            problem: format!(
+                "line {line} has term {} (index {}) but {} records current term {}",
+                term.0,
+                tail.last_index.0,
+                metadata_path.display(),
+                meta.hard_state.term.0
+            ),
+        });
     }
-    let last_index = scanned.entries.len() as u64;
+    let last_index = tail.last_index.0;
     if meta.commit_index.0 > last_index {
         // A committed entry can only be missing if a durable line was damaged, so point
         // at the line where recovery would otherwise have cut.
-        let damaged = scanned.torn.as_ref().map_or(String::new(), |torn| {
+        let damaged = tail.torn.map_or(String::new(), |torn| {
             let dropped = match torn.dropped_lines {
                 0 => String::new(),
                 count => format!(", and {} after it would go with it", lines(count)),
@@ -420,11 +538,24 @@ fn check_consistent(
             problem: format!(
                 "commit index {} lies beyond the last entry of {} (index {last_index}){damaged}",
                 meta.commit_index.0,
-                log_path.display()
+                tail.path.display()
             ),
         });
     }
     Ok(())
+}
+
+/// Reports a cut behind the open segment's lines: a note for zeros only, else a warning.
+fn report_cut(report: &mut RecoveryReport, log_path: &Path, torn: &recovery::TornTail) {
+    if torn.zeros_only {
+        report.notes.push(format!(
+            "cut {} bytes of unused preallocated space (zeros) after the last line of {}",
+            torn.bytes,
+            log_path.display()
+        ));
+    } else {
+        report.warnings.push(torn_warning(log_path, torn));
+    }
 }
 
 /// The warning for a cut torn write: where, how much, and which complete lines went with it.
@@ -460,4 +591,36 @@ fn torn_warning(log_path: &Path, torn: &recovery::TornTail) -> String {
 fn lines(count: u64) -> String {
     let plural = if count == 1 { "" } else { "s" };
     format!("{count} complete line{plural}")
+}
+
+/// The log's tail after the recorded commit index, and the id of the entry just before
+/// it, for `Recovered`. The open segment's entries are in memory from its scan; only what
+/// lies before it is read, through the range read.
+fn tail_after(
+    opened: &log_dir::Opened,
+    meta: &Metadata,
+) -> Result<(EntryId, Vec<Entry>), StorageError> {
+    let log = &opened.log;
+    let commit = meta.commit_index;
+    let open_first = log.open_first_index();
+    let open_entries = &opened.scanned.entries;
+    let prev = if commit < meta.first_index {
+        EntryId {
+            index: meta.first_index.prev(),
+            term: meta.prev_term,
+        }
+    } else if commit >= open_first {
+        open_entries[open_first.count_to(commit) as usize].id()
+    } else {
+        let read = log.read_entries(commit, commit)?;
+        read.first().map(Entry::id).unwrap_or(EntryId::ZERO)
+    };
+    let mut entries = if commit.next() < open_first {
+        log.read_entries(commit.next(), open_first.prev())?
+    } else {
+        Vec::new()
+    };
+    let skip = open_first.count_to(commit.next()) as usize;
+    entries.extend_from_slice(&open_entries[skip.min(open_entries.len())..]);
+    Ok((prev, entries))
 }

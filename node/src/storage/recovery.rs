@@ -1,4 +1,6 @@
-//! Reading `log.jsonl` back at start: the one gateway where bytes from disk become entries.
+//! Reading the open segment back at start: the one gateway where bytes from disk become
+//! entries. (Sealed segments are checked against their index instead, and every line they
+//! hand out is checked again as it is read; see `segment.rs`.)
 //!
 //! Every line must carry a matching checksum and the index after the previous line's, with
 //! a term that is non-zero and never decreases. The one exception is what a write
@@ -63,10 +65,26 @@ use std::path::Path;
 /// larger sectors write in multiples of this, so their boundaries are among these.)
 const SECTOR_BYTES: u64 = 512;
 
+/// Where a segment's lines continue the log: the index of its first line and the term of
+/// the entry before it (0 before the first entry of all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Start {
+    pub first_index: Index,
+    pub prev_term: Term,
+}
+
+impl Start {
+    pub(crate) const LOG: Start = Start {
+        first_index: Index(1),
+        prev_term: Term(0),
+    };
+}
+
 /// The checked contents of a log file.
 #[derive(Debug, Default)]
 pub(crate) struct ScannedLog {
-    /// Invariant: `entries[k].index == k + 1`, terms non-zero and non-decreasing.
+    /// Invariant: `entries[k].index == first_index + k`, terms non-zero and non-decreasing
+    /// from the start's `prev_term` on.
     pub entries: Vec<Entry>,
     /// Invariant: `offsets[k]` is the byte offset where the line of `entries[k]` starts.
     pub offsets: Vec<u64>,
@@ -91,13 +109,18 @@ pub(crate) struct TornTail {
     /// Lines with a matching checksum cut along with the damaged one: they lay behind its
     /// zero-filled sectors, later parts of the same unfinished write.
     pub dropped_lines: u64,
+    /// Whether the cut bytes are zeros only, with no newline: no byte of any entry was
+    /// there. That is what every crash leaves (the space preallocated for appends), so it
+    /// is routine, not a repair.
+    pub zeros_only: bool,
 }
 
 impl TornTail {
     fn new(line: u64, bytes: &[u8], problem: &str) -> TornTail {
         // A lost newline merges lines; say so, since then more than one entry goes.
         let headers = count_headers(bytes);
-        let reason = if bytes.iter().all(|&byte| byte == 0) {
+        let zeros_only = bytes.iter().all(|&byte| byte == 0);
+        let reason = if zeros_only {
             format!(
                 "{problem}: zero bytes only (space preallocated for appends, or an extension \
                  whose data never landed)"
@@ -113,6 +136,7 @@ impl TornTail {
             reason,
             final_line: true,
             dropped_lines: 0,
+            zeros_only,
         }
     }
 
@@ -238,13 +262,17 @@ impl<'a, R: BufRead> Lines<'a, R> {
 }
 
 /// Checks every line read from `reader` (the file at `path`), one line in memory at a time.
-pub(crate) fn scan(path: &Path, reader: impl BufRead) -> Result<ScannedLog, StorageError> {
+pub(crate) fn scan(
+    path: &Path,
+    reader: impl BufRead,
+    start: Start,
+) -> Result<ScannedLog, StorageError> {
     let mut lines = Lines::new(path, reader);
     let mut scanned = ScannedLog::default();
     while lines.advance()? {
         match lines.content().map(decode_line) {
             Some(Ok(entry)) => {
-                check_sequence(&scanned.entries, &entry)
+                check_sequence(start, &scanned.entries, &entry)
                     .map_err(|problem| lines.corrupt(problem))?;
                 scanned.offsets.push(lines.start);
                 scanned.entries.push(entry);
@@ -317,8 +345,8 @@ fn is_tear(problem: &LineProblem) -> bool {
 }
 
 /// Whether `entry` may follow `previous` in a Raft log.
-fn check_sequence(previous: &[Entry], entry: &Entry) -> Result<(), LineProblem> {
-    let expected = Index(previous.len() as u64 + 1);
+fn check_sequence(start: Start, previous: &[Entry], entry: &Entry) -> Result<(), LineProblem> {
+    let expected = start.first_index.plus(previous.len() as u64);
     if entry.index != expected {
         return Err(LineProblem::IndexGap {
             expected,
@@ -328,7 +356,7 @@ fn check_sequence(previous: &[Entry], entry: &Entry) -> Result<(), LineProblem> 
     if entry.term == Term(0) {
         return Err(LineProblem::ZeroTerm);
     }
-    let previous_term = previous.last().map_or(Term(0), |last| last.term);
+    let previous_term = previous.last().map_or(start.prev_term, |last| last.term);
     if entry.term < previous_term {
         return Err(LineProblem::TermDecreases {
             term: entry.term,
@@ -368,7 +396,7 @@ mod tests {
 
     #[test]
     fn empty_file_is_an_empty_log() {
-        let scanned = scan(Path::new("log.jsonl"), &b""[..]).unwrap();
+        let scanned = scan(Path::new("log.jsonl"), &b""[..], Start::LOG).unwrap();
         assert!(scanned.entries.is_empty());
         assert_eq!(scanned.valid_len, 0);
         assert_eq!(scanned.torn, None);
@@ -377,7 +405,7 @@ mod tests {
     #[test]
     fn offsets_point_at_line_starts() {
         let bytes = log_bytes(&[1, 1, 2]);
-        let scanned = scan(Path::new("log.jsonl"), &bytes[..]).unwrap();
+        let scanned = scan(Path::new("log.jsonl"), &bytes[..], Start::LOG).unwrap();
         assert_eq!(scanned.offsets[0], 0);
         for &offset in &scanned.offsets[1..] {
             assert_eq!(bytes[offset as usize - 1], b'\n');
@@ -388,7 +416,7 @@ mod tests {
     #[test]
     fn a_decreasing_term_is_refused_with_its_line() {
         let bytes = log_bytes(&[1, 2, 1]);
-        let error = scan(Path::new("log.jsonl"), &bytes[..])
+        let error = scan(Path::new("log.jsonl"), &bytes[..], Start::LOG)
             .unwrap_err()
             .to_string();
         assert!(error.contains("line 3"), "{error}");
@@ -397,7 +425,7 @@ mod tests {
 
     #[test]
     fn zero_term_is_refused() {
-        let error = scan(Path::new("log.jsonl"), &log_bytes(&[0])[..]).unwrap_err();
+        let error = scan(Path::new("log.jsonl"), &log_bytes(&[0])[..], Start::LOG).unwrap_err();
         assert!(error.to_string().contains("term 0"), "{error}");
     }
 
@@ -406,7 +434,7 @@ mod tests {
         let mut bytes = log_bytes(&[1, 1]);
         let last = bytes.len() - 3;
         bytes[last] ^= 0x01;
-        let scanned = scan(Path::new("log.jsonl"), &bytes[..]).unwrap();
+        let scanned = scan(Path::new("log.jsonl"), &bytes[..], Start::LOG).unwrap();
         assert_eq!(scanned.entries.len(), 1);
         assert_eq!(scanned.torn.as_ref().unwrap().line, 2);
     }
@@ -424,10 +452,10 @@ mod tests {
             let mut sorted = terms;
             sorted.sort();
             let original = log_bytes(&sorted);
-            let intact = scan(Path::new("log.jsonl"), &original[..]).unwrap();
+            let intact = scan(Path::new("log.jsonl"), &original[..], Start::LOG).unwrap();
             let mut damaged = original.clone();
             damaged[position.index(original.len())] = value;
-            if let Ok(scanned) = scan(Path::new("log.jsonl"), &damaged[..]) {
+            if let Ok(scanned) = scan(Path::new("log.jsonl"), &damaged[..], Start::LOG) {
                 let kept = scanned.entries.len();
                 proptest::prop_assert_eq!(&scanned.entries[..], &intact.entries[..kept]);
                 proptest::prop_assert_eq!(scanned.torn.is_some(), kept < intact.entries.len());
@@ -442,7 +470,7 @@ mod tests {
         /// Arbitrary bytes are input, not a bug: scanning them never panics.
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
-            let _ = scan(Path::new("log.jsonl"), &bytes[..]);
+            let _ = scan(Path::new("log.jsonl"), &bytes[..], Start::LOG);
         }
     }
 
@@ -518,8 +546,8 @@ mod tests {
             };
             let dropped = spans[kept..].iter().filter(|span| !overlaps(span)).count();
 
-            let scanned = scan(Path::new("log.jsonl"), &damaged[..]).unwrap();
-            let expected = scan(Path::new("log.jsonl"), &intact[..spans[kept].start]).unwrap();
+            let scanned = scan(Path::new("log.jsonl"), &damaged[..], Start::LOG).unwrap();
+            let expected = scan(Path::new("log.jsonl"), &intact[..spans[kept].start], Start::LOG).unwrap();
             proptest::prop_assert_eq!(&scanned.entries, &expected.entries);
             proptest::prop_assert_eq!(&scanned.offsets, &expected.offsets);
             proptest::prop_assert_eq!(scanned.valid_len, spans[kept].start as u64);
@@ -544,7 +572,7 @@ mod tests {
             .filter(|&&byte| byte == b'\n')
             .count();
         assert!(line < rotten + 1);
-        let error = scan(Path::new("log.jsonl"), &bytes[..])
+        let error = scan(Path::new("log.jsonl"), &bytes[..], Start::LOG)
             .unwrap_err()
             .to_string();
         assert!(
@@ -562,7 +590,7 @@ mod tests {
         let hole_start = spans.last().unwrap().start.next_multiple_of(512) - 512;
         bytes.truncate(hole_start);
         bytes.resize(hole_start + 4096, 0);
-        let scanned = scan(Path::new("log.jsonl"), &bytes[..]).unwrap();
+        let scanned = scan(Path::new("log.jsonl"), &bytes[..], Start::LOG).unwrap();
         let torn = scanned.torn.unwrap();
         assert!(torn.final_line);
         assert_eq!(torn.dropped_lines, 0);
@@ -575,7 +603,7 @@ mod tests {
         let mut bytes = log_bytes(&[1, 1]);
         let good = bytes.len();
         bytes.extend_from_slice(&[0u8; 4096]);
-        let scanned = scan(Path::new("log.jsonl"), &bytes[..]).unwrap();
+        let scanned = scan(Path::new("log.jsonl"), &bytes[..], Start::LOG).unwrap();
         assert_eq!(scanned.entries.len(), 2);
         assert_eq!(scanned.valid_len, good as u64);
         assert_eq!(scanned.torn.unwrap().bytes, 4096);

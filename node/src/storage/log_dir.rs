@@ -1,0 +1,611 @@
+//! The log as a directory of segments: staging a batch, sealing, truncating across
+//! segments, range reads, and reading the directory back at start.
+//!
+//! `log/` holds segments `<first-index>.jsonl` (see `segment.rs`) forming a chain: each
+//! starts at the index after the previous one's last. Every segment but the last is
+//! sealed: never written again, with its sparse index beside it. The last is the open
+//! segment, the only one appended to ([`LogFile`]), with zeros preallocated behind its lines.
+//!
+//! ## Sealing
+//! A batch goes whole into the open segment, so that it stays one durable write: when the
+//! open segment holds lines and the batch would take it past `segment_bytes`, it is sealed
+//! first (its zeros cut and fsynced, its index written durably), then the next segment is
+//! created empty (and the directory fsynced), and the batch goes there. A batch larger than
+//! `segment_bytes` makes a segment larger than that. A crash at any point leaves either the
+//! old open segment last (with or without its new index, which is ignored and removed: the
+//! last segment is always scanned as the open one) or the new, empty segment last; either
+//! way the log is exactly what it was.
+//!
+//! ## Truncation
+//! Cutting the uncommitted suffix within the open segment is today's durable `ftruncate`.
+//! A cut that reaches into a sealed segment removes every later segment, newest first
+//! (fsyncing the directory after each), then that segment's index, and then truncates it;
+//! it is the open segment from then on. A crash between any two steps leaves a chain that
+//! ends early: a prefix of the old log, never a hole, since segments go from the end. The
+//! batch is acknowledged only after all of it is durable.
+//!
+//! ## Recovery
+//! Reads each sealed segment's index (rebuilding it by a scan, with a warning, if it is
+//! missing or damaged), checks that the names form a chain and that each sealed segment
+//! ends with the intact line its index names, and scans only the open segment with the
+//! tear rules of `recovery.rs`. So start-up reads a bounded amount of each sealed segment,
+//! not the whole log. A missing or damaged sealed segment refuses the start, naming the
+//! file: sealed segments are never written, so their damage is never a torn write.
+//! Deleting the open segment itself cannot be told apart from a crash just after the
+//! previous one's sealing; the commit index in `metadata.json` catches it if it held
+//! committed entries (see `check_consistent` in `mod.rs`).
+
+use super::direct::DirectAppender;
+use super::error::{io_error, StorageError};
+use super::line::encode_entry;
+use super::log_file::LogFile;
+use super::metadata::sync_dir;
+use super::recovery::{self, ScannedLog, Start};
+use super::segment::{self, damaged, Name, SparseIndex};
+use replog_core::{Entry, Index, Term};
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+/// A staging buffer that grew beyond this is shrunk after its batch, so one huge batch
+/// does not pin its memory for the node's lifetime.
+const STAGED_CAPACITY_KEEP_BYTES: usize = 4 << 20;
+
+/// A sealed segment: its file and its index, held in memory.
+struct Sealed {
+    path: PathBuf,
+    index: SparseIndex,
+}
+
+/// The writes of one batch, encoded, waiting for [`SegmentedLog::commit`].
+#[derive(Default)]
+struct Staged {
+    /// Invariant: at most the durable last index. Durable entries above it are cut at
+    /// commit; between batches it is the durable last index.
+    keep: Index,
+    /// Encoded lines of the entries after `keep`. Reused across batches.
+    bytes: Vec<u8>,
+    /// Each staged line's start in `bytes`, and its entry's term.
+    lines: Vec<(usize, Term)>,
+}
+
+impl Staged {
+    fn last_index(&self) -> Index {
+        self.keep.plus(self.lines.len() as u64)
+    }
+
+    fn reset(&mut self, keep: Index) {
+        self.keep = keep;
+        self.bytes.clear();
+        self.lines.clear();
+        if self.bytes.capacity() > STAGED_CAPACITY_KEEP_BYTES {
+            self.bytes.shrink_to(STAGED_CAPACITY_KEEP_BYTES);
+        }
+    }
+}
+
+pub(crate) struct SegmentedLog {
+    dir: PathBuf,
+    /// Invariant: a chain: each starts at the index after the previous one's last, and
+    /// the open segment after the last of them.
+    sealed: Vec<Sealed>,
+    open: LogFile,
+    segment_bytes: u64,
+    staged: Staged,
+}
+
+/// A log directory read back, before its torn tail (if any) is cut.
+pub(crate) struct Opened {
+    pub log: SegmentedLog,
+    /// The open segment's checked lines, and what a crash left behind them.
+    pub scanned: ScannedLog,
+    /// Whether any segment holds a byte (a node that never wrote has none).
+    pub has_bytes: bool,
+    pub warnings: Vec<String>,
+    pub notes: Vec<String>,
+    /// Files a crash left that go once the start is accepted.
+    leftovers: Vec<PathBuf>,
+}
+
+impl SegmentedLog {
+    /// Reads `<node_dir>/log/` back, creating it with an empty first segment if absent
+    /// and `create` is set. Changes nothing on disk but rebuilt indices.
+    pub(crate) fn open(
+        node_dir: &Path,
+        create: bool,
+        segment_bytes: u64,
+        direct: bool,
+    ) -> Result<Opened, StorageError> {
+        let dir = node_dir.join(segment::DIR_NAME);
+        let listed = list(&dir)?;
+        if listed.segments.is_empty() {
+            if !create {
+                return Err(StorageError::Inconsistent {
+                    path: segment::segment_path(&dir, Index(1)),
+                    problem: "missing (no segment in the log directory), but metadata.json \
+                              exists; refusing to start with an empty log in place of a lost one"
+                        .to_string(),
+                });
+            }
+            create_first_segment(node_dir, &dir)?;
+            return SegmentedLog::open(node_dir, false, segment_bytes, direct);
+        }
+        let mut opened = read_chain(&dir, &listed)?;
+        let (&open_first, open_path) = listed.segments.last_key_value().expect("not empty");
+        let prev_term = opened
+            .sealed
+            .last()
+            .map_or(Term(0), |last| last.index.last_term);
+        let start = Start {
+            first_index: open_first,
+            prev_term,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(open_path)
+            .map_err(io_error(open_path, "opening"))?;
+        let len = file_len(&file, open_path)?;
+        let scanned = recovery::scan(open_path, BufReader::with_capacity(1 << 16, &file), start)?;
+        let direct = match direct {
+            true => DirectAppender::open(open_path)
+                .map_err(io_error(open_path, "opening for direct writes"))?,
+            false => None,
+        };
+        let lines = (
+            &scanned.entries[..],
+            scanned.offsets.clone(),
+            scanned.valid_len,
+        );
+        let open = LogFile::new(open_path, file, start, lines, segment_bytes, direct);
+        let has_bytes = len > 0 || !opened.sealed.is_empty();
+        if let Some(stale) = listed.indices.get(&open_first) {
+            opened.leftovers.push(stale.clone());
+            opened.notes.push(format!(
+                "removed {}: the open segment's index, left by a crash while sealing it",
+                stale.display()
+            ));
+        }
+        let log = SegmentedLog {
+            dir,
+            sealed: opened.sealed,
+            staged: Staged {
+                keep: open.last_index(),
+                ..Staged::default()
+            },
+            open,
+            segment_bytes,
+        };
+        Ok(Opened {
+            log,
+            scanned,
+            has_bytes,
+            warnings: opened.warnings,
+            notes: opened.notes,
+            leftovers: opened.leftovers,
+        })
+    }
+
+    /// The open segment's path, for messages.
+    pub(crate) fn open_path(&self) -> &Path {
+        self.open.path()
+    }
+
+    /// The first index of the open segment.
+    pub(crate) fn open_first_index(&self) -> Index {
+        self.open.first_index()
+    }
+
+    pub(crate) fn first_index(&self) -> Index {
+        self.sealed
+            .first()
+            .map_or(self.open.first_index(), |first| first.index.first_index)
+    }
+
+    /// The last durable index.
+    pub(crate) fn durable_last_index(&self) -> Index {
+        self.open.last_index()
+    }
+
+    /// How many segments the log has, the open one included.
+    pub(crate) fn segment_count(&self) -> usize {
+        self.sealed.len() + 1
+    }
+
+    pub(crate) fn appends_directly(&self) -> bool {
+        self.open.appends_directly()
+    }
+
+    pub(crate) fn take_fallback_notice(&mut self) -> Option<String> {
+        self.open.take_fallback_notice()
+    }
+
+    /// Drops every entry above `after`, staged or durable; a no-op past the last entry.
+    pub(crate) fn stage_truncate(&mut self, after: Index) {
+        let staged = &mut self.staged;
+        if after >= staged.last_index() {
+            return;
+        }
+        if after >= staged.keep {
+            let kept = (after.0 - staged.keep.0) as usize;
+            staged.bytes.truncate(staged.lines[kept].0);
+            staged.lines.truncate(kept);
+        } else {
+            staged.keep = after;
+            staged.bytes.clear();
+            staged.lines.clear();
+        }
+    }
+
+    /// Encodes `entries` behind the current last entry.
+    ///
+    /// Panics if they do not continue the log: the core promised contiguous writes, and
+    /// writing a gap would poison the file for every later start.
+    pub(crate) fn stage_append(&mut self, entries: &[Entry]) {
+        for entry in entries {
+            assert_eq!(
+                entry.index,
+                self.staged.last_index().next(),
+                "write does not continue the log"
+            );
+            self.staged
+                .lines
+                .push((self.staged.bytes.len(), entry.term));
+            encode_entry(entry, &mut self.staged.bytes);
+        }
+    }
+
+    /// Makes everything staged durable: the cut (if any), then one durable write of every
+    /// staged line, into a new segment if the open one is full.
+    pub(crate) fn commit(&mut self) -> Result<(), StorageError> {
+        if self.staged.keep < self.open.last_index() {
+            self.cut_after(self.staged.keep)?;
+        }
+        if !self.staged.bytes.is_empty() {
+            let len = self.open.durable_len();
+            if len > 0 && len + self.staged.bytes.len() as u64 > self.segment_bytes {
+                self.seal()?;
+            }
+            self.open.append(&self.staged.bytes, &self.staged.lines)?;
+        }
+        self.staged.reset(self.open.last_index());
+        Ok(())
+    }
+
+    /// Seals the open segment and opens the next, empty one (see the module doc).
+    fn seal(&mut self) -> Result<(), StorageError> {
+        self.open.cut_tail()?;
+        let index = SparseIndex::build(
+            self.open.first_index(),
+            self.open.last_term(),
+            self.open.offsets(),
+            self.open.durable_len(),
+        );
+        segment::write_index(self.open.path(), &index)?;
+        let start = Start {
+            first_index: index.last_index.next(),
+            prev_term: index.last_term,
+        };
+        let path = segment::segment_path(&self.dir, start.first_index);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io_error(&path, "creating"))?;
+        sync_dir(&self.dir)?;
+        let next = self.open_file(&path, file, start, (&[], Vec::new(), 0))?;
+        let sealed = std::mem::replace(&mut self.open, next);
+        self.sealed.push(Sealed {
+            path: sealed.path().to_path_buf(),
+            index,
+        });
+        Ok(())
+    }
+
+    /// Wraps a segment file as the open one, appending directly if the current one does.
+    fn open_file(
+        &self,
+        path: &Path,
+        file: File,
+        start: Start,
+        lines: (&[Entry], Vec<u64>, u64),
+    ) -> Result<LogFile, StorageError> {
+        let direct = match self.open.appends_directly() {
+            true => {
+                DirectAppender::open(path).map_err(io_error(path, "opening for direct writes"))?
+            }
+            false => None,
+        };
+        Ok(LogFile::new(
+            path,
+            file,
+            start,
+            lines,
+            self.segment_bytes,
+            direct,
+        ))
+    }
+
+    /// Cuts every durable entry above `keep` (see the module doc for the order).
+    fn cut_after(&mut self, keep: Index) -> Result<(), StorageError> {
+        if keep >= self.open.first_index().prev() {
+            return self.open.cut_after(keep);
+        }
+        let holder = self
+            .sealed
+            .partition_point(|sealed| sealed.index.first_index <= keep.next())
+            - 1;
+        segment::remove_if_present(self.open.path())?;
+        sync_dir(&self.dir)?;
+        while self.sealed.len() > holder + 1 {
+            let later = self.sealed.pop().expect("counted");
+            segment::remove_if_present(&later.path)?;
+            segment::remove_if_present(&segment::index_path(&later.path))?;
+            sync_dir(&self.dir)?;
+        }
+        let reopened = self.sealed.pop().expect("the holder");
+        segment::remove_if_present(&segment::index_path(&reopened.path))?;
+        sync_dir(&self.dir)?;
+        let path = reopened.path;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_error(&path, "opening"))?;
+        let start = Start {
+            first_index: reopened.index.first_index,
+            prev_term: self
+                .sealed
+                .last()
+                .map_or(Term(0), |last| last.index.last_term),
+        };
+        let scanned = recovery::scan(&path, BufReader::with_capacity(1 << 16, &file), start)?;
+        if scanned.torn.is_some() || scanned.entries.len() as u64 != reopened.index.entries() {
+            return Err(damaged(
+                &path,
+                "sealed segment no longer holds the lines its index named".to_string(),
+            ));
+        }
+        let lines = (&scanned.entries[..], scanned.offsets, scanned.valid_len);
+        let next = self.open_file(&path, file, start, lines)?;
+        std::mem::replace(&mut self.open, next).discard();
+        self.open.cut_after(keep)
+    }
+
+    /// The durable entries `from..=to`, read from disk: seeks through the sparse index of
+    /// each sealed segment it touches (the open one's offsets are exact) and streams only
+    /// those lines. Every line is checked again as it is read.
+    pub(crate) fn read_entries(&self, from: Index, to: Index) -> Result<Vec<Entry>, StorageError> {
+        let last = self.durable_last_index();
+        if from > to {
+            return Ok(Vec::new());
+        }
+        if from < self.first_index() || to > last {
+            return Err(StorageError::OutsideLog {
+                path: self.dir.clone(),
+                from,
+                to,
+                first_index: self.first_index(),
+                last_index: last,
+            });
+        }
+        let mut entries = Vec::with_capacity((to.0 - from.0 + 1).min(1 << 16) as usize);
+        let mut collect = |entry: Entry| {
+            let index = entry.index;
+            if index >= from && index <= to {
+                entries.push(entry);
+            }
+            Ok::<bool, StorageError>(index < to)
+        };
+        let touched = self.sealed.partition_point(|s| s.index.last_index < from);
+        for sealed in &self.sealed[touched..] {
+            if sealed.index.first_index > to {
+                return Ok(entries);
+            }
+            let (point, offset) = sealed.index.seek(from);
+            let file = File::open(&sealed.path).map_err(io_error(&sealed.path, "opening"))?;
+            let end = sealed.index.bytes;
+            segment::for_each_line(&sealed.path, file, offset, end, point, &mut collect)?;
+        }
+        let first = from.max(self.open.first_index());
+        if let Some(offset) = self.open.offset_of(first) {
+            let path = self.open.path();
+            let file = File::open(path).map_err(io_error(path, "opening"))?;
+            let end = self.open.durable_len();
+            segment::for_each_line(path, file, offset, end, first, &mut collect)?;
+        }
+        Ok(entries)
+    }
+}
+
+impl Opened {
+    /// Once the start is accepted: cuts what a crash left behind the open segment's lines
+    /// and removes leftover files.
+    pub(crate) fn finish(&mut self) -> Result<(), StorageError> {
+        if self.scanned.torn.is_some() {
+            self.log.open.cut_tail()?;
+        }
+        if !self.leftovers.is_empty() {
+            for leftover in &self.leftovers {
+                segment::remove_if_present(leftover)?;
+            }
+            sync_dir(&self.log.dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// The files of a log directory, by kind.
+#[derive(Default)]
+struct Listed {
+    segments: BTreeMap<Index, PathBuf>,
+    indices: BTreeMap<Index, PathBuf>,
+    temps: Vec<PathBuf>,
+}
+
+fn list(dir: &Path) -> Result<Listed, StorageError> {
+    let mut listed = Listed::default();
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(listed),
+        Err(error) => return Err(io_error(dir, "listing")(error)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_error(dir, "listing"))?;
+        let path = entry.path();
+        match segment::parse_name(&entry.file_name().to_string_lossy()) {
+            Name::Segment(first) => {
+                listed.segments.insert(first, path);
+            }
+            Name::Index(first) => {
+                listed.indices.insert(first, path);
+            }
+            Name::Temp => listed.temps.push(path),
+            Name::Other => {}
+        }
+    }
+    Ok(listed)
+}
+
+/// A fresh log: `log/` and an empty first segment, each made durable in its directory.
+fn create_first_segment(node_dir: &Path, dir: &Path) -> Result<(), StorageError> {
+    match fs::create_dir(dir) {
+        Ok(()) => sync_dir(node_dir)?,
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(io_error(dir, "creating directory")(error)),
+    }
+    let path = segment::segment_path(dir, Index(1));
+    File::create(&path).map_err(io_error(&path, "creating"))?;
+    sync_dir(dir)
+}
+
+/// What reading the sealed segments found.
+#[derive(Default)]
+struct Chain {
+    sealed: Vec<Sealed>,
+    warnings: Vec<String>,
+    notes: Vec<String>,
+    leftovers: Vec<PathBuf>,
+}
+
+/// Checks the sealed segments (all but the last) and their chain; see the module doc.
+fn read_chain(dir: &Path, listed: &Listed) -> Result<Chain, StorageError> {
+    let mut chain = Chain::default();
+    let segments: Vec<(Index, &PathBuf)> = listed.segments.iter().map(|(&i, p)| (i, p)).collect();
+    if segments[0].0 != Index(1) {
+        return Err(damaged(
+            &segment::segment_path(dir, Index(1)),
+            format!(
+                "missing: the log's first segment (the oldest present, {}, starts at index {})",
+                segments[0].1.display(),
+                segments[0].0 .0
+            ),
+        ));
+    }
+    for pair in segments.windows(2) {
+        let ((first, path), (next_first, _)) = (pair[0], pair[1]);
+        let prev_term = chain.sealed.last().map_or(Term(0), |s| s.index.last_term);
+        let index = sealed_index(path, first, prev_term, &mut chain.warnings)?;
+        if index.last_index.next() != next_first {
+            return Err(chain_break(dir, path, &index, next_first));
+        }
+        chain.sealed.push(Sealed {
+            path: path.clone(),
+            index,
+        });
+    }
+    for (first, path) in &listed.indices {
+        if !listed.segments.contains_key(first) {
+            chain.leftovers.push(path.clone());
+            chain.notes.push(format!(
+                "removed {}: the index of a segment a truncation removed",
+                path.display()
+            ));
+        }
+    }
+    chain.leftovers.extend(listed.temps.iter().cloned());
+    Ok(chain)
+}
+
+/// The checked index of the sealed segment at `path`, rebuilt by a scan (with a warning)
+/// if it is missing or damaged.
+fn sealed_index(
+    path: &Path,
+    first: Index,
+    prev_term: Term,
+    warnings: &mut Vec<String>,
+) -> Result<SparseIndex, StorageError> {
+    let why = match segment::read_index(path, first)? {
+        Ok(index) => match segment::check_tail(path, &index) {
+            Ok(()) => return Ok(index),
+            // A whole file the index does not describe: an index of an earlier life of
+            // the segment, or damage; the scan below decides.
+            Err(StorageError::Segment { problem, .. }) if problem.contains("index says") => problem,
+            Err(error) => return Err(error),
+        },
+        Err(why) => why,
+    };
+    let file = File::open(path).map_err(io_error(path, "opening"))?;
+    let start = Start {
+        first_index: first,
+        prev_term,
+    };
+    let scanned = recovery::scan(path, BufReader::with_capacity(1 << 16, &file), start)?;
+    if let Some(torn) = &scanned.torn {
+        return Err(damaged(
+            path,
+            format!(
+                "sealed segment's {} {} is damaged ({}); sealed segments are never written \
+                 again, so this is not a torn write; refusing to start",
+                torn.place(),
+                torn.line,
+                torn.reason
+            ),
+        ));
+    }
+    let Some(last) = scanned.entries.last() else {
+        return Err(damaged(path, "sealed segment is empty".to_string()));
+    };
+    let index = SparseIndex::build(first, last.term, &scanned.offsets, scanned.valid_len);
+    segment::write_index(path, &index)?;
+    warnings.push(format!(
+        "rebuilt the index of sealed segment {} by scanning it: its index was {why}",
+        path.display()
+    ));
+    Ok(index)
+}
+
+fn chain_break(dir: &Path, path: &Path, index: &SparseIndex, next_first: Index) -> StorageError {
+    let expected = index.last_index.next();
+    if next_first > expected {
+        return damaged(
+            &segment::segment_path(dir, expected),
+            format!(
+                "missing: {} ends at index {}, the next segment present starts at {}; \
+                 entries {}..={} are lost, refusing to start",
+                path.display(),
+                index.last_index.0,
+                next_first.0,
+                expected.0,
+                next_first.0 - 1
+            ),
+        );
+    }
+    damaged(
+        path,
+        format!(
+            "sealed segment ends at index {}, past the start of the next segment ({}); \
+             refusing to start",
+            index.last_index.0, next_first.0
+        ),
+    )
+}
+
+fn file_len(file: &File, path: &Path) -> Result<u64, StorageError> {
+    Ok(file
+        .metadata()
+        .map_err(io_error(path, "reading the length of"))?
+        .len())
+}
