@@ -244,3 +244,57 @@ fn a_storage_failure_stops_the_node_with_a_clear_error() {
     assert!(log.contains("storage failed"), "{log}");
     assert!(log.contains("metadata.json"), "{log}");
 }
+
+/// Issue 9: a data directory written before segments (one `log.jsonl`) starts, converted,
+/// with every entry.
+#[test]
+fn a_node_starts_on_an_old_format_data_directory_with_every_entry() {
+    let mut cluster = stopped_node_with_data("old-format");
+    let node_dir = cluster.dir().join("data").join("1");
+    fs::remove_dir_all(&node_dir).unwrap();
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/old-format/1");
+    fs::create_dir(&node_dir).unwrap();
+    for name in ["log.jsonl", "metadata.json"] {
+        fs::copy(fixture.join(name), node_dir.join(name)).unwrap();
+    }
+    cluster
+        .cluster
+        .restart(0)
+        .expect("starts on the old layout");
+    assert_eq!(commands_on(&cluster), ["set a=1", "set b=2", "set c=3"]);
+    cluster.append("after the conversion");
+    cluster.cluster.stop(0).expect("clean stop");
+    assert!(!node_dir.join("log.jsonl").exists());
+    assert!(log_path(&cluster).exists());
+    let log = fs::read_to_string(cluster.cluster.log_path(0)).unwrap();
+    assert!(log.contains("converted"), "{log}");
+    cluster.cluster.restart(0).expect("restarts");
+    let commands = commands_on(&cluster);
+    assert_eq!(
+        commands.last().map(String::as_str),
+        Some("after the conversion")
+    );
+    assert_eq!(commands.len(), 4);
+}
+
+#[test]
+fn a_tiny_segment_size_is_refused_with_a_clear_error() {
+    let output = Command::new(support::exe())
+        .args([
+            "start",
+            "-i",
+            "1",
+            "-a",
+            "127.0.0.1:1",
+            "--segment-bytes",
+            "100",
+        ])
+        .output()
+        .expect("run replog start");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("100 is below the minimum segment size of 4096 bytes"),
+        "{stderr}"
+    );
+}

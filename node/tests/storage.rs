@@ -1469,3 +1469,83 @@ fn an_old_log_beside_segments_is_refused_unless_it_is_the_same_file() {
     assert!(error.contains("log.jsonl"), "{error}");
     assert!(error.contains("two logs"), "{error}");
 }
+
+/// One batch of the segment model: cut back to a share of the log in a new term, append
+/// commands of these lengths, then maybe reopen.
+#[derive(Clone, Debug)]
+struct SegmentBatch {
+    cut_per_mille: Option<u64>,
+    command_lengths: Vec<usize>,
+    reopen: bool,
+}
+
+fn segment_batch_strategy() -> impl Strategy<Value = SegmentBatch> {
+    (
+        proptest::option::weighted(0.2, 0..1000u64),
+        proptest::collection::vec(0..400usize, 0..30),
+        proptest::bool::weighted(0.2),
+    )
+        .prop_map(|(cut_per_mille, command_lengths, reopen)| SegmentBatch {
+            cut_per_mille,
+            command_lengths,
+            reopen,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(model_cases() / 4))]
+
+    /// Appends, truncations (often into sealed segments) and reopens over small segments:
+    /// every reopen and every range read gives exactly the model's entries.
+    #[test]
+    fn range_reads_across_segments_equal_the_written_entries(
+        batches in proptest::collection::vec(segment_batch_strategy(), 1..24),
+        ranges in proptest::collection::vec((any::<proptest::sample::Index>(), any::<proptest::sample::Index>()), 8),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut storage, _, _) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+        let mut log: Vec<Entry> = Vec::new();
+        let mut term = 1;
+        for (k, batch) in batches.iter().enumerate() {
+            let mut write = Write {
+                id: WriteId(k as u64 + 1),
+                hard_state: Some(hard_state(term, None)),
+                truncate_after: None,
+                entries: vec![],
+            };
+            if let Some(per_mille) = batch.cut_per_mille {
+                term += 1;
+                write.hard_state = Some(hard_state(term, None));
+                let keep = log.len() as u64 * per_mille / 1000;
+                write.truncate_after = Some(Index(keep));
+                log.truncate(keep as usize);
+            }
+            for &length in &batch.command_lengths {
+                let entry = command(log.len() as u64 + 1, term, &"z".repeat(length));
+                log.push(entry.clone());
+                write.entries.push(entry);
+            }
+            storage.persist(&[write]).unwrap();
+            if batch.reopen {
+                drop(storage);
+                let (reopened, recovered, report) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+                storage = reopened;
+                prop_assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+                prop_assert_eq!(&recovered.entries, &log);
+            }
+        }
+        prop_assert_eq!(storage.last_index(), Index(log.len() as u64));
+        if !log.is_empty() {
+            for (a, b) in &ranges {
+                let (a, b) = (a.index(log.len()), b.index(log.len()));
+                let (from, to) = (a.min(b), a.max(b));
+                let read = storage.read_entries(Index(from as u64 + 1), Index(to as u64 + 1)).unwrap();
+                prop_assert_eq!(&read[..], &log[from..=to]);
+            }
+        }
+        drop(storage);
+        let (_, recovered, report) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+        prop_assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        prop_assert_eq!(&recovered.entries, &log);
+    }
+}
