@@ -119,7 +119,8 @@ fn appends_in_flight_at_a_signal_are_answered_as_of_unknown_outcome() {
         .dir()
         .join("data")
         .join((leader + 1).to_string())
-        .join("log.jsonl");
+        .join("log")
+        .join("00000000000000000001.jsonl");
     let last = format!("in flight {}", APPENDS - 1);
     cluster.wait_for(TIMEOUT, "the leader to accept the appends", |_| {
         let bytes = std::fs::read(&log_file).ok()?;

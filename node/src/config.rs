@@ -223,6 +223,9 @@ pub struct Limits {
     pub peer_queue_batches: usize,
     /// A log segment is sealed when the next batch would take it past this size.
     pub segment_bytes: u64,
+    /// Committed entries the core keeps in memory beyond what it must
+    /// (`replog_core::Config::log_cache_bytes`); older ones are read back from the segments.
+    pub log_cache_bytes: usize,
 }
 
 impl Default for Limits {
@@ -232,6 +235,8 @@ impl Default for Limits {
             max_frame_bytes: 64 << 20,
             peer_queue_batches: 1024,
             segment_bytes: crate::storage::DEFAULT_SEGMENT_BYTES,
+            log_cache_bytes: replog_core::Config::new(replog_core::NodeId(1), Vec::new())
+                .log_cache_bytes,
         }
     }
 }

@@ -172,7 +172,11 @@ fn persisted_writes_round_trip_through_reopen() {
     );
     assert_eq!(
         whole_log(&storage, &recovered),
-        vec![noop(1, 2), command(2, 2, "set x=\"1\"\n"), command(3, 2, "")]
+        vec![
+            noop(1, 2),
+            command(2, 2, "set x=\"1\"\n"),
+            command(3, 2, "")
+        ]
     );
     let core = RaftCore::new(
         Config::new(NODE, vec![NodeId(1), NodeId(2), NodeId(3)]),

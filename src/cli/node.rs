@@ -48,6 +48,11 @@ pub struct StartArgs {
     /// (at least 4096).
     #[arg(long, default_value_t = replog_node::storage::DEFAULT_SEGMENT_BYTES, value_parser = parse_segment_bytes)]
     segment_bytes: u64,
+    /// Bytes of committed entries each node keeps in memory for followers that lag a
+    /// little (default 4 MiB); older entries are read back from the segments, so memory
+    /// stays flat however long the log grows. 0 keeps only what the core must.
+    #[arg(long, default_value_t = replog_node::config::Limits::default().log_cache_bytes)]
+    log_cache_bytes: usize,
 }
 
 fn parse_segment_bytes(text: &str) -> Result<u64, String> {
@@ -145,6 +150,7 @@ pub fn start(args: StartArgs) -> ExitCode {
         timing: Timing::default(),
         limits: Limits {
             segment_bytes: args.segment_bytes,
+            log_cache_bytes: args.log_cache_bytes,
             ..Limits::default()
         },
     };

@@ -22,13 +22,19 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub fn start(tag: &str, nodes: usize) -> TestCluster {
+        TestCluster::start_with(tag, nodes, &[])
+    }
+
+    /// A cluster whose nodes all get `extra_args` on their command line.
+    pub fn start_with(tag: &str, nodes: usize, extra_args: &[&str]) -> TestCluster {
         let dir = fresh_temp_dir(tag).expect("temp dir");
-        let cluster = LocalCluster::start(&exe(), nodes, &dir).unwrap_or_else(|error| {
-            panic!(
-                "cannot start a {nodes}-node cluster in {}: {error}",
-                dir.display()
-            )
-        });
+        let cluster =
+            LocalCluster::start_with(&exe(), nodes, &dir, extra_args).unwrap_or_else(|error| {
+                panic!(
+                    "cannot start a {nodes}-node cluster in {}: {error}",
+                    dir.display()
+                )
+            });
         TestCluster { cluster, dir }
     }
 
