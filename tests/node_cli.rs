@@ -297,3 +297,65 @@ fn start_names_a_bad_scheduling_value() {
         "{error}"
     );
 }
+
+/// Runs `replog args`, reads the first line of its output and closes the pipe, as
+/// `replog ... | head -1` does; returns how it ended and its stderr. The output must be
+/// longer than a pipe buffer, so that the writes after the first line meet a closed pipe.
+fn first_line_then_close(args: &[&str]) -> (std::process::ExitStatus, String) {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = Command::new(support::exe())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run replog");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("piped"))
+        .read_line(&mut first)
+        .expect("a first line");
+    assert!(!first.is_empty(), "no output from {args:?}");
+    let mut errors = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut errors)
+        .expect("stderr");
+    (child.wait().expect("wait"), errors)
+}
+
+fn assert_quiet_pipe_end(args: &[&str]) {
+    use std::os::unix::process::ExitStatusExt;
+    let (status, errors) = first_line_then_close(args);
+    assert!(
+        status.success() || status.signal() == Some(libc::SIGPIPE),
+        "{args:?} ended with {status} on a closed pipe: {errors}"
+    );
+    assert!(!errors.contains("panicked"), "{args:?}: {errors}");
+}
+
+#[test]
+fn query_into_a_closed_pipe_ends_quietly() {
+    let cluster = TestCluster::start("cli-pipe", 1);
+    cluster.stable_leader(&[0], ELECTION);
+    let long = "x".repeat(40_000);
+    for _ in 0..4 {
+        cluster.append(&long);
+    }
+    assert_quiet_pipe_end(&["query", "-t", &cluster.addr(0)]);
+}
+
+#[test]
+fn sim_replay_into_a_closed_pipe_ends_quietly() {
+    assert_quiet_pipe_end(&[
+        "sim",
+        "replay",
+        "--seed",
+        "1",
+        "--nodes",
+        "3",
+        "--duration",
+        "20s",
+    ]);
+}

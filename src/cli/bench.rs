@@ -66,11 +66,14 @@ pub fn run(args: BenchArgs) -> ExitCode {
         run_remote(&args)
     } {
         Ok(report) => {
-            if args.json {
-                println!("{}", report.to_json());
+            let text = if args.json {
+                format!("{}\n", report.to_json())
             } else {
-                print!("{}", report.to_text());
-            }
+                report.to_text()
+            };
+            // A reader that went away (`| head`) is not an error of the run; SIGPIPE stays
+            // ignored here (see main.rs), so this must not panic either.
+            let _ = std::io::stdout().write_all(text.as_bytes());
             if report.committed == 0 {
                 eprintln!("error: no append committed during the run");
                 return ExitCode::FAILURE;
