@@ -359,3 +359,159 @@ fn sim_replay_into_a_closed_pipe_ends_quietly() {
         "20s",
     ]);
 }
+
+/// A `replog start` of a one-node cluster run by a test; stopped (stdin closed, then
+/// killed if need be) and its directory removed when dropped.
+struct OneNode {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    /// Where the node's socket is bound (its `--listen`).
+    listen: String,
+}
+
+impl OneNode {
+    /// Starts `replog start -i 1 ARGS --listen LISTEN` with its own data directory.
+    fn start(tag: &str, args: &[&str], listen: &str) -> OneNode {
+        let dir = replog_node::local_cluster::fresh_temp_dir(tag).unwrap();
+        let child = Command::new(support::exe())
+            .args(["start", "-i", "1"])
+            .args(args)
+            .args(["--listen", listen, "--stop-on-stdin-eof", "--data-dir"])
+            .arg(dir.join("data"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start replog");
+        OneNode {
+            child,
+            dir,
+            listen: listen.to_string(),
+        }
+    }
+
+    /// The node's status once it leads (a one-node cluster elects itself).
+    fn wait_leading(&mut self) -> replog_node::client::NodeState {
+        let deadline = std::time::Instant::now() + ELECTION;
+        loop {
+            if let Some(state) = support::status_of(&self.listen) {
+                if state.role == RoleName::Leader {
+                    return state;
+                }
+            }
+            assert!(
+                matches!(self.child.try_wait(), Ok(None)),
+                "the node exited during start"
+            );
+            assert!(std::time::Instant::now() < deadline, "never led");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for OneNode {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn start_binds_listen_and_hands_clients_the_advertised_address() {
+    let addrs = replog_node::local_cluster::free_addrs(2).unwrap();
+    let (advertised, listen) = (&addrs[0], &addrs[1]);
+    // The README's spellings: --address for -a, -l for --leader.
+    let mut node = OneNode::start("cli-listen", &["--address", advertised, "-l"], listen);
+    let state = node.wait_leading();
+    assert_eq!(state.leader.as_deref(), Some(advertised.as_str()));
+    assert!(
+        support::status_of(advertised).is_none(),
+        "the node bound its advertised address, not --listen"
+    );
+    let output = replog(&["append", "-t", listen, "-c", "via listen"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains(&format!("(leader {listen})")));
+}
+
+#[test]
+fn start_advertises_127_0_0_1_8080_by_default() {
+    let listen = replog_node::local_cluster::free_addrs(1).unwrap().remove(0);
+    let mut node = OneNode::start("cli-default-addr", &[], &listen);
+    let state = node.wait_leading();
+    assert_eq!(state.leader.as_deref(), Some("127.0.0.1:8080"));
+}
+
+#[test]
+fn start_refuses_bad_addresses_before_creating_anything() {
+    let dir = replog_node::local_cluster::fresh_temp_dir("cli-bad-addr").unwrap();
+    let data = dir.join("data");
+    for (args, named) in [
+        (
+            vec!["-a", "notanaddress"],
+            "\"notanaddress\" is not an address (no port)",
+        ),
+        (
+            vec!["-a", "127.0.0.1:7001", "-p", "127.0.0.1"],
+            "\"127.0.0.1\" is not an address (no port)",
+        ),
+        (
+            vec!["-a", "127.0.0.1:7001", "--listen", "0.0.0.0"],
+            "--listen: \"0.0.0.0\" is not an address (no port)",
+        ),
+    ] {
+        let output = Command::new(support::exe())
+            .args(["start", "-i", "1"])
+            .args(&args)
+            .arg("--data-dir")
+            .arg(&data)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?}");
+        assert!(
+            stderr(&output).contains(named),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(!data.exists(), "{args:?} created {}", data.display());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn start_refuses_an_unknown_replog_log_level() {
+    let dir = replog_node::local_cluster::fresh_temp_dir("cli-log-level").unwrap();
+    let data = dir.join("data");
+    let addr = replog_node::local_cluster::free_addrs(1).unwrap().remove(0);
+    // With stdin at its end a node that does start stops at once, so this cannot hang.
+    let output = Command::new(support::exe())
+        .args([
+            "start",
+            "-i",
+            "1",
+            "-a",
+            &addr,
+            "--stop-on-stdin-eof",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env("REPLOG_LOG", "verbose")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert!(
+        text.contains("REPLOG_LOG=\"verbose\" is not a log level"),
+        "{text}"
+    );
+    assert!(text.contains("error, warn, info or debug"), "{text}");
+    assert!(!data.exists(), "created {}", data.display());
+}

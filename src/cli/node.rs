@@ -4,8 +4,9 @@
 use clap::{Args, ValueEnum};
 use replog_node::client::blocking::{self, Connection};
 use replog_node::client::{NodeState, Request, Response};
-use replog_node::config::{Limits, Members, NodeConfig, Timing};
+use replog_node::config::{check_addr, Limits, Members, NodeConfig, Timing};
 use replog_node::local_cluster::{fresh_temp_dir, LocalCluster};
+use replog_node::logging;
 use replog_node::scheduling::Scheduling;
 use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
@@ -18,15 +19,25 @@ pub struct StartArgs {
     /// address list (the lowest address is 1); name them explicitly with `-p ID=ADDR,...`.
     #[arg(short = 'i', long = "id")]
     id: u64,
-    /// The address this node listens on, for peers and clients alike.
-    #[arg(short = 'a', long = "addr")]
+    /// The address peers and clients reach this node at (one port serves both): what the
+    /// membership holds and what clients are told when this node leads.
+    #[arg(
+        short = 'a',
+        long = "addr",
+        visible_alias = "address",
+        default_value = "127.0.0.1:8080"
+    )]
     addr: String,
+    /// The socket address to bind, when it differs from `-a` (e.g. `--listen 0.0.0.0:7001
+    /// -a 10.0.0.5:7001` binds every interface and advertises one). Default: `-a`.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
     /// The other nodes: "ADDR,ADDR" or "ID=ADDR,ID=ADDR" (this node's own may be listed).
     #[arg(short = 'p', long = "peers", default_value = "")]
     peers: String,
     /// Campaign at once instead of after an election timeout (leadership still takes a
     /// majority's votes).
-    #[arg(long)]
+    #[arg(short = 'l', long)]
     leader: bool,
     /// Data lives in DIR/<id>/.
     #[arg(long, default_value = "data")]
@@ -115,13 +126,22 @@ pub struct DemoArgs {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn start(args: StartArgs) -> ExitCode {
+    // Everything from outside is checked before the node creates its data directory.
+    if let Err(problem) = logging::level_from_env() {
+        return fail(&problem);
+    }
     let peers: Vec<String> = args.peers.split(',').map(str::to_string).collect();
     let members = match Members::resolve(args.id, &args.addr, &peers) {
         Ok(members) => members,
         Err(error) => return fail(&format!("bad cluster configuration: {error}")),
     };
+    let listen = args.listen.unwrap_or_else(|| args.addr.clone());
+    if let Err(error) = check_addr(&listen) {
+        return fail(&format!("--listen: {error}"));
+    }
     let config = NodeConfig {
         members,
+        listen,
         cluster: args.cluster,
         data_dir: args.data_dir,
         campaign_at_start: args.leader,
