@@ -515,3 +515,145 @@ fn start_refuses_an_unknown_replog_log_level() {
     assert!(text.contains("error, warn, info or debug"), "{text}");
     assert!(!data.exists(), "created {}", data.display());
 }
+
+/// `replog append ARGS` with `input` on its standard input.
+fn replog_with_input(args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(support::exe())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run replog");
+    let mut stdin = child.stdin.take().expect("piped");
+    let writer = std::thread::spawn({
+        let input = input.to_vec();
+        move || {
+            let _ = stdin.write_all(&input);
+        }
+    });
+    let output = child.wait_with_output().expect("wait");
+    writer.join().expect("writer");
+    output
+}
+
+/// The command of the last entry in node `addr`'s log.
+fn last_command(addr: &str) -> Option<String> {
+    let mut connection =
+        replog_node::client::blocking::Connection::connect(addr, Duration::from_secs(5)).ok()?;
+    let state = connection.state(true).ok()?;
+    state.entries?.pop()?.command
+}
+
+#[test]
+fn append_takes_a_2_mib_command_from_a_file_or_stdin_and_refuses_one_over_the_limit() {
+    let cluster = TestCluster::start("cli-big", 1);
+    cluster.stable_leader(&[0], ELECTION);
+    let addr = cluster.addr(0);
+    let big: String = (0..2 << 20)
+        .map(|k| match k % 64 {
+            0 => '\n',
+            1 => '"',
+            n => char::from(b'a' + (n % 26) as u8),
+        })
+        .collect();
+    let path = cluster.dir().join("command.txt");
+    std::fs::write(&path, &big).unwrap();
+    let output = replog(&["append", "-t", &addr, "--file", path.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        last_command(&addr).as_deref() == Some(big.as_str()),
+        "--file"
+    );
+
+    let from_stdin = format!("{big}tail");
+    let output = replog_with_input(&["append", "-t", &addr, "-c", "-"], from_stdin.as_bytes());
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(last_command(&addr) == Some(from_stdin), "-c -");
+
+    let limit = replog_node::config::MAX_LINE_BYTES;
+    let too_big = "x".repeat(limit);
+    let started = std::time::Instant::now();
+    let output = replog_with_input(&["append", "-t", &addr, "-c", "-"], too_big.as_bytes());
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert!(
+        text.contains(&format!("the protocol's limit is {limit} bytes")),
+        "{text}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "{text}");
+    assert!(last_command(&addr).is_some_and(|last| last.ends_with("tail")));
+
+    let output = replog_with_input(&["append", "-t", &addr, "-c", "-"], b"\xff\xfe");
+    assert!(
+        stderr(&output).contains("is not UTF-8"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn append_fails_fast_on_a_bad_address_or_when_every_target_refuses() {
+    for (target, named) in [
+        (
+            "notanaddress",
+            "\"notanaddress\" is not an address (no port)",
+        ),
+        ("127.0.0.1", "\"127.0.0.1\" is not an address (no port)"),
+    ] {
+        let output = replog(&["append", "-t", target, "-c", "x"]);
+        assert!(!output.status.success());
+        assert!(stderr(&output).contains(named), "{}", stderr(&output));
+    }
+    let dead = replog_node::local_cluster::free_addrs(2).unwrap();
+    let started = std::time::Instant::now();
+    // The default --timeout is 10 s; refusals are certain long before that.
+    let output = replog(&["append", "-t", &dead.join(","), "-c", "x"]);
+    let elapsed = started.elapsed();
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    for addr in &dead {
+        assert!(
+            text.contains(&format!("{addr}: Connection refused")),
+            "{text}"
+        );
+    }
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}: {text}");
+}
+
+#[test]
+fn append_query_and_status_take_target_lists_and_default_to_127_0_0_1_8080() {
+    let cluster = TestCluster::start("cli-targets", 1);
+    cluster.stable_leader(&[0], ELECTION);
+    let dead = replog_node::local_cluster::free_addrs(1).unwrap().remove(0);
+    let targets = format!("{dead},{}", cluster.addr(0));
+    let output = replog(&["append", "-t", &targets, "-c", "listed", "--timeout", "5s"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for command in ["query", "status"] {
+        let output = replog(&[command, "-t", &targets]);
+        assert!(output.status.success(), "{command}: {}", stderr(&output));
+        assert!(stdout(&output).starts_with("node 1: leader"), "{command}");
+    }
+    // Without -t: start's default address. Whatever runs there, the answer names it.
+    let output = replog(&["status"]);
+    let text = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(text.contains("127.0.0.1:8080"), "{text}");
+}
+
+#[test]
+fn query_text_escapes_control_characters_and_nul_in_commands() {
+    let cluster = TestCluster::start("cli-escape", 1);
+    cluster.stable_leader(&[0], ELECTION);
+    cluster.append("two\nlines\0nul \u{1b}[31mred\\");
+    let output = replog(&["query", "-t", &cluster.addr(0)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "status, no-op, one command: {text:?}");
+    assert!(
+        lines[2].ends_with(r"Command:two\nlines\u{0}nul \u{1b}[31mred\\"),
+        "{text:?}"
+    );
+    assert!(!text.contains('\0') && !text.contains('\u{1b}'), "{text:?}");
+}

@@ -256,6 +256,12 @@ impl Default for Timing {
     }
 }
 
+/// The longest client request line, newline excluded. A request line is the command
+/// JSON-escaped plus 27 bytes, and escaping at most doubles printable text, so a command of
+/// 2 MiB fits with room to spare; the front end buffers at most this much of a partial
+/// line per connection, and an entry this big still fits a peer frame many times over.
+pub const MAX_LINE_BYTES: usize = 4 << 20;
+
 /// Size limits on what crosses a socket.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -270,7 +276,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_line_bytes: 1 << 20,
+            max_line_bytes: MAX_LINE_BYTES,
             max_frame_bytes: 64 << 20,
             peer_queue_batches: 1024,
         }

@@ -1,6 +1,7 @@
 //! `replog start|append|query|status|demo`: run a node, talk to one, or start a local
 //! cluster to play with.
 
+use crate::cli::duration::parse_duration;
 use clap::{Args, ValueEnum};
 use replog_node::client::blocking::{self, Connection};
 use replog_node::client::{NodeState, Request, Response};
@@ -8,7 +9,7 @@ use replog_node::config::{check_addr, Limits, Members, NodeConfig, Timing};
 use replog_node::local_cluster::{fresh_temp_dir, LocalCluster};
 use replog_node::logging;
 use replog_node::scheduling::Scheduling;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -83,25 +84,43 @@ impl From<SchedulingArg> for Scheduling {
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["command", "file"])))]
 pub struct AppendArgs {
-    /// A node of the cluster; not_leader redirects are followed.
-    #[arg(short = 't', long = "target")]
-    target: String,
-    /// The command to append.
+    /// Nodes of the cluster, comma-separated: the first is asked first, the others while
+    /// no leader is known; not_leader redirects are followed.
+    #[arg(
+        short = 't',
+        long = "target",
+        value_delimiter = ',',
+        default_value = DEFAULT_TARGET
+    )]
+    target: Vec<String>,
+    /// The command to append; `-` reads it from standard input (exactly, newlines
+    /// included).
     #[arg(short = 'c', long = "command")]
-    command: String,
+    command: Option<String>,
+    /// Read the command from this file (exactly, newlines included).
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
     /// Print the node's answer line as is.
     #[arg(long)]
     json: bool,
-    /// Give up when no leader has accepted the command within this many seconds.
-    #[arg(long, default_value_t = 10)]
-    timeout: u64,
+    /// Give up when no leader has accepted the command within this long (e.g. 10s, 500ms;
+    /// a bare number is seconds).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    timeout: Duration,
 }
 
 #[derive(Args)]
 pub struct QueryArgs {
-    #[arg(short = 't', long = "target")]
-    target: String,
+    /// Nodes to ask, comma-separated: the first that answers lists its own log.
+    #[arg(
+        short = 't',
+        long = "target",
+        value_delimiter = ',',
+        default_value = DEFAULT_TARGET
+    )]
+    target: Vec<String>,
     /// Print the node's answer line as is.
     #[arg(long)]
     json: bool,
@@ -109,12 +128,21 @@ pub struct QueryArgs {
 
 #[derive(Args)]
 pub struct StatusArgs {
-    #[arg(short = 't', long = "target")]
-    target: String,
+    /// Nodes to ask, comma-separated: the first that answers shows its own view.
+    #[arg(
+        short = 't',
+        long = "target",
+        value_delimiter = ',',
+        default_value = DEFAULT_TARGET
+    )]
+    target: Vec<String>,
     /// Print the node's answer line as is.
     #[arg(long)]
     json: bool,
 }
+
+/// Where `append`, `query` and `status` look without `-t`: `start`'s default `-a`.
+const DEFAULT_TARGET: &str = "127.0.0.1:8080";
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -157,28 +185,81 @@ pub fn start(args: StartArgs) -> ExitCode {
 }
 
 pub fn append(args: AppendArgs) -> ExitCode {
-    let targets = [args.target.clone()];
-    let timeout = Duration::from_secs(args.timeout);
-    match blocking::append(&targets, &args.command, timeout) {
+    let targets = match checked_targets(&args.target) {
+        Ok(targets) => targets,
+        Err(problem) => return fail(&problem),
+    };
+    let command = match read_command(&args) {
+        Ok(command) => command,
+        Err(problem) => return fail(&problem),
+    };
+    if let Err(problem) = blocking::append_request(&command) {
+        return fail(&problem);
+    }
+    match blocking::append(&targets, &command, args.timeout) {
         Ok(appended) => {
-            if args.json {
+            let text = if args.json {
                 let mut line = Vec::new();
                 Response::Appended {
                     index: appended.index,
                     term: appended.term,
                 }
                 .encode(&mut line);
-                print!("{}", String::from_utf8_lossy(&line));
+                String::from_utf8_lossy(&line).into_owned()
             } else {
-                println!(
-                    "committed at index {} in term {} (leader {})",
+                format!(
+                    "committed at index {} in term {} (leader {})\n",
                     appended.index, appended.term, appended.leader
-                );
-            }
+                )
+            };
+            print!("{text}");
             ExitCode::SUCCESS
         }
         Err(error) => fail(&error.to_string()),
     }
+}
+
+/// `-t`'s addresses, blanks dropped, each checked to be HOST:PORT.
+fn checked_targets(targets: &[String]) -> Result<Vec<String>, String> {
+    let targets: Vec<String> = targets
+        .iter()
+        .map(|target| target.trim().to_string())
+        .filter(|target| !target.is_empty())
+        .collect();
+    if targets.is_empty() {
+        return Err("-t needs at least one address".into());
+    }
+    for target in &targets {
+        check_addr(target).map_err(|error| format!("-t: {error}"))?;
+    }
+    Ok(targets)
+}
+
+/// The command from `-c`, `-c -` (standard input) or `--file`. A command is a JSON string
+/// on the wire, so it must be UTF-8.
+fn read_command(args: &AppendArgs) -> Result<String, String> {
+    let (bytes, source) = match (&args.command, &args.file) {
+        (Some(command), _) if command != "-" => return Ok(command.clone()),
+        (Some(_), _) => {
+            let mut bytes = Vec::new();
+            io::stdin()
+                .read_to_end(&mut bytes)
+                .map_err(|error| format!("cannot read the command from standard input: {error}"))?;
+            (bytes, "standard input".to_string())
+        }
+        (None, Some(path)) => {
+            let bytes = std::fs::read(path)
+                .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+            (bytes, path.display().to_string())
+        }
+        (None, None) => unreachable!("clap requires -c or --file"),
+    };
+    String::from_utf8(bytes).map_err(|error| {
+        format!(
+            "the command in {source} is not UTF-8 (byte {}); commands are JSON strings",
+            error.utf8_error().valid_up_to()
+        )
+    })
 }
 
 pub fn query(args: QueryArgs) -> ExitCode {
@@ -189,23 +270,41 @@ pub fn status(args: StatusArgs) -> ExitCode {
     show_state(&args.target, Request::Status, args.json)
 }
 
-fn show_state(target: &str, request: Request, json: bool) -> ExitCode {
-    let mut connection = match Connection::connect(target, CONNECT_TIMEOUT) {
-        Ok(connection) => connection,
-        Err(error) => return fail(&format!("cannot reach {target}: {error}")),
+/// Asks the first of `targets` that answers; prints its answer.
+fn show_state(targets: &[String], request: Request, json: bool) -> ExitCode {
+    let targets = match checked_targets(targets) {
+        Ok(targets) => targets,
+        Err(problem) => return fail(&problem),
     };
-    if let Err(error) = connection.send(&request) {
-        return fail(&format!("{target}: {error}"));
+    let mut problems = Vec::new();
+    for target in &targets {
+        match ask(target, &request) {
+            Ok(line) => return print_answer(target, &line, json),
+            Err(problem) => problems.push(problem),
+        }
     }
-    let line = match connection.recv_line() {
-        Ok(line) => line.to_vec(),
-        Err(error) => return fail(&format!("{target}: {error}")),
-    };
+    fail(&problems.join("; "))
+}
+
+/// One request to `target`; its answer line, or what went wrong.
+fn ask(target: &str, request: &Request) -> Result<Vec<u8>, String> {
+    let mut connection = Connection::connect(target, CONNECT_TIMEOUT)
+        .map_err(|error| format!("cannot reach {target}: {error}"))?;
+    connection
+        .send(request)
+        .map_err(|error| format!("{target}: {error}"))?;
+    let line = connection
+        .recv_line()
+        .map_err(|error| format!("{target}: {error}"))?;
+    Ok(line.to_vec())
+}
+
+fn print_answer(target: &str, line: &[u8], json: bool) -> ExitCode {
     if json {
-        println!("{}", String::from_utf8_lossy(&line));
+        println!("{}", String::from_utf8_lossy(line));
         return ExitCode::SUCCESS;
     }
-    match Response::parse(&line) {
+    match Response::parse(line) {
         Ok(Response::State(state)) => {
             print_state(&state);
             ExitCode::SUCCESS
@@ -233,9 +332,27 @@ fn print_state(state: &NodeState) {
             entry.index,
             entry.term,
             entry.committed,
-            entry.command.as_deref().unwrap_or("(leader no-op)")
+            entry
+                .command
+                .as_deref()
+                .map_or("(leader no-op)".into(), escape_controls)
         );
     }
+}
+
+/// `text` with backslashes and control characters (NUL, newlines, escape sequences, ...)
+/// written as Rust-style escapes, so that a command can neither break the one-entry-per-
+/// line listing nor drive the terminal, and every listing reads back unambiguously.
+fn escape_controls(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '\\' || c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
 }
 
 pub fn demo(args: DemoArgs) -> ExitCode {
