@@ -657,3 +657,96 @@ fn query_text_escapes_control_characters_and_nul_in_commands() {
     );
     assert!(!text.contains('\0') && !text.contains('\u{1b}'), "{text:?}");
 }
+
+/// Whether process `pid` still runs (a zombie does not count: it has exited).
+fn process_runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat[stat.rfind(')')? + 1..].split_whitespace().next()?;
+            Some(state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn demo_names_the_leaders_pid_its_hints_outlive_the_leader_and_ctrl_c_leaves_no_process() {
+    use std::io::{BufRead, BufReader};
+    let mut demo = Command::new(support::exe())
+        .args(["demo", "--nodes", "3"])
+        .stdin(Stdio::piped()) // Kept open: only the signal may stop it.
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start replog demo");
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("demo output");
+        let done = line.contains("Press Ctrl-C");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let text = seen.join("\n");
+    // "  node K  ADDR  pid PID  (log: ...)"
+    let nodes: Vec<(String, u32)> = seen
+        .iter()
+        .filter(|line| line.trim_start().starts_with("node "))
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(words[3], "pid", "{line}");
+            (words[2].to_string(), words[4].parse().expect("a pid"))
+        })
+        .collect();
+    assert_eq!(nodes.len(), 3, "{text}");
+    let leader_pid: u32 = seen
+        .iter()
+        .find_map(|line| line.trim_start().strip_prefix("kill -9 "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no kill -9 PID hint in {text}"));
+    let (leader_addr, _) = nodes
+        .iter()
+        .find(|(_, pid)| *pid == leader_pid)
+        .unwrap_or_else(|| panic!("{leader_pid} is no node's pid: {text}"));
+    let state = support::status_of(leader_addr).expect("the leader answers");
+    assert_eq!(state.role, RoleName::Leader, "the hint names {leader_addr}");
+
+    assert!(Command::new("kill")
+        .args(["-9", &leader_pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    // The suggested commands, as printed, work without the leader.
+    let exe = support::exe().display().to_string();
+    for prefix in [" append -t ", " query -t ", " status -t "] {
+        let command = seen
+            .iter()
+            .find(|line| line.contains(&format!("{exe}{prefix}")))
+            .unwrap_or_else(|| panic!("no{prefix}hint in {text}"));
+        let output = Command::new("sh").args(["-c", command]).output().unwrap();
+        assert!(output.status.success(), "{command}: {}", stderr(&output));
+    }
+
+    assert!(Command::new("kill")
+        .args(["-INT", &demo.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = demo.wait().unwrap();
+    assert!(status.success(), "{status}: {}", rest.join("\n"));
+    let kept = rest
+        .iter()
+        .find_map(|line| line.strip_prefix("Stopped. Data kept in "))
+        .unwrap_or_else(|| panic!("no stop message in {rest:?}"));
+    for (addr, pid) in &nodes {
+        assert!(
+            !process_runs(*pid),
+            "node {addr} (pid {pid}) outlived the demo"
+        );
+    }
+    let _ = std::fs::remove_dir_all(kept);
+}

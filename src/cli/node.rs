@@ -10,8 +10,9 @@ use replog_node::local_cluster::{fresh_temp_dir, LocalCluster};
 use replog_node::logging;
 use replog_node::scheduling::Scheduling;
 use std::io::{self, BufRead, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::Duration;
 
 #[derive(Args)]
@@ -367,76 +368,145 @@ pub fn demo(args: DemoArgs) -> ExitCode {
 
 fn run_demo(nodes: usize) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|error| format!("cannot find replog: {error}"))?;
+    // Before any node exists, so that no Ctrl-C can end this process and orphan one.
+    let (stop_sender, stop) = stop_on_signals()?;
     let dir = fresh_temp_dir("demo").map_err(|error| format!("cannot make a data dir: {error}"))?;
-    println!("Starting {nodes} nodes with data in {} ...", dir.display());
+    // The directory is kept: the logs and log.jsonl files are worth a look afterwards.
+    say(&format!(
+        "Starting {nodes} nodes; their data and logs go to {} (kept after the demo) ...",
+        dir.display()
+    ));
     let mut cluster = LocalCluster::start(&exe, nodes, &dir)
         .map_err(|error| format!("cannot start the cluster: {error}"))?;
     let leader = cluster.wait_for_leader(Duration::from_secs(15))?;
-    println!("Leader elected: {leader}\n");
+    say(&format!("Leader elected: {leader}\n"));
     let commands = ["set greeting=hello", "set answer=42", "del greeting"];
     for command in commands {
+        if let Ok(reason) = stop.try_recv() {
+            return stop_demo(&mut cluster, &dir, &reason);
+        }
         match blocking::append(&cluster.addrs(), command, Duration::from_secs(10)) {
-            Ok(appended) => println!(
+            Ok(appended) => say(&format!(
                 "  appended {command:?} at index {} in term {}",
                 appended.index, appended.term
-            ),
+            )),
             Err(error) => return Err(format!("appending {command:?} failed: {error}")),
         }
     }
-    print_demo_help(&cluster, &exe.display().to_string());
-    // Ctrl-C ends this process; the nodes (in their own process group) then see their
-    // standard input close and stop cleanly. End of input (Ctrl-D) stops them from here.
-    let stdin = io::stdin();
-    for line in stdin.lock().lines() {
-        if line.is_err() {
-            break;
+    print_demo_help(&cluster, &exe.display().to_string(), &leader);
+    // Only now: with input at its end already (`< /dev/null`), the demo still shows its
+    // cluster before it stops.
+    stop_at_end_of_input(stop_sender)?;
+    // Every sender lives as long as this process, so this only returns a request.
+    let reason = stop
+        .recv()
+        .unwrap_or_else(|_| "the stop watchers ended".into());
+    stop_demo(&mut cluster, &dir, &reason)
+}
+
+/// Stops every node still running and waits for it; says where the data stays.
+fn stop_demo(cluster: &mut LocalCluster, dir: &Path, reason: &str) -> Result<(), String> {
+    say(&format!("\n{reason}: stopping the nodes ..."));
+    for k in 0..cluster.len() {
+        if cluster.pid(k).is_some() && !cluster.is_running(k) {
+            // Killed from outside (the `kill -9` the help suggests): reap it, not an error.
+            say(&format!("  node {} had already exited", k + 1));
+            cluster.kill(k);
         }
     }
-    println!("Stopping the nodes ...");
     cluster
         .stop_all()
         .map_err(|error| format!("stopping the nodes: {error}"))?;
-    println!("Stopped. Data kept in {}", dir.display());
+    say(&format!("Stopped. Data kept in {}", dir.display()));
     Ok(())
 }
 
-fn print_demo_help(cluster: &LocalCluster, exe: &str) {
-    let first = cluster.addr(0);
-    let mut out = io::stdout().lock();
-    let _ = writeln!(out, "\nThe cluster is running:");
+/// A channel that receives one line per reason to stop the demo: SIGINT (Ctrl-C), SIGTERM
+/// or SIGHUP, and whatever else is given the sender. Handling the signals, rather than
+/// dying of them, lets the demo stop its nodes and wait for them before it exits.
+fn stop_on_signals() -> Result<(Sender<String>, Receiver<String>), String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let (sender, requests) = channel();
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|error| format!("cannot handle Ctrl-C: {error}"))?;
+    let on_signal = sender.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let name = match signal {
+                    SIGINT => "Ctrl-C (SIGINT)",
+                    SIGTERM => "SIGTERM",
+                    _ => "SIGHUP",
+                };
+                let _ = on_signal.send(name.to_string());
+            }
+        })
+        .map_err(|error| format!("cannot start a thread: {error}"))?;
+    Ok((sender, requests))
+}
+
+/// Sends a stop request once standard input ends (Ctrl-D).
+fn stop_at_end_of_input(sender: Sender<String>) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            for line in io::stdin().lock().lines() {
+                if line.is_err() {
+                    break;
+                }
+            }
+            let _ = sender.send("End of input".to_string());
+        })
+        .map(drop)
+        .map_err(|error| format!("cannot start a thread: {error}"))
+}
+
+/// One line to stdout. SIGPIPE is ignored here (see main.rs) and a reader that went away
+/// must not stop the demo from stopping its nodes, so a failed write is dropped.
+fn say(line: &str) {
+    let _ = writeln!(io::stdout().lock(), "{line}");
+}
+
+fn print_demo_help(cluster: &LocalCluster, exe: &str, leader: &str) {
+    let mut text = String::from("\nThe cluster is running:\n");
     for k in 0..cluster.len() {
-        let _ = writeln!(
-            out,
-            "  node {}  {}  (log: {})",
+        let pid = cluster
+            .pid(k)
+            .map_or("?".to_string(), |pid| pid.to_string());
+        text += &format!(
+            "  node {}  {}  pid {pid}  (log: {})\n",
             k + 1,
             cluster.addr(k),
             cluster.log_path(k).display()
         );
     }
-    let _ = writeln!(out, "\nTry, in another terminal:");
-    let _ = writeln!(out, "  {exe} append -t {first} -c 'set x=1'");
-    let _ = writeln!(out, "  {exe} query -t {first}");
-    let _ = writeln!(
-        out,
-        "  {exe} status -t {} --json",
-        cluster.addr(cluster.len() - 1)
-    );
-    let _ = writeln!(
-        out,
-        "  printf '{{\"op\":\"status\"}}\\n' | nc -q1 {} {}",
-        first.split(':').next().unwrap_or("127.0.0.1"),
-        first.rsplit(':').next().unwrap_or("")
-    );
-    let pids: Vec<String> = (0..cluster.len())
-        .filter_map(|k| cluster.pid(k))
-        .map(|pid| pid.to_string())
-        .collect();
-    let _ = writeln!(
-        out,
-        "  kill -9 the leader (node pids: {}), then `status` shows another take over",
-        pids.join(" ")
-    );
-    let _ = writeln!(out, "\nPress Ctrl-C (or Ctrl-D) to stop the cluster.");
+    // Every node listed, so that each command still works once the leader is gone.
+    let all = cluster.addrs().join(",");
+    text += "\nTry, in another terminal:\n";
+    text += &format!("  {exe} append -t {all} -c 'set x=1'\n");
+    text += &format!("  {exe} query -t {all}\n");
+    text += &format!("  {exe} status -t {all} --json\n");
+    let leader_k = (0..cluster.len()).find(|&k| cluster.addr(k) == leader);
+    // nc talks to one node: a follower, which outlives the leader's kill.
+    let follower = (0..cluster.len())
+        .find(|&k| Some(k) != leader_k)
+        .or(leader_k)
+        .map_or(leader, |k| cluster.addr(k));
+    if let Some((host, port)) = follower.rsplit_once(':') {
+        text += &format!("  printf '{{\"op\":\"status\"}}\\n' | nc -q1 {host} {port}\n");
+    }
+    if let Some(k) = leader_k {
+        let pid = cluster
+            .pid(k)
+            .map_or("?".to_string(), |pid| pid.to_string());
+        text += &format!(
+            "  kill -9 {pid}   # the leader, node {}; then `status` shows another take over\n",
+            k + 1
+        );
+    }
+    text += "\nPress Ctrl-C (or Ctrl-D) to stop the cluster.";
+    say(&text);
 }
 
 fn fail(message: &str) -> ExitCode {
