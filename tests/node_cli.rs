@@ -750,3 +750,41 @@ fn demo_names_the_leaders_pid_its_hints_outlive_the_leader_and_ctrl_c_leaves_no_
     }
     let _ = std::fs::remove_dir_all(kept);
 }
+
+/// The options in `replog SUBCOMMAND -h` that have no help text. Clap writes an option's
+/// help after it on its line, or (when helps are long) on the lines below it, indented.
+fn options_without_help(subcommand: &str) -> Vec<String> {
+    let output = replog(&[subcommand, "-h"]);
+    assert!(output.status.success(), "{subcommand} -h");
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut missing = Vec::new();
+    for (k, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        if !trimmed.starts_with('-') {
+            continue;
+        }
+        // The option's spelling: `-t, --target <TARGET>`, then two spaces and its help.
+        let spec_end = trimmed.find("  ").unwrap_or(trimmed.len());
+        let same_line = !trimmed[spec_end..].trim().is_empty();
+        let next_line = lines.get(k + 1).is_some_and(|next| {
+            let next = next.trim_start();
+            !next.is_empty() && !next.starts_with('-')
+        });
+        if !same_line && !next_line {
+            missing.push(trimmed[..spec_end].to_string());
+        }
+    }
+    missing
+}
+
+#[test]
+fn every_node_and_bench_option_has_help_text() {
+    for subcommand in ["start", "append", "query", "status", "demo", "bench"] {
+        let missing = options_without_help(subcommand);
+        assert!(
+            missing.is_empty(),
+            "replog {subcommand}: no help for {missing:?}"
+        );
+    }
+}
