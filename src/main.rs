@@ -39,6 +39,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if writes_only_output(&cli.command) {
+        restore_default_sigpipe();
+    }
     match cli.command {
         Command::Start(args) => cli::node::start(args),
         Command::Append(args) => cli::node::append(args),
@@ -47,5 +50,28 @@ fn main() -> ExitCode {
         Command::Demo(args) => cli::node::demo(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Sim(command) => cli::sim::run(command),
+    }
+}
+
+/// Whether the command does nothing but compute and print, so that dying of SIGPIPE when
+/// its reader goes away (`replog query | head -1`) is the right ending, as for any Unix
+/// filter. Not `start`: a node must never die from a peer's or a client's closed socket,
+/// nor from a closed stderr. Not `demo` or `bench`: they own node processes and a data
+/// directory, which they must stop and clean up however their output ends; they ignore
+/// failed writes instead.
+fn writes_only_output(command: &Command) -> bool {
+    match command {
+        Command::Append(_) | Command::Query(_) | Command::Status(_) | Command::Sim(_) => true,
+        Command::Start(_) | Command::Demo(_) | Command::Bench(_) => false,
+    }
+}
+
+/// The Rust runtime ignores SIGPIPE, which turns a closed stdout into an `EPIPE` that
+/// `println!` answers with a panic; the default action ends the process quietly instead.
+fn restore_default_sigpipe() {
+    // SAFETY: called at the start of main, before any other thread exists; SIG_DFL is a
+    // valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

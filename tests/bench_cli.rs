@@ -44,3 +44,17 @@ fn a_short_local_bench_commits_appends_and_reports_sane_percentiles() {
     assert!(number("node_rss_bytes_max") > 0, "no node RSS: {report}");
     assert_eq!(report["node_scheduling"], "batch", "{report}");
 }
+
+#[test]
+fn bench_without_a_target_points_to_local() {
+    let output = Command::new(env!("CARGO_BIN_EXE_replog"))
+        .arg("bench")
+        .output()
+        .expect("run replog bench");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--target") && stderr.contains("--local"),
+        "{stderr}"
+    );
+}

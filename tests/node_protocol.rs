@@ -147,12 +147,13 @@ fn an_oversize_line_gets_an_error_and_closes_only_that_connection() {
     let cluster = single_node("oversize");
     let mut raw = Raw::connect(&cluster.addr(0));
     raw.assert_usable();
+    let limit = replog_node::config::MAX_LINE_BYTES;
     let mut line = b"{\"op\":\"append\",\"command\":\"".to_vec();
-    line.resize(line.len() + (1 << 20) + 10, b'x');
+    line.resize(line.len() + limit + 10, b'x');
     line.extend_from_slice(b"\"}\n");
     // The node may close while we are still writing; that is its right.
     let _ = raw.stream.write_all(&line);
-    assert_bad_request(&raw.answer(), "longer than 1048576 bytes");
+    assert_bad_request(&raw.answer(), &format!("longer than {limit} bytes"));
     let mut rest = Vec::new();
     let closed = raw.reader.read_to_end(&mut rest);
     assert!(
@@ -164,9 +165,9 @@ fn an_oversize_line_gets_an_error_and_closes_only_that_connection() {
     let mut raw = Raw::connect(&cluster.addr(0));
     let prefix = b"{\"op\":\"append\",\"command\":\"";
     let mut line = prefix.to_vec();
-    line.resize((1 << 20) - 2, b'y');
+    line.resize(limit - 2, b'y');
     line.extend_from_slice(b"\"}");
-    assert_eq!(line.len(), 1 << 20);
+    assert_eq!(line.len(), limit);
     line.push(b'\n');
     raw.send(&line);
     let answer = raw.answer();

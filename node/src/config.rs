@@ -40,6 +40,7 @@ impl Members {
         if own_id == 0 {
             return Err(ConfigError("node id 0 is reserved; ids start at 1".into()));
         }
+        check_addr(own_addr).map_err(|error| ConfigError(format!("-a: {error}")))?;
         let peers: Vec<&str> = peers
             .iter()
             .map(|peer| peer.trim())
@@ -117,6 +118,7 @@ fn explicit_ids(
             return Err(ConfigError(format!("peer {peer:?}: node id 0 is reserved")));
         }
         let addr = addr.trim().to_string();
+        check_addr(&addr).map_err(|error| ConfigError(format!("peer {peer:?}: {error}")))?;
         match addrs.get(&NodeId(id)) {
             Some(known) if *known == addr => {} // This node itself, or a repeat.
             Some(known) => {
@@ -137,6 +139,9 @@ fn derived_ids(
     own_addr: &str,
     peers: &[&str],
 ) -> Result<BTreeMap<NodeId, String>, ConfigError> {
+    for peer in peers {
+        check_addr(peer).map_err(|error| ConfigError(format!("peer {peer:?}: {error}")))?;
+    }
     let mut all: Vec<&str> = peers.to_vec();
     all.push(own_addr);
     all.sort_by(|a, b| address_order(a, b));
@@ -157,6 +162,40 @@ fn derived_ids(
     Ok(addrs)
 }
 
+/// Checks that `addr` has the form `HOST:PORT` (a host name, an IPv4 address or a bracketed
+/// IPv6 address, and a port from 1), without resolving the name: a peer's name may not
+/// resolve yet when this node starts. Used wherever an address enters from outside, so
+/// that a typo is reported before anything is created or dialled.
+pub fn check_addr(addr: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| {
+        Err(ConfigError(format!(
+            "{addr:?} is not an address ({why}); expected HOST:PORT, e.g. 127.0.0.1:7001"
+        )))
+    };
+    if let Ok(socket_addr) = addr.parse::<SocketAddr>() {
+        return match socket_addr.port() {
+            0 => bad("port 0"),
+            _ => Ok(()),
+        };
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return bad("no port");
+    };
+    match port.parse::<u16>() {
+        Ok(0) => return bad("port 0"),
+        Ok(_) => {}
+        Err(_) if port.is_empty() => return bad("no port"),
+        Err(_) => return bad("the port is not a number from 1 to 65535"),
+    }
+    let host_name = host.split('.').all(|label| {
+        !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    });
+    if !host_name {
+        return bad("not a host name or IP address before the port");
+    }
+    Ok(())
+}
+
 /// Socket addresses sort by IP then port (so `:9000` comes before `:10000`); anything that
 /// is not a literal socket address (a host name) sorts after them, by text.
 fn address_order(a: &str, b: &str) -> std::cmp::Ordering {
@@ -171,7 +210,12 @@ fn address_order(a: &str, b: &str) -> std::cmp::Ordering {
 /// Everything a node runs with.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
+    /// Who is in the cluster; this node's own entry is the address it advertises: what
+    /// peers dial and what clients are told when it leads.
     pub members: Members,
+    /// The socket address to bind, which may differ from the advertised one (e.g.
+    /// `0.0.0.0:7001` behind an advertised `10.0.0.5:7001`).
+    pub listen: String,
     /// Named in the peer handshake; nodes of different clusters refuse each other.
     pub cluster: String,
     pub data_dir: PathBuf,
@@ -212,6 +256,12 @@ impl Default for Timing {
     }
 }
 
+/// The longest client request line, newline excluded. A request line is the command
+/// JSON-escaped plus 27 bytes, and escaping at most doubles printable text, so a command of
+/// 2 MiB fits with room to spare; the front end buffers at most this much of a partial
+/// line per connection, and an entry this big still fits a peer frame many times over.
+pub const MAX_LINE_BYTES: usize = 4 << 20;
+
 /// Size limits on what crosses a socket.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -231,7 +281,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_line_bytes: 1 << 20,
+            max_line_bytes: MAX_LINE_BYTES,
             max_frame_bytes: 64 << 20,
             peer_queue_batches: 1024,
             segment_bytes: crate::storage::DEFAULT_SEGMENT_BYTES,
@@ -292,6 +342,39 @@ mod tests {
         let members = Members::resolve(5, "127.0.0.1:7001", &peers).unwrap();
         assert_eq!(members.voters(), vec![NodeId(3), NodeId(5), NodeId(7)]);
         assert_eq!(members.addr_of(NodeId(7)), Some("127.0.0.1:7002"));
+    }
+
+    #[test]
+    fn addresses_without_host_or_port_are_refused_with_the_reason() {
+        for good in [
+            "127.0.0.1:7001",
+            "[::1]:7001",
+            "node-1.example:7001",
+            "localhost:1",
+        ] {
+            assert_eq!(check_addr(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("notanaddress", "no port"),
+            ("127.0.0.1", "no port"),
+            ("127.0.0.1:", "no port"),
+            ("127.0.0.1:0", "port 0"),
+            ("127.0.0.1:http", "not a number"),
+            ("127.0.0.1:70000", "not a number"),
+            (":7001", "host name"),
+            ("a b:7001", "host name"),
+            ("::1", "host name"),
+        ] {
+            let error = check_addr(bad).unwrap_err();
+            assert!(
+                error.0.contains(why) && error.0.contains(bad),
+                "{bad}: {error}"
+            );
+        }
+        let error = Members::resolve(1, "notanaddress", &[]).unwrap_err();
+        assert!(error.0.starts_with("-a: "), "{error}");
+        let error = Members::resolve(1, "127.0.0.1:7001", &strings(&["7002"])).unwrap_err();
+        assert!(error.0.contains("peer \"7002\""), "{error}");
     }
 
     #[test]

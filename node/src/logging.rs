@@ -67,13 +67,28 @@ static SINK: OnceLock<SyncSender<Job>> = OnceLock::new();
 /// Lines dropped because the queue was full, not yet reported.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
+/// The level `REPLOG_LOG` asks for (`None` when it is unset), or what is wrong with it.
+/// The command line checks this before starting a node, so that a typo is refused rather
+/// than silently logged at the default level.
+pub fn level_from_env() -> Result<Option<Level>, String> {
+    match std::env::var("REPLOG_LOG") {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(text)) => Err(format!(
+            "REPLOG_LOG={text:?} is not a log level; use error, warn, info or debug"
+        )),
+        Ok(text) => Level::parse(&text).map(Some).ok_or_else(|| {
+            format!("REPLOG_LOG={text:?} is not a log level; use error, warn, info or debug")
+        }),
+    }
+}
+
 /// Reads `REPLOG_LOG`, names this process in every line from now on, and starts the writer.
+/// A bad `REPLOG_LOG` is reported on stderr and the default level used.
 pub fn init(prefix: &str) {
-    if let Some(level) = std::env::var("REPLOG_LOG")
-        .ok()
-        .and_then(|text| Level::parse(&text))
-    {
-        MAX_LEVEL.store(level as u8, Ordering::Relaxed);
+    match level_from_env() {
+        Ok(Some(level)) => MAX_LEVEL.store(level as u8, Ordering::Relaxed),
+        Ok(None) => {}
+        Err(problem) => eprintln!("warning: {problem}; logging at info"),
     }
     let _ = PREFIX.set(prefix.to_string());
     SINK.get_or_init(|| {

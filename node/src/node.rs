@@ -85,8 +85,8 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
     );
     let (storage, core) = recover(&config)?;
     let own_addr = config.members.own_addr();
-    let listener = TcpListener::bind(own_addr).map_err(|source| NodeError::Listen {
-        addr: own_addr.to_string(),
+    let listener = TcpListener::bind(&config.listen).map_err(|source| NodeError::Listen {
+        addr: config.listen.clone(),
         source,
     })?;
     let (inbox, waker) = PeerInbox::new(config.members.own_id, config.limits.max_frame_bytes)
@@ -102,7 +102,10 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
         (events, events_rx, inbox),
     )
     .map_err(NodeError::Thread)?;
-    info!("listening on {own_addr} for peers and clients");
+    info!(
+        "listening on {} for peers and clients (advertised as {own_addr})",
+        config.listen
+    );
     // Last, so that no thread started from here inherits the policy.
     if config.scheduling == Scheduling::Batch {
         match config.scheduling.apply_to_current_thread() {

@@ -16,13 +16,9 @@ use std::time::Duration;
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Client addresses of the cluster's nodes, comma-separated (clients follow redirects).
-    #[arg(
-        short,
-        long,
-        value_delimiter = ',',
-        required_unless_present = "local",
-        conflicts_with = "local"
-    )]
+    /// Needed unless --local.
+    // Not `required_unless_present`: clap's message for it would not mention --local.
+    #[arg(short, long, value_delimiter = ',', conflicts_with = "local")]
     target: Vec<String>,
     /// Start a fresh local cluster, bench it, and stop it.
     #[arg(long)]
@@ -56,6 +52,13 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: BenchArgs) -> ExitCode {
+    if args.target.is_empty() && !args.local {
+        eprintln!(
+            "error: say which cluster to bench: --target ADDR[,ADDR...] for running nodes, \
+             or --local to start a fresh local cluster (and stop it afterwards)"
+        );
+        return ExitCode::from(2);
+    }
     if args.duration.is_zero() {
         eprintln!("error: --duration must be more than 0");
         return ExitCode::from(2);
@@ -66,11 +69,14 @@ pub fn run(args: BenchArgs) -> ExitCode {
         run_remote(&args)
     } {
         Ok(report) => {
-            if args.json {
-                println!("{}", report.to_json());
+            let text = if args.json {
+                format!("{}\n", report.to_json())
             } else {
-                print!("{}", report.to_text());
-            }
+                report.to_text()
+            };
+            // A reader that went away (`| head`) is not an error of the run; SIGPIPE stays
+            // ignored here (see main.rs), so this must not panic either.
+            let _ = std::io::stdout().write_all(text.as_bytes());
             if report.committed == 0 {
                 eprintln!("error: no append committed during the run");
                 return ExitCode::FAILURE;

@@ -1,15 +1,18 @@
 //! `replog start|append|query|status|demo`: run a node, talk to one, or start a local
 //! cluster to play with.
 
+use crate::cli::duration::parse_duration;
 use clap::{Args, ValueEnum};
 use replog_node::client::blocking::{self, Connection};
 use replog_node::client::{NodeState, Request, Response};
-use replog_node::config::{Limits, Members, NodeConfig, Timing};
+use replog_node::config::{check_addr, Limits, Members, NodeConfig, Timing};
 use replog_node::local_cluster::{fresh_temp_dir, LocalCluster};
+use replog_node::logging;
 use replog_node::scheduling::Scheduling;
-use std::io::{self, BufRead, Write};
-use std::path::PathBuf;
+use std::io::{self, BufRead, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::Duration;
 
 #[derive(Args)]
@@ -18,15 +21,25 @@ pub struct StartArgs {
     /// address list (the lowest address is 1); name them explicitly with `-p ID=ADDR,...`.
     #[arg(short = 'i', long = "id")]
     id: u64,
-    /// The address this node listens on, for peers and clients alike.
-    #[arg(short = 'a', long = "addr")]
+    /// The address peers and clients reach this node at (one port serves both): what the
+    /// membership holds and what clients are told when this node leads.
+    #[arg(
+        short = 'a',
+        long = "addr",
+        visible_alias = "address",
+        default_value = "127.0.0.1:8080"
+    )]
     addr: String,
+    /// The socket address to bind, when it differs from `-a` (e.g. `--listen 0.0.0.0:7001
+    /// -a 10.0.0.5:7001` binds every interface and advertises one). Default: `-a`.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
     /// The other nodes: "ADDR,ADDR" or "ID=ADDR,ID=ADDR" (this node's own may be listed).
     #[arg(short = 'p', long = "peers", default_value = "")]
     peers: String,
     /// Campaign at once instead of after an election timeout (leadership still takes a
     /// majority's votes).
-    #[arg(long)]
+    #[arg(short = 'l', long)]
     leader: bool,
     /// Data lives in DIR/<id>/.
     #[arg(long, default_value = "data")]
@@ -92,25 +105,43 @@ impl From<SchedulingArg> for Scheduling {
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["command", "file"])))]
 pub struct AppendArgs {
-    /// A node of the cluster; not_leader redirects are followed.
-    #[arg(short = 't', long = "target")]
-    target: String,
-    /// The command to append.
+    /// Nodes of the cluster, comma-separated: the first is asked first, the others while
+    /// no leader is known; not_leader redirects are followed.
+    #[arg(
+        short = 't',
+        long = "target",
+        value_delimiter = ',',
+        default_value = DEFAULT_TARGET
+    )]
+    target: Vec<String>,
+    /// The command to append; `-` reads it from standard input (exactly, newlines
+    /// included).
     #[arg(short = 'c', long = "command")]
-    command: String,
+    command: Option<String>,
+    /// Read the command from this file (exactly, newlines included).
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
     /// Print the node's answer line as is.
     #[arg(long)]
     json: bool,
-    /// Give up when no leader has accepted the command within this many seconds.
-    #[arg(long, default_value_t = 10)]
-    timeout: u64,
+    /// Give up when no leader has accepted the command within this long (e.g. 10s, 500ms;
+    /// a bare number is seconds).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    timeout: Duration,
 }
 
 #[derive(Args)]
 pub struct QueryArgs {
-    #[arg(short = 't', long = "target")]
-    target: String,
+    /// Nodes to ask, comma-separated: the first that answers lists its own log.
+    #[arg(
+        short = 't',
+        long = "target",
+        value_delimiter = ',',
+        default_value = DEFAULT_TARGET
+    )]
+    target: Vec<String>,
     /// Print the node's answer line as is.
     #[arg(long)]
     json: bool,
@@ -118,12 +149,21 @@ pub struct QueryArgs {
 
 #[derive(Args)]
 pub struct StatusArgs {
-    #[arg(short = 't', long = "target")]
-    target: String,
+    /// Nodes to ask, comma-separated: the first that answers shows its own view.
+    #[arg(
+        short = 't',
+        long = "target",
+        value_delimiter = ',',
+        default_value = DEFAULT_TARGET
+    )]
+    target: Vec<String>,
     /// Print the node's answer line as is.
     #[arg(long)]
     json: bool,
 }
+
+/// Where `append`, `query` and `status` look without `-t`: `start`'s default `-a`.
+const DEFAULT_TARGET: &str = "127.0.0.1:8080";
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -135,13 +175,22 @@ pub struct DemoArgs {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn start(args: StartArgs) -> ExitCode {
+    // Everything from outside is checked before the node creates its data directory.
+    if let Err(problem) = logging::level_from_env() {
+        return fail(&problem);
+    }
     let peers: Vec<String> = args.peers.split(',').map(str::to_string).collect();
     let members = match Members::resolve(args.id, &args.addr, &peers) {
         Ok(members) => members,
         Err(error) => return fail(&format!("bad cluster configuration: {error}")),
     };
+    let listen = args.listen.unwrap_or_else(|| args.addr.clone());
+    if let Err(error) = check_addr(&listen) {
+        return fail(&format!("--listen: {error}"));
+    }
     let config = NodeConfig {
         members,
+        listen,
         cluster: args.cluster,
         data_dir: args.data_dir,
         campaign_at_start: args.leader,
@@ -161,28 +210,81 @@ pub fn start(args: StartArgs) -> ExitCode {
 }
 
 pub fn append(args: AppendArgs) -> ExitCode {
-    let targets = [args.target.clone()];
-    let timeout = Duration::from_secs(args.timeout);
-    match blocking::append(&targets, &args.command, timeout) {
+    let targets = match checked_targets(&args.target) {
+        Ok(targets) => targets,
+        Err(problem) => return fail(&problem),
+    };
+    let command = match read_command(&args) {
+        Ok(command) => command,
+        Err(problem) => return fail(&problem),
+    };
+    if let Err(problem) = blocking::append_request(&command) {
+        return fail(&problem);
+    }
+    match blocking::append(&targets, &command, args.timeout) {
         Ok(appended) => {
-            if args.json {
+            let text = if args.json {
                 let mut line = Vec::new();
                 Response::Appended {
                     index: appended.index,
                     term: appended.term,
                 }
                 .encode(&mut line);
-                print!("{}", String::from_utf8_lossy(&line));
+                String::from_utf8_lossy(&line).into_owned()
             } else {
-                println!(
-                    "committed at index {} in term {} (leader {})",
+                format!(
+                    "committed at index {} in term {} (leader {})\n",
                     appended.index, appended.term, appended.leader
-                );
-            }
+                )
+            };
+            print!("{text}");
             ExitCode::SUCCESS
         }
         Err(error) => fail(&error.to_string()),
     }
+}
+
+/// `-t`'s addresses, blanks dropped, each checked to be HOST:PORT.
+fn checked_targets(targets: &[String]) -> Result<Vec<String>, String> {
+    let targets: Vec<String> = targets
+        .iter()
+        .map(|target| target.trim().to_string())
+        .filter(|target| !target.is_empty())
+        .collect();
+    if targets.is_empty() {
+        return Err("-t needs at least one address".into());
+    }
+    for target in &targets {
+        check_addr(target).map_err(|error| format!("-t: {error}"))?;
+    }
+    Ok(targets)
+}
+
+/// The command from `-c`, `-c -` (standard input) or `--file`. A command is a JSON string
+/// on the wire, so it must be UTF-8.
+fn read_command(args: &AppendArgs) -> Result<String, String> {
+    let (bytes, source) = match (&args.command, &args.file) {
+        (Some(command), _) if command != "-" => return Ok(command.clone()),
+        (Some(_), _) => {
+            let mut bytes = Vec::new();
+            io::stdin()
+                .read_to_end(&mut bytes)
+                .map_err(|error| format!("cannot read the command from standard input: {error}"))?;
+            (bytes, "standard input".to_string())
+        }
+        (None, Some(path)) => {
+            let bytes = std::fs::read(path)
+                .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+            (bytes, path.display().to_string())
+        }
+        (None, None) => unreachable!("clap requires -c or --file"),
+    };
+    String::from_utf8(bytes).map_err(|error| {
+        format!(
+            "the command in {source} is not UTF-8 (byte {}); commands are JSON strings",
+            error.utf8_error().valid_up_to()
+        )
+    })
 }
 
 pub fn query(args: QueryArgs) -> ExitCode {
@@ -193,23 +295,41 @@ pub fn status(args: StatusArgs) -> ExitCode {
     show_state(&args.target, Request::Status, args.json)
 }
 
-fn show_state(target: &str, request: Request, json: bool) -> ExitCode {
-    let mut connection = match Connection::connect(target, CONNECT_TIMEOUT) {
-        Ok(connection) => connection,
-        Err(error) => return fail(&format!("cannot reach {target}: {error}")),
+/// Asks the first of `targets` that answers; prints its answer.
+fn show_state(targets: &[String], request: Request, json: bool) -> ExitCode {
+    let targets = match checked_targets(targets) {
+        Ok(targets) => targets,
+        Err(problem) => return fail(&problem),
     };
-    if let Err(error) = connection.send(&request) {
-        return fail(&format!("{target}: {error}"));
+    let mut problems = Vec::new();
+    for target in &targets {
+        match ask(target, &request) {
+            Ok(line) => return print_answer(target, &line, json),
+            Err(problem) => problems.push(problem),
+        }
     }
-    let line = match connection.recv_line() {
-        Ok(line) => line.to_vec(),
-        Err(error) => return fail(&format!("{target}: {error}")),
-    };
+    fail(&problems.join("; "))
+}
+
+/// One request to `target`; its answer line, or what went wrong.
+fn ask(target: &str, request: &Request) -> Result<Vec<u8>, String> {
+    let mut connection = Connection::connect(target, CONNECT_TIMEOUT)
+        .map_err(|error| format!("cannot reach {target}: {error}"))?;
+    connection
+        .send(request)
+        .map_err(|error| format!("{target}: {error}"))?;
+    let line = connection
+        .recv_line()
+        .map_err(|error| format!("{target}: {error}"))?;
+    Ok(line.to_vec())
+}
+
+fn print_answer(target: &str, line: &[u8], json: bool) -> ExitCode {
     if json {
-        println!("{}", String::from_utf8_lossy(&line));
+        println!("{}", String::from_utf8_lossy(line));
         return ExitCode::SUCCESS;
     }
-    match Response::parse(&line) {
+    match Response::parse(line) {
         Ok(Response::State(state)) => {
             print_state(&state);
             ExitCode::SUCCESS
@@ -237,9 +357,27 @@ fn print_state(state: &NodeState) {
             entry.index,
             entry.term,
             entry.committed,
-            entry.command.as_deref().unwrap_or("(leader no-op)")
+            entry
+                .command
+                .as_deref()
+                .map_or("(leader no-op)".into(), escape_controls)
         );
     }
+}
+
+/// `text` with backslashes and control characters (NUL, newlines, escape sequences, ...)
+/// written as Rust-style escapes, so that a command can neither break the one-entry-per-
+/// line listing nor drive the terminal, and every listing reads back unambiguously.
+fn escape_controls(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '\\' || c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
 }
 
 pub fn demo(args: DemoArgs) -> ExitCode {
@@ -254,76 +392,145 @@ pub fn demo(args: DemoArgs) -> ExitCode {
 
 fn run_demo(nodes: usize) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|error| format!("cannot find replog: {error}"))?;
+    // Before any node exists, so that no Ctrl-C can end this process and orphan one.
+    let (stop_sender, stop) = stop_on_signals()?;
     let dir = fresh_temp_dir("demo").map_err(|error| format!("cannot make a data dir: {error}"))?;
-    println!("Starting {nodes} nodes with data in {} ...", dir.display());
+    // The directory is kept: the logs and log.jsonl files are worth a look afterwards.
+    say(&format!(
+        "Starting {nodes} nodes; their data and logs go to {} (kept after the demo) ...",
+        dir.display()
+    ));
     let mut cluster = LocalCluster::start(&exe, nodes, &dir)
         .map_err(|error| format!("cannot start the cluster: {error}"))?;
     let leader = cluster.wait_for_leader(Duration::from_secs(15))?;
-    println!("Leader elected: {leader}\n");
+    say(&format!("Leader elected: {leader}\n"));
     let commands = ["set greeting=hello", "set answer=42", "del greeting"];
     for command in commands {
+        if let Ok(reason) = stop.try_recv() {
+            return stop_demo(&mut cluster, &dir, &reason);
+        }
         match blocking::append(&cluster.addrs(), command, Duration::from_secs(10)) {
-            Ok(appended) => println!(
+            Ok(appended) => say(&format!(
                 "  appended {command:?} at index {} in term {}",
                 appended.index, appended.term
-            ),
+            )),
             Err(error) => return Err(format!("appending {command:?} failed: {error}")),
         }
     }
-    print_demo_help(&cluster, &exe.display().to_string());
-    // Ctrl-C ends this process; the nodes (in their own process group) then see their
-    // standard input close and stop cleanly. End of input (Ctrl-D) stops them from here.
-    let stdin = io::stdin();
-    for line in stdin.lock().lines() {
-        if line.is_err() {
-            break;
+    print_demo_help(&cluster, &exe.display().to_string(), &leader);
+    // Only now: with input at its end already (`< /dev/null`), the demo still shows its
+    // cluster before it stops.
+    stop_at_end_of_input(stop_sender)?;
+    // Every sender lives as long as this process, so this only returns a request.
+    let reason = stop
+        .recv()
+        .unwrap_or_else(|_| "the stop watchers ended".into());
+    stop_demo(&mut cluster, &dir, &reason)
+}
+
+/// Stops every node still running and waits for it; says where the data stays.
+fn stop_demo(cluster: &mut LocalCluster, dir: &Path, reason: &str) -> Result<(), String> {
+    say(&format!("\n{reason}: stopping the nodes ..."));
+    for k in 0..cluster.len() {
+        if cluster.pid(k).is_some() && !cluster.is_running(k) {
+            // Killed from outside (the `kill -9` the help suggests): reap it, not an error.
+            say(&format!("  node {} had already exited", k + 1));
+            cluster.kill(k);
         }
     }
-    println!("Stopping the nodes ...");
     cluster
         .stop_all()
         .map_err(|error| format!("stopping the nodes: {error}"))?;
-    println!("Stopped. Data kept in {}", dir.display());
+    say(&format!("Stopped. Data kept in {}", dir.display()));
     Ok(())
 }
 
-fn print_demo_help(cluster: &LocalCluster, exe: &str) {
-    let first = cluster.addr(0);
-    let mut out = io::stdout().lock();
-    let _ = writeln!(out, "\nThe cluster is running:");
+/// A channel that receives one line per reason to stop the demo: SIGINT (Ctrl-C), SIGTERM
+/// or SIGHUP, and whatever else is given the sender. Handling the signals, rather than
+/// dying of them, lets the demo stop its nodes and wait for them before it exits.
+fn stop_on_signals() -> Result<(Sender<String>, Receiver<String>), String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let (sender, requests) = channel();
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|error| format!("cannot handle Ctrl-C: {error}"))?;
+    let on_signal = sender.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let name = match signal {
+                    SIGINT => "Ctrl-C (SIGINT)",
+                    SIGTERM => "SIGTERM",
+                    _ => "SIGHUP",
+                };
+                let _ = on_signal.send(name.to_string());
+            }
+        })
+        .map_err(|error| format!("cannot start a thread: {error}"))?;
+    Ok((sender, requests))
+}
+
+/// Sends a stop request once standard input ends (Ctrl-D).
+fn stop_at_end_of_input(sender: Sender<String>) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            for line in io::stdin().lock().lines() {
+                if line.is_err() {
+                    break;
+                }
+            }
+            let _ = sender.send("End of input".to_string());
+        })
+        .map(drop)
+        .map_err(|error| format!("cannot start a thread: {error}"))
+}
+
+/// One line to stdout. SIGPIPE is ignored here (see main.rs) and a reader that went away
+/// must not stop the demo from stopping its nodes, so a failed write is dropped.
+fn say(line: &str) {
+    let _ = writeln!(io::stdout().lock(), "{line}");
+}
+
+fn print_demo_help(cluster: &LocalCluster, exe: &str, leader: &str) {
+    let mut text = String::from("\nThe cluster is running:\n");
     for k in 0..cluster.len() {
-        let _ = writeln!(
-            out,
-            "  node {}  {}  (log: {})",
+        let pid = cluster
+            .pid(k)
+            .map_or("?".to_string(), |pid| pid.to_string());
+        text += &format!(
+            "  node {}  {}  pid {pid}  (log: {})\n",
             k + 1,
             cluster.addr(k),
             cluster.log_path(k).display()
         );
     }
-    let _ = writeln!(out, "\nTry, in another terminal:");
-    let _ = writeln!(out, "  {exe} append -t {first} -c 'set x=1'");
-    let _ = writeln!(out, "  {exe} query -t {first}");
-    let _ = writeln!(
-        out,
-        "  {exe} status -t {} --json",
-        cluster.addr(cluster.len() - 1)
-    );
-    let _ = writeln!(
-        out,
-        "  printf '{{\"op\":\"status\"}}\\n' | nc -q1 {} {}",
-        first.split(':').next().unwrap_or("127.0.0.1"),
-        first.rsplit(':').next().unwrap_or("")
-    );
-    let pids: Vec<String> = (0..cluster.len())
-        .filter_map(|k| cluster.pid(k))
-        .map(|pid| pid.to_string())
-        .collect();
-    let _ = writeln!(
-        out,
-        "  kill -9 the leader (node pids: {}), then `status` shows another take over",
-        pids.join(" ")
-    );
-    let _ = writeln!(out, "\nPress Ctrl-C (or Ctrl-D) to stop the cluster.");
+    // Every node listed, so that each command still works once the leader is gone.
+    let all = cluster.addrs().join(",");
+    text += "\nTry, in another terminal:\n";
+    text += &format!("  {exe} append -t {all} -c 'set x=1'\n");
+    text += &format!("  {exe} query -t {all}\n");
+    text += &format!("  {exe} status -t {all} --json\n");
+    let leader_k = (0..cluster.len()).find(|&k| cluster.addr(k) == leader);
+    // nc talks to one node: a follower, which outlives the leader's kill.
+    let follower = (0..cluster.len())
+        .find(|&k| Some(k) != leader_k)
+        .or(leader_k)
+        .map_or(leader, |k| cluster.addr(k));
+    if let Some((host, port)) = follower.rsplit_once(':') {
+        text += &format!("  printf '{{\"op\":\"status\"}}\\n' | nc -q1 {host} {port}\n");
+    }
+    if let Some(k) = leader_k {
+        let pid = cluster
+            .pid(k)
+            .map_or("?".to_string(), |pid| pid.to_string());
+        text += &format!(
+            "  kill -9 {pid}   # the leader, node {}; then `status` shows another take over\n",
+            k + 1
+        );
+    }
+    text += "\nPress Ctrl-C (or Ctrl-D) to stop the cluster.";
+    say(&text);
 }
 
 fn fail(message: &str) -> ExitCode {

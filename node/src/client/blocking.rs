@@ -41,6 +41,8 @@
 
 use super::lines::{read_line_limited, LineRead};
 use super::protocol::{NodeState, Request, Response};
+use crate::config::MAX_LINE_BYTES;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -176,8 +178,30 @@ impl fmt::Display for AppendError {
 
 impl std::error::Error for AppendError {}
 
+/// The request line `append` would send for `command`, or why the node would refuse it
+/// for its length (checked before sending, so a too-big command fails here, not after a
+/// round trip and a closed connection).
+pub fn append_request(command: &str) -> Result<Request, String> {
+    let request = Request::Append {
+        command: command.to_string(),
+    };
+    let mut line = Vec::new();
+    request.encode(&mut line);
+    let line_bytes = line.len() - 1; // Without its newline.
+    if line_bytes > MAX_LINE_BYTES {
+        return Err(format!(
+            "the command ({} bytes) makes a {line_bytes}-byte request line; the protocol's \
+             limit is {MAX_LINE_BYTES} bytes",
+            command.len()
+        ));
+    }
+    Ok(request)
+}
+
 /// Appends `command` through `targets`, following `not_leader` redirects and trying the
-/// other targets while no leader is known, until `timeout` has passed.
+/// other targets while no leader is known, until `timeout` has passed. When every one of
+/// `targets` in a row refuses the connection (or is no address at all), it gives up at
+/// once with `NoLeader`: nobody is there to wait for.
 ///
 /// It never resends a command whose fate is unknown, so a success is exactly one append.
 pub fn append(
@@ -187,13 +211,13 @@ pub fn append(
 ) -> Result<Appended, AppendError> {
     assert!(!targets.is_empty(), "append needs a target");
     let deadline = Instant::now() + timeout;
-    let request = Request::Append {
-        command: command.to_string(),
-    };
+    let request = append_request(command).map_err(|message| AppendError::Rejected { message })?;
     let mut target = targets[0].clone();
     let mut fallback = 0;
     let mut last_problem = String::from("no attempt made");
     let mut redirected = false;
+    // The given targets that refused since any node last answered, with why.
+    let mut refused: BTreeMap<String, String> = BTreeMap::new();
     while Instant::now() < deadline {
         match attempt(&target, &request, deadline) {
             Attempt::Done(result) => return result,
@@ -202,18 +226,40 @@ pub fn append(
                 if redirected {
                     std::thread::sleep(RETRY_PAUSE);
                 }
+                refused.clear();
                 redirected = true;
                 last_problem = problem;
                 target = leader;
             }
-            Attempt::Retry { elsewhere, problem } => {
+            Attempt::Retry {
+                elsewhere,
+                problem,
+                nobody_there,
+            } => {
                 redirected = false;
+                // Straight on to the next given target after a refusal; a pause otherwise,
+                // so that an election can finish (and a redirect to a dead leader does not
+                // spin).
+                let pause = !(nobody_there && targets.contains(&target));
+                if !nobody_there {
+                    refused.clear();
+                } else if targets.contains(&target) {
+                    refused.insert(target.clone(), problem.clone());
+                    if targets.iter().all(|target| refused.contains_key(target)) {
+                        let problems: Vec<String> = refused.into_values().collect();
+                        return Err(AppendError::NoLeader {
+                            last_problem: format!("no node is reachable: {}", problems.join("; ")),
+                        });
+                    }
+                }
                 last_problem = problem;
                 if elsewhere {
                     fallback = (fallback + 1) % targets.len();
                     target = targets[fallback].clone();
                 }
-                std::thread::sleep(RETRY_PAUSE);
+                if pause {
+                    std::thread::sleep(RETRY_PAUSE);
+                }
             }
         }
     }
@@ -236,6 +282,9 @@ enum Attempt {
     Retry {
         elsewhere: bool,
         problem: String,
+        /// The connection was refused, or the target is not an address: no node is
+        /// there, as opposed to one that answered or is slow.
+        nobody_there: bool,
     },
 }
 
@@ -249,6 +298,10 @@ fn attempt(target: &str, request: &Request, deadline: Instant) -> Attempt {
             return Attempt::Retry {
                 elsewhere: true,
                 problem: format!("{target}: {error}"),
+                nobody_there: matches!(
+                    error.kind(),
+                    io::ErrorKind::ConnectionRefused | io::ErrorKind::InvalidInput
+                ),
             }
         }
     };
@@ -273,10 +326,12 @@ fn attempt(target: &str, request: &Request, deadline: Instant) -> Attempt {
         Ok(Response::NotLeader { leader: Some(_) }) => Attempt::Retry {
             elsewhere: false,
             problem: format!("{target} lost leadership before committing"),
+            nobody_there: false,
         },
         Ok(Response::NotLeader { leader: None }) => Attempt::Retry {
             elsewhere: true,
             problem: format!("{target} knows no leader yet"),
+            nobody_there: false,
         },
         Ok(Response::Timeout) => unknown(format!("{target} answered timeout")),
         // Parsing yields these as `timeout` and `not_leader`; handled alike.
