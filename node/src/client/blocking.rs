@@ -339,6 +339,7 @@ fn attempt(target: &str, request: &Request, deadline: Instant) -> Attempt {
         Ok(Response::Stopping { accepted: false }) => Attempt::Retry {
             elsewhere: true,
             problem: format!("{target} is stopping"),
+            nobody_there: false,
         },
         Ok(Response::BadRequest { message }) => {
             Attempt::Done(Err(AppendError::Rejected { message }))
