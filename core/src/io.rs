@@ -67,15 +67,20 @@ pub struct Fetched {
     pub entries: Vec<Entry>,
 }
 
-/// One durable write: apply `hard_state`, then truncate, then append.
+/// One durable write: apply `hard_state`, then `install`, then truncate, then append.
 ///
 /// Invariant: `truncate_after`, when present, is below `entries[0].index` or `entries` is
-/// empty, and `entries` are contiguous.
+/// empty, and `entries` are contiguous. With `install`, `entries` (if any) follow
+/// `install.last` and `truncate_after` is absent.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Write {
     pub id: WriteId,
     /// The new hard state, when it changed.
     pub hard_state: Option<HardState>,
+    /// Replace the whole log with an empty one that starts after `install.last` (a
+    /// follower too far behind the leader's retained log), keeping `install.data`.
+    #[serde(default)]
+    pub install: Option<Install>,
     /// Discard every entry with an index above this one before appending.
     pub truncate_after: Option<Index>,
     /// Entries to append after the (possibly truncated) log.
@@ -84,8 +89,21 @@ pub struct Write {
 
 impl Write {
     pub fn is_empty(&self) -> bool {
-        self.hard_state.is_none() && self.truncate_after.is_none() && self.entries.is_empty()
+        self.hard_state.is_none()
+            && self.install.is_none()
+            && self.truncate_after.is_none()
+            && self.entries.is_empty()
     }
+}
+
+/// A log that now starts after `last`: everything up to it is committed, and what it held
+/// is `data`. For replog's own log service `data` is empty (the log's history before
+/// `last` is simply gone, as a trim makes it); an application that embeds the core puts
+/// its state snapshot there.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Install {
+    pub last: EntryId,
+    pub data: Vec<u8>,
 }
 
 /// What became of a proposal.

@@ -79,7 +79,7 @@ mod types;
 mod writes;
 
 pub use config::{Config, ConfigError};
-pub use io::{FetchRequest, Fetched, Input, Output, ProposalOutcome, Write};
+pub use io::{FetchRequest, Fetched, Input, Install, Output, ProposalOutcome, Write};
 pub use log::{take_batch, Log, LogError, NotHeld};
 pub use message::{AppendResponse, ConflictHint, Message, MessageBody};
 pub use raft::{RaftCore, Recovered, RecoveryError, Stats};

@@ -98,6 +98,10 @@ pub enum Payload {
     /// follower's AppendEntries and the committed output all point at one buffer, so
     /// handing an entry on is a reference-count increment, not an allocation and a copy.
     Command(Arc<str>),
+    /// Retention: once this entry is applied, every node may drop the entries before
+    /// `before` from its storage (whole segments, never past what it has applied). Going
+    /// through the log makes every node agree on the point.
+    Trim { before: Index },
 }
 
 impl Payload {
@@ -105,6 +109,7 @@ impl Payload {
     pub fn size_bytes(&self) -> usize {
         match self {
             Payload::Noop => 1,
+            Payload::Trim { .. } => 8,
             Payload::Command(command) => command.len(),
         }
     }

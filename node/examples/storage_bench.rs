@@ -123,6 +123,7 @@ fn persist_throughput(dir: &Path, batch: usize, mode: AppendMode) {
                 term,
                 voted_for: Some(NodeId(1)),
             }),
+            install: None,
             truncate_after: None,
             entries: vec![],
         }])
@@ -138,6 +139,7 @@ fn persist_throughput(dir: &Path, batch: usize, mode: AppendMode) {
             .map(|offset| Write {
                 id: WriteId(next_index.0 + offset as u64 + 1),
                 hard_state: None,
+                install: None,
                 truncate_after: None,
                 entries: vec![Entry {
                     index: next_index.plus(offset as u64),

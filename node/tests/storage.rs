@@ -96,6 +96,7 @@ fn storage_with_entries(dir: &Path, count: u64) -> Vec<Entry> {
         .persist(&[Write {
             id: WriteId(1),
             hard_state: Some(hard_state(1, Some(1))),
+            install: None,
             truncate_after: None,
             entries: entries.clone(),
         }])
@@ -135,12 +136,14 @@ fn persisted_writes_round_trip_through_reopen() {
             Write {
                 id: WriteId(1),
                 hard_state: Some(hard_state(2, Some(3))),
+                install: None,
                 truncate_after: None,
                 entries: vec![],
             },
             Write {
                 id: WriteId(2),
                 hard_state: None,
+                install: None,
                 truncate_after: None,
                 entries: vec![noop(1, 2), command(2, 2, "set x=\"1\"\n")],
             },
@@ -150,6 +153,7 @@ fn persisted_writes_round_trip_through_reopen() {
         .persist(&[Write {
             id: WriteId(3),
             hard_state: None,
+            install: None,
             truncate_after: None,
             entries: vec![command(3, 2, "")],
         }])
@@ -194,6 +198,7 @@ fn truncation_then_append_survives_reopen() {
         .persist(&[Write {
             id: WriteId(1),
             hard_state: Some(hard_state(2, None)),
+            install: None,
             truncate_after: Some(Index(2)),
             entries: vec![command(3, 2, "new 3"), command(4, 2, "new 4")],
         }])
@@ -220,6 +225,7 @@ fn truncations_inside_one_batch_apply_in_order() {
     let write = |id, truncate_after: Option<u64>, entries| Write {
         id: WriteId(id),
         hard_state: None,
+        install: None,
         truncate_after: truncate_after.map(Index),
         entries,
     };
@@ -241,6 +247,7 @@ fn truncations_inside_one_batch_apply_in_order() {
         .map(|entry| match &entry.payload {
             Payload::Command(text) => text.to_string(),
             Payload::Noop => "noop".to_string(),
+            Payload::Trim { before } => format!("trim<{}", before.0),
         })
         .collect();
     assert_eq!(commands, ["command 1", "command 2", "c3", "d4"]);
@@ -272,6 +279,7 @@ fn torn_final_line_at_every_byte_offset_recovers_with_a_warning() {
             .persist(&[Write {
                 id: WriteId(1),
                 hard_state: None,
+                install: None,
                 truncate_after: None,
                 entries: vec![command(3, 1, "again")],
             }])
@@ -295,6 +303,7 @@ fn crash_at_any_byte_of_a_group_commit_recovers_its_complete_lines() {
         .map(|entry| Write {
             id: WriteId(entry.index.0),
             hard_state: None,
+            install: None,
             truncate_after: None,
             entries: vec![entry.clone()],
         })
@@ -357,6 +366,7 @@ fn a_kill_9_state_of_lines_and_preallocated_zeros_recovers_without_a_warning() {
         .persist(&[Write {
             id: WriteId(1),
             hard_state: Some(hard_state(1, Some(1))),
+            install: None,
             truncate_after: None,
             entries: entries.clone(),
         }])
@@ -440,6 +450,7 @@ fn two_batches(dir: &Path, durable: &[Entry], unfinished: &[Entry]) -> (Vec<u8>,
     let mut write = Write {
         id: WriteId(1),
         hard_state: Some(hard_state(1, Some(1))),
+        install: None,
         truncate_after: None,
         entries: durable.to_vec(),
     };
@@ -520,6 +531,7 @@ fn reopen_cuts_at_the_hole(
         .persist(&[Write {
             id: WriteId(3),
             hard_state: None,
+            install: None,
             truncate_after: None,
             entries: vec![again.clone()],
         }])
@@ -813,6 +825,7 @@ fn commit_index_rides_along_with_the_next_hard_state_change() {
         .persist(&[Write {
             id: WriteId(1),
             hard_state: Some(hard_state(2, None)),
+            install: None,
             truncate_after: None,
             entries: vec![],
         }])
@@ -839,6 +852,7 @@ fn a_failed_write_poisons_the_handle() {
     let vote = Write {
         id: WriteId(1),
         hard_state: Some(hard_state(1, Some(1))),
+        install: None,
         truncate_after: None,
         entries: vec![],
     };
@@ -914,6 +928,7 @@ impl Model {
         Write {
             id: WriteId(self.next_write_id),
             hard_state,
+            install: None,
             truncate_after,
             entries: vec![],
         }
@@ -1082,6 +1097,7 @@ fn write_batches(dir: &Path, mode: AppendMode, batches: &[Batch]) -> (Vec<u8>, V
         let mut write = Write {
             id: WriteId(k as u64 + 1),
             hard_state: None,
+            install: None,
             truncate_after: None,
             entries: vec![],
         };
@@ -1180,6 +1196,7 @@ fn append_batches(
         let mut write = Write {
             id: WriteId(log.len() as u64 + 1),
             hard_state: Some(hard_state(term, Some(1))),
+            install: None,
             truncate_after: None,
             entries: vec![],
         };
@@ -1285,6 +1302,7 @@ fn truncation_into_a_sealed_segment_removes_the_later_ones_and_reopens_it() {
         .persist(&[Write {
             id: WriteId(1),
             hard_state: Some(hard_state(2, None)),
+            install: None,
             truncate_after: Some(Index(keep)),
             entries: vec![replacement.clone()],
         }])
@@ -1385,6 +1403,7 @@ fn a_failed_write_while_sealing_stops_storage_and_loses_nothing_acknowledged() {
     let big = Write {
         id: WriteId(99),
         hard_state: None,
+        install: None,
         truncate_after: None,
         entries: (11..=80)
             .map(|index| command(index, 1, &"y".repeat(60)))
@@ -1431,6 +1450,7 @@ fn an_old_format_directory_is_converted_with_nothing_lost() {
         .map(|entry| match &entry.payload {
             Payload::Command(text) => text.to_string(),
             Payload::Noop => "noop".to_string(),
+            Payload::Trim { before } => format!("trim<{}", before.0),
         })
         .collect();
     assert_eq!(commands, ["noop", "set a=1", "set b=2", "set c=3"]);
@@ -1514,6 +1534,7 @@ proptest! {
             let mut write = Write {
                 id: WriteId(k as u64 + 1),
                 hard_state: Some(hard_state(term, None)),
+                install: None,
                 truncate_after: None,
                 entries: vec![],
             };

@@ -295,6 +295,7 @@ mod tests {
                 term: Term(term),
                 voted_for: None,
             }),
+            install: None,
             truncate_after: None,
             entries,
         }

@@ -290,6 +290,7 @@ impl Cluster {
                 .map(|e| match &e.payload {
                     Payload::Noop => format!("{}:noop", e.term.0),
                     Payload::Command(c) => format!("{}:{}", e.term.0, c),
+                    Payload::Trim { before } => format!("{}:trim<{}", e.term.0, before.0),
                 })
                 .collect();
             let _ = writeln!(

@@ -108,13 +108,16 @@ impl std::fmt::Display for RoleName {
 }
 
 /// One log entry as clients see it. A leader's no-op (appended by every new leader, see
-/// the core) has `command: null`.
+/// the core) has `command: null`; so does a retention point, which also carries
+/// `trim_before`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryView {
     pub index: u64,
     pub term: u64,
     pub command: Option<String>,
     pub committed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trim_before: Option<u64>,
 }
 
 impl EntryView {
@@ -125,9 +128,13 @@ impl EntryView {
             term: entry.term.0,
             command: match &entry.payload {
                 replog_core::Payload::Command(command) => Some(command.to_string()),
-                replog_core::Payload::Noop => None,
+                replog_core::Payload::Noop | replog_core::Payload::Trim { .. } => None,
             },
             committed: entry.index <= commit_index,
+            trim_before: match entry.payload {
+                replog_core::Payload::Trim { before } => Some(before.0),
+                _ => None,
+            },
         }
     }
 }
@@ -352,6 +359,7 @@ mod tests {
                 term: 4,
                 command: None,
                 committed: true,
+                trim_before: None,
             }]),
         };
         for response in [

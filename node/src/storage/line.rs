@@ -39,6 +39,9 @@ pub(crate) fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
             out.extend_from_slice(b"\"command\":");
             serde_json::to_writer(&mut *out, command).expect("a string always serializes");
         }
+        Payload::Trim { before } => {
+            let _ = write!(out, "\"trim_before\":{}", before.0);
+        }
     }
     out.push(b'}');
     seal_record(out, start);
@@ -86,18 +89,22 @@ struct LineRecord {
     command: Option<String>,
     #[serde(default)]
     noop: Option<bool>,
+    #[serde(default)]
+    trim_before: Option<u64>,
 }
 
 impl LineRecord {
     fn into_entry(self) -> Result<Entry, LineProblem> {
-        let payload = match (self.command, self.noop) {
-            (Some(command), None) => Payload::Command(command.into()),
-            (None, Some(true)) => Payload::Noop,
-            _ => {
-                return Err(LineProblem::Parse(
-                    "expected exactly one of \"command\" or \"noop\":true".to_string(),
-                ))
-            }
+        let payload = match (self.command, self.noop, self.trim_before) {
+            (Some(command), None, None) => Payload::Command(command.into()),
+            (None, Some(true), None) => Payload::Noop,
+            (None, None, Some(before)) if before > 0 => Payload::Trim {
+                before: Index(before),
+            },
+            _ => return Err(LineProblem::Parse(
+                "expected exactly one of \"command\", \"noop\":true or a positive \"trim_before\""
+                    .to_string(),
+            )),
         };
         Ok(Entry {
             index: Index(self.index),

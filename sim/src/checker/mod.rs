@@ -257,7 +257,7 @@ impl Checker {
                 });
                 match &entry.payload {
                     Payload::Command(command) => self.history.committed(command, entry.index),
-                    Payload::Noop => Ok(()),
+                    Payload::Noop | Payload::Trim { .. } => Ok(()),
                 }
             }
         }

@@ -79,9 +79,14 @@ impl Registry {
 /// collide with negligible probability.
 pub fn fingerprint(payload: &Payload) -> u64 {
     let mut hash: u64 = 0xCBF2_9CE4_8422_2325;
+    let trim;
     let bytes: &[u8] = match payload {
         Payload::Noop => b"\x00noop",
         Payload::Command(command) => command.as_bytes(),
+        Payload::Trim { before } => {
+            trim = [b"\x00trim".as_slice(), &before.0.to_le_bytes()].concat();
+            &trim
+        }
     };
     for &byte in bytes {
         hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01B3);

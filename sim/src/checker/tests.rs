@@ -25,6 +25,7 @@ fn append(entries: &[Entry]) -> Output {
     Output::Persist(Write {
         id: WriteId(1),
         hard_state: None,
+        install: None,
         truncate_after: None,
         entries: entries.to_vec(),
     })
@@ -133,6 +134,7 @@ fn log_matching_stale_truncation_of_current_term_entries() {
         Output::Persist(Write {
             id: WriteId(2),
             hard_state: None,
+            install: None,
             truncate_after: Some(Index(after)),
             entries: Vec::new(),
         })
@@ -152,6 +154,7 @@ fn log_matching_stale_truncation_of_current_term_entries() {
     let repair = Output::Persist(Write {
         id: WriteId(2),
         hard_state: None,
+        install: None,
         truncate_after: Some(Index(1)),
         entries: repaired[1..].to_vec(),
     });
