@@ -128,7 +128,7 @@ impl RaftCore {
     }
 
     /// The highest index verified against the current term's leader (0 if none yet).
-    fn verified_in_term(&self) -> Index {
+    pub(crate) fn verified_in_term(&self) -> Index {
         match self.verified {
             (term, index) if term == self.term => index,
             _ => Index::ZERO,

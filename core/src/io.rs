@@ -13,10 +13,17 @@ pub enum Input {
     Receive(Message),
     /// Clients ask to append these commands, in this order, as one batch.
     Propose(Vec<String>),
+    /// Propose a retention point: once committed and applied, every node may drop the
+    /// entries before `before` from storage ([`crate::Payload::Trim`]). Answered like
+    /// `Propose`, with one `Output::Proposal`.
+    Trim { before: Index },
     /// Every write with an id up to and including `write_id` is durable.
     Persisted { write_id: WriteId },
     /// The answer to an [`Output::Fetch`]: entries read back from storage.
     Fetched(Fetched),
+    /// The answer to an [`Output::Fetch`] whose `from` lies before the log's first
+    /// retained index: the leader installs the log's boundary on the follower instead.
+    FetchTrimmed(Trimmed),
 }
 
 /// Everything a node asks its driver to do. Plain data, drained from a caller-owned buffer.
@@ -65,6 +72,19 @@ pub struct Fetched {
     pub prev: EntryId,
     /// Contiguous entries from `from`, within the request's limits.
     pub entries: Vec<Entry>,
+}
+
+/// Storage no longer holds the entries a [`FetchRequest`] asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trimmed {
+    pub peer: NodeId,
+    /// The request's `from`.
+    pub from: Index,
+    /// The entry just before the log's first retained one.
+    pub boundary: EntryId,
+    /// What the follower keeps in place of the entries up to `boundary`: empty for
+    /// replog's log service, an embedder's state snapshot otherwise.
+    pub data: Vec<u8>,
 }
 
 /// One durable write: apply `hard_state`, then `install`, then truncate, then append.

@@ -34,6 +34,14 @@ impl RaftCore {
     }
 
     pub(crate) fn propose(&mut self, commands: Vec<String>, outputs: &mut Vec<Output>) {
+        let payloads = commands
+            .into_iter()
+            .map(|command| Payload::Command(command.into()))
+            .collect();
+        self.propose_payloads(payloads, outputs);
+    }
+
+    pub(crate) fn propose_payloads(&mut self, payloads: Vec<Payload>, outputs: &mut Vec<Output>) {
         if self.role != Role::Leader {
             let outcome = ProposalOutcome::NotLeader {
                 leader: self.leader,
@@ -42,13 +50,8 @@ impl RaftCore {
             return;
         }
         let first_index = self.log.last_index().next();
-        let count = commands.len() as u64;
-        self.append_as_leader(
-            commands
-                .into_iter()
-                .map(|command| Payload::Command(command.into()))
-                .collect(),
-        );
+        let count = payloads.len() as u64;
+        self.append_as_leader(payloads);
         let outcome = ProposalOutcome::Accepted {
             first_index,
             count,

@@ -68,6 +68,7 @@ mod catch_up;
 mod config;
 mod election;
 mod follower;
+mod install;
 mod io;
 mod leader;
 mod log;
@@ -79,7 +80,7 @@ mod types;
 mod writes;
 
 pub use config::{Config, ConfigError};
-pub use io::{FetchRequest, Fetched, Input, Install, Output, ProposalOutcome, Write};
+pub use io::{FetchRequest, Fetched, Input, Install, Output, ProposalOutcome, Trimmed, Write};
 pub use log::{take_batch, Log, LogError, NotHeld};
 pub use message::{AppendResponse, ConflictHint, Message, MessageBody};
 pub use raft::{RaftCore, Recovered, RecoveryError, Stats};

@@ -1,6 +1,6 @@
 //! Messages between Raft peers. Plain data: drivers serialize them however they like.
 
-use crate::types::{Entry, Index, NodeId, Term};
+use crate::types::{Entry, EntryId, Index, NodeId, Term};
 use serde::{Deserialize, Serialize};
 
 /// A message from one peer to another.
@@ -36,6 +36,14 @@ pub enum MessageBody {
         leader_commit: Index,
     },
     AppendEntriesResponse(AppendResponse),
+    /// The leader no longer holds what this follower lacks: its log now starts after
+    /// `last` (thesis §5.4.1, InstallSnapshot). The follower replaces its log with an empty
+    /// one after `last`, keeping `data` (empty for replog's log service; an embedder's state
+    /// snapshot), and answers like an AppendEntries that matched at `last`.
+    InstallSnapshot {
+        last: EntryId,
+        data: Vec<u8>,
+    },
 }
 
 /// A follower's answer to AppendEntries.
@@ -69,6 +77,7 @@ impl MessageBody {
             MessageBody::RequestVoteResponse { .. } => "RequestVoteResponse",
             MessageBody::AppendEntries { .. } => "AppendEntries",
             MessageBody::AppendEntriesResponse(_) => "AppendEntriesResponse",
+            MessageBody::InstallSnapshot { .. } => "InstallSnapshot",
         }
     }
 }

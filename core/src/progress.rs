@@ -113,6 +113,19 @@ impl Progress {
         true
     }
 
+    /// An install of the log's boundary `at` is on its way: probe from just after it, and
+    /// send nothing more until the follower answers (or the next heartbeat).
+    pub fn installing(&mut self, at: Index) {
+        assert!(
+            at >= self.match_index,
+            "installing below what the follower holds"
+        );
+        self.next_index = at.next();
+        self.state = ReplicationState::Probe;
+        self.probe_sent = true;
+        self.inflight.clear();
+    }
+
     pub fn become_probe(&mut self) {
         self.state = ReplicationState::Probe;
         self.probe_sent = false;

@@ -6,7 +6,7 @@ use crate::io::{Input, Output};
 use crate::log::{Log, LogError};
 use crate::message::{Message, MessageBody};
 use crate::progress::Progress;
-use crate::types::{Entry, EntryId, HardState, Index, NodeId, Role, Term};
+use crate::types::{Entry, EntryId, HardState, Index, NodeId, Payload, Role, Term};
 use crate::writes::WriteTracker;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -112,6 +112,10 @@ pub struct Stats {
     pub bad_fetched_ignored: u64,
     /// `Fetch` outputs: batches read back from storage to catch a follower up.
     pub fetches_requested: u64,
+    /// Logs installed on followers too far behind this leader's retained log.
+    pub installs_sent: u64,
+    /// Logs replaced here by a leader's install.
+    pub installs_received: u64,
     pub pre_votes_started: u64,
     pub elections_started: u64,
     pub terms_led: u64,
@@ -240,8 +244,12 @@ impl RaftCore {
             Input::Tick => self.tick(outputs),
             Input::Receive(message) => self.receive(message, outputs),
             Input::Propose(commands) => self.propose(commands, outputs),
+            Input::Trim { before } => {
+                self.propose_payloads(vec![Payload::Trim { before }], outputs)
+            }
             Input::Persisted { write_id } => self.persisted(write_id, outputs),
             Input::Fetched(fetched) => self.handle_fetched(fetched, outputs),
+            Input::FetchTrimmed(trimmed) => self.handle_fetch_trimmed(trimmed, outputs),
         }
         self.end_step(outputs);
     }
@@ -268,6 +276,7 @@ impl RaftCore {
             MessageBody::RequestVoteResponse { .. } => self.handle_vote_response(message, outputs),
             MessageBody::AppendEntries { .. } => self.handle_append_entries(message, outputs),
             MessageBody::AppendEntriesResponse(_) => self.handle_append_response(message, outputs),
+            MessageBody::InstallSnapshot { .. } => self.handle_install(message, outputs),
         }
     }
 
@@ -293,7 +302,7 @@ impl RaftCore {
                 // it, so neither its term nor its request touches us.
                 false
             }
-            MessageBody::AppendEntries { .. } => {
+            MessageBody::AppendEntries { .. } | MessageBody::InstallSnapshot { .. } => {
                 self.become_follower(message.term, Some(message.from));
                 true
             }

@@ -1,7 +1,7 @@
 //! Tracks writes between `Output::Persist` and `Input::Persisted`, and the messages that
 //! must wait for them (the durability rule, thesis §3.8).
 
-use crate::io::Write;
+use crate::io::{Install, Write};
 use crate::message::Message;
 use crate::types::{Entry, HardState, Index, WriteId};
 use std::collections::VecDeque;
@@ -29,11 +29,14 @@ pub(crate) struct WriteTracker {
     staged: Write,
     staged_held: Vec<Message>,
     /// Log entries `1..=durable_index` of the in-memory log are on durable storage as they
-    /// are in memory.
+    /// are in memory (those before the window as storage holds them: committed).
     /// Invariant: `durable_index <= log.last_index()`.
     pub durable_index: Index,
     /// The hard state storage holds.
     pub durable_hard_state: HardState,
+    /// The boundary of the newest install issued: the in-memory log starts after it, so no
+    /// entry up to it is ever held or owed to storage. `durable_index` never drops below it.
+    install_floor: Index,
 }
 
 /// What a `Persisted` input released.
@@ -50,6 +53,7 @@ impl WriteTracker {
             staged_held: Vec::new(),
             durable_index,
             durable_hard_state,
+            install_floor: Index::ZERO,
         }
     }
 
@@ -65,6 +69,20 @@ impl WriteTracker {
             self.staged.truncate_after = Some(point);
         }
         self.durable_index = self.durable_index.min(index);
+    }
+
+    /// Storage must replace the whole log with an empty one after `install.last`. Counts
+    /// as a truncation there for what is durable: nothing of the old log above it is.
+    pub fn stage_install(&mut self, install: Install) {
+        let at = install.last.index;
+        self.staged.entries.clear();
+        self.staged.truncate_after = None;
+        self.staged.install = Some(install);
+        // The in-memory log now starts after `at`: it holds nothing up to there that storage
+        // could lack. A crash before this write is durable brings the old log back, and
+        // nothing was acknowledged on the strength of the new one (replies wait for it).
+        self.install_floor = at;
+        self.durable_index = at;
     }
 
     pub fn stage_entries(&mut self, entries: &[Entry]) {
@@ -102,7 +120,7 @@ impl WriteTracker {
         self.in_flight.push_back(InFlightWrite {
             id: write.id,
             log_last_index,
-            truncate_after: write.truncate_after,
+            truncate_after: cut_point(&write),
             hard_state: write.hard_state,
             held,
         });
@@ -131,8 +149,10 @@ impl WriteTracker {
             .in_flight
             .iter()
             .filter_map(|w| w.truncate_after)
-            .chain(self.staged.truncate_after);
-        self.durable_index = later_truncations.fold(log_last_index, Index::min);
+            .chain(cut_point(&self.staged));
+        self.durable_index = later_truncations
+            .fold(log_last_index, Index::min)
+            .max(self.install_floor);
         Some(Released { messages })
     }
 
@@ -153,5 +173,14 @@ impl WriteTracker {
             self.staged.is_empty() && self.staged_held.is_empty(),
             "staged write not flushed"
         );
+    }
+}
+
+/// Where `write` cuts the log it finds in storage: its truncation point, or for an install
+/// the entry the new log starts after.
+fn cut_point(write: &Write) -> Option<Index> {
+    match &write.install {
+        Some(install) => Some(install.last.index),
+        None => write.truncate_after,
     }
 }

@@ -179,3 +179,118 @@ fn recovery_refuses_a_tail_that_starts_after_the_commit_index() {
         })
     );
 }
+
+fn install_message(term: u64, last: (u64, u64)) -> replog_core::Message {
+    replog_core::Message {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(term),
+        body: replog_core::MessageBody::InstallSnapshot {
+            last: EntryId {
+                index: Index(last.0),
+                term: Term(last.1),
+            },
+            data: Vec::new(),
+        },
+    }
+}
+
+#[test]
+fn s5_4_1_a_follower_behind_the_leaders_retained_log_installs_its_boundary_durably() {
+    // n2 holds a stale, uncommitted tail from term 1; the leader of term 2 has trimmed
+    // through 10/2.
+    let recovered = Recovered {
+        hard_state: HardState {
+            term: Term(2),
+            voted_for: None,
+        },
+        prev: EntryId::ZERO,
+        entries: vec![command(1, 1, "a"), command(2, 1, "stale")],
+        commit_index: Index(1),
+    };
+    let mut core = RaftCore::new(support::config(2, 3), recovered).expect("valid");
+    let mut outputs = Vec::new();
+    core.step(Input::Receive(install_message(2, (10, 2))), &mut outputs);
+    core.check_invariants();
+    assert_eq!(
+        core.log().prev(),
+        EntryId {
+            index: Index(10),
+            term: Term(2)
+        }
+    );
+    assert!(core.log().held().is_empty());
+    assert_eq!(
+        (core.commit_index(), core.applied_index()),
+        (Index(10), Index(10))
+    );
+    let write = outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::Persist(write) => Some(write.clone()),
+            _ => None,
+        })
+        .expect("the install is written");
+    assert_eq!(
+        write.install.as_ref().map(|i| i.last.index),
+        Some(Index(10))
+    );
+    assert!(
+        outputs.iter().all(|o| !matches!(o, Output::Send(_))),
+        "no answer before the install is durable"
+    );
+    let mut outputs = Vec::new();
+    core.step(Input::Persisted { write_id: write.id }, &mut outputs);
+    core.check_invariants();
+    let reply = outputs.iter().find_map(|o| match o {
+        Output::Send(m) => Some(m.clone()),
+        _ => None,
+    });
+    let Some(replog_core::Message {
+        body: replog_core::MessageBody::AppendEntriesResponse(response),
+        ..
+    }) = reply
+    else {
+        panic!("expected the install's answer, got {outputs:?}");
+    };
+    assert_eq!(response.index, Index(10));
+    assert!(response.reject.is_none());
+    // Entries after the boundary are accepted as usual.
+    let append = replog_core::Message {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(2),
+        body: replog_core::MessageBody::AppendEntries {
+            prev_log_index: Index(10),
+            prev_log_term: Term(2),
+            entries: vec![command(11, 2, "k")],
+            leader_commit: Index(11),
+        },
+    };
+    let mut outputs = Vec::new();
+    core.step(Input::Receive(append), &mut outputs);
+    core.check_invariants();
+    assert_eq!(core.log().held(), &[command(11, 2, "k")]);
+}
+
+#[test]
+fn an_install_that_the_log_already_holds_only_advances_the_commit_index() {
+    let recovered = Recovered {
+        hard_state: HardState {
+            term: Term(2),
+            voted_for: None,
+        },
+        prev: EntryId::ZERO,
+        entries: vec![command(1, 1, "a"), command(2, 2, "b"), command(3, 2, "c")],
+        commit_index: Index(1),
+    };
+    let mut core = RaftCore::new(support::config(2, 3), recovered).expect("valid");
+    let mut outputs = Vec::new();
+    core.step(Input::Receive(install_message(2, (2, 2))), &mut outputs);
+    core.check_invariants();
+    assert_eq!(core.commit_index(), Index(2));
+    assert_eq!(core.log().last_index(), Index(3), "the suffix is kept (§7)");
+    assert!(outputs
+        .iter()
+        .all(|o| !matches!(o, Output::Persist(w) if w.install.is_some())));
+}

@@ -10,19 +10,58 @@ use crate::params::DiskParams;
 use crate::report::Violation;
 use crate::rng::SimRng;
 use replog_core::{
-    take_batch, Entry, EntryId, FetchRequest, Fetched, HardState, Index, NodeId, Recovered, Write,
-    WriteId,
+    take_batch, Entry, EntryId, FetchRequest, Fetched, HardState, Index, NodeId, Recovered,
+    Trimmed, Write, WriteId,
 };
+
+/// What storage answers a `Fetch` with.
+#[derive(Clone, Debug)]
+pub enum FetchAnswer {
+    Entries(Fetched),
+    Trimmed(Trimmed),
+}
 use std::collections::VecDeque;
 
 /// What survives a crash.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Durable {
     pub hard_state: HardState,
-    /// Invariant: contiguous from index 1.
+    /// The entry before the first one kept: `EntryId::ZERO` until a trim or an install.
+    /// Invariant: never goes back; `boundary.index <= commit_index`.
+    pub boundary: EntryId,
+    /// Invariant: contiguous from `boundary.index + 1`.
     pub entries: Vec<Entry>,
     /// The commit index the driver last recorded (the node keeps it in `metadata.json`).
     pub commit_index: Index,
+}
+
+impl Durable {
+    /// The entry at `index`, if this disk still holds it.
+    pub fn entry(&self, index: Index) -> Option<&Entry> {
+        if index <= self.boundary.index {
+            return None;
+        }
+        self.entries
+            .get((index.0 - self.boundary.index.0 - 1) as usize)
+    }
+
+    /// The id of the entry at `index`: held, or the boundary itself.
+    pub fn id_at(&self, index: Index) -> Option<EntryId> {
+        if index == self.boundary.index {
+            return Some(self.boundary);
+        }
+        self.entry(index).map(Entry::id)
+    }
+
+    pub fn last_index(&self) -> Index {
+        self.boundary.index.plus(self.entries.len() as u64)
+    }
+
+    /// The entries from `from` on (`from` past the boundary).
+    fn from(&self, from: Index) -> &[Entry] {
+        let start = self.boundary.index.count_to(from.prev()) as usize;
+        &self.entries[start.min(self.entries.len())..]
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -70,6 +109,14 @@ impl Disk {
     pub fn write(&mut self, write: Write) {
         self.unsynced.push_back(Record::Write(write));
         self.unsynced_writes += 1;
+    }
+
+    /// The boundary of the newest install handed to the OS and not yet synced.
+    pub fn unsynced_install(&self) -> Option<EntryId> {
+        self.unsynced.iter().rev().find_map(|record| match record {
+            Record::Write(write) => write.install.as_ref().map(|install| install.last),
+            Record::Commit(_) => None,
+        })
     }
 
     /// Core writes handed to the OS and not yet covered by a completed fsync.
@@ -149,42 +196,62 @@ impl Disk {
     /// comes before it is committed; the core asks for it with `Fetch` when a follower
     /// needs it).
     pub fn recovered(&self) -> Recovered {
-        let commit = self.durable.commit_index;
-        let prev = match commit.0 {
-            0 => EntryId::ZERO,
-            k => self.durable.entries[k as usize - 1].id(),
-        };
+        let durable = &self.durable;
+        let commit = durable.commit_index;
         Recovered {
-            hard_state: self.durable.hard_state,
-            prev,
-            entries: self.durable.entries[commit.0 as usize..].to_vec(),
+            hard_state: durable.hard_state,
+            prev: durable.id_at(commit).expect("the commit index is on disk"),
+            entries: durable.from(commit.next()).to_vec(),
             commit_index: commit,
         }
     }
 
-    /// Serves a core's `Fetch` from the durable log. The core asks only for committed,
-    /// durable entries; anything else breaks the contract.
-    pub fn fetch(&self, request: &FetchRequest) -> Result<Fetched, Violation> {
-        let entries = &self.durable.entries;
-        let start = request.from.prev().0 as usize;
-        if request.from == Index(0) || start >= entries.len() {
+    /// Serves a core's `Fetch` from the durable log: entries, or "trimmed" with the
+    /// boundary when they are gone. The core asks only for committed, durable entries;
+    /// anything else breaks the contract.
+    pub fn fetch(&self, request: &FetchRequest) -> Result<FetchAnswer, Violation> {
+        let durable = &self.durable;
+        if request.from == Index(0) || request.from > durable.last_index() {
             return Err(self.violation(format!(
                 "fetch from {} for {}, but the durable log ends at {}",
                 request.from,
                 request.peer,
-                entries.len()
+                durable.last_index()
             )));
         }
-        let prev = match start {
-            0 => EntryId::ZERO,
-            k => entries[k - 1].id(),
+        let Some(prev) = durable.id_at(request.from.prev()) else {
+            return Ok(FetchAnswer::Trimmed(Trimmed {
+                peer: request.peer,
+                from: request.from,
+                boundary: durable.boundary,
+                data: Vec::new(),
+            }));
         };
-        let batch = take_batch(&entries[start..], request.max_entries, request.max_bytes);
-        Ok(Fetched {
+        let entries = durable.from(request.from);
+        let batch = take_batch(entries, request.max_entries, request.max_bytes);
+        Ok(FetchAnswer::Entries(Fetched {
             peer: request.peer,
             prev,
             entries: batch.to_vec(),
-        })
+        }))
+    }
+
+    /// Retention: drops the durable entries before `before`, never past the durable commit
+    /// index (the node's storage refuses the same). Returns the new boundary if it moved.
+    pub fn trim(&mut self, before: Index) -> Option<EntryId> {
+        let durable = &mut self.durable;
+        let point = before
+            .prev()
+            .min(durable.commit_index)
+            .min(durable.last_index());
+        if point <= durable.boundary.index {
+            return None;
+        }
+        let boundary = durable.id_at(point).expect("a point within the log");
+        let count = durable.boundary.index.count_to(point) as usize;
+        durable.entries.drain(..count);
+        durable.boundary = boundary;
+        Some(boundary)
     }
 
     /// How long a read for a fetch takes: a fraction of an fsync, as a cached read is.
@@ -212,6 +279,16 @@ impl Disk {
             budget -= 1;
             self.apply_hard_state(hard_state)?;
         }
+        if let Some(install) = write.install {
+            if budget == 0 {
+                return Ok(());
+            }
+            budget -= 1;
+            let durable = &mut self.durable;
+            durable.boundary = install.last;
+            durable.entries.clear();
+            durable.commit_index = durable.commit_index.max(install.last.index);
+        }
         if let Some(after) = write.truncate_after {
             if budget == 0 {
                 return Ok(());
@@ -223,10 +300,11 @@ impl Disk {
                     self.durable.commit_index
                 )));
             }
-            self.durable.entries.truncate(after.0 as usize);
+            let keep = self.durable.boundary.index.count_to(after) as usize;
+            self.durable.entries.truncate(keep);
         }
         for entry in write.entries.into_iter().take(budget) {
-            let expected = Index(self.durable.entries.len() as u64 + 1);
+            let expected = self.durable.last_index().next();
             assert_eq!(entry.index, expected, "durable log would have a gap");
             self.durable.entries.push(entry);
         }
@@ -267,6 +345,7 @@ fn record_parts(record: &Record) -> usize {
         Record::Commit(_) => 1,
         Record::Write(write) => {
             usize::from(write.hard_state.is_some())
+                + usize::from(write.install.is_some())
                 + usize::from(write.truncate_after.is_some())
                 + write.entries.len()
         }

@@ -112,6 +112,11 @@ pub struct WorkloadParams {
     pub think_us_max: u64,
     /// A client gives up on an operation (outcome unknown) after this long.
     pub timeout_us: u64,
+    /// Every this often (0: never) the leader proposes a retention point (`Input::Trim`)
+    /// a uniform `0..=trim_keep_max` entries below its applied index, as `--retain-entries`
+    /// does on a real node.
+    pub trim_interval_us: u64,
+    pub trim_keep_max: u64,
 }
 
 impl Params {
@@ -158,6 +163,8 @@ impl Params {
                 clients: 3,
                 think_us_max: 20_000,
                 timeout_us: 1_000_000,
+                trim_interval_us: 0,
+                trim_keep_max: 0,
             },
         }
     }
@@ -174,6 +181,8 @@ impl Params {
             clients: rng.between(1, 5) as usize,
             think_us_max: *rng.pick(&[1_000, 20_000, 100_000]),
             timeout_us: rng.between(500_000, 2_000_000),
+            trim_interval_us: *rng.pick(&[0, 0, 100_000, 500_000, 2_000_000]),
+            trim_keep_max: *rng.pick(&[0, 5, 50]),
         };
         params
     }

@@ -42,6 +42,7 @@ pub enum MessageKind {
     RequestVoteResponse,
     AppendEntries,
     AppendEntriesResponse,
+    InstallSnapshot,
 }
 
 impl MessageKind {
@@ -53,6 +54,7 @@ impl MessageKind {
             MessageBody::RequestVoteResponse { .. } => MessageKind::RequestVoteResponse,
             MessageBody::AppendEntries { .. } => MessageKind::AppendEntries,
             MessageBody::AppendEntriesResponse(_) => MessageKind::AppendEntriesResponse,
+            MessageBody::InstallSnapshot { .. } => MessageKind::InstallSnapshot,
         }
     }
 }
@@ -79,6 +81,9 @@ impl MessageSummary {
             ],
             MessageBody::AppendEntriesResponse(response) => {
                 [response.index.0, u64::from(response.reject.is_some()), 0, 0]
+            }
+            MessageBody::InstallSnapshot { last, data } => {
+                [last.index.0, last.term.0, data.len() as u64, 0]
             }
         };
         MessageSummary {
@@ -147,6 +152,14 @@ pub enum What {
         from: u64,
         count: u32,
     },
+    /// The leader proposed a retention point.
+    TrimProposed {
+        before: u64,
+    },
+    /// A committed retention point dropped this node's durable entries up to `boundary`.
+    Trimmed {
+        boundary: u64,
+    },
 }
 
 impl fmt::Display for TraceRecord {
@@ -163,6 +176,8 @@ impl fmt::Display for TraceRecord {
             What::Dropped(message, why) => write!(f, "drop {message} ({why})"),
             What::DeadLetter(message) => write!(f, "dead-letter {message}"),
             What::Persisted { write_id } => write!(f, "fsync done: persisted w{write_id}"),
+            What::TrimProposed { before } => write!(f, "propose trim before i{before}"),
+            What::Trimmed { boundary } => write!(f, "trimmed storage through i{boundary}"),
             What::Fetched { peer, from, count } => write!(
                 f,
                 "read from storage for n{peer}: {count} entries from i{from}"
@@ -217,6 +232,7 @@ impl fmt::Display for MessageSummary {
             MessageKind::AppendEntriesResponse => {
                 write!(f, " {} i{a}", if b == 1 { "reject" } else { "ok" })
             }
+            MessageKind::InstallSnapshot => write!(f, " after=i{a}/t{b} data={c}B"),
         }
     }
 }

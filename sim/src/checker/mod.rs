@@ -117,6 +117,16 @@ impl Checker {
                 format!("term went back from {} to {}", before.term, core.term),
             ));
         }
+        let installs_now = outputs.iter().any(|output| {
+            matches!(output, Output::Persist(write)
+                if write.install.as_ref().is_some_and(|i| i.last == core.window_prev))
+        });
+        let mut view = *core;
+        if installs_now {
+            // The disk will hold the install once this step's writes are carried out.
+            view.pending_install = Some(core.window_prev);
+        }
+        let core = &view;
         if !core.window_edge_is_stored() {
             return Err(Violation::new(
                 "Log Window",
@@ -218,10 +228,35 @@ impl Checker {
             ));
         }
         for index in (before.commit.0 + 1)..=commit.0 {
-            let entry = core.entry(Index(index)).expect("commit <= last index");
-            self.observe_committed(core.id, entry, core.term)?;
+            match core.entry(Index(index)) {
+                Some(entry) => self.observe_committed(core.id, entry, core.term)?,
+                // An install: the node's log now starts after a boundary it does not hold.
+                None => self.check_boundary(core, Index(index))?,
+            }
         }
         Ok(())
+    }
+
+    /// `core` considers `index` committed without holding it (an install put its log's
+    /// boundary there): it must be committed already, with the term the node names.
+    fn check_boundary(&self, core: &NodeState, index: Index) -> Result<(), Violation> {
+        let Some(term) = core.term_at(index) else {
+            return Ok(()); // Below the boundary: committed, and checked when it was.
+        };
+        match self.committed.get((index.0 - 1) as usize) {
+            Some(known) if known.term == term => Ok(()),
+            known => Err(Violation::new(
+                "State Machine Safety",
+                &[core.id],
+                format!(
+                    "its log now starts after {index}/{term}, but {}",
+                    match known {
+                        Some(known) => format!("{index}/{} was committed", known.term),
+                        None => format!("{index} was never committed"),
+                    }
+                ),
+            )),
+        }
     }
 
     /// `node`, in `term`, considers `entry` committed.
@@ -308,6 +343,11 @@ impl Checker {
         }) {
             return Ok(());
         }
+        if index < core.first_index() && core.term_at(core.first_index().prev()).is_some() {
+            // Trimmed here: everything up to the boundary was committed when it was trimmed,
+            // and the boundary itself is checked when the node's commit index passes it.
+            return Ok(());
+        }
         Err(Violation::new(
             "Leader Completeness",
             &[core.id],
@@ -391,19 +431,15 @@ impl Checker {
             ));
         }
         if commit > Index(0) {
-            let entry = core.entry(commit).expect("commit within log");
+            let term = core.term_at(commit).expect("commit within log");
             let position = (commit.0 - 1) as usize;
-            if self
-                .committed
-                .get(position)
-                .is_none_or(|c| c.term != entry.term)
-            {
+            if self.committed.get(position).is_none_or(|c| c.term != term) {
                 return Err(Violation::new(
                     "State Machine Safety",
                     &[id],
                     format!(
                         "restarted with {commit}/{} committed, which is not the committed entry",
-                        entry.term
+                        term
                     ),
                 ));
             }
@@ -424,9 +460,8 @@ impl Checker {
         let holders = disks
             .filter(|(_, durable)| {
                 durable
-                    .entries
-                    .get(position)
-                    .is_some_and(|e| e.term == last.term)
+                    .id_at(Index(position as u64 + 1))
+                    .is_some_and(|id| id.term == last.term)
             })
             .count();
         if holders >= self.majority {

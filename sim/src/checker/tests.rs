@@ -258,6 +258,7 @@ fn durability_of_the_newest_committed_entry() {
         .unwrap();
     let on_disk = |terms: &[u64]| Durable {
         hard_state: HardState::default(),
+        boundary: replog_core::EntryId::ZERO,
         entries: log(terms),
         commit_index: Index(0),
     };
@@ -286,4 +287,24 @@ fn committed_commands_feed_the_linearizability_history() {
     checker
         .after_step(0, &state(1, Role::Leader, 1, 1, &phantom), &[])
         .unwrap();
+}
+
+#[test]
+fn log_window_a_core_that_forgot_entries_its_disk_lacks_is_reported() {
+    let mut checker = Checker::new(3);
+    let view = |edge: u64, stored: &'static [Entry]| NodeState {
+        stored,
+        window_prev: replog_core::EntryId {
+            index: Index(edge),
+            term: Term(1),
+        },
+        window: &[],
+        ..state(1, Role::Follower, 1, edge, &[])
+    };
+    let stored: &'static [Entry] = Box::leak(log(&[1, 1, 1]).into_boxed_slice());
+    // Held on disk: fine.
+    checker.after_step(0, &view(3, stored), &[]).unwrap();
+    // Forgot 4, which the disk never got: reported.
+    let error = checker.after_step(0, &view(4, stored), &[]).unwrap_err();
+    assert_eq!(error.invariant, "Log Window");
 }

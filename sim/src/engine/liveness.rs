@@ -192,11 +192,17 @@ impl Simulation {
         if !same {
             return Ok(false);
         }
-        // The whole logs, each joined from its disk and its core's window.
-        let whole = |n: usize| {
+        // The logs, each joined from its disk and its core's window, from the first index
+        // every one of them still holds (trims may have dropped different prefixes).
+        let view = |n: usize| {
             let core = self.nodes[n].core.as_ref().expect("checked running");
-            let view = NodeState::of(core, &self.nodes[n].disk.durable().entries);
-            view.entries(Index(1), view.last_index())
+            NodeState::of(core, &self.nodes[n].disk)
+        };
+        let from = members.iter().map(|&n| view(n).first_index()).max();
+        let from = from.unwrap_or(Index(1));
+        let whole = |n: usize| {
+            let view = view(n);
+            view.entries(from, view.last_index())
         };
         let first_log = whole(members[0]);
         if let Some(&other) = members[1..].iter().find(|&&n| whole(n) != first_log) {

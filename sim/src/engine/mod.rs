@@ -11,6 +11,7 @@ mod node;
 use crate::checker::history::OpId;
 use crate::checker::Checker;
 use crate::disk::Disk;
+use crate::disk::FetchAnswer;
 use crate::fault::Fault;
 use crate::net::Network;
 use crate::params::Params;
@@ -19,7 +20,7 @@ use crate::report::Violation;
 use crate::rng::{SimRng, Stream};
 use crate::trace::{Trace, TraceRecord, What};
 use liveness::Liveness;
-use replog_core::{Fetched, Index, Message, NodeId, Output, RaftCore, Term, WriteId};
+use replog_core::{Index, Message, NodeId, Output, RaftCore, Term, WriteId};
 use std::collections::BTreeMap;
 
 /// Something that happens at an instant of simulated time.
@@ -37,7 +38,7 @@ pub(crate) enum Event {
     Fetched {
         node: usize,
         incarnation: u32,
-        fetched: Fetched,
+        fetched: FetchAnswer,
     },
     /// A durability notice that waited out a pause.
     Persisted {
@@ -61,6 +62,8 @@ pub(crate) enum Event {
     },
     Fault(Fault),
     SwarmFault,
+    /// The leader proposes a retention point, then the next one is scheduled.
+    Trim,
     /// Cut a node off (if it still leads in this life), then heal after `isolate_us`.
     IsolateLeader {
         node: usize,
@@ -259,6 +262,10 @@ impl Simulation {
                 .between(faults.interval_us_min, faults.interval_us_max);
             self.queue.push(first_us, Event::SwarmFault);
         }
+        let trim_us = self.params.workload.trim_interval_us;
+        if trim_us > 0 {
+            self.queue.push(trim_us, Event::Trim);
+        }
         self.queue.push(self.duration_us, Event::HealMajority);
     }
 
@@ -321,6 +328,7 @@ impl Simulation {
             Event::ClientTimeout { op } => self.on_client_timeout(op),
             Event::Fault(fault) => self.apply_fault(&fault),
             Event::SwarmFault => self.on_swarm_fault(),
+            Event::Trim => self.on_trim(),
             Event::Crash {
                 node,
                 incarnation,

@@ -4,13 +4,14 @@
 use super::{Event, Reply, Simulation};
 use crate::checker::history::{History, OpId, Outcome};
 use crate::checker::NodeState;
-use crate::disk::Disk;
+use crate::disk::{Disk, FetchAnswer};
 use crate::net::Fate;
 use crate::report::Violation;
 use crate::rng::Ratio;
 use crate::trace::{MessageSummary, What};
 use replog_core::{
-    Entry, FetchRequest, Fetched, Input, Message, Output, ProposalOutcome, RaftCore, Role, WriteId,
+    Entry, FetchRequest, Index, Input, Message, Output, Payload, ProposalOutcome, RaftCore, Role,
+    WriteId,
 };
 
 impl Simulation {
@@ -99,7 +100,7 @@ impl Simulation {
         &mut self,
         node: usize,
         incarnation: u32,
-        fetched: Fetched,
+        fetched: FetchAnswer,
     ) -> Result<(), Violation> {
         let state = &mut self.nodes[node];
         if state.incarnation != incarnation || state.core.is_none() {
@@ -113,13 +114,26 @@ impl Simulation {
             });
             return Ok(());
         }
-        let what = What::Fetched {
-            peer: fetched.peer.0 as u8,
-            from: fetched.prev.index.next().0,
-            count: fetched.entries.len() as u32,
+        let (what, input) = match fetched {
+            FetchAnswer::Entries(fetched) => (
+                What::Fetched {
+                    peer: fetched.peer.0 as u8,
+                    from: fetched.prev.index.next().0,
+                    count: fetched.entries.len() as u32,
+                },
+                Input::Fetched(fetched),
+            ),
+            FetchAnswer::Trimmed(trimmed) => (
+                What::Fetched {
+                    peer: trimmed.peer.0 as u8,
+                    from: trimmed.from.0,
+                    count: 0,
+                },
+                Input::FetchTrimmed(trimmed),
+            ),
         };
         self.record(Some(node), what);
-        self.step_core(node, Input::Fetched(fetched))?;
+        self.step_core(node, input)?;
         self.dispatch_outputs(node).map(|_| ())
     }
 
@@ -161,7 +175,7 @@ impl Simulation {
         let core = state.core.as_mut().expect("stepping a live node");
         core.step(input, &mut self.outputs);
         core.check_invariants();
-        let view = NodeState::of(core, &state.disk.durable().entries);
+        let view = NodeState::of(core, &state.disk);
         self.checker.after_step(node, &view, &self.outputs)
     }
 
@@ -308,13 +322,55 @@ impl Simulation {
         }
     }
 
-    /// Records the commit on disk (lazily) and answers the clients whose proposals it settles.
+    /// The leader (if a node leads and runs) proposes a retention point a little below
+    /// what it applied; then the next is scheduled.
+    pub(crate) fn on_trim(&mut self) -> Result<(), Violation> {
+        let workload = &self.params.workload;
+        let next_us = self.now_us + workload.trim_interval_us;
+        let keep = self.rng.clients.between(0, workload.trim_keep_max);
+        self.queue.push(next_us, Event::Trim);
+        let leader = (0..self.nodes.len()).find(|&n| {
+            self.nodes[n].is_running()
+                && self.nodes[n]
+                    .core
+                    .as_ref()
+                    .is_some_and(|core| core.role() == Role::Leader)
+        });
+        let Some(node) = leader else {
+            return Ok(());
+        };
+        let applied = self.nodes[node]
+            .core
+            .as_ref()
+            .expect("running")
+            .applied_index();
+        if applied.0 <= keep {
+            return Ok(());
+        }
+        let before = Index(applied.0 - keep);
+        self.record(Some(node), What::TrimProposed { before: before.0 });
+        self.step_core(node, Input::Trim { before })?;
+        self.dispatch_outputs(node).map(|_| ())
+    }
+
+    /// Records the commit on disk (lazily), applies retention points, and answers the
+    /// clients whose proposals it settles.
     fn on_commit(&mut self, node: usize, entries: &[Entry]) -> Result<(), Violation> {
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return Ok(());
         };
         let (first_index, last_index) = (first.index, last.index);
         self.nodes[node].disk.note_commit(last_index);
+        for entry in entries {
+            if let Payload::Trim { before } = entry.payload {
+                if let Some(boundary) = self.nodes[node].disk.trim(before) {
+                    let what = What::Trimmed {
+                        boundary: boundary.index.0,
+                    };
+                    self.record(Some(node), what);
+                }
+            }
+        }
         loop {
             let Some(entry) = self.nodes[node].proposals.first_entry() else {
                 return Ok(());
@@ -440,7 +496,7 @@ impl Simulation {
             )
         })?;
         core.check_invariants();
-        let view = NodeState::of(&core, &state.disk.durable().entries);
+        let view = NodeState::of(&core, &state.disk);
         self.checker
             .after_restart(node, &view, state.disk.durable())?;
         let what = What::Restart {

@@ -1,0 +1,113 @@
+//! Catching up a follower that lags behind the leader's retained log: the leader sends the
+//! log's boundary (`InstallSnapshot`), the follower replaces its log with an empty one that
+//! starts after it, and ordinary replication goes on from there (thesis §5.4.1).
+//!
+//! For replog's log service the boundary is the trim point and the install carries no data:
+//! the entries before it are gone everywhere, by agreement (a committed `Payload::Trim`).
+//! An application that embeds the core answers the fetch with its state snapshot instead,
+//! and applies the `Write::install` it gets back on the follower.
+//!
+//! Durability: the follower's answer goes through `send_after_persist`, so the leader hears
+//! "matched at the boundary" only once the install write is durable. Everything up to the
+//! boundary is committed (storage trims only applied entries), so replacing a follower's
+//! uncommitted tail there loses nothing acknowledged.
+
+use crate::io::{Install, Output, Trimmed};
+use crate::log::Log;
+use crate::message::{AppendResponse, ConflictHint, Message, MessageBody};
+use crate::raft::RaftCore;
+use crate::types::{EntryId, Index, Role, Term};
+
+impl RaftCore {
+    /// Storage answered a fetch with "trimmed": install its boundary on the follower.
+    pub(crate) fn handle_fetch_trimmed(&mut self, trimmed: Trimmed, outputs: &mut Vec<Output>) {
+        let Some(progress) = self.progress.get_mut(&trimmed.peer) else {
+            self.stats.bad_fetched_ignored += 1;
+            return;
+        };
+        let boundary = trimmed.boundary;
+        let sound = boundary.index >= trimmed.from
+            && boundary.index > Index::ZERO
+            && boundary.term > Term(0)
+            && boundary.term <= self.term
+            && boundary.index <= self.commit_index;
+        if progress.fetching != Some(trimmed.from) || !sound {
+            self.stats.bad_fetched_ignored += 1;
+            return;
+        }
+        progress.fetching = None;
+        if trimmed.from != progress.next_index || boundary.index < progress.match_index {
+            self.replicate_to(trimmed.peer, outputs);
+            return;
+        }
+        progress.installing(boundary.index);
+        self.stats.installs_sent += 1;
+        let body = MessageBody::InstallSnapshot {
+            last: boundary,
+            data: trimmed.data,
+        };
+        outputs.push(Output::Send(self.message(trimmed.peer, body)));
+    }
+
+    /// A leader's install. The term rule has already run, so `message.term <= self.term`.
+    pub(crate) fn handle_install(&mut self, message: Message, outputs: &mut Vec<Output>) {
+        let MessageBody::InstallSnapshot { last, data } = message.body else {
+            unreachable!("dispatched by body");
+        };
+        if message.term < self.term {
+            // A deposed leader: tell it our term so it steps down.
+            let hint = ConflictHint {
+                conflict_term: None,
+                first_index: self.log.last_index().next(),
+            };
+            self.reply_to_install(message.from, last.index, Some(hint), outputs);
+            return;
+        }
+        let well_formed =
+            last.index > Index::ZERO && last.term > Term(0) && last.term <= message.term;
+        if self.role == Role::Leader || !well_formed {
+            self.stats.messages_ignored += 1;
+            return;
+        }
+        self.become_follower(self.term, Some(message.from));
+        self.reset_election_timer();
+        if last.index > self.commit_index {
+            if self.log.matches(last.index, last.term) {
+                // The log already holds the boundary: by Log Matching it equals the leader's
+                // up to there, and the leader's is committed there.
+                self.commit_index = last.index;
+            } else if last.index <= self.verified_in_term() {
+                // Contradicts entries this leader already had us verify: a faulty peer.
+                self.stats.unsafe_truncations_refused += 1;
+                return;
+            } else {
+                self.install(last, data);
+            }
+            if last.index > self.verified_in_term() {
+                self.verified = (self.term, last.index);
+            }
+        }
+        self.reply_to_install(message.from, last.index, None, outputs);
+    }
+
+    /// Replaces the whole log with an empty one after `last`, which is committed.
+    fn install(&mut self, last: EntryId, data: Vec<u8>) {
+        self.log = Log::from_tail(last, Vec::new()).expect("a checked boundary");
+        self.commit_index = last.index;
+        self.applied_index = last.index;
+        self.writes.stage_install(Install { last, data });
+        self.stats.installs_received += 1;
+    }
+
+    fn reply_to_install(
+        &mut self,
+        to: crate::types::NodeId,
+        index: Index,
+        reject: Option<ConflictHint>,
+        outputs: &mut Vec<Output>,
+    ) {
+        let reply = AppendResponse { index, reject };
+        let reply = self.message(to, MessageBody::AppendEntriesResponse(reply));
+        self.send_after_persist(reply, outputs);
+    }
+}
