@@ -24,15 +24,21 @@
 //!   from any term: the core ignores (and counts) what it cannot use, and never panics on it.
 //! - [`Input::Propose`]: a batch of client commands.
 //! - [`Input::Persisted`]: every write up to this id is durable.
+//! - [`Input::Trim`]: propose a retention point, a [`Payload::Trim`] entry; once it is
+//!   applied, every node may drop the entries before it from storage.
 //! - [`Input::Fetched`]: the entries an `Output::Fetch` asked for, read from storage.
+//! - [`Input::FetchTrimmed`]: storage no longer holds them; it names the log's boundary
+//!   (the entry before its first retained one) and opaque data (empty for a log service,
+//!   an embedder's state snapshot). The leader then installs the boundary on the follower
+//!   (`InstallSnapshot`), which answers with a [`Write`] whose `install` replaces its log.
 //!
 //! **Outputs.** `step` appends [`Output`]s to a buffer the caller owns and drains:
-//! - [`Output::Persist`]: a [`Write`] (hard state, truncation point, entries) tagged with a
+//! - [`Output::Persist`]: a [`Write`] (hard state, install, truncation point, entries) tagged with a
 //!   [`WriteId`]. The driver makes writes durable *in id order* and reports the highest
 //!   durable id with `Input::Persisted`. Ids increase by one from 1 on every construction.
 //! - [`Output::Send`]: a message. It is always safe to send immediately, in any order.
 //! - [`Output::Commit`]: newly committed entries, in order, each durable locally.
-//! - [`Output::Proposal`]: exactly one per `Propose`, in the same step.
+//! - [`Output::Proposal`]: exactly one per `Propose` or `Trim`, in the same step.
 //! - [`Output::Fetch`]: read back committed entries `from` on (within a count and a byte
 //!   limit, [`take_batch`]) and the id of the entry before `from`, off the core's thread, and
 //!   answer with `Input::Fetched`. The entries asked for are always committed and durable
@@ -59,7 +65,15 @@
 //!   counts its own entries toward commit only once they are persisted;
 //! - `Commit` never carries an entry that is not durable locally;
 //! - entries fetched from storage to catch a follower up travel in an ordinary
-//!   AppendEntries, so the follower holds its acknowledgement back like any other.
+//!   AppendEntries, so the follower holds its acknowledgement back like any other;
+//! - a follower answers an install only once the write that installs it is durable. What
+//!   lies before a boundary is committed (storage trims only applied entries), so an
+//!   install never drops anything a majority needs.
+//!
+//! **Storage's side of retention.** When a committed `Payload::Trim { before }` comes out
+//! in `Commit`, the driver may drop entries before `before` from storage, never past what
+//! it has applied; afterwards a `Fetch` below the first kept entry is answered with
+//! `Input::FetchTrimmed`.
 //!
 //! A driver that crashes loses whatever was not yet reported `Persisted`; it must rebuild the
 //! core from what its storage actually holds.
