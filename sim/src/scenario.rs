@@ -36,7 +36,23 @@ pub struct Scenario {
     pub disk: DiskOverrides,
     #[serde(default)]
     pub clients: Option<usize>,
+    /// The core's in-memory log cache (`Config::log_cache_bytes`); 0 makes every lagging
+    /// follower a catch-up from storage.
+    #[serde(default)]
+    pub log_cache_bytes: Option<usize>,
+    #[serde(default)]
+    pub retention: Option<Retention>,
     pub schedule: Vec<TimedFault>,
+}
+
+/// The leader proposes a retention point every `interval_ms`, up to `keep_max` entries below
+/// what it applied (`WorkloadParams::trim_interval_us`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    pub interval_ms: u64,
+    #[serde(default)]
+    pub keep_max: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +154,13 @@ impl Scenario {
             .max(disk.fsync_us_min);
         if let Some(clients) = self.clients {
             params.workload.clients = clients;
+        }
+        if let Some(bytes) = self.log_cache_bytes {
+            params.core.log_cache_bytes = bytes;
+        }
+        if let Some(retention) = &self.retention {
+            params.workload.trim_interval_us = retention.interval_ms.saturating_mul(1000);
+            params.workload.trim_keep_max = retention.keep_max;
         }
         params
     }
