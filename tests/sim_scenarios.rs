@@ -208,7 +208,9 @@ fn the_retention_scenarios_trim_read_back_from_storage_and_install() {
         "leader-crash-mid-catch-up.json",
         "follower-crash-mid-install.json",
     ] {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(file);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scenarios")
+            .join(file);
         let scenario = Scenario::load(&path).expect("scenario parses");
         let options = RunOptions {
             seed: 1,
@@ -222,7 +224,10 @@ fn the_retention_scenarios_trim_read_back_from_storage_and_install() {
         let trace = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         let count = |what: &str| trace.lines().filter(|line| line.contains(what)).count();
         assert!(count("recv InstallSnapshot") >= 1, "{file}: no install");
-        assert!(count("read from storage") >= 10, "{file}: no catch-up reads");
+        assert!(
+            count("read from storage") >= 10,
+            "{file}: no catch-up reads"
+        );
         assert!(count("trimmed storage") >= 10, "{file}: no trims");
     }
 }
