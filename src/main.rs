@@ -28,6 +28,8 @@ enum Command {
     Query(cli::node::QueryArgs),
     /// Show a node's role, term, leader and indexes.
     Status(cli::node::StatusArgs),
+    /// Drop the committed entries before an index from every node's storage (retention).
+    Trim(cli::trim::TrimArgs),
     /// Start a local cluster, append a few commands, and show what to try next.
     Demo(cli::node::DemoArgs),
     /// Closed-loop load generator: committed appends per second and latency percentiles.
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Query(args) => cli::node::query(args),
         Command::Status(args) => cli::node::status(args),
         Command::Demo(args) => cli::node::demo(args),
+        Command::Trim(args) => cli::trim::trim(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Sim(command) => cli::sim::run(command),
     }
@@ -61,7 +64,11 @@ fn main() -> ExitCode {
 /// failed writes instead.
 fn writes_only_output(command: &Command) -> bool {
     match command {
-        Command::Append(_) | Command::Query(_) | Command::Status(_) | Command::Sim(_) => true,
+        Command::Append(_)
+        | Command::Query(_)
+        | Command::Status(_)
+        | Command::Trim(_)
+        | Command::Sim(_) => true,
         Command::Start(_) | Command::Demo(_) | Command::Bench(_) => false,
     }
 }

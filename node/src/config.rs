@@ -276,6 +276,8 @@ pub struct Limits {
     /// Committed entries the core keeps in memory beyond what it must
     /// (`replog_core::Config::log_cache_bytes`); older ones are read back from the segments.
     pub log_cache_bytes: usize,
+    /// Automatic retention: the leader trims the log to about this many newest entries.
+    pub retain_entries: Option<u64>,
 }
 
 impl Default for Limits {
@@ -287,6 +289,7 @@ impl Default for Limits {
             segment_bytes: crate::storage::DEFAULT_SEGMENT_BYTES,
             log_cache_bytes: replog_core::Config::new(replog_core::NodeId(1), Vec::new())
                 .log_cache_bytes,
+            retain_entries: None,
         }
     }
 }

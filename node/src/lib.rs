@@ -13,6 +13,7 @@
 //! - `queue` is how the threads hand each other work: batches, no spinning;
 //! - `logging` writes leveled lines to stderr from its own thread;
 //! - `pending` tracks appends until they commit, are overwritten, or time out;
+//! - `retention` decides when a leader proposes a trim point (`--retain-entries`);
 //! - `config` maps `-i`/`-a`/`-p` to node ids and holds timing and limits;
 //! - `signals` turns SIGINT and SIGTERM into a clean stop (a second one exits at once);
 //! - `node` wires it all up; `local_cluster` starts whole clusters of node processes (for
@@ -28,6 +29,7 @@ pub mod listener;
 pub mod local_cluster;
 pub mod node;
 pub mod pending;
+mod retention;
 pub mod queue;
 pub mod runtime;
 pub mod scheduling;

@@ -222,7 +222,8 @@ fn start_threads(
         senders,
         storage_jobs,
         answer_sink,
-    );
+    )
+    .with_retention(config.limits.retain_entries);
     let inputs = Inputs {
         events: events_rx,
         inbox,

@@ -23,14 +23,15 @@ use crate::client::{
 };
 use crate::config::{Members, Timing};
 use crate::pending::PendingAppends;
+use crate::retention::Retention;
 use crate::queue::{PolledReceiver, QueueSender};
 use crate::storage_thread::{LogRead, StorageEvent, StorageJob};
 use crate::transport::receiver::PeerConnection;
 use crate::transport::{PeerInbox, PeerSender};
 use crate::{error, info};
 use replog_core::{
-    FetchRequest, Index, Input, Message, NodeId, Output, ProposalOutcome, RaftCore, Role, Term,
-    Write,
+    FetchRequest, Index, Input, Message, NodeId, Output, Payload, ProposalOutcome, RaftCore, Role,
+    Term, Write,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -102,6 +103,10 @@ pub struct Runtime {
     fetches: Vec<FetchRequest>,
     /// `query` answers waiting for storage to add the log's durable entries.
     reads: Vec<LogRead>,
+    /// The highest retention point committed this iteration, for storage.
+    trim_before: Option<Index>,
+    /// `--retain-entries`: when this node, as leader, proposes trim points.
+    retention: Option<Retention>,
     storage_jobs: QueueSender<StorageJob>,
     /// The commit hint last sent to storage. Invariant: `<= core.applied_index()`.
     hint_sent: Index,
@@ -138,6 +143,8 @@ impl Runtime {
             writes: Vec::new(),
             fetches: Vec::new(),
             reads: Vec::new(),
+            trim_before: None,
+            retention: None,
             storage_jobs,
             hint_sent,
             pending: PendingAppends::default(),
@@ -146,6 +153,12 @@ impl Runtime {
             answers: Vec::new(),
             answer_sink,
         }
+    }
+
+    /// With `Some(n)`, proposes trim points as leader so that about `n` entries remain.
+    pub fn with_retention(mut self, keep_entries: Option<u64>) -> Runtime {
+        self.retention = keep_entries.map(Retention::new);
+        self
     }
 
     /// Runs until told to stop or until storage fails.
@@ -174,6 +187,7 @@ impl Runtime {
             let now = Instant::now();
             if now >= next_tick {
                 self.step(Input::Tick);
+                self.retain(now);
                 self.pending.expire(now, &mut self.answers);
                 // After a stall, carry on from now rather than catching up with a burst.
                 next_tick = (next_tick + tick).max(now);
@@ -234,6 +248,9 @@ impl Runtime {
                 CoreEvent::Storage(StorageEvent::Persisted(id)) => persisted = Some(id),
                 CoreEvent::Storage(StorageEvent::Fetched(fetched)) => {
                     self.step(Input::Fetched(fetched));
+                }
+                CoreEvent::Storage(StorageEvent::FetchTrimmed(trimmed)) => {
+                    self.step(Input::FetchTrimmed(trimmed));
                 }
                 CoreEvent::Storage(StorageEvent::Read(read)) => {
                     let LogRead { state, reply, .. } = *read;
@@ -312,6 +329,7 @@ impl Runtime {
         let mut commands = Vec::new();
         let mut waiters = Vec::new();
         let mut reads: Vec<(bool, ReplyTo)> = Vec::new();
+        let mut trims = Vec::new();
         for ClientRequest { request, reply } in requests {
             match request {
                 Request::Append { command } => {
@@ -320,10 +338,14 @@ impl Runtime {
                 }
                 Request::Query => reads.push((true, reply)),
                 Request::Status => reads.push((false, reply)),
+                Request::Trim { before } => trims.push((Index(before), reply)),
             }
         }
         if !commands.is_empty() {
-            self.propose(commands, waiters);
+            self.propose(Input::Propose(commands), waiters);
+        }
+        for (before, reply) in trims {
+            self.propose_trim(before, reply);
         }
         for (with_entries, reply) in reads {
             match self.pending.last_waiting() {
@@ -352,8 +374,38 @@ impl Runtime {
         }
     }
 
-    fn propose(&mut self, commands: Vec<String>, waiters: Vec<ReplyTo>) {
-        self.step(Input::Propose(commands));
+    /// As leader with `--retain-entries`, proposes a trim point when the log has grown past
+    /// what is retained (nobody waits for its answer).
+    fn retain(&mut self, now: Instant) {
+        if self.core.role() != Role::Leader {
+            return;
+        }
+        let applied = self.core.applied_index();
+        let Some(before) = self.retention.as_mut().and_then(|r| r.point(applied, now)) else {
+            return;
+        };
+        self.step(Input::Trim { before });
+        let outcome = self.proposal.take();
+        debug_assert!(outcome.is_some(), "the core answers every proposal");
+    }
+
+    /// A client's trim point: only committed entries may go, so one beyond the commit
+    /// index is refused here, naming it; otherwise it is proposed like an append.
+    fn propose_trim(&mut self, before: Index, reply: ReplyTo) {
+        let commit_index = self.core.commit_index();
+        if before > commit_index.next() && self.core.role() == Role::Leader {
+            let message = format!(
+                "cannot trim before {}: only committed entries can be trimmed, and the commit index is {}",
+                before.0, commit_index.0
+            );
+            reply.answer(Response::BadRequest { message }, &mut self.answers);
+            return;
+        }
+        self.propose(Input::Trim { before }, vec![reply]);
+    }
+
+    fn propose(&mut self, input: Input, waiters: Vec<ReplyTo>) {
+        self.step(input);
         let outcome = self
             .proposal
             .take()
@@ -397,6 +449,14 @@ impl Runtime {
                 None => unreachable!("the core sends only to voters, got {message:?}"),
             },
             Output::Commit(entries) => {
+                for entry in &entries {
+                    if let Payload::Trim { before } = entry.payload {
+                        self.trim_before = Some(self.trim_before.map_or(before, |b| b.max(before)));
+                        if let Some(retention) = &mut self.retention {
+                            retention.committed(before);
+                        }
+                    }
+                }
                 if !self.pending.is_empty() {
                     // Built only for the rare append overwritten by another leader's entry.
                     let overwritten = || not_leader(&self.core, &self.members);
@@ -416,13 +476,15 @@ impl Runtime {
     /// Sends this iteration's writes to storage, messages to peers and answers to clients.
     fn flush(&mut self) {
         let hint = self.core.applied_index();
-        let reads_waiting = !self.fetches.is_empty() || !self.reads.is_empty();
+        let reads_waiting =
+            !self.fetches.is_empty() || !self.reads.is_empty() || self.trim_before.is_some();
         if !self.writes.is_empty() || hint > self.hint_sent || reads_waiting {
             let job = StorageJob {
                 writes: std::mem::take(&mut self.writes),
                 commit_hint: hint,
                 fetches: std::mem::take(&mut self.fetches),
                 reads: std::mem::take(&mut self.reads),
+                trim_before: self.trim_before.take(),
             };
             // If the storage thread has stopped, its failure is already queued for us.
             let _ = self.storage_jobs.send(job);

@@ -11,8 +11,8 @@ use crate::queue::{queue, QueueReceiver, QueueSender};
 use crate::runtime::CoreEvent;
 use crate::scheduling::Scheduling;
 use crate::storage::{Storage, StorageError};
-use crate::warn;
-use replog_core::{FetchRequest, Fetched, Index, Write, WriteId};
+use crate::{info, warn};
+use replog_core::{EntryId, FetchRequest, Fetched, Index, Trimmed, Write, WriteId};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,9 @@ pub struct StorageJob {
     pub fetches: Vec<FetchRequest>,
     /// `query` answers to complete with the log's durable entries.
     pub reads: Vec<LogRead>,
+    /// A committed retention point: drop the whole segments before it (never past what
+    /// is applied: `commit_hint`).
+    pub trim_before: Option<Index>,
 }
 
 /// A `query` answer that lacks the entries the core no longer holds.
@@ -46,6 +49,8 @@ pub enum StorageEvent {
     Failed(String),
     /// The answer to an `Output::Fetch`.
     Fetched(Fetched),
+    /// The answer to an `Output::Fetch` below the log's first retained index.
+    FetchTrimmed(Trimmed),
     /// A `query` answer, complete.
     Read(Box<LogRead>),
 }
@@ -109,6 +114,7 @@ fn run(mut storage: Storage, jobs: QueueReceiver<StorageJob>, events: &Events) -
     let mut writes = Vec::new();
     let mut fetches = Vec::new();
     let mut reads = Vec::new();
+    let mut trim: Option<Index> = None;
     let mut hint = Index::ZERO;
     let mut hint_pending = false;
     loop {
@@ -121,6 +127,7 @@ fn run(mut storage: Storage, jobs: QueueReceiver<StorageJob>, events: &Events) -
             hint = hint.max(job.commit_hint);
             fetches.extend(job.fetches);
             reads.extend(job.reads);
+            trim = trim.max(job.trim_before);
         }
         if let Some(last) = writes.last() {
             let last_id = last.id;
@@ -139,6 +146,11 @@ fn run(mut storage: Storage, jobs: QueueReceiver<StorageJob>, events: &Events) -
         }
         if let Err(error) = storage.record_commit_index(hint) {
             return fail(events, error);
+        }
+        if let Some(before) = trim.take() {
+            if let Err(error) = trim_storage(&mut storage, before, hint) {
+                return fail(events, error);
+            }
         }
         // Come back for a hint that had to wait out the interval, and only for one.
         hint_pending = storage.commit_hint_pending();
@@ -162,7 +174,24 @@ fn serve_reads(
     events: &Events,
 ) -> Result<(), StorageError> {
     for request in fetches.drain(..) {
-        events.send(StorageEvent::Fetched(storage.fetch(&request)?));
+        let event = match storage.fetch(&request) {
+            Ok(fetched) => StorageEvent::Fetched(fetched),
+            Err(StorageError::Trimmed {
+                first_index,
+                prev_term,
+                ..
+            }) => StorageEvent::FetchTrimmed(Trimmed {
+                peer: request.peer,
+                from: request.from,
+                boundary: EntryId {
+                    index: first_index.prev(),
+                    term: prev_term,
+                },
+                data: Vec::new(),
+            }),
+            Err(error) => return Err(error),
+        };
+        events.send(event);
     }
     for mut read in reads.drain(..) {
         let first = storage.first_index();
@@ -173,6 +202,23 @@ fn serve_reads(
         entries.extend(window);
         read.state.entries = Some(entries);
         events.send(StorageEvent::Read(Box::new(read)));
+    }
+    Ok(())
+}
+
+/// Drops the whole segments before `before`, never past the applied index `applied`
+/// (the commit hint storage has just been given).
+fn trim_storage(storage: &mut Storage, before: Index, applied: Index) -> Result<(), StorageError> {
+    let point = before.min(applied.next());
+    if point <= storage.first_index() {
+        return Ok(());
+    }
+    let outcome = storage.trim_before(point)?;
+    if outcome.segments_deleted > 0 {
+        info!(
+            "trimmed the log before {}: {} segments, {} bytes deleted; it now starts at {}",
+            point.0, outcome.segments_deleted, outcome.bytes_deleted, outcome.first_index.0
+        );
     }
     Ok(())
 }

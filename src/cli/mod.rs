@@ -4,3 +4,4 @@ pub mod bench;
 pub mod duration;
 pub mod node;
 pub mod sim;
+pub mod trim;

@@ -66,6 +66,12 @@ pub struct StartArgs {
     /// stays flat however long the log grows. 0 keeps only what the core must.
     #[arg(long, default_value_t = replog_node::config::Limits::default().log_cache_bytes)]
     log_cache_bytes: usize,
+    /// Retention: as leader, trim the log so that about this many newest entries remain
+    /// (proposed once it holds a quarter more, at most once a second; nodes delete whole
+    /// segments, so each keeps at least this many). Without it the log is kept whole
+    /// unless `replog trim` is used.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    retain_entries: Option<u64>,
 }
 
 fn parse_segment_bytes(text: &str) -> Result<u64, String> {
@@ -163,7 +169,7 @@ pub struct StatusArgs {
 }
 
 /// Where `append`, `query` and `status` look without `-t`: `start`'s default `-a`.
-const DEFAULT_TARGET: &str = "127.0.0.1:8080";
+pub(crate) const DEFAULT_TARGET: &str = "127.0.0.1:8080";
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -200,6 +206,7 @@ pub fn start(args: StartArgs) -> ExitCode {
         limits: Limits {
             segment_bytes: args.segment_bytes,
             log_cache_bytes: args.log_cache_bytes,
+            retain_entries: args.retain_entries,
             ..Limits::default()
         },
     };
@@ -245,7 +252,7 @@ pub fn append(args: AppendArgs) -> ExitCode {
 }
 
 /// `-t`'s addresses, blanks dropped, each checked to be HOST:PORT.
-fn checked_targets(targets: &[String]) -> Result<Vec<String>, String> {
+pub(crate) fn checked_targets(targets: &[String]) -> Result<Vec<String>, String> {
     let targets: Vec<String> = targets
         .iter()
         .map(|target| target.trim().to_string())
@@ -533,7 +540,7 @@ fn print_demo_help(cluster: &LocalCluster, exe: &str, leader: &str) {
     say(&text);
 }
 
-fn fail(message: &str) -> ExitCode {
+pub(crate) fn fail(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::FAILURE
 }

@@ -209,9 +209,25 @@ pub fn append(
     command: &str,
     timeout: Duration,
 ) -> Result<Appended, AppendError> {
-    assert!(!targets.is_empty(), "append needs a target");
-    let deadline = Instant::now() + timeout;
     let request = append_request(command).map_err(|message| AppendError::Rejected { message })?;
+    submit(targets, &request, timeout)
+}
+
+/// Proposes a retention point through `targets` as [`append`] proposes a command: the
+/// entries before `before` are dropped from every node's storage once it is committed.
+pub fn trim(targets: &[String], before: u64, timeout: Duration) -> Result<Appended, AppendError> {
+    submit(targets, &Request::Trim { before }, timeout)
+}
+
+/// Sends a request that the leader answers once it is committed (an append or a trim),
+/// following redirects as [`append`] describes.
+fn submit(
+    targets: &[String],
+    request: &Request,
+    timeout: Duration,
+) -> Result<Appended, AppendError> {
+    assert!(!targets.is_empty(), "a request needs a target");
+    let deadline = Instant::now() + timeout;
     let mut target = targets[0].clone();
     let mut fallback = 0;
     let mut last_problem = String::from("no attempt made");
@@ -219,7 +235,7 @@ pub fn append(
     // The given targets that refused since any node last answered, with why.
     let mut refused: BTreeMap<String, String> = BTreeMap::new();
     while Instant::now() < deadline {
-        match attempt(&target, &request, deadline) {
+        match attempt(&target, request, deadline) {
             Attempt::Done(result) => return result,
             Attempt::Redirected { leader, problem } => {
                 // Two nodes naming each other (an election settling): do not spin.

@@ -15,6 +15,9 @@ pub enum Request {
     Query,
     /// The same without the log.
     Status,
+    /// Retention: drop the committed entries before `before` from every node's storage
+    /// (whole segments); answered like an append once the trim point is committed.
+    Trim { before: u64 },
 }
 
 /// The fields every request line may carry; which ones matter depends on `op`.
@@ -24,6 +27,8 @@ struct RawRequest<'a> {
     op: Cow<'a, str>,
     #[serde(default)]
     command: Option<serde_json::Value>,
+    #[serde(default)]
+    before: Option<serde_json::Value>,
 }
 
 /// How a request line was read.
@@ -57,9 +62,13 @@ impl Request {
             },
             "query" => ParsedLine::Request(Request::Query),
             "status" => ParsedLine::Request(Request::Status),
+            "trim" => match raw.before.as_ref().and_then(serde_json::Value::as_u64) {
+                Some(before) if before > 0 => ParsedLine::Request(Request::Trim { before }),
+                _ => ParsedLine::Bad("trim needs a positive integer \"before\"".into()),
+            },
             crate::transport::wire::PEER_HELLO_OP => ParsedLine::PeerHello,
             other => ParsedLine::Bad(format!(
-                "unknown op {other:?}; expected \"append\", \"query\" or \"status\""
+                "unknown op {other:?}; expected \"append\", \"query\", \"status\" or \"trim\""
             )),
         }
     }
@@ -74,6 +83,9 @@ impl Request {
             }
             Request::Query => out.extend_from_slice(b"{\"op\":\"query\"}\n"),
             Request::Status => out.extend_from_slice(b"{\"op\":\"status\"}\n"),
+            Request::Trim { before } => {
+                let _ = writeln!(out, "{{\"op\":\"trim\",\"before\":{before}}}");
+            }
         }
     }
 }
