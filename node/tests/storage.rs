@@ -2123,3 +2123,197 @@ fn a_damaged_snapshot_refuses_to_start_naming_it() {
         "{error}"
     );
 }
+
+/// One batch of the retention model: maybe advance the commit index and trim before a
+/// share of the committed log, then either install a log after an entry at or beyond the
+/// commit index or cut back a share of the uncommitted suffix (each in a new term),
+/// append commands of these lengths, and maybe reopen.
+#[derive(Clone, Debug)]
+struct RetentionBatch {
+    commit_per_mille: Option<u64>,
+    trim_per_mille: Option<u64>,
+    install_ahead: Option<u64>,
+    cut_per_mille: Option<u64>,
+    command_lengths: Vec<usize>,
+    reopen: bool,
+}
+
+fn retention_batch_strategy() -> impl Strategy<Value = RetentionBatch> {
+    (
+        proptest::option::weighted(0.5, 0..1000u64),
+        proptest::option::weighted(0.3, 0..1000u64),
+        proptest::option::weighted(0.08, 0..60u64),
+        proptest::option::weighted(0.15, 0..1000u64),
+        proptest::collection::vec(0..300usize, 0..30),
+        proptest::bool::weighted(0.2),
+    )
+        .prop_map(
+            |(commit_per_mille, trim_per_mille, install_ahead, cut_per_mille, lengths, reopen)| {
+                RetentionBatch {
+                    commit_per_mille,
+                    trim_per_mille,
+                    install_ahead,
+                    cut_per_mille,
+                    command_lengths: lengths,
+                    reopen,
+                }
+            },
+        )
+}
+
+/// The log as storage must hold it: `entries` follow `boundary`, and storage serves them
+/// from `first` on (a trim keeps whole segments, so `first` may lie past `boundary`).
+struct RetentionModel {
+    boundary: EntryId,
+    entries: Vec<Entry>,
+    first: Index,
+    commit: Index,
+}
+
+impl RetentionModel {
+    fn last(&self) -> Index {
+        self.boundary.index.plus(self.entries.len() as u64)
+    }
+
+    /// The entries storage serves: from the first index on.
+    fn served(&self) -> &[Entry] {
+        &self.entries[self.boundary.index.count_to(self.first.prev()) as usize..]
+    }
+
+    /// The id of the entry before `index`, for a fetch from it.
+    fn before(&self, index: Index) -> EntryId {
+        match index.prev().0.checked_sub(self.boundary.index.0 + 1) {
+            Some(position) => self.entries[position as usize].id(),
+            None => self.boundary,
+        }
+    }
+}
+
+fn check_retained(storage: &Storage, model: &RetentionModel) -> Result<(), TestCaseError> {
+    prop_assert_eq!(storage.first_index(), model.first);
+    prop_assert_eq!(storage.last_index(), model.last());
+    let read = storage.read_entries(model.first, model.last()).unwrap();
+    prop_assert_eq!(&read[..], model.served());
+    let request = FetchRequest {
+        peer: NodeId(2),
+        from: model.first,
+        max_entries: 3,
+        max_bytes: 1 << 20,
+    };
+    let fetched = storage.fetch(&request).unwrap();
+    prop_assert_eq!(fetched.prev, model.before(model.first));
+    if model.first > Index(1) {
+        let below = FetchRequest {
+            from: model.first.prev(),
+            ..request
+        };
+        let error = storage.fetch(&below).unwrap_err();
+        prop_assert!(matches!(error, StorageError::Trimmed { .. }), "{}", error);
+    }
+    Ok(())
+}
+
+fn run_retention_model(batches: &[RetentionBatch]) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut storage, _, _) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+    let mut model = RetentionModel {
+        boundary: EntryId::ZERO,
+        entries: Vec::new(),
+        first: Index(1),
+        commit: Index(0),
+    };
+    let mut term = 1;
+    for (k, batch) in batches.iter().enumerate() {
+        if let Some(per_mille) = batch.commit_per_mille {
+            let by = model.commit.count_to(model.last()) * per_mille / 1000;
+            model.commit = model.commit.plus(by);
+            storage.record_commit_index(model.commit).unwrap();
+        }
+        if let Some(per_mille) = batch.trim_per_mille {
+            let before = model
+                .first
+                .plus(model.first.count_to(model.commit.next()) * per_mille / 1000);
+            let outcome = storage.trim_before(before).unwrap();
+            prop_assert!(outcome.first_index >= model.first && outcome.first_index <= before);
+            model.first = outcome.first_index;
+            // Whole segments only: the first one kept reaches the trim point.
+            let files = segments(dir.path());
+            prop_assert_eq!(first_of(&files[0]), model.first.0);
+            prop_assert!(files.len() == 1 || first_of(&files[1]) > before.0);
+        }
+        let mut write = Write {
+            id: WriteId(k as u64 + 1),
+            hard_state: Some(hard_state(term, None)),
+            install: None,
+            truncate_after: None,
+            entries: vec![],
+        };
+        if let Some(ahead) = batch.install_ahead {
+            term += 1;
+            let last = EntryId {
+                index: model.commit.plus(ahead).max(Index(1)),
+                term: Term(term),
+            };
+            write.hard_state = Some(hard_state(term, None));
+            write.install = Some(Install {
+                last,
+                data: format!("state at {}", last.index.0).into_bytes(),
+            });
+            model = RetentionModel {
+                boundary: last,
+                entries: Vec::new(),
+                first: last.index.next(),
+                commit: last.index,
+            };
+        } else if let Some(per_mille) = batch.cut_per_mille {
+            term += 1;
+            write.hard_state = Some(hard_state(term, None));
+            let keep = model
+                .commit
+                .plus(model.commit.count_to(model.last()) * per_mille / 1000);
+            write.truncate_after = Some(keep);
+            model
+                .entries
+                .truncate(model.boundary.index.count_to(keep) as usize);
+        }
+        for &length in &batch.command_lengths {
+            let entry = command(model.last().next().0, term, &"r".repeat(length));
+            model.entries.push(entry.clone());
+            write.entries.push(entry);
+        }
+        storage.persist(&[write]).unwrap();
+        check_retained(&storage, &model)?;
+        if batch.reopen {
+            storage.flush_commit_index().unwrap();
+            drop(storage);
+            let (reopened, recovered, report) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+            storage = reopened;
+            prop_assert!(
+                report.warnings.is_empty() && report.notes.is_empty(),
+                "{:?}",
+                report
+            );
+            prop_assert_eq!(recovered.commit_index, model.commit);
+            prop_assert_eq!(&whole_log(&storage, &recovered)[..], model.served());
+            check_retained(&storage, &model)?;
+            let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
+            let core = RaftCore::new(Config::new(NODE, voters), recovered);
+            prop_assert!(core.is_ok(), "RaftCore::new refused: {:?}", core.err());
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(model_cases() / 4))]
+
+    /// Trims and installs mixed into appends, truncations, commits and reopens over small
+    /// segments: storage always serves exactly the model's entries from its first index,
+    /// names the boundary before them, and refuses what lies before it.
+    #[test]
+    fn trims_and_installs_keep_exactly_the_models_entries_from_the_first_index(
+        batches in proptest::collection::vec(retention_batch_strategy(), 1..24),
+    ) {
+        run_retention_model(&batches)?;
+    }
+}

@@ -486,6 +486,11 @@ impl Storage {
                     self.commit_index
                 );
                 assert!(
+                    last.index > Index(0),
+                    "{:?} installs before entry 1",
+                    write.id
+                );
+                assert!(
                     last.term <= hard_state.term,
                     "{:?} outruns the term",
                     write.id
