@@ -3,25 +3,28 @@
 
 use proptest::prelude::*;
 use replog_core::{
-    Config, Entry, EntryId, HardState, Index, NodeId, Payload, RaftCore, Recovered, Term, Write,
-    WriteId,
+    Config, Entry, EntryId, FetchRequest, HardState, Index, Install, NodeId, Payload, RaftCore,
+    Recovered, Term, Write, WriteId,
 };
-use replog_node::storage::{AppendMode, RecoveryReport, Storage, StorageError, StorageOptions};
+use replog_node::storage::{
+    AppendMode, RecoveryReport, Storage, StorageError, StorageOptions, TrimOutcome,
+};
 use std::fs;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 const NODE: NodeId = NodeId(1);
 
-/// The whole log a reopened storage holds: the entries before the recovered tail, read
-/// back through the range read, then the tail (which must follow them).
+/// The whole log a reopened storage holds from its first index: the entries before the
+/// recovered tail, read back through the range read, then the tail (which must follow them,
+/// or the boundary before the first index).
 fn whole_log(storage: &Storage, recovered: &Recovered) -> Vec<Entry> {
     let prev = recovered.prev;
     let mut log = storage
         .read_entries(storage.first_index(), prev.index)
         .unwrap_or_else(|error| panic!("reading the log before the tail: {error}"));
     assert_eq!(
-        log.last().map_or(EntryId::ZERO, Entry::id),
+        log.last().map_or(storage.boundary(), Entry::id),
         prev,
         "the tail does not follow the stored log"
     );
@@ -1572,5 +1575,745 @@ proptest! {
         let (_, recovered, report) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
         prop_assert!(report.warnings.is_empty(), "{:?}", report.warnings);
         prop_assert_eq!(&recovered.entries, &log);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Retention (issue 9): a log that starts after index 1, trims and installs.
+
+/// The first index in a segment file's name.
+fn first_of(segment: &Path) -> u64 {
+    segment
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .and_then(|stem| stem.parse().ok())
+        .unwrap_or_else(|| panic!("not a segment: {}", segment.display()))
+}
+
+fn file_len(path: &Path) -> u64 {
+    fs::metadata(path).unwrap().len()
+}
+
+/// A log of `count` entries in term 1 over small segments, all of them committed.
+fn committed_segmented_log(dir: &Path, count: u64) -> (Storage, Vec<Entry>) {
+    let log = segmented_log(dir, count);
+    let (mut storage, _, _) = open_segmented(dir, SMALL_SEGMENT_BYTES);
+    storage.record_commit_index(Index(count)).unwrap();
+    storage.flush_commit_index().unwrap();
+    (storage, log)
+}
+
+/// Rewrites fields of `metadata.json` as a test needs them.
+fn edit_metadata(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = metadata_path(dir);
+    let mut value: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    edit(&mut value);
+    fs::write(&path, serde_json::to_vec(&value).unwrap()).unwrap();
+}
+
+fn is_trimmed(error: &StorageError, first: u64, prev_term: u64) -> bool {
+    matches!(error, StorageError::Trimmed { first_index, prev_term: term, .. }
+        if *first_index == Index(first) && *term == Term(prev_term))
+}
+
+#[test]
+fn a_trim_drops_exactly_the_whole_sealed_segments_before_the_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut storage, log) = committed_segmented_log(dir.path(), 400);
+    let before = segments(dir.path());
+    assert!(before.len() > 6, "{before:?}");
+    // Inside the fourth segment: the first three go, the fourth keeps its entries before
+    // the point, committed as they are.
+    let point = first_of(&before[3]) + 3;
+    let removed: u64 = before[..3].iter().map(|path| file_len(path)).sum();
+    let bytes_before = storage.log_bytes();
+    let outcome = storage.trim_before(Index(point)).unwrap();
+    assert_eq!(
+        outcome,
+        TrimOutcome {
+            first_index: Index(first_of(&before[3])),
+            segments_removed: 3,
+            bytes_removed: removed,
+        }
+    );
+    assert_eq!(segments(dir.path()), before[3..]);
+    for gone in &before[..3] {
+        assert!(!gone.with_extension("idx").exists(), "{gone:?}");
+    }
+    assert_eq!(storage.log_bytes(), bytes_before - removed);
+    assert_eq!(storage.segment_count(), before.len() - 3);
+    let first = first_of(&before[3]);
+    assert_eq!(storage.first_index(), Index(first));
+    assert_eq!(storage.boundary(), log[first as usize - 2].id());
+    let kept = &log[first as usize - 1..];
+    assert_eq!(
+        storage.read_entries(Index(first), Index(400)).unwrap(),
+        kept
+    );
+    let error = storage
+        .read_entries(Index(first - 1), Index(400))
+        .unwrap_err();
+    assert!(is_trimmed(&error, first, 1), "{error}");
+    // A point inside the first kept segment removes nothing more.
+    let again = storage.trim_before(Index(point)).unwrap();
+    assert_eq!(
+        (again.first_index, again.segments_removed),
+        (Index(first), 0)
+    );
+    drop(storage);
+
+    let (storage, recovered, report) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+    assert!(
+        report.warnings.is_empty() && report.notes.is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(storage.first_index(), Index(first));
+    assert_eq!(recovered.commit_index, Index(400));
+    assert_eq!(whole_log(&storage, &recovered), kept);
+    assert_eq!(segments(dir.path()), before[3..]);
+}
+
+#[test]
+fn a_trim_at_a_segment_start_drops_the_segment_before_it_and_never_the_open_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut storage, log) = committed_segmented_log(dir.path(), 200);
+    let files = segments(dir.path());
+    let outcome = storage.trim_before(Index(first_of(&files[2]))).unwrap();
+    assert_eq!(outcome.segments_removed, 2);
+    // Everything committed may go, but the open segment stays, holding the last entries.
+    let open_first = first_of(files.last().unwrap());
+    let outcome = storage.trim_before(Index(201)).unwrap();
+    assert_eq!(outcome.first_index, Index(open_first));
+    assert_eq!(segments(dir.path()), [files.last().unwrap().clone()]);
+    let tail = &log[open_first as usize - 1..];
+    assert_eq!(
+        storage.read_entries(Index(open_first), Index(200)).unwrap(),
+        tail
+    );
+    let mut log = log;
+    append_batches(&mut storage, &mut log, 1, 10, 5);
+    drop(storage);
+    let (storage, recovered, _) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+    assert_eq!(
+        whole_log(&storage, &recovered),
+        &log[open_first as usize - 1..]
+    );
+}
+
+#[test]
+fn a_trim_beyond_the_commit_index_is_refused_naming_it_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    segmented_log(dir.path(), 300);
+    let (mut storage, _, _) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+    storage.record_commit_index(Index(100)).unwrap();
+    let files = segments(dir.path());
+    let error = storage.trim_before(Index(102)).unwrap_err();
+    assert!(
+        matches!(error, StorageError::TrimBeyondCommit { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("commit index is 100"), "{error}");
+    assert_eq!(segments(dir.path()), files);
+    // Not a failure of the disk: the handle goes on, and the commit index covers 101.
+    let outcome = storage.trim_before(Index(101)).unwrap();
+    assert!(outcome.segments_removed > 0);
+    assert!(outcome.first_index <= Index(101));
+    drop(storage);
+    // The trim wrote the pending commit index with the new first index.
+    let (_, recovered, _) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+    assert_eq!(recovered.commit_index, Index(100));
+}
+
+#[test]
+fn a_crash_between_a_trims_metadata_and_its_deletions_removes_the_leftovers_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut storage, log) = committed_segmented_log(dir.path(), 300);
+    let files = segments(dir.path());
+    let saved: Vec<(PathBuf, Vec<u8>)> = files[..4]
+        .iter()
+        .flat_map(|path| [path.clone(), path.with_extension("idx")])
+        .map(|path| {
+            let bytes = fs::read(&path).unwrap();
+            (path, bytes)
+        })
+        .collect();
+    storage.trim_before(Index(first_of(&files[4]))).unwrap();
+    drop(storage);
+    // What a crash after the metadata left: every segment still there, or some of them
+    // (the deletions were not yet durable), with or without their indices.
+    for restored in [&saved[..], &saved[2..3], &saved[4..6]] {
+        for (path, bytes) in restored {
+            fs::write(path, bytes).unwrap();
+        }
+        let (storage, recovered, report) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        let segments_restored = restored
+            .iter()
+            .filter(|(path, _)| path.extension().unwrap() == "jsonl");
+        for (path, _) in segments_restored {
+            let note = report
+                .notes
+                .iter()
+                .find(|note| note.contains(path.to_str().unwrap()));
+            let note = note.unwrap_or_else(|| panic!("no note for {path:?}: {report:?}"));
+            assert!(
+                note.contains("only entries before the log's first index"),
+                "{note}"
+            );
+        }
+        assert_eq!(segments(dir.path()), files[4..]);
+        for (path, _) in restored {
+            assert!(!path.exists(), "{path:?}");
+        }
+        assert_eq!(
+            whole_log(&storage, &recovered),
+            &log[first_of(&files[4]) as usize - 1..]
+        );
+    }
+}
+
+#[test]
+fn a_fetch_before_the_first_index_is_trimmed_and_one_at_it_names_the_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut storage, log) = committed_segmented_log(dir.path(), 200);
+    let first = storage
+        .trim_before(Index(first_of(&segments(dir.path())[2])))
+        .unwrap()
+        .first_index;
+    let request = |from: u64| FetchRequest {
+        peer: NodeId(2),
+        from: Index(from),
+        max_entries: 10,
+        max_bytes: 1 << 20,
+    };
+    let error = storage.fetch(&request(first.0 - 1)).unwrap_err();
+    assert!(is_trimmed(&error, first.0, 1), "{error}");
+    assert!(storage.fetch(&request(1)).is_err());
+    let fetched = storage.fetch(&request(first.0)).unwrap();
+    assert_eq!(
+        fetched.prev,
+        EntryId {
+            index: first.prev(),
+            term: Term(1)
+        }
+    );
+    assert_eq!(
+        fetched.entries,
+        &log[first.0 as usize - 1..first.0 as usize + 9]
+    );
+    let fetched = storage.fetch(&request(first.0 + 1)).unwrap();
+    assert_eq!(fetched.prev, log[first.0 as usize - 1].id());
+}
+
+#[test]
+fn a_first_segment_that_straddles_the_first_index_serves_only_entries_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, log) = committed_segmented_log(dir.path(), 200);
+    drop(storage);
+    let files = segments(dir.path());
+    let first = first_of(&files[1]) + 4;
+    edit_metadata(dir.path(), |meta| {
+        meta["first_index"] = first.into();
+        meta["prev_term"] = 1.into();
+    });
+    let (storage, recovered, report) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    // The first segment holds only entries before the first index: it goes, the second
+    // stays and straddles it.
+    let first_name = files[0].to_str().unwrap();
+    assert!(
+        report.notes.len() == 1 && report.notes[0].contains(first_name),
+        "{report:?}"
+    );
+    assert_eq!(segments(dir.path()), files[1..]);
+    assert!(first_of(&files[1]) < first);
+    assert_eq!(storage.first_index(), Index(first));
+    assert_eq!(whole_log(&storage, &recovered), &log[first as usize - 1..]);
+    let read = storage
+        .read_entries(Index(first), Index(first + 30))
+        .unwrap();
+    assert_eq!(read, &log[first as usize - 1..first as usize + 30]);
+    let error = storage
+        .read_entries(Index(first - 1), Index(first + 30))
+        .unwrap_err();
+    assert!(is_trimmed(&error, first, 1), "{error}");
+    drop(storage);
+    // The segment holds the entry before the first index in term 1, not 2.
+    edit_metadata(dir.path(), |meta| meta["prev_term"] = 2.into());
+    let error = open_segmented_error(dir.path());
+    assert!(
+        error.contains(&format!("entry {} has term 1", first - 1)),
+        "{error}"
+    );
+    assert!(error.contains("metadata.json"), "{error}");
+}
+
+#[test]
+fn a_first_index_before_the_oldest_segment_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut storage, _) = committed_segmented_log(dir.path(), 200);
+    let files = segments(dir.path());
+    storage.trim_before(Index(first_of(&files[3]))).unwrap();
+    drop(storage);
+    edit_metadata(dir.path(), |meta| {
+        meta["first_index"] = first_of(&files[2]).into()
+    });
+    let error = open_segmented_error(dir.path());
+    let name = files[2].file_name().unwrap().to_str().unwrap();
+    assert!(error.contains(name) && error.contains("missing"), "{error}");
+    assert!(error.contains("says the log starts at index"), "{error}");
+}
+
+fn install_write(last: (u64, u64), data: &[u8], entries: Vec<Entry>) -> Write {
+    Write {
+        id: WriteId(1000),
+        hard_state: Some(hard_state(last.1, None)),
+        install: Some(Install {
+            last: EntryId {
+                index: Index(last.0),
+                term: Term(last.1),
+            },
+            data: data.to_vec(),
+        }),
+        truncate_after: None,
+        entries,
+    }
+}
+
+#[test]
+fn an_install_replaces_the_log_by_an_empty_one_after_its_last_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    segmented_log(dir.path(), 300);
+    let (mut storage, _, _) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+    storage.record_commit_index(Index(100)).unwrap();
+    let after: Vec<Entry> = (901..=905)
+        .map(|index| command(index, 4, "after"))
+        .collect();
+    storage
+        .persist(&[install_write((900, 4), b"state", after.clone())])
+        .unwrap();
+    assert_eq!(storage.first_index(), Index(901));
+    assert_eq!(
+        storage.boundary(),
+        EntryId {
+            index: Index(900),
+            term: Term(4)
+        }
+    );
+    assert_eq!(storage.snapshot().map(|s| &s.data[..]), Some(&b"state"[..]));
+    assert_eq!(storage.read_entries(Index(901), Index(905)).unwrap(), after);
+    let error = storage.read_entries(Index(900), Index(905)).unwrap_err();
+    assert!(is_trimmed(&error, 901, 4), "{error}");
+    drop(storage);
+    assert_eq!(
+        segments(dir.path()),
+        [segment_dir(dir.path()).join("00000000000000000901.jsonl")]
+    );
+    let (mut storage, recovered, report) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+    assert!(
+        report.warnings.is_empty() && report.notes.is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(
+        recovered,
+        Recovered {
+            hard_state: hard_state(4, None),
+            prev: EntryId {
+                index: Index(900),
+                term: Term(4)
+            },
+            entries: after.clone(),
+            commit_index: Index(900),
+        }
+    );
+    let snapshot = storage.snapshot().unwrap();
+    assert_eq!(
+        (snapshot.last.index, &snapshot.data[..]),
+        (Index(900), &b"state"[..])
+    );
+    // An install with nothing after it: the log is the boundary alone.
+    storage
+        .persist(&[install_write((2000, 5), b"", vec![])])
+        .unwrap();
+    drop(storage);
+    let (storage, recovered, _) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+    assert_eq!(
+        recovered.prev,
+        EntryId {
+            index: Index(2000),
+            term: Term(5)
+        }
+    );
+    assert!(recovered.entries.is_empty());
+    assert_eq!(recovered.commit_index, Index(2000));
+    assert_eq!(storage.last_index(), Index(2000));
+    assert_eq!(storage.snapshot().unwrap().last.index, Index(2000));
+    let core = RaftCore::new(
+        Config::new(NODE, vec![NodeId(1), NodeId(2), NodeId(3)]),
+        recovered,
+    );
+    assert!(core.is_ok(), "{:?}", core.err());
+}
+
+/// Files by path (below the data directory) and contents.
+type Files = Vec<(PathBuf, Vec<u8>)>;
+
+/// The files of a node directory, by name below it.
+fn snapshot_of_dir(dir: &Path) -> Files {
+    let mut files = Vec::new();
+    let node = dir.join("1");
+    for sub in [node.clone(), node.join("log")] {
+        for entry in fs::read_dir(&sub).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                let bytes = fs::read(&path).unwrap();
+                files.push((path.strip_prefix(dir).unwrap().to_path_buf(), bytes));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn restore_dir(dir: &Path, files: &[(PathBuf, Vec<u8>)]) {
+    let _ = fs::remove_dir_all(dir.join("1"));
+    fs::create_dir_all(dir.join("1").join("log")).unwrap();
+    for (path, bytes) in files {
+        fs::write(dir.join(path), bytes).unwrap();
+    }
+}
+
+#[test]
+fn every_crash_point_of_an_install_recovers_the_old_log_or_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut storage, old_log) = committed_segmented_log(dir.path(), 200);
+    drop(storage);
+    let old = snapshot_of_dir(dir.path());
+    (storage, _, _) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+    storage
+        .persist(&[install_write((500, 3), b"data", vec![])])
+        .unwrap();
+    drop(storage);
+    let new = snapshot_of_dir(dir.path());
+    let file = |files: &[(PathBuf, Vec<u8>)], name: &str| -> Vec<u8> {
+        let found = files.iter().find(|(path, _)| path.ends_with(name));
+        found.unwrap_or_else(|| panic!("no {name}")).1.clone()
+    };
+    let staged = |bytes: Vec<u8>| (PathBuf::from("1/snapshot.bin.tmp"), bytes);
+    let metadata = |files| {
+        (
+            PathBuf::from("1/metadata.json"),
+            file(files, "metadata.json"),
+        )
+    };
+    let snapshot = file(&new, "snapshot.bin");
+    let old_segments: Vec<_> = old
+        .iter()
+        .filter(|(path, _)| path.starts_with("1/log"))
+        .cloned()
+        .collect();
+    let old_metadata = metadata(&old);
+    let new_metadata = metadata(&new);
+    let new_segment = (
+        PathBuf::from("1/log/00000000000000000501.jsonl"),
+        vec![0; 4096],
+    );
+    let with = |parts: &[&[(PathBuf, Vec<u8>)]]| parts.concat();
+    // Each step of the install, in order: the state a crash right after it leaves.
+    let states: Vec<(&str, Files, bool)> = vec![
+        (
+            "data half staged",
+            with(&[&old, &[staged(snapshot[..20].to_vec())]]),
+            false,
+        ),
+        (
+            "data staged",
+            with(&[&old, &[staged(snapshot.clone())]]),
+            false,
+        ),
+        (
+            "metadata replaced",
+            with(&[
+                &old_segments,
+                &[new_metadata.clone(), staged(snapshot.clone())],
+            ]),
+            true,
+        ),
+        (
+            "newer segments removed",
+            with(&[
+                &old_segments[..3],
+                &[new_metadata.clone(), staged(snapshot.clone())],
+            ]),
+            true,
+        ),
+        (
+            "all segments removed",
+            vec![new_metadata.clone(), staged(snapshot.clone())],
+            true,
+        ),
+        (
+            "new segment created",
+            vec![
+                new_metadata.clone(),
+                staged(snapshot.clone()),
+                new_segment.clone(),
+            ],
+            true,
+        ),
+        ("data in place", new.clone(), true),
+    ];
+    assert!(old.contains(&old_metadata));
+    for (step, files, installed) in states {
+        restore_dir(dir.path(), &files);
+        let (storage, recovered, report) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+        assert!(report.warnings.is_empty(), "{step}: {:?}", report.warnings);
+        if installed {
+            assert_eq!(storage.first_index(), Index(501), "{step}");
+            assert_eq!(
+                recovered.prev,
+                EntryId {
+                    index: Index(500),
+                    term: Term(3)
+                },
+                "{step}"
+            );
+            assert!(recovered.entries.is_empty(), "{step}");
+            assert_eq!(storage.snapshot().unwrap().data, b"data", "{step}");
+            assert_eq!(segments(dir.path()).len(), 1, "{step}");
+        } else {
+            assert_eq!(storage.first_index(), Index(1), "{step}");
+            assert_eq!(whole_log(&storage, &recovered), old_log, "{step}");
+            assert!(storage.snapshot().is_none(), "{step}");
+        }
+        // Every state but the last says what recovery removed or finished.
+        let expected_notes = usize::from(step != "data in place");
+        assert_eq!(report.notes.len(), expected_notes, "{step}: {report:?}");
+        drop(storage);
+        // What recovery did is durable and complete: a second start has nothing to do.
+        let (_, again, report) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+        assert!(
+            report.warnings.is_empty() && report.notes.is_empty(),
+            "{step}: {report:?}"
+        );
+        assert_eq!(again, recovered, "{step}");
+        assert!(
+            !dir.path().join("1").join("snapshot.bin.tmp").exists(),
+            "{step}"
+        );
+    }
+}
+
+#[test]
+fn a_damaged_snapshot_refuses_to_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut storage, _, _) = open(dir.path());
+    storage
+        .persist(&[install_write((50, 2), b"some state", vec![])])
+        .unwrap();
+    drop(storage);
+    let path = dir.path().join("1").join("snapshot.bin");
+    let mut bytes = fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    fs::write(&path, &bytes).unwrap();
+    let error = open_error(dir.path());
+    assert!(
+        error.contains("snapshot.bin") && error.contains("checksum"),
+        "{error}"
+    );
+}
+
+/// One batch of the retention model: maybe advance the commit index and trim before a
+/// share of the committed log, then either install a log after an entry at or beyond the
+/// commit index or cut back a share of the uncommitted suffix (each in a new term),
+/// append commands of these lengths, and maybe reopen.
+#[derive(Clone, Debug)]
+struct RetentionBatch {
+    commit_per_mille: Option<u64>,
+    trim_per_mille: Option<u64>,
+    install_ahead: Option<u64>,
+    cut_per_mille: Option<u64>,
+    command_lengths: Vec<usize>,
+    reopen: bool,
+}
+
+fn retention_batch_strategy() -> impl Strategy<Value = RetentionBatch> {
+    (
+        proptest::option::weighted(0.5, 0..1000u64),
+        proptest::option::weighted(0.3, 0..1000u64),
+        proptest::option::weighted(0.08, 0..60u64),
+        proptest::option::weighted(0.15, 0..1000u64),
+        proptest::collection::vec(0..300usize, 0..30),
+        proptest::bool::weighted(0.2),
+    )
+        .prop_map(
+            |(commit_per_mille, trim_per_mille, install_ahead, cut_per_mille, lengths, reopen)| {
+                RetentionBatch {
+                    commit_per_mille,
+                    trim_per_mille,
+                    install_ahead,
+                    cut_per_mille,
+                    command_lengths: lengths,
+                    reopen,
+                }
+            },
+        )
+}
+
+/// The log as storage must hold it: `entries` follow `boundary`, and storage serves them
+/// from `first` on (a trim keeps whole segments, so `first` may lie past `boundary`).
+struct RetentionModel {
+    boundary: EntryId,
+    entries: Vec<Entry>,
+    first: Index,
+    commit: Index,
+}
+
+impl RetentionModel {
+    fn last(&self) -> Index {
+        self.boundary.index.plus(self.entries.len() as u64)
+    }
+
+    /// The entries storage serves: from the first index on.
+    fn served(&self) -> &[Entry] {
+        &self.entries[self.boundary.index.count_to(self.first.prev()) as usize..]
+    }
+
+    /// The id of the entry before `index`, for a fetch from it.
+    fn before(&self, index: Index) -> EntryId {
+        match index.prev().0.checked_sub(self.boundary.index.0 + 1) {
+            Some(position) => self.entries[position as usize].id(),
+            None => self.boundary,
+        }
+    }
+}
+
+fn check_retained(storage: &Storage, model: &RetentionModel) -> Result<(), TestCaseError> {
+    prop_assert_eq!(storage.first_index(), model.first);
+    prop_assert_eq!(storage.last_index(), model.last());
+    let read = storage.read_entries(model.first, model.last()).unwrap();
+    prop_assert_eq!(&read[..], model.served());
+    let request = FetchRequest {
+        peer: NodeId(2),
+        from: model.first,
+        max_entries: 3,
+        max_bytes: 1 << 20,
+    };
+    let fetched = storage.fetch(&request).unwrap();
+    prop_assert_eq!(fetched.prev, model.before(model.first));
+    if model.first > Index(1) {
+        let below = FetchRequest {
+            from: model.first.prev(),
+            ..request
+        };
+        let error = storage.fetch(&below).unwrap_err();
+        prop_assert!(matches!(error, StorageError::Trimmed { .. }), "{}", error);
+    }
+    Ok(())
+}
+
+fn run_retention_model(batches: &[RetentionBatch]) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut storage, _, _) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+    let mut model = RetentionModel {
+        boundary: EntryId::ZERO,
+        entries: Vec::new(),
+        first: Index(1),
+        commit: Index(0),
+    };
+    let mut term = 1;
+    for (k, batch) in batches.iter().enumerate() {
+        if let Some(per_mille) = batch.commit_per_mille {
+            let by = model.commit.count_to(model.last()) * per_mille / 1000;
+            model.commit = model.commit.plus(by);
+            storage.record_commit_index(model.commit).unwrap();
+        }
+        if let Some(per_mille) = batch.trim_per_mille {
+            let before = model
+                .first
+                .plus(model.first.count_to(model.commit.next()) * per_mille / 1000);
+            let outcome = storage.trim_before(before).unwrap();
+            prop_assert!(outcome.first_index >= model.first && outcome.first_index <= before);
+            model.first = outcome.first_index;
+            // Whole segments only: the first one kept reaches the trim point.
+            let files = segments(dir.path());
+            prop_assert_eq!(first_of(&files[0]), model.first.0);
+            prop_assert!(files.len() == 1 || first_of(&files[1]) > before.0);
+        }
+        let mut write = Write {
+            id: WriteId(k as u64 + 1),
+            hard_state: Some(hard_state(term, None)),
+            install: None,
+            truncate_after: None,
+            entries: vec![],
+        };
+        if let Some(ahead) = batch.install_ahead {
+            term += 1;
+            let last = EntryId {
+                index: model.commit.plus(ahead).max(Index(1)),
+                term: Term(term),
+            };
+            write.hard_state = Some(hard_state(term, None));
+            write.install = Some(Install {
+                last,
+                data: format!("state at {}", last.index.0).into_bytes(),
+            });
+            model = RetentionModel {
+                boundary: last,
+                entries: Vec::new(),
+                first: last.index.next(),
+                commit: last.index,
+            };
+        } else if let Some(per_mille) = batch.cut_per_mille {
+            term += 1;
+            write.hard_state = Some(hard_state(term, None));
+            let keep = model
+                .commit
+                .plus(model.commit.count_to(model.last()) * per_mille / 1000);
+            write.truncate_after = Some(keep);
+            model
+                .entries
+                .truncate(model.boundary.index.count_to(keep) as usize);
+        }
+        for &length in &batch.command_lengths {
+            let entry = command(model.last().next().0, term, &"r".repeat(length));
+            model.entries.push(entry.clone());
+            write.entries.push(entry);
+        }
+        storage.persist(&[write]).unwrap();
+        check_retained(&storage, &model)?;
+        if batch.reopen {
+            storage.flush_commit_index().unwrap();
+            drop(storage);
+            let (reopened, recovered, report) = open_segmented(dir.path(), SMALL_SEGMENT_BYTES);
+            storage = reopened;
+            prop_assert!(
+                report.warnings.is_empty() && report.notes.is_empty(),
+                "{:?}",
+                report
+            );
+            prop_assert_eq!(recovered.commit_index, model.commit);
+            prop_assert_eq!(&whole_log(&storage, &recovered)[..], model.served());
+            check_retained(&storage, &model)?;
+            let voters = vec![NodeId(1), NodeId(2), NodeId(3)];
+            let core = RaftCore::new(Config::new(NODE, voters), recovered);
+            prop_assert!(core.is_ok(), "RaftCore::new refused: {:?}", core.err());
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(model_cases() / 4))]
+
+    /// Trims and installs mixed into appends, truncations, commits and reopens over small
+    /// segments: storage always serves exactly the model's entries from its first index,
+    /// names the boundary before them, and refuses what lies before it.
+    #[test]
+    fn trims_and_installs_keep_exactly_the_models_entries_from_the_first_index(
+        batches in proptest::collection::vec(retention_batch_strategy(), 1..24),
+    ) {
+        run_retention_model(&batches)?;
     }
 }

@@ -82,6 +82,23 @@ pub enum StorageError {
         first_index: Index,
         last_index: Index,
     },
+    /// `snapshot.bin` is damaged, or does not fit the log.
+    Snapshot { path: PathBuf, problem: String },
+    /// A read or fetch asked for entries before the log's first index: they were trimmed
+    /// (or replaced by an install). Not damage: the caller can serve the boundary instead,
+    /// `first_index - 1` in `prev_term`, e.g. by sending an install.
+    Trimmed {
+        path: PathBuf,
+        from: Index,
+        first_index: Index,
+        prev_term: Term,
+    },
+    /// A trim was asked to drop entries the recorded commit index does not cover.
+    TrimBeyondCommit {
+        path: PathBuf,
+        before: Index,
+        commit_index: Index,
+    },
     /// A storage option the log cannot work with.
     BadOption { problem: String },
     /// Another process holds this node's storage open.
@@ -142,6 +159,36 @@ impl fmt::Display for StorageError {
                 to.0,
                 first_index.0,
                 last_index.0
+            ),
+            StorageError::Snapshot { path, problem } => {
+                write!(f, "{}: {problem}", path.display())
+            }
+            StorageError::Trimmed {
+                path,
+                from,
+                first_index,
+                prev_term,
+            } => write!(
+                f,
+                "{}: entry {} asked for, but the log now starts at index {} (entries before \
+                 it were trimmed; the one before it has term {})",
+                path.display(),
+                from.0,
+                first_index.0,
+                prev_term.0
+            ),
+            StorageError::TrimBeyondCommit {
+                path,
+                before,
+                commit_index,
+            } => write!(
+                f,
+                "{}: refusing to trim entries before index {}: the commit index is {}, so \
+                 only entries before {} may go",
+                path.display(),
+                before.0,
+                commit_index.0,
+                commit_index.0 + 1
             ),
             StorageError::BadOption { problem } => f.write_str(problem),
             StorageError::Locked { path } => write!(

@@ -24,8 +24,19 @@
 //! ends early: a prefix of the old log, never a hole, since segments go from the end. The
 //! batch is acknowledged only after all of it is durable.
 //!
+//! ## Retention
+//! The log starts at `metadata.json`'s first index, which need not be 1. A trim removes
+//! the oldest sealed segments whose entries all lie before its point, never the open one,
+//! after the metadata names the first kept segment's first index (see `mod.rs`). An
+//! install removes every segment and starts again with an empty open segment after its
+//! last entry (`replace_all`). A first segment may also straddle the first index (start
+//! before it, reach at least the entry before it): its entries before the first index are
+//! not served, and recovery checks that it holds the boundary entry in the term the
+//! metadata names.
+//!
 //! ## Recovery
-//! Reads each sealed segment's index (rebuilding it by a scan, with a warning, if it is
+//! Removes the segments that end before the log's first index (a crash during a trim left
+//! them), then reads each sealed segment's index (rebuilding it by a scan, with a warning, if it is
 //! missing or damaged), checks that the names form a chain and that each sealed segment
 //! ends with the intact line its index names, and scans only the open segment with the
 //! tear rules of `recovery.rs`. So start-up reads a bounded amount of each sealed segment,
@@ -42,7 +53,7 @@ use super::log_file::LogFile;
 use super::metadata::sync_dir;
 use super::recovery::{self, ScannedLog, Start};
 use super::segment::{self, damaged, Name, SparseIndex};
-use replog_core::{Entry, Index, Term};
+use replog_core::{Entry, EntryId, Index, Term};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::BufReader;
@@ -61,8 +72,11 @@ struct Sealed {
 /// The writes of one batch, encoded, waiting for [`SegmentedLog::commit`].
 #[derive(Default)]
 struct Staged {
-    /// Invariant: at most the durable last index. Durable entries above it are cut at
-    /// commit; between batches it is the durable last index.
+    /// The last entry of an install in this batch: the log is replaced by an empty one
+    /// after it before anything staged is written.
+    install: Option<EntryId>,
+    /// Invariant: at most the durable last index, or the install's last index. Durable
+    /// entries above it are cut at commit; between batches it is the durable last index.
     keep: Index,
     /// Encoded lines of the entries after `keep`. Reused across batches.
     bytes: Vec<u8>,
@@ -76,6 +90,7 @@ impl Staged {
     }
 
     fn reset(&mut self, keep: Index) {
+        self.install = None;
         self.keep = keep;
         self.bytes.clear();
         self.lines.clear();
@@ -87,8 +102,16 @@ impl Staged {
 
 pub(crate) struct SegmentedLog {
     dir: PathBuf,
-    /// Invariant: a chain: each starts at the index after the previous one's last, and
-    /// the open segment after the last of them.
+    /// Where the log starts: `metadata.json`'s `first_index` and `prev_term`. Entries
+    /// before it are not served, even where the first segment still holds them.
+    start: Start,
+    /// Where the first segment starts, and the term its lines are checked against:
+    /// `start` itself, or an earlier index (and term 0, the term before it being unknown)
+    /// when the first segment straddles `start`.
+    /// Invariant: `base.first_index <= start.first_index`.
+    base: Start,
+    /// Invariant: a chain from `base`: each starts at the index after the previous one's
+    /// last, and the open segment after the last of them.
     sealed: Vec<Sealed>,
     open: LogFile,
     segment_bytes: u64,
@@ -109,11 +132,13 @@ pub(crate) struct Opened {
 }
 
 impl SegmentedLog {
-    /// Reads `<node_dir>/log/` back, creating it with an empty first segment if absent
-    /// and `create` is set. Changes nothing on disk but rebuilt indices.
+    /// Reads `<node_dir>/log/` back as a log that starts at `start` (from
+    /// `metadata.json`), creating it with an empty first segment if absent and `create` is
+    /// set. Changes nothing on disk but rebuilt indices.
     pub(crate) fn open(
         node_dir: &Path,
         create: bool,
+        start: Start,
         segment_bytes: u64,
         direct: bool,
     ) -> Result<Opened, StorageError> {
@@ -122,22 +147,22 @@ impl SegmentedLog {
         if listed.segments.is_empty() {
             if !create {
                 return Err(StorageError::Inconsistent {
-                    path: segment::segment_path(&dir, Index(1)),
+                    path: segment::segment_path(&dir, start.first_index),
                     problem: "missing (no segment in the log directory), but metadata.json \
                               exists; refusing to start with an empty log in place of a lost one"
                         .to_string(),
                 });
             }
             create_first_segment(node_dir, &dir)?;
-            return SegmentedLog::open(node_dir, false, segment_bytes, direct);
+            return SegmentedLog::open(node_dir, false, start, segment_bytes, direct);
         }
-        let mut opened = read_chain(&dir, &listed)?;
+        let mut opened = read_chain(&dir, &listed, start)?;
         let (&open_first, open_path) = listed.segments.last_key_value().expect("not empty");
         let prev_term = opened
             .sealed
             .last()
-            .map_or(Term(0), |last| last.index.last_term);
-        let start = Start {
+            .map_or(opened.base.prev_term, |last| last.index.last_term);
+        let open_start = Start {
             first_index: open_first,
             prev_term,
         };
@@ -147,7 +172,11 @@ impl SegmentedLog {
             .open(open_path)
             .map_err(io_error(open_path, "opening"))?;
         let len = file_len(&file, open_path)?;
-        let scanned = recovery::scan(open_path, BufReader::with_capacity(1 << 16, &file), start)?;
+        let scanned = recovery::scan(
+            open_path,
+            BufReader::with_capacity(1 << 16, &file),
+            open_start,
+        )?;
         let direct = match direct {
             true => DirectAppender::open(open_path)
                 .map_err(io_error(open_path, "opening for direct writes"))?,
@@ -158,7 +187,7 @@ impl SegmentedLog {
             scanned.offsets.clone(),
             scanned.valid_len,
         );
-        let open = LogFile::new(open_path, file, start, lines, segment_bytes, direct);
+        let open = LogFile::new(open_path, file, open_start, lines, segment_bytes, direct);
         let has_bytes = len > 0 || !opened.sealed.is_empty();
         if let Some(stale) = listed.indices.get(&open_first) {
             opened.leftovers.push(stale.clone());
@@ -169,6 +198,8 @@ impl SegmentedLog {
         }
         let log = SegmentedLog {
             dir,
+            start,
+            base: opened.base,
             sealed: opened.sealed,
             staged: Staged {
                 keep: open.last_index(),
@@ -177,6 +208,7 @@ impl SegmentedLog {
             open,
             segment_bytes,
         };
+        log.check_boundary()?;
         Ok(Opened {
             log,
             scanned,
@@ -197,10 +229,52 @@ impl SegmentedLog {
         self.open.first_index()
     }
 
+    /// The log's first index: `metadata.json`'s, not necessarily the first segment's.
     pub(crate) fn first_index(&self) -> Index {
-        self.sealed
-            .first()
-            .map_or(self.open.first_index(), |first| first.index.first_index)
+        self.start.first_index
+    }
+
+    /// The bytes of the segment files: the sealed ones' lines, and the open one with its
+    /// preallocated zeros.
+    pub(crate) fn bytes(&self) -> u64 {
+        let sealed: u64 = self.sealed.iter().map(|sealed| sealed.index.bytes).sum();
+        sealed + self.open.file_len()
+    }
+
+    /// When the first segment starts before the log's first index (left so by a crash
+    /// during an install that did not yet remove it, or by a trim that kept it), checks
+    /// that it holds the entry before that index in the term `metadata.json` names:
+    /// otherwise the segments and the metadata describe different logs.
+    fn check_boundary(&self) -> Result<(), StorageError> {
+        if self.base.first_index == self.start.first_index {
+            return Ok(());
+        }
+        let boundary = self.start.first_index.prev();
+        let metadata = super::metadata::FILE_NAME;
+        if boundary > self.durable_last_index() {
+            return Err(StorageError::Inconsistent {
+                path: self.open.path().to_path_buf(),
+                problem: format!(
+                    "the log ends at index {}, before index {} where {metadata} says it \
+                     starts",
+                    self.durable_last_index().0,
+                    self.start.first_index.0
+                ),
+            });
+        }
+        let read = self.read_raw(boundary, boundary)?;
+        let term = read.first().map_or(Term(0), |entry| entry.term);
+        if term != self.start.prev_term {
+            return Err(StorageError::Inconsistent {
+                path: self.dir.clone(),
+                problem: format!(
+                    "entry {} has term {}, but {metadata} says the entry before the log's \
+                     first index {} has term {}",
+                    boundary.0, term.0, self.start.first_index.0, self.start.prev_term.0
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The last durable index.
@@ -256,9 +330,77 @@ impl SegmentedLog {
         }
     }
 
+    /// Replaces the whole log, at [`SegmentedLog::apply_install`], by an empty one that
+    /// starts after `last`; what was staged before is dropped.
+    pub(crate) fn stage_install(&mut self, last: EntryId) {
+        self.staged.reset(last.index);
+        self.staged.install = Some(last);
+    }
+
+    /// Carries out a staged install (see the module doc), before the rest of the batch is
+    /// committed. The caller has made the new start durable in `metadata.json` first.
+    pub(crate) fn apply_install(&mut self) -> Result<(), StorageError> {
+        let Some(last) = self.staged.install.take() else {
+            return Ok(());
+        };
+        let start = Start {
+            first_index: last.index.next(),
+            prev_term: last.term,
+        };
+        let path = replace_all(&self.dir, start)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_error(&path, "opening"))?;
+        let next = self.open_file(&path, file, start, (&[], Vec::new(), 0))?;
+        std::mem::replace(&mut self.open, next).discard();
+        self.sealed.clear();
+        self.start = start;
+        self.base = start;
+        Ok(())
+    }
+
+    /// How many sealed segments hold only entries before `before`, and where the log
+    /// starts without them; `None` if there are none. The open segment always stays.
+    pub(crate) fn trim_point(&self, before: Index) -> Option<(usize, Start)> {
+        let count = self
+            .sealed
+            .partition_point(|sealed| sealed.index.last_index < before);
+        let last_dropped = &self.sealed[..count].last()?.index;
+        Some((
+            count,
+            Start {
+                first_index: last_dropped.last_index.next(),
+                prev_term: last_dropped.last_term,
+            },
+        ))
+    }
+
+    /// Removes the `count` oldest sealed segments and their indices, then fsyncs the
+    /// directory; `start` is where the log starts without them, which `metadata.json`
+    /// already says. Returns the bytes of the segment files removed.
+    pub(crate) fn drop_oldest(&mut self, count: usize, start: Start) -> Result<u64, StorageError> {
+        assert!(
+            count <= self.sealed.len(),
+            "only sealed segments are trimmed"
+        );
+        self.start = start;
+        self.base = start;
+        let mut bytes = 0;
+        for sealed in self.sealed.drain(..count) {
+            segment::remove_if_present(&sealed.path)?;
+            segment::remove_if_present(&segment::index_path(&sealed.path))?;
+            bytes += sealed.index.bytes;
+        }
+        sync_dir(&self.dir)?;
+        Ok(bytes)
+    }
+
     /// Makes everything staged durable: the cut (if any), then one durable write of every
     /// staged line, into a new segment if the open one is full.
     pub(crate) fn commit(&mut self) -> Result<(), StorageError> {
+        self.apply_install()?;
         if self.staged.keep < self.open.last_index() {
             self.cut_after(self.staged.keep)?;
         }
@@ -359,7 +501,7 @@ impl SegmentedLog {
             prev_term: self
                 .sealed
                 .last()
-                .map_or(Term(0), |last| last.index.last_term),
+                .map_or(self.base.prev_term, |last| last.index.last_term),
         };
         let scanned = recovery::scan(&path, BufReader::with_capacity(1 << 16, &file), start)?;
         if scanned.torn.is_some() || scanned.entries.len() as u64 != reopened.index.entries() {
@@ -376,13 +518,28 @@ impl SegmentedLog {
 
     /// The durable entries `from..=to`, read from disk: seeks through the sparse index of
     /// each sealed segment it touches (the open one's offsets are exact) and streams only
-    /// those lines. Every line is checked again as it is read.
+    /// those lines. Every line is checked again as it is read. Entries before the log's
+    /// first index are [`StorageError::Trimmed`], even where a segment still holds them.
     pub(crate) fn read_entries(&self, from: Index, to: Index) -> Result<Vec<Entry>, StorageError> {
+        if from <= to && from < self.start.first_index {
+            return Err(StorageError::Trimmed {
+                path: self.dir.clone(),
+                from,
+                first_index: self.start.first_index,
+                prev_term: self.start.prev_term,
+            });
+        }
+        self.read_raw(from, to)
+    }
+
+    /// [`SegmentedLog::read_entries`] of whatever the segments hold, before the log's
+    /// first index too.
+    fn read_raw(&self, from: Index, to: Index) -> Result<Vec<Entry>, StorageError> {
         let last = self.durable_last_index();
         if from > to {
             return Ok(Vec::new());
         }
-        if from < self.first_index() || to > last {
+        if from < self.base.first_index || to > last {
             return Err(StorageError::OutsideLog {
                 path: self.dir.clone(),
                 from,
@@ -481,32 +638,94 @@ fn create_first_segment(node_dir: &Path, dir: &Path) -> Result<(), StorageError>
     sync_dir(dir)
 }
 
+/// Removes every file of the log directory (segments newest first, their indices, temp
+/// files) and creates the empty segment at `start`, fsyncing the directory once at the end:
+/// an install (see the module doc). Returns the new segment's path.
+pub(crate) fn replace_all(dir: &Path, start: Start) -> Result<PathBuf, StorageError> {
+    let listed = list(dir)?;
+    for path in listed.segments.values().rev() {
+        segment::remove_if_present(path)?;
+    }
+    for path in listed.indices.values().chain(&listed.temps) {
+        segment::remove_if_present(path)?;
+    }
+    let path = segment::segment_path(dir, start.first_index);
+    File::create(&path).map_err(io_error(&path, "creating"))?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
 /// What reading the sealed segments found.
-#[derive(Default)]
 struct Chain {
+    /// Where the first segment kept starts (see `SegmentedLog::base`).
+    base: Start,
     sealed: Vec<Sealed>,
     warnings: Vec<String>,
     notes: Vec<String>,
     leftovers: Vec<PathBuf>,
 }
 
-/// Checks the sealed segments (all but the last) and their chain; see the module doc.
-fn read_chain(dir: &Path, listed: &Listed) -> Result<Chain, StorageError> {
-    let mut chain = Chain::default();
-    let segments: Vec<(Index, &PathBuf)> = listed.segments.iter().map(|(&i, p)| (i, p)).collect();
-    if segments[0].0 != Index(1) {
-        return Err(damaged(
-            &segment::segment_path(dir, Index(1)),
-            format!(
-                "missing: the log's first segment (the oldest present, {}, starts at index {})",
-                segments[0].1.display(),
-                segments[0].0 .0
+/// Checks the sealed segments (all but the last) and their chain from the log's `start`;
+/// see the module doc. Segments wholly before `start` become leftovers.
+fn read_chain(dir: &Path, listed: &Listed, start: Start) -> Result<Chain, StorageError> {
+    let all: Vec<(Index, &PathBuf)> = listed.segments.iter().map(|(&i, p)| (i, p)).collect();
+    // A segment whose successor starts at or before the log's first index holds only
+    // entries before it: a trim writes the new first index before it removes segments.
+    let below = all
+        .windows(2)
+        .take_while(|pair| pair[1].0 <= start.first_index)
+        .count();
+    let segments = &all[below..];
+    let (first, first_path) = segments[0];
+    if first > start.first_index {
+        let since = match start.first_index {
+            Index(1) => String::new(),
+            first_index => format!(
+                "; {} says the log starts at index {}",
+                super::metadata::FILE_NAME,
+                first_index.0
             ),
+        };
+        return Err(damaged(
+            &segment::segment_path(dir, start.first_index),
+            format!(
+                "missing: the log's first segment (the oldest present, {}, starts at index \
+                 {}{since})",
+                first_path.display(),
+                first.0
+            ),
+        ));
+    }
+    let base = match first == start.first_index {
+        true => start,
+        false => Start {
+            first_index: first,
+            prev_term: Term(0),
+        },
+    };
+    let mut chain = Chain {
+        base,
+        sealed: Vec::new(),
+        warnings: Vec::new(),
+        notes: Vec::new(),
+        leftovers: Vec::new(),
+    };
+    for &(first, path) in &all[..below] {
+        chain.leftovers.push(path.clone());
+        chain.leftovers.extend(listed.indices.get(&first).cloned());
+        chain.notes.push(format!(
+            "removed {}: it holds only entries before the log's first index {}, left by a \
+             crash during a trim",
+            path.display(),
+            start.first_index.0
         ));
     }
     for pair in segments.windows(2) {
         let ((first, path), (next_first, _)) = (pair[0], pair[1]);
-        let prev_term = chain.sealed.last().map_or(Term(0), |s| s.index.last_term);
+        let prev_term = chain
+            .sealed
+            .last()
+            .map_or(base.prev_term, |s| s.index.last_term);
         let index = sealed_index(path, first, prev_term, &mut chain.warnings)?;
         if index.last_index.next() != next_first {
             return Err(chain_break(dir, path, &index, next_first));

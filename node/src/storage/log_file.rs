@@ -131,6 +131,11 @@ impl LogFile {
         self.durable_len
     }
 
+    /// The file's length: its lines and the zeros preallocated behind them.
+    pub(crate) fn file_len(&self) -> u64 {
+        self.allocated_len
+    }
+
     /// Where the durable line of `index` starts; `None` outside this segment.
     pub(crate) fn offset_of(&self, index: Index) -> Option<u64> {
         let position = index.0.checked_sub(self.start.first_index.0)?;

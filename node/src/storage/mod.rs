@@ -3,8 +3,9 @@
 //!
 //! The runtime's storage thread owns a [`Storage`]: [`Storage::open`] reads back what is
 //! durable at start, [`Storage::persist`] makes the core's `Persist` writes durable (group
-//! commit), [`Storage::record_commit_index`] keeps a restart hint, and
-//! [`Storage::read_entries`] reads a range of the log back from disk.
+//! commit), [`Storage::record_commit_index`] keeps a restart hint,
+//! [`Storage::read_entries`] and [`Storage::fetch`] read the log back from disk, and
+//! [`Storage::trim_before`] drops old committed segments.
 //!
 //! ## Files
 //! - `log/<first-index>.jsonl`: the segments, the first index zero-padded to 20 digits; one
@@ -13,7 +14,11 @@
 //!   segment has `log/<first-index>.idx` beside it, its sparse offset index (see
 //!   `segment.rs`); the last segment is the open one (see `log_dir.rs`).
 //! - `metadata.json`: `{"current_term":3,"voted_for":2,"commit_index":17,"first_index":1,
-//!   "prev_term":0}`, replaced atomically; see `metadata.rs`.
+//!   "prev_term":0}`, replaced atomically; see `metadata.rs`. `first_index` is where the
+//!   log starts (entries before it were trimmed, or replaced by an install) and `prev_term`
+//!   the term of the entry before it, the boundary.
+//! - `snapshot.bin`: the data of the last install and the entry it ends at; see
+//!   `snapshot.rs`.
 //! - `log.jsonl`, the one log file of the layout before segments, is moved into `log/` at
 //!   the first start; see `old_format.rs`.
 //!
@@ -56,6 +61,24 @@
 //!   it are refused, so recovery can insist `commit_index <= last index`. That is also the
 //!   safety net under the cut: a cut that would drop a committed entry (media damage that
 //!   looks like a tear) fails `open` instead.
+//! - A trim replaces `metadata.json` with the new first index (that of the first segment
+//!   kept) first, then removes the segments before it, then fsyncs the directory. A crash
+//!   before the metadata leaves the old log whole; after it, the segments not yet removed
+//!   all end before the new first index (their successors start at or before it), so
+//!   recovery removes them by their names alone, with a note. Only committed entries go:
+//!   the trim point may not pass the commit index, which the same metadata records.
+//! - An install stages its data as `snapshot.bin.tmp` (fsynced, and the directory), then
+//!   replaces `metadata.json` with the boundary (first index, prev term, and the commit
+//!   index at the boundary): the commit point. Then it removes every segment, creates the
+//!   empty open segment `<last + 1>.jsonl` and fsyncs the directory, and last renames the
+//!   staged data over `snapshot.bin`. The staged file is the marker that an install is
+//!   under way: at start, one that names the boundary `metadata.json` names is finished
+//!   (every segment removed, the empty one created, the data renamed), and any other goes.
+//!   So a crash before the commit point recovers the old log; after it, the new, empty
+//!   one; never old segments behind the new boundary. The write's entries are appended
+//!   only after all that, like any other, so none is acknowledged before the install is
+//!   complete; the old log's entries were given up by the install itself, which the core
+//!   asks for only after `last` is committed.
 //! - Any failed call poisons the handle: after a failed fsync the kernel may have dropped
 //!   the dirty pages, so retrying could report success for lost data. The node must stop.
 //!   The same holds for a disk that fills up while sealing: the batch that needed the new
@@ -71,15 +94,17 @@ mod metadata;
 mod old_format;
 mod recovery;
 mod segment;
+mod snapshot;
 
 pub use error::{LineProblem, StorageError};
 
 use error::io_error;
 use log_dir::SegmentedLog;
 use metadata::Metadata;
+use recovery::Start;
 use replog_core::{
-    take_batch, Entry, EntryId, FetchRequest, Fetched, HardState, Index, NodeId, Recovered, Term,
-    Write,
+    take_batch, Entry, EntryId, FetchRequest, Fetched, HardState, Index, Install, NodeId,
+    Recovered, Term, Write,
 };
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -138,6 +163,17 @@ pub struct RecoveryReport {
     pub notes: Vec<String>,
 }
 
+/// What [`Storage::trim_before`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrimOutcome {
+    /// The log's first index now (unchanged if nothing could go).
+    pub first_index: Index,
+    /// How many segment files were removed (each with its index file).
+    pub segments_removed: usize,
+    /// The bytes of the segment files removed.
+    pub bytes_removed: u64,
+}
+
 /// The open storage of one node.
 pub struct Storage {
     dir: PathBuf,
@@ -149,6 +185,8 @@ pub struct Storage {
     /// Invariant: `metadata.commit_index <= commit_index <= log.last_index()` between calls.
     /// The newest commit index the runtime reported; written lazily.
     commit_index: Index,
+    /// What the last install put before the log. Invariant: ends before `first_index`.
+    snapshot: Option<Install>,
     last_metadata_write: Instant,
     /// Set by any failed call: the files may no longer match this handle.
     poisoned: bool,
@@ -203,8 +241,21 @@ impl Storage {
         report
             .notes
             .extend(old_format::convert(&dir, stored.as_ref())?);
+        let snapshot = match &stored {
+            Some(meta) => {
+                let (snapshot, mut notes) = snapshot::recover(&dir, meta)?;
+                report.notes.append(&mut notes);
+                snapshot
+            }
+            None => None,
+        };
+        let start = stored.map_or(Start::LOG, |meta| Start {
+            first_index: meta.first_index,
+            prev_term: meta.prev_term,
+        });
         let direct = options.append_mode == AppendMode::Direct;
-        let mut opened = SegmentedLog::open(&dir, stored.is_none(), options.segment_bytes, direct)?;
+        let mut opened =
+            SegmentedLog::open(&dir, stored.is_none(), start, options.segment_bytes, direct)?;
         let meta = match stored {
             Some(meta) => meta,
             None => fresh_metadata(&dir, opened.log.open_path(), opened.has_bytes)?,
@@ -242,6 +293,7 @@ impl Storage {
             log: opened.log,
             metadata: meta,
             commit_index: meta.commit_index,
+            snapshot,
             last_metadata_write: Instant::now(),
             poisoned: false,
         };
@@ -263,12 +315,17 @@ impl Storage {
         self.log.take_fallback_notice()
     }
 
-    /// Applies every write in order (hard state, truncation, entries) and makes them all
-    /// durable: at most one metadata replacement, one cut and one durable log write for the whole
-    /// batch. Returns only once durable.
+    /// Applies every write in order (hard state, install, truncation, entries) and makes
+    /// them all durable: at most one metadata replacement, one cut and one durable log
+    /// write for the whole batch. Returns only once durable.
+    ///
+    /// An install replaces the whole log by an empty one that starts after `install.last`
+    /// (which becomes the commit index) and keeps `install.data` as [`Storage::snapshot`];
+    /// see the module doc for the order of its steps. The last install of a batch wins.
     ///
     /// Panics if the writes break the core's promises (entries that do not continue the
-    /// log, a term that goes back, a truncation of committed entries): that is a bug.
+    /// log, a term that goes back, a truncation of committed entries, an install before
+    /// the commit index): that is a bug.
     pub fn persist(&mut self, writes: &[Write]) -> Result<(), StorageError> {
         self.check_not_poisoned()?;
         let result = self.persist_batch(writes);
@@ -327,18 +384,45 @@ impl Storage {
         self.log.segment_count()
     }
 
-    /// The durable entries `from..=to` (empty if `from > to`), read from disk: only the
-    /// segments the range touches, each from the sparse-index point nearest below `from`.
-    /// Fails if the range reaches outside the log, or a line read is damaged.
-    /// The log's first index (entries before it were trimmed).
+    /// The bytes of the log's segment files on disk (the open one's preallocated zeros
+    /// included; their small index files and `snapshot.bin` not).
+    pub fn log_bytes(&self) -> u64 {
+        self.log.bytes()
+    }
+
+    /// The log's first index (entries before it were trimmed, or replaced by an install).
     pub fn first_index(&self) -> Index {
         self.metadata.first_index
     }
 
+    /// The entry before the first index: `EntryId::ZERO` for a log that starts at 1.
+    pub fn boundary(&self) -> EntryId {
+        EntryId {
+            index: self.metadata.first_index.prev(),
+            term: self.metadata.prev_term,
+        }
+    }
+
+    /// What the last install put before the log, if there was one: its last entry and
+    /// data. Trims since may have moved the first index further on.
+    pub fn snapshot(&self) -> Option<&Install> {
+        self.snapshot.as_ref()
+    }
+
     /// Serves a core's `Fetch`: durable entries from `request.from`, within its limits,
-    /// and the id of the entry before them.
+    /// and the id of the entry before them (the boundary when `from` is the first index).
+    /// `from` before the first index is [`StorageError::Trimmed`]: those entries are gone,
+    /// and the peer needs an install instead.
     pub fn fetch(&self, request: &FetchRequest) -> Result<Fetched, StorageError> {
         let first = self.metadata.first_index;
+        if request.from < first {
+            return Err(StorageError::Trimmed {
+                path: self.dir.clone(),
+                from: request.from,
+                first_index: first,
+                prev_term: self.metadata.prev_term,
+            });
+        }
         let prev_index = request.from.prev();
         let last = self
             .last_index()
@@ -372,12 +456,17 @@ impl Storage {
         })
     }
 
+    /// The durable entries `from..=to` (empty if `from > to`), read from disk: only the
+    /// segments the range touches, each from the sparse-index point nearest below `from`.
+    /// Fails if the range reaches outside the log ([`StorageError::Trimmed`] before the
+    /// first index), or a line read is damaged.
     pub fn read_entries(&self, from: Index, to: Index) -> Result<Vec<Entry>, StorageError> {
         self.log.read_entries(from, to)
     }
 
     fn persist_batch(&mut self, writes: &[Write]) -> Result<(), StorageError> {
         let mut hard_state = self.metadata.hard_state;
+        let mut install = None;
         for write in writes {
             if let Some(next) = write.hard_state {
                 assert!(
@@ -386,6 +475,29 @@ impl Storage {
                     write.id
                 );
                 hard_state = next;
+            }
+            if let Some(next) = &write.install {
+                let last = next.last;
+                assert!(
+                    last.index >= self.commit_index,
+                    "{:?} installs a log after {} below the commit index {}",
+                    write.id,
+                    last.index,
+                    self.commit_index
+                );
+                assert!(
+                    last.index > Index(0),
+                    "{:?} installs before entry 1",
+                    write.id
+                );
+                assert!(
+                    last.term <= hard_state.term,
+                    "{:?} outruns the term",
+                    write.id
+                );
+                self.commit_index = last.index;
+                self.log.stage_install(last);
+                install = Some(next);
             }
             if let Some(after) = write.truncate_after {
                 assert!(
@@ -406,22 +518,86 @@ impl Storage {
             }
             self.log.stage_append(&write.entries);
         }
-        if hard_state != self.metadata.hard_state {
+        if let Some(install) = install {
+            self.install(hard_state, install)?;
+        } else if hard_state != self.metadata.hard_state {
             self.write_metadata(hard_state)?;
         }
         self.log.commit()
     }
 
+    /// The steps of an install before the batch's appends; see the module doc for why in
+    /// this order.
+    fn install(&mut self, hard_state: HardState, install: &Install) -> Result<(), StorageError> {
+        snapshot::stage(&self.dir, install)?;
+        self.replace_metadata(Metadata {
+            hard_state,
+            commit_index: install.last.index,
+            first_index: install.last.index.next(),
+            prev_term: install.last.term,
+        })?;
+        self.log.apply_install()?;
+        snapshot::promote(&self.dir)?;
+        self.snapshot = Some(install.clone());
+        Ok(())
+    }
+
     fn write_metadata(&mut self, hard_state: HardState) -> Result<(), StorageError> {
-        let next = Metadata {
+        self.replace_metadata(Metadata {
             hard_state,
             commit_index: self.commit_index,
             ..self.metadata
-        };
+        })
+    }
+
+    fn replace_metadata(&mut self, next: Metadata) -> Result<(), StorageError> {
         metadata::write(&self.dir, &next)?;
         self.metadata = next;
         self.last_metadata_write = Instant::now();
         Ok(())
+    }
+
+    /// Drops the oldest segments whose entries all lie before `before`, never the open
+    /// one, and returns the log's first index then and what went. Fails if `before` lies
+    /// beyond the recorded commit index plus one (only committed entries may go), without
+    /// changing anything. Everything from `before` on stays, and so may some entries
+    /// before it: segments go whole.
+    ///
+    /// `metadata.json` names the new first index before any file goes; see the module doc.
+    pub fn trim_before(&mut self, before: Index) -> Result<TrimOutcome, StorageError> {
+        self.check_not_poisoned()?;
+        if before > self.commit_index.next() {
+            return Err(StorageError::TrimBeyondCommit {
+                path: self.dir.clone(),
+                before,
+                commit_index: self.commit_index,
+            });
+        }
+        let Some((count, start)) = self.log.trim_point(before) else {
+            return Ok(TrimOutcome {
+                first_index: self.first_index(),
+                segments_removed: 0,
+                bytes_removed: 0,
+            });
+        };
+        let result = self.trim(count, start);
+        self.poisoned = result.is_err();
+        result
+    }
+
+    fn trim(&mut self, count: usize, start: Start) -> Result<TrimOutcome, StorageError> {
+        self.replace_metadata(Metadata {
+            commit_index: self.commit_index,
+            first_index: start.first_index,
+            prev_term: start.prev_term,
+            ..self.metadata
+        })?;
+        let bytes_removed = self.log.drop_oldest(count, start)?;
+        Ok(TrimOutcome {
+            first_index: start.first_index,
+            segments_removed: count,
+            bytes_removed,
+        })
     }
 
     fn check_not_poisoned(&self) -> Result<(), StorageError> {
@@ -514,6 +690,16 @@ pub(crate) fn check_consistent(
                 tail.last_index.0,
                 metadata_path.display(),
                 meta.hard_state.term.0
+            ),
+        });
+    }
+    if meta.commit_index < meta.first_index.prev() {
+        return Err(StorageError::Inconsistent {
+            path: metadata_path,
+            problem: format!(
+                "commit index {} lies before the log's first index {}; only committed \
+                 entries are ever trimmed",
+                meta.commit_index.0, meta.first_index.0
             ),
         });
     }
