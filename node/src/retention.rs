@@ -20,7 +20,10 @@ pub struct Retention {
 
 impl Retention {
     pub fn new(keep: u64) -> Retention {
-        assert!(keep > 0, "retaining no entries would trim what followers still fetch");
+        assert!(
+            keep > 0,
+            "retaining no entries would trim what followers still fetch"
+        );
         Retention {
             keep,
             trimmed_before: Index(1),
@@ -60,10 +63,18 @@ mod tests {
     fn proposes_once_a_quarter_more_than_kept_is_held_and_keeps_exactly_n() {
         let mut retention = Retention::new(100);
         let now = Instant::now();
-        assert_eq!(retention.point(Index(125), now), None, "125 held, within slack");
+        assert_eq!(
+            retention.point(Index(125), now),
+            None,
+            "125 held, within slack"
+        );
         assert_eq!(retention.point(Index(126), now), Some(Index(27)));
         // Entries 27..=126 remain: 100.
-        assert_eq!(retention.point(Index(400), now), None, "at most once a second");
+        assert_eq!(
+            retention.point(Index(400), now),
+            None,
+            "at most once a second"
+        );
         let later = now + PROPOSE_EVERY;
         assert_eq!(retention.point(Index(400), later), Some(Index(301)));
     }

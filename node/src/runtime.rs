@@ -23,8 +23,8 @@ use crate::client::{
 };
 use crate::config::{Members, Timing};
 use crate::pending::PendingAppends;
-use crate::retention::Retention;
 use crate::queue::{PolledReceiver, QueueSender};
+use crate::retention::Retention;
 use crate::storage_thread::{LogRead, StorageEvent, StorageJob};
 use crate::transport::receiver::PeerConnection;
 use crate::transport::{PeerInbox, PeerSender};

@@ -214,10 +214,10 @@ fn trim_storage(storage: &mut Storage, before: Index, applied: Index) -> Result<
         return Ok(());
     }
     let outcome = storage.trim_before(point)?;
-    if outcome.segments_deleted > 0 {
+    if outcome.segments_removed > 0 {
         info!(
             "trimmed the log before {}: {} segments, {} bytes deleted; it now starts at {}",
-            point.0, outcome.segments_deleted, outcome.bytes_deleted, outcome.first_index.0
+            point.0, outcome.segments_removed, outcome.bytes_removed, outcome.first_index.0
         );
     }
     Ok(())
