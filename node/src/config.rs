@@ -278,6 +278,8 @@ pub struct Limits {
     pub log_cache_bytes: usize,
     /// Automatic retention: the leader trims the log to about this many newest entries.
     pub retain_entries: Option<u64>,
+    /// Automatic retention: the leader trims the log to about this many bytes of segments.
+    pub retain_bytes: Option<u64>,
 }
 
 impl Default for Limits {
@@ -290,6 +292,7 @@ impl Default for Limits {
             log_cache_bytes: replog_core::Config::new(replog_core::NodeId(1), Vec::new())
                 .log_cache_bytes,
             retain_entries: None,
+            retain_bytes: None,
         }
     }
 }

@@ -92,8 +92,13 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
     let (inbox, waker) = PeerInbox::new(config.members.own_id, config.limits.max_frame_bytes)
         .map_err(NodeError::Thread)?;
     let (events, events_rx) = polled_queue(waker);
-    let storage_thread = StorageThread::spawn(storage, events.clone(), config.scheduling)
-        .map_err(NodeError::Thread)?;
+    let storage_thread = StorageThread::spawn(
+        storage,
+        events.clone(),
+        config.scheduling,
+        config.limits.retain_bytes,
+    )
+    .map_err(NodeError::Thread)?;
     let (runtime, inputs, front_end) = start_threads(
         &config,
         core,
@@ -223,7 +228,10 @@ fn start_threads(
         storage_jobs,
         answer_sink,
     )
-    .with_retention(config.limits.retain_entries);
+    .with_retention(
+        config.limits.retain_entries,
+        config.limits.retain_bytes.is_some(),
+    );
     let inputs = Inputs {
         events: events_rx,
         inbox,

@@ -155,9 +155,12 @@ impl Runtime {
         }
     }
 
-    /// With `Some(n)`, proposes trim points as leader so that about `n` entries remain.
-    pub fn with_retention(mut self, keep_entries: Option<u64>) -> Runtime {
-        self.retention = keep_entries.map(Retention::new);
+    /// With a limit, proposes trim points as leader: so that about `keep_entries` entries
+    /// remain, or at the points storage names for `--retain-bytes` (`by_bytes`).
+    pub fn with_retention(mut self, keep_entries: Option<u64>, by_bytes: bool) -> Runtime {
+        if keep_entries.is_some() || by_bytes {
+            self.retention = Some(Retention::new(keep_entries));
+        }
         self
     }
 
@@ -251,6 +254,11 @@ impl Runtime {
                 }
                 CoreEvent::Storage(StorageEvent::FetchTrimmed(trimmed)) => {
                     self.step(Input::FetchTrimmed(trimmed));
+                }
+                CoreEvent::Storage(StorageEvent::RetainPoint(before)) => {
+                    if let Some(retention) = &mut self.retention {
+                        retention.bytes_point(before);
+                    }
                 }
                 CoreEvent::Storage(StorageEvent::Read(read)) => {
                     let LogRead { state, reply, .. } = *read;

@@ -51,6 +51,9 @@ pub enum StorageEvent {
     Fetched(Fetched),
     /// The answer to an `Output::Fetch` below the log's first retained index.
     FetchTrimmed(Trimmed),
+    /// `--retain-bytes`: trimming before this index would bring the segments within the
+    /// limit (sent when it moves).
+    RetainPoint(Index),
     /// A `query` answer, complete.
     Read(Box<LogRead>),
 }
@@ -68,10 +71,13 @@ pub struct StorageThread {
 }
 
 impl StorageThread {
+    /// With `retain_bytes`, the thread reports where to trim to stay within it
+    /// (`StorageEvent::RetainPoint`); the leader proposes that point.
     pub fn spawn(
         storage: Storage,
         events: QueueSender<CoreEvent>,
         scheduling: Scheduling,
+        retain_bytes: Option<u64>,
     ) -> std::io::Result<StorageThread> {
         let (jobs, jobs_rx) = queue();
         let handle = std::thread::Builder::new()
@@ -81,7 +87,7 @@ impl StorageThread {
                     warn!("storage thread: cannot switch to SCHED_BATCH: {error}");
                 }
                 let events = Events(events);
-                run(storage, jobs_rx, &events)
+                run(storage, jobs_rx, &events, retain_bytes)
             })?;
         Ok(StorageThread { jobs, handle })
     }
@@ -109,12 +115,18 @@ impl Drop for Events {
 }
 
 /// Returns the failure that stopped the thread, if one did.
-fn run(mut storage: Storage, jobs: QueueReceiver<StorageJob>, events: &Events) -> Option<String> {
+fn run(
+    mut storage: Storage,
+    jobs: QueueReceiver<StorageJob>,
+    events: &Events,
+    retain_bytes: Option<u64>,
+) -> Option<String> {
     let mut queued = Vec::new();
     let mut writes = Vec::new();
     let mut fetches = Vec::new();
     let mut reads = Vec::new();
     let mut trim: Option<Index> = None;
+    let mut retain_reported: Option<Index> = None;
     let mut hint = Index::ZERO;
     let mut hint_pending = false;
     loop {
@@ -150,6 +162,13 @@ fn run(mut storage: Storage, jobs: QueueReceiver<StorageJob>, events: &Events) -
         if let Some(before) = trim.take() {
             if let Err(error) = trim_storage(&mut storage, before, hint) {
                 return fail(events, error);
+            }
+        }
+        if let Some(max_bytes) = retain_bytes {
+            let point = storage.retain_point(max_bytes);
+            if point.is_some() && point != retain_reported {
+                retain_reported = point;
+                events.send(StorageEvent::RetainPoint(point.expect("checked")));
             }
         }
         // Come back for a hint that had to wait out the interval, and only for one.

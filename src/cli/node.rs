@@ -72,6 +72,11 @@ pub struct StartArgs {
     /// unless `replog trim` is used.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     retain_entries: Option<u64>,
+    /// Retention: as leader, trim the log so that its segments take about this many bytes
+    /// (whole sealed segments go; the open one always stays, so the log may hold up to
+    /// one `--segment-bytes` more). Either limit, or both, may be given.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    retain_bytes: Option<u64>,
 }
 
 fn parse_segment_bytes(text: &str) -> Result<u64, String> {
@@ -207,6 +212,7 @@ pub fn start(args: StartArgs) -> ExitCode {
             segment_bytes: args.segment_bytes,
             log_cache_bytes: args.log_cache_bytes,
             retain_entries: args.retain_entries,
+            retain_bytes: args.retain_bytes,
             ..Limits::default()
         },
     };

@@ -377,6 +377,23 @@ impl SegmentedLog {
         ))
     }
 
+    /// Where to trim so that the segments kept hold at most `max_bytes` (the open one always
+    /// stays, whatever its size): the first index of the oldest sealed segment that still
+    /// fits, or `None` when every segment does.
+    pub(crate) fn retain_point(&self, max_bytes: u64) -> Option<Index> {
+        let mut total = self.open.durable_len();
+        let mut keep_from = self.sealed.len();
+        for (k, sealed) in self.sealed.iter().enumerate().rev() {
+            total += sealed.index.bytes;
+            if total > max_bytes {
+                break;
+            }
+            keep_from = k;
+        }
+        let last_dropped = &self.sealed[..keep_from].last()?.index;
+        Some(last_dropped.last_index.next())
+    }
+
     /// Removes the `count` oldest sealed segments and their indices, then fsyncs the
     /// directory; `start` is where the log starts without them, which `metadata.json`
     /// already says. Returns the bytes of the segment files removed.

@@ -390,6 +390,12 @@ impl Storage {
         self.log.bytes()
     }
 
+    /// For `--retain-bytes`: the trim point that would leave at most `max_bytes` of
+    /// segments (whole segments; the open one always stays), or `None` if they fit.
+    pub fn retain_point(&self, max_bytes: u64) -> Option<Index> {
+        self.log.retain_point(max_bytes)
+    }
+
     /// The log's first index (entries before it were trimmed, or replaced by an install).
     pub fn first_index(&self) -> Index {
         self.metadata.first_index
