@@ -165,10 +165,11 @@ fn run(
             }
         }
         if let Some(max_bytes) = retain_bytes {
-            let point = storage.retain_point(max_bytes);
-            if point.is_some() && point != retain_reported {
-                retain_reported = point;
-                events.send(StorageEvent::RetainPoint(point.expect("checked")));
+            if let Some(point) = storage.retain_point(max_bytes) {
+                if retain_reported != Some(point) {
+                    retain_reported = Some(point);
+                    events.send(StorageEvent::RetainPoint(point));
+                }
             }
         }
         // Come back for a hint that had to wait out the interval, and only for one.
