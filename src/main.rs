@@ -26,6 +26,10 @@ enum Command {
     Append(cli::node::AppendArgs),
     /// List a node's log.
     Query(cli::node::QueryArgs),
+    /// Print committed entries of a node's log, a page at a time.
+    Read(cli::read::ReadArgs),
+    /// Print committed entries as they commit, until Ctrl-C.
+    Follow(cli::read::FollowArgs),
     /// Show a node's role, term, leader and indexes.
     Status(cli::node::StatusArgs),
     /// Start a local cluster, append a few commands, and show what to try next.
@@ -47,6 +51,8 @@ fn main() -> ExitCode {
         Command::Append(args) => cli::node::append(args),
         Command::Query(args) => cli::node::query(args),
         Command::Status(args) => cli::node::status(args),
+        Command::Read(args) => cli::read::read(args),
+        Command::Follow(args) => cli::read::follow(args),
         Command::Demo(args) => cli::node::demo(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Sim(command) => cli::sim::run(command),
@@ -61,7 +67,12 @@ fn main() -> ExitCode {
 /// failed writes instead.
 fn writes_only_output(command: &Command) -> bool {
     match command {
-        Command::Append(_) | Command::Query(_) | Command::Status(_) | Command::Sim(_) => true,
+        Command::Append(_)
+        | Command::Query(_)
+        | Command::Status(_)
+        | Command::Read(_)
+        | Command::Follow(_)
+        | Command::Sim(_) => true,
         Command::Start(_) | Command::Demo(_) | Command::Bench(_) => false,
     }
 }

@@ -3,4 +3,5 @@
 pub mod bench;
 pub mod duration;
 pub mod node;
+pub mod read;
 pub mod sim;
