@@ -26,6 +26,10 @@ enum Command {
     Append(cli::node::AppendArgs),
     /// List a node's log.
     Query(cli::node::QueryArgs),
+    /// Print committed entries of a node's log, a page at a time.
+    Read(cli::read::ReadArgs),
+    /// Print committed entries as they commit, until Ctrl-C.
+    Follow(cli::read::FollowArgs),
     /// Show a node's role, term, leader and indexes.
     Status(cli::node::StatusArgs),
     /// Drop the committed entries before an index from every node's storage (retention).
@@ -49,6 +53,8 @@ fn main() -> ExitCode {
         Command::Append(args) => cli::node::append(args),
         Command::Query(args) => cli::node::query(args),
         Command::Status(args) => cli::node::status(args),
+        Command::Read(args) => cli::read::read(args),
+        Command::Follow(args) => cli::read::follow(args),
         Command::Demo(args) => cli::node::demo(args),
         Command::Trim(args) => cli::trim::trim(args),
         Command::Bench(args) => cli::bench::run(args),
@@ -68,6 +74,8 @@ fn writes_only_output(command: &Command) -> bool {
         | Command::Query(_)
         | Command::Status(_)
         | Command::Trim(_)
+        | Command::Read(_)
+        | Command::Follow(_)
         | Command::Sim(_) => true,
         Command::Start(_) | Command::Demo(_) | Command::Bench(_) => false,
     }

@@ -780,7 +780,9 @@ fn options_without_help(subcommand: &str) -> Vec<String> {
 
 #[test]
 fn every_node_and_bench_option_has_help_text() {
-    for subcommand in ["start", "append", "query", "status", "demo", "bench"] {
+    for subcommand in [
+        "start", "append", "query", "status", "read", "follow", "demo", "bench",
+    ] {
         let missing = options_without_help(subcommand);
         assert!(
             missing.is_empty(),

@@ -4,6 +4,8 @@
 //! its peer connections and its event queue, reads peer frames and writes them with
 //! non-blocking calls. Around it:
 //! - `storage_thread` makes writes durable (group commit) through `storage`;
+//! - `reader` serves `read`, `query`'s log and `follow` streams from the segments, off the
+//!   storage and core threads;
 //! - `transport` carries Raft messages between peers: framed JSON after a handshake; a
 //!   helper thread per peer dials and writes only what a full socket would not take;
 //! - `client` speaks the newline-delimited JSON client protocol (one front-end thread polls
@@ -30,6 +32,7 @@ pub mod local_cluster;
 pub mod node;
 pub mod pending;
 pub mod queue;
+pub mod reader;
 mod retention;
 pub mod runtime;
 pub mod scheduling;

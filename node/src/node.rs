@@ -6,15 +6,18 @@
 //!  clients ─lines──▶ client front end ─────▶ (one poll: peer  ─┬─▶ storage thread (fsync)
 //!  clients ◀─lines── (one thread, epoll) ◀─┐  sockets, queue,  │   (a helper thread per
 //!                                          │  tick timer)  ▲   │    peer dials, and writes
-//!                                          └── answers ◀───┼───┘    what sockets refuse)
-//!                                                          └── storage completions
+//!                                          ├── answers ◀───┼───┘    what sockets refuse)
+//!                                          │               └── storage completions
+//!                                          └── answers, stream chunks ◀── reader thread
+//!                                              (read, query, follow: from the segments)
 //! ```
 
 use crate::client::ClientContext;
 use crate::config::NodeConfig;
 use crate::listener::{self, ListenerContext};
-use crate::queue::{polled_queue, PolledReceiver, QueueSender};
-use crate::runtime::{Control, CoreEvent, Inputs, Runtime, Stopped};
+use crate::queue::{polled_queue, queue, PolledReceiver, QueueSender};
+use crate::reader::{self, Progress};
+use crate::runtime::{Control, CoreEvent, Inputs, Runtime, Stopped, Workers};
 use crate::scheduling::Scheduling;
 use crate::storage::{AppendMode, Storage, StorageError, StorageOptions};
 use crate::storage_thread::{StorageJob, StorageThread};
@@ -84,6 +87,7 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
         config.data_dir.display()
     );
     let (storage, core) = recover(&config)?;
+    let node_dir = storage.dir().to_path_buf();
     let own_addr = config.members.own_addr();
     let listener = TcpListener::bind(&config.listen).map_err(|source| NodeError::Listen {
         addr: config.listen.clone(),
@@ -102,7 +106,7 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
     let (runtime, inputs, front_end) = start_threads(
         &config,
         core,
-        listener,
+        (listener, &node_dir),
         storage_thread.jobs,
         (events, events_rx, inbox),
     )
@@ -188,16 +192,18 @@ fn recover(config: &NodeConfig) -> Result<(Storage, RaftCore), NodeError> {
     Ok((storage, core))
 }
 
-/// Starts the peer senders, the listener, the signal watcher and the stdin watcher, and
-/// builds the runtime with the queue it waits on.
+/// Starts the peer senders, the listener, the reader thread, the signal watcher and the
+/// stdin watcher, and builds the runtime with the queue it waits on.
 fn start_threads(
     config: &NodeConfig,
     core: RaftCore,
-    listener: TcpListener,
+    (listener, node_dir): (TcpListener, &std::path::Path),
     storage_jobs: QueueSender<StorageJob>,
     (events, events_rx, inbox): (QueueSender<CoreEvent>, PolledReceiver<CoreEvent>, PeerInbox),
 ) -> io::Result<(Runtime, Inputs, JoinHandle<()>)> {
     let hello = Arc::new(Hello::new(config));
+    let (reader_jobs, reader_rx) = queue();
+    let progress = Progress::default();
     let mut senders = BTreeMap::new();
     for (peer, addr) in config.members.peers() {
         let queue = config.limits.peer_queue_batches;
@@ -211,10 +217,13 @@ fn start_threads(
         },
         client: ClientContext {
             requests: events.clone(),
+            reader: reader_jobs.clone(),
             max_line_bytes: config.limits.max_line_bytes,
         },
     };
     let (answer_sink, front_end) = listener::spawn(listener, context)?;
+    // Ends by itself once the front end and the core thread let go of its queue.
+    reader::spawn(node_dir, progress.clone(), reader_rx, answer_sink.clone())?;
     signals::watch(events.clone())?;
     if config.stop_on_stdin_eof {
         watch_stdin(events)?;
@@ -225,7 +234,11 @@ fn start_threads(
         config.timing.clone(),
         config.campaign_at_start,
         senders,
-        storage_jobs,
+        Workers {
+            storage_jobs,
+            reader_jobs,
+            progress,
+        },
         answer_sink,
     )
     .with_retention(

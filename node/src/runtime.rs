@@ -19,13 +19,14 @@
 
 use crate::client::answers::Phase;
 use crate::client::{
-    Answer, AnswerSink, ClientRequest, EntryView, NodeState, ReplyTo, Request, Response,
+    Answer, AnswerSink, ClientRequest, EntryView, NodeState, QueryRange, ReplyTo, Request, Response,
 };
 use crate::config::{Members, Timing};
 use crate::pending::PendingAppends;
 use crate::queue::{PolledReceiver, QueueSender};
+use crate::reader::{Progress, ReaderJob, ReaderJobs};
 use crate::retention::Retention;
-use crate::storage_thread::{LogRead, StorageEvent, StorageJob};
+use crate::storage_thread::{StorageEvent, StorageJob};
 use crate::transport::receiver::PeerConnection;
 use crate::transport::{PeerInbox, PeerSender};
 use crate::{error, info};
@@ -78,13 +79,29 @@ pub struct Inputs {
     pub inbox: PeerInbox,
 }
 
-/// A `query` or `status` held back until the appends accepted before it are answered, so
-/// that a client that pipelines an append and then a query sees its append committed.
+/// The requests that read the node's state or log.
+#[derive(Clone, Copy)]
+enum ReadKind {
+    Status,
+    Query(QueryRange),
+    Read { from: Index, limit: usize },
+}
+
+/// A read held back until the appends accepted before it are answered, so that a client
+/// that pipelines an append and then a query (or `read`) sees its append committed.
 struct DeferredRead {
     /// Answer once no append at or below this index is still waiting.
     barrier: Index,
-    with_entries: bool,
+    kind: ReadKind,
     reply: ReplyTo,
+}
+
+/// The threads the core thread hands work to.
+pub struct Workers {
+    pub storage_jobs: QueueSender<StorageJob>,
+    pub reader_jobs: ReaderJobs,
+    /// Where the core thread publishes its applied index for the reader thread.
+    pub progress: Progress,
 }
 
 /// The core and everything it hands work to.
@@ -101,13 +118,15 @@ pub struct Runtime {
     writes: Vec<Write>,
     /// Catch-up reads the core asked for this iteration, sent to storage at its end.
     fetches: Vec<FetchRequest>,
-    /// `query` answers waiting for storage to add the log's durable entries.
-    reads: Vec<LogRead>,
     /// The highest retention point committed this iteration, for storage.
     trim_before: Option<Index>,
-    /// `--retain-entries`: when this node, as leader, proposes trim points.
+    /// `--retain-entries`/`--retain-bytes`: when this node, as leader, proposes trim points.
     retention: Option<Retention>,
     storage_jobs: QueueSender<StorageJob>,
+    /// `read`s and `query`s go to the reader thread, which reads the log from storage.
+    reader_jobs: ReaderJobs,
+    /// Where the applied index is published for the reader thread.
+    progress: Progress,
     /// The commit hint last sent to storage. Invariant: `<= core.applied_index()`.
     hint_sent: Index,
     pending: PendingAppends,
@@ -128,9 +147,14 @@ impl Runtime {
         timing: Timing,
         campaign_at_start: bool,
         senders: BTreeMap<NodeId, PeerSender>,
-        storage_jobs: QueueSender<StorageJob>,
+        workers: Workers,
         answer_sink: AnswerSink,
     ) -> Runtime {
+        let Workers {
+            storage_jobs,
+            reader_jobs,
+            progress,
+        } = workers;
         let hint_sent = core.applied_index();
         Runtime {
             core,
@@ -142,10 +166,11 @@ impl Runtime {
             senders,
             writes: Vec::new(),
             fetches: Vec::new(),
-            reads: Vec::new(),
             trim_before: None,
             retention: None,
             storage_jobs,
+            reader_jobs,
+            progress,
             hint_sent,
             pending: PendingAppends::default(),
             deferred_reads: VecDeque::new(),
@@ -260,10 +285,6 @@ impl Runtime {
                         retention.bytes_point(before);
                     }
                 }
-                CoreEvent::Storage(StorageEvent::Read(read)) => {
-                    let LogRead { state, reply, .. } = *read;
-                    reply.answer(Response::State(state), &mut self.answers);
-                }
                 CoreEvent::PeerConnected(connection) => inbox.add(connection, messages),
                 CoreEvent::Clients(batch) => requests.extend(batch),
             }
@@ -336,7 +357,7 @@ impl Runtime {
     fn handle_clients(&mut self, requests: impl Iterator<Item = ClientRequest>) {
         let mut commands = Vec::new();
         let mut waiters = Vec::new();
-        let mut reads: Vec<(bool, ReplyTo)> = Vec::new();
+        let mut reads: Vec<(ReadKind, ReplyTo)> = Vec::new();
         let mut trims = Vec::new();
         for ClientRequest { request, reply } in requests {
             match request {
@@ -344,8 +365,13 @@ impl Runtime {
                     commands.push(command);
                     waiters.push(reply);
                 }
-                Request::Query => reads.push((true, reply)),
-                Request::Status => reads.push((false, reply)),
+                Request::Query(range) => reads.push((ReadKind::Query(range), reply)),
+                Request::Status => reads.push((ReadKind::Status, reply)),
+                Request::Read { from, limit } => {
+                    let from = Index(from);
+                    reads.push((ReadKind::Read { from, limit }, reply));
+                }
+                Request::Follow { .. } => unreachable!("the front end serves follow itself"),
                 Request::Trim { before } => trims.push((Index(before), reply)),
             }
         }
@@ -355,14 +381,14 @@ impl Runtime {
         for (before, reply) in trims {
             self.propose_trim(before, reply);
         }
-        for (with_entries, reply) in reads {
+        for (kind, reply) in reads {
             match self.pending.last_waiting() {
                 Some(barrier) => self.deferred_reads.push_back(DeferredRead {
                     barrier,
-                    with_entries,
+                    kind,
                     reply,
                 }),
-                None => self.answer_read(with_entries, reply),
+                None => self.answer_read(kind, reply),
             }
         }
     }
@@ -378,7 +404,7 @@ impl Runtime {
                 return;
             }
             let read = self.deferred_reads.pop_front().expect("checked non-empty");
-            self.answer_read(read.with_entries, read.reply);
+            self.answer_read(read.kind, read.reply);
         }
     }
 
@@ -484,14 +510,16 @@ impl Runtime {
     /// Sends this iteration's writes to storage, messages to peers and answers to clients.
     fn flush(&mut self) {
         let hint = self.core.applied_index();
-        let reads_waiting =
-            !self.fetches.is_empty() || !self.reads.is_empty() || self.trim_before.is_some();
+        if self.progress.publish(hint, self.core.commit_index()) {
+            // Fails only if the reader thread is gone, i.e. the node is stopping.
+            let _ = self.reader_jobs.send(ReaderJob::Wake);
+        }
+        let reads_waiting = !self.fetches.is_empty() || self.trim_before.is_some();
         if !self.writes.is_empty() || hint > self.hint_sent || reads_waiting {
             let job = StorageJob {
                 writes: std::mem::take(&mut self.writes),
                 commit_hint: hint,
                 fetches: std::mem::take(&mut self.fetches),
-                reads: std::mem::take(&mut self.reads),
                 trim_before: self.trim_before.take(),
             };
             // If the storage thread has stopped, its failure is already queued for us.
@@ -518,19 +546,29 @@ impl Runtime {
     }
 
     /// Answers `status` at once. A `query` also lists the log: the entries the core holds
-    /// are taken now, and the storage thread puts the durable ones before them (read from
-    /// the segments) and hands the answer back (`StorageEvent::Read`).
-    fn answer_read(&mut self, with_entries: bool, reply: ReplyTo) {
-        let state = self.state(with_entries);
-        if !with_entries {
-            reply.answer(Response::State(state), &mut self.answers);
-            return;
-        }
-        self.reads.push(LogRead {
-            state,
-            through: self.core.log().prev().index,
-            reply,
-        });
+    /// are taken now, and the reader thread puts the stored ones before them (read from
+    /// the segments) and answers. A `read` is the reader's alone: committed entries, from
+    /// storage.
+    fn answer_read(&mut self, kind: ReadKind, reply: ReplyTo) {
+        let job = match kind {
+            ReadKind::Status => {
+                let state = self.state(false);
+                reply.answer(Response::State(state), &mut self.answers);
+                return;
+            }
+            ReadKind::Query(range) => ReaderJob::Query {
+                state: self.state(true),
+                through: self.core.log().prev().index,
+                range,
+                reply,
+            },
+            ReadKind::Read { from, limit } => ReaderJob::Read { from, limit, reply },
+        };
+        // What a `read` may see is what the core applied by now: publish before it goes.
+        self.progress
+            .publish(self.core.applied_index(), self.core.commit_index());
+        // Fails only if the reader thread is gone, i.e. the node is stopping.
+        let _ = self.reader_jobs.send(job);
     }
 
     /// The node's state; with `with_entries`, the entries its core holds in memory.

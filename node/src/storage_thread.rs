@@ -6,7 +6,6 @@
 //! A storage error stops the node: after a failed fsync the kernel may have dropped the
 //! dirty pages, so carrying on could acknowledge data that is not on disk.
 
-use crate::client::{EntryView, NodeState, ReplyTo};
 use crate::queue::{queue, QueueReceiver, QueueSender};
 use crate::runtime::CoreEvent;
 use crate::scheduling::Scheduling;
@@ -25,20 +24,9 @@ pub struct StorageJob {
     pub commit_hint: Index,
     /// Catch-up reads the core asked for (`Output::Fetch`); served after the writes.
     pub fetches: Vec<FetchRequest>,
-    /// `query` answers to complete with the log's durable entries.
-    pub reads: Vec<LogRead>,
     /// A committed retention point: drop the whole segments before it (never past what
     /// is applied: `commit_hint`).
     pub trim_before: Option<Index>,
-}
-
-/// A `query` answer that lacks the entries the core no longer holds.
-pub struct LogRead {
-    /// Its `entries` are the core's window, from `through + 1`.
-    pub state: NodeState,
-    /// The entries `first_index..=through` are read from storage and put before them.
-    pub through: Index,
-    pub reply: ReplyTo,
 }
 
 /// What the storage thread reports back.
@@ -54,8 +42,6 @@ pub enum StorageEvent {
     /// `--retain-bytes`: trimming before this index would bring the segments within the
     /// limit (sent when it moves).
     RetainPoint(Index),
-    /// A `query` answer, complete.
-    Read(Box<LogRead>),
 }
 
 /// How often a pending commit hint is offered to storage while no writes arrive (storage
@@ -124,7 +110,6 @@ fn run(
     let mut queued = Vec::new();
     let mut writes = Vec::new();
     let mut fetches = Vec::new();
-    let mut reads = Vec::new();
     let mut trim: Option<Index> = None;
     let mut retain_reported: Option<Index> = None;
     let mut hint = Index::ZERO;
@@ -138,7 +123,6 @@ fn run(
             writes.extend(job.writes);
             hint = hint.max(job.commit_hint);
             fetches.extend(job.fetches);
-            reads.extend(job.reads);
             trim = trim.max(job.trim_before);
         }
         if let Some(last) = writes.last() {
@@ -153,7 +137,7 @@ fn run(
             events.send(StorageEvent::Persisted(last_id));
         }
         // Reads come after the writes: what they ask for is durable by now.
-        if let Err(error) = serve_reads(&storage, &mut fetches, &mut reads, events) {
+        if let Err(error) = serve_fetches(&storage, &mut fetches, events) {
             return fail(events, error);
         }
         if let Err(error) = storage.record_commit_index(hint) {
@@ -184,13 +168,11 @@ fn run(
     }
 }
 
-/// Serves the core's catch-up reads and completes `query` answers from the segments.
-/// These read the log on this thread, between group commits: a catch-up read is one
-/// bounded batch, and a `query` lists the whole log by its definition.
-fn serve_reads(
+/// Serves the core's catch-up reads from the segments, on this thread between group
+/// commits: each is one bounded batch. (Client reads are the reader thread's.)
+fn serve_fetches(
     storage: &Storage,
     fetches: &mut Vec<FetchRequest>,
-    reads: &mut Vec<LogRead>,
     events: &Events,
 ) -> Result<(), StorageError> {
     for request in fetches.drain(..) {
@@ -212,16 +194,6 @@ fn serve_reads(
             Err(error) => return Err(error),
         };
         events.send(event);
-    }
-    for mut read in reads.drain(..) {
-        let first = storage.first_index();
-        let stored = storage.read_entries(first, read.through)?;
-        let commit = Index(read.state.commit_index);
-        let window = read.state.entries.take().unwrap_or_default();
-        let mut entries: Vec<EntryView> = stored.iter().map(|e| EntryView::of(e, commit)).collect();
-        entries.extend(window);
-        read.state.entries = Some(entries);
-        events.send(StorageEvent::Read(Box::new(read)));
     }
     Ok(())
 }

@@ -3,5 +3,6 @@
 pub mod bench;
 pub mod duration;
 pub mod node;
+pub mod read;
 pub mod sim;
 pub mod trim;

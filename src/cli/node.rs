@@ -4,7 +4,7 @@
 use crate::cli::duration::parse_duration;
 use clap::{Args, ValueEnum};
 use replog_node::client::blocking::{self, Connection};
-use replog_node::client::{NodeState, Request, Response};
+use replog_node::client::{NodeState, QueryRange, Request, Response};
 use replog_node::config::{check_addr, Limits, Members, NodeConfig, Timing};
 use replog_node::local_cluster::{fresh_temp_dir, LocalCluster};
 use replog_node::logging;
@@ -153,6 +153,12 @@ pub struct QueryArgs {
         default_value = DEFAULT_TARGET
     )]
     target: Vec<String>,
+    /// List from this index on (default: the log's first).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    from: Option<u64>,
+    /// List at most this many entries (default: all).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    limit: Option<u64>,
     /// Print the node's answer line as is.
     #[arg(long)]
     json: bool,
@@ -183,7 +189,7 @@ pub struct DemoArgs {
     nodes: usize,
 }
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn start(args: StartArgs) -> ExitCode {
     // Everything from outside is checked before the node creates its data directory.
@@ -301,7 +307,13 @@ fn read_command(args: &AppendArgs) -> Result<String, String> {
 }
 
 pub fn query(args: QueryArgs) -> ExitCode {
-    show_state(&args.target, Request::Query, args.json)
+    let range = QueryRange {
+        from: args.from,
+        limit: args
+            .limit
+            .map(|limit| usize::try_from(limit).unwrap_or(usize::MAX)),
+    };
+    show_state(&args.target, Request::Query(range), args.json)
 }
 
 pub fn status(args: StatusArgs) -> ExitCode {
@@ -347,6 +359,9 @@ fn print_answer(target: &str, line: &[u8], json: bool) -> ExitCode {
             print_state(&state);
             ExitCode::SUCCESS
         }
+        Ok(Response::Trimmed { first_index }) => fail(&format!(
+            "{target}: those entries were trimmed; the log starts at index {first_index}"
+        )),
         Ok(other) => fail(&format!("{target} answered {other:?}")),
         Err(error) => fail(&format!("{target}: {error}")),
     }
@@ -364,18 +379,27 @@ fn print_state(state: &NodeState) {
         state.last_index
     );
     for (position, entry) in state.entries.iter().flatten().enumerate() {
-        println!(
-            "{}. ID:{} Term:{} Committed:{} Command:{}",
+        let line = entry_line(
             position + 1,
-            entry.index,
-            entry.term,
+            (entry.index, entry.term),
             entry.committed,
-            entry
-                .command
-                .as_deref()
-                .map_or("(leader no-op)".into(), escape_controls)
+            entry.command.as_deref(),
         );
+        println!("{line}");
     }
+}
+
+/// One entry in the seed's listing format: `3. ID:3 Term:1 Committed:true Command:set x=1`.
+pub(crate) fn entry_line(
+    position: usize,
+    (index, term): (u64, u64),
+    committed: bool,
+    command: Option<&str>,
+) -> String {
+    format!(
+        "{position}. ID:{index} Term:{term} Committed:{committed} Command:{}",
+        command.map_or("(leader no-op)".into(), escape_controls)
+    )
 }
 
 /// `text` with backslashes and control characters (NUL, newlines, escape sequences, ...)

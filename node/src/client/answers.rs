@@ -3,7 +3,9 @@
 //! A request carries a [`ReplyTo`]: plain data naming its connection and its place in that
 //! connection's order. The core thread collects the [`Answer`]s of one loop iteration in a
 //! vector and hands them over with [`AnswerSink::deliver`]: one lock and at most one
-//! wake-up of the front end per iteration, however many clients it answers.
+//! wake-up of the front end per iteration, however many clients it answers. The reader
+//! thread uses the same way for `read` and `query` answers, and for the chunks of `follow`
+//! streams ([`StreamChunk`]).
 
 use super::protocol::Response;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -28,6 +30,24 @@ impl ReplyTo {
     }
 }
 
+/// A `follow` stream: the connection that follows the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId {
+    /// The connection's slot in the front end.
+    pub connection: usize,
+    /// Tells a connection from a later one that reused its slot.
+    pub generation: u32,
+}
+
+/// Lines of a `follow` stream, whole lines with their newlines.
+#[derive(Debug)]
+pub struct StreamChunk {
+    pub stream: StreamId,
+    pub lines: Vec<u8>,
+    /// The stream ends with these lines (an error line: `trimmed` or `read_failed`).
+    pub end: bool,
+}
+
 /// A response on its way to a client connection.
 #[derive(Debug)]
 pub struct Answer {
@@ -48,6 +68,7 @@ pub enum Phase {
 
 struct Shared {
     queue: Mutex<Vec<Answer>>,
+    chunks: Mutex<Vec<StreamChunk>>,
     /// A [`Phase`]; it only moves forward.
     phase: AtomicU8,
     waker: mio::Waker,
@@ -64,6 +85,7 @@ impl AnswerSink {
         AnswerSink {
             shared: Arc::new(Shared {
                 queue: Mutex::new(Vec::new()),
+                chunks: Mutex::new(Vec::new()),
                 phase: AtomicU8::new(Phase::Running as u8),
                 waker,
             }),
@@ -76,20 +98,26 @@ impl AnswerSink {
         if answers.is_empty() {
             return;
         }
-        let was_empty = {
-            let mut queue = self.lock();
-            let was_empty = queue.is_empty();
-            if was_empty {
-                std::mem::swap(&mut *queue, answers);
-            } else {
-                queue.append(answers);
-            }
-            was_empty
-        };
-        if was_empty {
+        if hand_over(&self.shared.queue, answers) {
             // Fails only if the front end's poll is gone, i.e. the node is stopping.
             let _ = self.shared.waker.wake();
         }
+    }
+
+    /// Reader thread: hands `chunks` to the front end (leaving it empty) as `deliver` does.
+    pub fn deliver_chunks(&self, chunks: &mut Vec<StreamChunk>) {
+        if chunks.is_empty() {
+            return;
+        }
+        if hand_over(&self.shared.chunks, chunks) {
+            // Fails only if the front end's poll is gone, i.e. the node is stopping.
+            let _ = self.shared.waker.wake();
+        }
+    }
+
+    /// Front end: moves every delivered stream chunk into `batch` (which should be empty).
+    pub fn take_chunks(&self, batch: &mut Vec<StreamChunk>) {
+        std::mem::swap(&mut *lock(&self.shared.chunks), batch);
     }
 
     /// Core thread: moves the stop on to `phase` and wakes the front end to act on it.
@@ -109,15 +137,26 @@ impl AnswerSink {
 
     /// Front end: moves every delivered answer into `batch` (which should be empty).
     pub fn take(&self, batch: &mut Vec<Answer>) {
-        let mut queue = self.lock();
-        std::mem::swap(&mut *queue, batch);
+        std::mem::swap(&mut *lock(&self.shared.queue), batch);
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Answer>> {
-        // A panic while holding the lock leaves a vector of answers: still usable.
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Moves `items` onto `queue`; true if the queue was empty, i.e. the front end needs a
+/// wake-up (otherwise the one for the earlier items covers these).
+fn hand_over<T>(queue: &Mutex<Vec<T>>, items: &mut Vec<T>) -> bool {
+    let mut queue = lock(queue);
+    let was_empty = queue.is_empty();
+    if was_empty {
+        std::mem::swap(&mut *queue, items);
+    } else {
+        queue.append(items);
     }
+    was_empty
+}
+
+fn lock<T>(queue: &Mutex<Vec<T>>) -> std::sync::MutexGuard<'_, Vec<T>> {
+    // A panic while holding the lock leaves a vector: still usable.
+    queue
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -40,7 +40,7 @@
 //! ```
 
 use super::lines::{read_line_limited, LineRead};
-use super::protocol::{NodeState, Request, Response};
+use super::protocol::{NodeState, QueryRange, Request, Response};
 use crate::config::MAX_LINE_BYTES;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -118,6 +118,17 @@ impl Connection {
         }
     }
 
+    /// How long a `recv` waits for a line; `None`: for ever (a `follow` stream).
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.writer.set_read_timeout(timeout)
+    }
+
+    /// Whether bytes of a next line are already here (so a caller that batches output
+    /// knows it can read on before flushing).
+    pub fn has_buffered(&self) -> bool {
+        !self.reader.buffer().is_empty()
+    }
+
     pub fn call(&mut self, request: &Request) -> io::Result<Response> {
         self.send(request)?;
         self.recv()
@@ -126,7 +137,7 @@ impl Connection {
     /// `status` or `query`, expecting a state answer.
     pub fn state(&mut self, with_entries: bool) -> io::Result<NodeState> {
         let request = if with_entries {
-            Request::Query
+            Request::Query(QueryRange::default())
         } else {
             Request::Status
         };
@@ -360,7 +371,13 @@ fn attempt(target: &str, request: &Request, deadline: Instant) -> Attempt {
         Ok(Response::BadRequest { message }) => {
             Attempt::Done(Err(AppendError::Rejected { message }))
         }
-        Ok(Response::State(_)) => unknown(format!("{target} answered with a state")),
+        Ok(
+            response @ (Response::State(_)
+            | Response::Read(_)
+            | Response::Trimmed { .. }
+            | Response::ReadFailed { .. }
+            | Response::Encoded(_)),
+        ) => unknown(format!("{target} answered {response:?}")),
         Err(error) => unknown(format!("{target}: {error}")),
     }
 }

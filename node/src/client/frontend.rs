@@ -22,13 +22,21 @@
 //!   (`Response::Stopping`, not carried out); once the core thread has given its last
 //!   answers, each connection gets the answers it waits for, its output is shut down, and
 //!   it is closed when the client closes or after two seconds, as a refused one is;
+//! - a `follow` turns the connection into a stream once the answers before it are out:
+//!   the reader thread sends chunks of lines, one at a time, each when the connection's
+//!   unsent output is below [`STREAM_REFILL_BYTES`] (see `reader`); every later request
+//!   line gets one `bad_request` line in the stream, in place, and is not carried out, and
+//!   the front end stops reading the connection while its unsent output exceeds
+//!   [`STREAM_INPUT_PAUSE_BYTES`]. A stream that ends (`trimmed`, `read_failed`) closes
+//!   the connection as a refused one is closed; so does the client's end of input;
 //! - a connection whose first line is a `peer_hello` is a peer: once its hello checks out,
 //!   it is handed, with the bytes read after that line, to the core thread
 //!   (`transport::receiver`).
 
-use super::answers::{Answer, AnswerSink, Phase, ReplyTo};
+use super::answers::{Answer, AnswerSink, Phase, ReplyTo, StreamChunk, StreamId};
 use super::protocol::{ParsedLine, Request, Response};
 use crate::queue::QueueSender;
+use crate::reader::{ReaderJob, ReaderJobs};
 use crate::runtime::{Control, CoreEvent};
 use crate::transport::receiver::{self, PeerConnection, PeerContext};
 use crate::{debug, warn};
@@ -53,6 +61,11 @@ const DRAIN_FOR: Duration = Duration::from_secs(2);
 const DRAIN_CHECK: Duration = Duration::from_millis(200);
 /// An output buffer that grew beyond this (a big `query`) is let go once written.
 const OUTPUT_KEEP_BYTES: usize = 4 << 20;
+/// A `follow` stream asks for its next chunk once less than this is left to send.
+pub const STREAM_REFILL_BYTES: usize = 512 << 10;
+/// A following connection's input is not read while more than this is left to send, so
+/// that a client sending requests and reading nothing cannot grow its `bad_request`s.
+pub const STREAM_INPUT_PAUSE_BYTES: usize = 1 << 20;
 
 /// A request on its way to the core thread, with where its answer goes.
 pub struct ClientRequest {
@@ -65,6 +78,8 @@ pub struct ClientRequest {
 pub struct ClientContext {
     /// The core thread's queue.
     pub requests: QueueSender<CoreEvent>,
+    /// The reader thread's queue, for `follow` streams.
+    pub reader: ReaderJobs,
     pub max_line_bytes: usize,
 }
 
@@ -73,6 +88,17 @@ struct Ready {
     response: Response,
     /// Shut the connection's output down once this is written.
     close: bool,
+}
+
+/// A `follow` on a connection.
+#[derive(Default)]
+struct Follow {
+    /// Its place in the order was reached: the reader streams to the connection.
+    started: bool,
+    /// The reader was asked for a chunk and has not sent it yet.
+    wanted: bool,
+    /// The stream ended with an error line; the connection is closing.
+    ended: bool,
 }
 
 struct Connection {
@@ -104,6 +130,10 @@ struct Connection {
     closing: bool,
     /// Listed in `FrontEnd::dirty`.
     dirty: bool,
+    /// Set by a `follow` request: every later request gets `bad_request`.
+    follow: Option<Follow>,
+    /// The first index of the stream, once the `follow` is parsed and until it starts.
+    follow_from: Option<u64>,
 }
 
 impl Connection {
@@ -123,6 +153,8 @@ impl Connection {
             refused_until: None,
             closing: false,
             dirty: false,
+            follow: None,
+            follow_from: None,
         }
     }
 
@@ -130,17 +162,37 @@ impl Connection {
         self.next_seq - self.waiting.len() as u64
     }
 
-    /// Moves the answers at the front of the order into `output`.
-    fn encode_ready(&mut self) {
+    /// Moves the answers at the front of the order into `output`. Returns the first index
+    /// of a `follow` stream whose place in the order this reached: the stream starts.
+    fn encode_ready(&mut self) -> Option<u64> {
+        let mut starts = None;
         while !self.closing && matches!(self.waiting.front(), Some(Some(_))) {
             let ready = self
                 .waiting
                 .pop_front()
                 .flatten()
                 .expect("checked: the front slot is filled");
-            ready.response.encode(&mut self.output);
+            match (&ready.response, self.follow.as_mut()) {
+                (Response::Encoded(line), Some(follow)) if line.is_empty() && !follow.started => {
+                    follow.started = true;
+                    follow.wanted = true;
+                    starts = self.follow_from.take();
+                }
+                _ => ready.response.encode(&mut self.output),
+            }
             self.closing = ready.close;
         }
+        starts
+    }
+
+    fn unsent_bytes(&self) -> usize {
+        self.output.len() - self.output_sent
+    }
+
+    /// Parsing must stop: too many requests unanswered, or a stream's output backed up.
+    fn must_pause(&self) -> bool {
+        self.waiting.len() >= MAX_IN_FLIGHT
+            || (self.follow.is_some() && self.unsent_bytes() > STREAM_INPUT_PAUSE_BYTES)
     }
 
     /// Writes pending output. `Err` when the client is gone.
@@ -215,7 +267,10 @@ pub struct FrontEnd {
     refused: usize,
     /// Requests read this wake-up, sent to the core thread as one batch.
     requests: Vec<ClientRequest>,
+    /// Stream starts, wants and ends of this wake-up, sent to the reader thread.
+    reader_jobs: Vec<ReaderJob>,
     answers: Vec<Answer>,
+    chunks: Vec<StreamChunk>,
     scratch: Vec<u8>,
 }
 
@@ -244,7 +299,9 @@ impl FrontEnd {
             dirty: Vec::new(),
             refused: 0,
             requests: Vec::new(),
+            reader_jobs: Vec::new(),
             answers: Vec::new(),
+            chunks: Vec::new(),
             scratch: vec![0; READ_CHUNK_BYTES],
         })
     }
@@ -293,6 +350,7 @@ impl FrontEnd {
                 self.stop_accepting();
             }
             self.take_answers();
+            self.take_chunks();
             if phase == Phase::CoreDone && self.phase != Phase::CoreDone {
                 self.core_done();
             }
@@ -300,6 +358,7 @@ impl FrontEnd {
             if self.refused > 0 || self.phase == Phase::CoreDone {
                 self.close_expired();
             }
+            self.send_reader_jobs();
             if self.stopped() {
                 return;
             }
@@ -494,6 +553,18 @@ impl FrontEnd {
             ParsedLine::Request(_) if self.phase != Phase::Running => {
                 Some(Response::Stopping { accepted: false })
             }
+            ParsedLine::Request(_) if connection.follow.is_some() => Some(Response::BadRequest {
+                message: "this connection follows the log: requests after follow are not \
+                          carried out"
+                    .into(),
+            }),
+            ParsedLine::Request(Request::Follow { from }) => {
+                connection.follow = Some(Follow::default());
+                connection.follow_from = Some(from);
+                // The stream's place in the order: it starts once the answers before it
+                // are out (see `encode_ready`).
+                Some(Response::Encoded(Vec::new()))
+            }
             ParsedLine::Request(request) => {
                 let seq = connection.next_seq;
                 connection.next_seq += 1;
@@ -525,7 +596,7 @@ impl FrontEnd {
             self.mark_dirty(slot);
         }
         let connection = self.slots[slot].connection.as_mut().expect("parsing it");
-        if connection.waiting.len() >= MAX_IN_FLIGHT {
+        if connection.must_pause() {
             connection.paused = true;
             return LineOutcome::Stop;
         }
@@ -572,6 +643,49 @@ impl FrontEnd {
         let batch = std::mem::take(&mut self.requests);
         // Fails only when the core thread has stopped: the node is going down.
         let _ = self.client.requests.send(CoreEvent::Clients(batch));
+    }
+
+    fn send_reader_jobs(&mut self) {
+        for job in self.reader_jobs.drain(..) {
+            // Fails only when the reader thread has stopped: the node is going down.
+            let _ = self.client.reader.send(job);
+        }
+    }
+
+    /// Appends the reader's stream chunks to their connections' output.
+    fn take_chunks(&mut self) {
+        self.sink.take_chunks(&mut self.chunks);
+        let mut chunks = std::mem::take(&mut self.chunks);
+        for StreamChunk { stream, lines, end } in chunks.drain(..) {
+            let Some(entry) = self.slots.get_mut(stream.connection) else {
+                continue;
+            };
+            if entry.generation != stream.generation {
+                continue; // That connection is gone.
+            }
+            let Some(connection) = entry.connection.as_mut() else {
+                continue;
+            };
+            let Some(follow) = connection.follow.as_mut().filter(|f| f.started) else {
+                continue;
+            };
+            if connection.closing {
+                continue;
+            }
+            follow.wanted = false;
+            connection.output.extend_from_slice(&lines);
+            if end {
+                follow.ended = true;
+                connection.closing = true;
+                connection.refused_until = Some(Instant::now() + DRAIN_FOR);
+                connection.input = Vec::new();
+                connection.searched = 0;
+                connection.paused = false;
+                self.refused += 1;
+            }
+            self.mark_dirty(stream.connection);
+        }
+        self.chunks = chunks;
     }
 
     /// Files the core thread's answers under their connections.
@@ -625,13 +739,29 @@ impl FrontEnd {
                 continue;
             };
             connection.dirty = false;
-            connection.encode_ready();
+            let stream = StreamId {
+                connection: slot,
+                generation: self.slots[slot].generation,
+            };
+            let connection = self.slots[slot].connection.as_mut().expect("just seen");
+            if let Some(from) = connection.encode_ready() {
+                let from = replog_core::Index(from);
+                self.reader_jobs.push(ReaderJob::Follow { stream, from });
+            }
             if let Err(error) = connection.write_output() {
                 debug!("client connection write failed: {error}");
                 self.remove(slot);
                 continue;
             }
-            if connection.paused && connection.waiting.len() < MAX_IN_FLIGHT {
+            let refill =
+                connection.unsent_bytes() < STREAM_REFILL_BYTES && self.phase != Phase::CoreDone;
+            if let Some(follow) = connection.follow.as_mut() {
+                if follow.started && !follow.wanted && !follow.ended && refill {
+                    follow.wanted = true;
+                    self.reader_jobs.push(ReaderJob::Want(stream));
+                }
+            }
+            if connection.paused && !connection.must_pause() {
                 connection.paused = false;
                 self.parse(slot);
                 self.read(slot);
@@ -687,6 +817,16 @@ impl FrontEnd {
     fn take_connection(&mut self, slot: usize) -> Option<Connection> {
         let entry = &mut self.slots[slot];
         let connection = entry.connection.take()?;
+        if connection
+            .follow
+            .as_ref()
+            .is_some_and(|f| f.started && !f.ended)
+        {
+            self.reader_jobs.push(ReaderJob::Closed(StreamId {
+                connection: slot,
+                generation: entry.generation,
+            }));
+        }
         entry.generation = entry.generation.wrapping_add(1);
         self.free.push(slot);
         if connection.refused_until.is_some() {

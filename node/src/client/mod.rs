@@ -11,4 +11,6 @@ pub mod protocol;
 
 pub use answers::{Answer, AnswerSink, ReplyTo};
 pub use frontend::{ClientContext, ClientRequest};
-pub use protocol::{EntryView, NodeState, Request, Response, RoleName};
+pub use protocol::{
+    EntryView, LogEntry, NodeState, QueryRange, ReadPage, Request, Response, RoleName,
+};

@@ -2,6 +2,7 @@
 //! README.md, "Client protocol"). Bytes from a socket become a typed [`Request`] or [`Response`]
 //! here and nowhere else.
 
+use crate::storage::{StoredEntry, StoredPayload};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::io::Write as _;
@@ -11,14 +12,34 @@ use std::io::Write as _;
 pub enum Request {
     /// Append a command; answered once it is committed.
     Append { command: String },
-    /// The node's view of the cluster and its whole log.
-    Query,
+    /// The node's view of the cluster and its log (the whole log, or a range of it).
+    Query(QueryRange),
     /// The same without the log.
     Status,
     /// Retention: drop the committed entries before `before` from every node's storage
     /// (whole segments); answered like an append once the trim point is committed.
     Trim { before: u64 },
+    /// Committed entries from `from`, at most `limit` of them (and at most
+    /// [`READ_MAX_BYTES`] of them as encoded).
+    Read { from: u64, limit: usize },
+    /// Turns the connection into a stream of committed entries from `from` on.
+    Follow { from: u64 },
 }
+
+/// Which entries a `query` lists: all of them by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueryRange {
+    /// The first index to list; `None`: the log's first.
+    pub from: Option<u64>,
+    /// At most this many entries; `None`: no limit.
+    pub limit: Option<usize>,
+}
+
+/// `read`'s `limit` when the request gives none.
+pub const READ_DEFAULT_LIMIT: usize = 1000;
+/// The most bytes of entries (as their JSON objects) one `read` answer holds; it holds at
+/// least one entry whatever its size.
+pub const READ_MAX_BYTES: usize = 1 << 20;
 
 /// The fields every request line may carry; which ones matter depends on `op`.
 #[derive(Deserialize)]
@@ -29,6 +50,68 @@ struct RawRequest<'a> {
     command: Option<serde_json::Value>,
     #[serde(default)]
     before: Option<serde_json::Value>,
+    #[serde(default)]
+    from: Option<serde_json::Value>,
+    #[serde(default)]
+    limit: Option<serde_json::Value>,
+}
+
+impl RawRequest<'_> {
+    /// `from` or `limit`: absent, or a whole number from 1.
+    fn positive(&self, name: &str) -> Result<Option<u64>, String> {
+        let value = match name {
+            "from" => &self.from,
+            _ => &self.limit,
+        };
+        match value {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(value) => match value.as_u64() {
+                Some(number) if number > 0 => Ok(Some(number)),
+                _ => Err(format!(
+                    "{} needs \"{name}\" to be a whole number from 1, got {value}",
+                    self.op
+                )),
+            },
+        }
+    }
+
+    fn from(&self) -> Result<u64, String> {
+        self.positive("from")?
+            .ok_or_else(|| format!("{} needs \"from\", the first index to read", self.op))
+    }
+
+    fn limit(&self) -> Result<Option<usize>, String> {
+        Ok(self
+            .positive("limit")?
+            .map(|limit| usize::try_from(limit).unwrap_or(usize::MAX)))
+    }
+
+    fn into_request(self) -> Result<Request, String> {
+        match self.op.as_ref() {
+            "append" => match self.command {
+                Some(serde_json::Value::String(command)) => Ok(Request::Append { command }),
+                _ => Err("append needs a string \"command\"".into()),
+            },
+            "query" => Ok(Request::Query(QueryRange {
+                from: self.positive("from")?,
+                limit: self.limit()?,
+            })),
+            "status" => Ok(Request::Status),
+            "read" => Ok(Request::Read {
+                from: self.from()?,
+                limit: self.limit()?.unwrap_or(READ_DEFAULT_LIMIT),
+            }),
+            "follow" => Ok(Request::Follow { from: self.from()? }),
+            "trim" => match self.before.as_ref().and_then(serde_json::Value::as_u64) {
+                Some(before) if before > 0 => Ok(Request::Trim { before }),
+                _ => Err("trim needs a positive integer \"before\"".into()),
+            },
+            other => Err(format!(
+                "unknown op {other:?}; expected \"append\", \"query\", \"status\", \"read\", \
+                 \"follow\" or \"trim\""
+            )),
+        }
+    }
 }
 
 /// How a request line was read.
@@ -53,38 +136,43 @@ impl Request {
             Ok(raw) => raw,
             Err(error) => return ParsedLine::Bad(format!("not a JSON request object: {error}")),
         };
-        match raw.op.as_ref() {
-            "append" => match raw.command {
-                Some(serde_json::Value::String(command)) => {
-                    ParsedLine::Request(Request::Append { command })
-                }
-                _ => ParsedLine::Bad("append needs a string \"command\"".into()),
-            },
-            "query" => ParsedLine::Request(Request::Query),
-            "status" => ParsedLine::Request(Request::Status),
-            "trim" => match raw.before.as_ref().and_then(serde_json::Value::as_u64) {
-                Some(before) if before > 0 => ParsedLine::Request(Request::Trim { before }),
-                _ => ParsedLine::Bad("trim needs a positive integer \"before\"".into()),
-            },
-            crate::transport::wire::PEER_HELLO_OP => ParsedLine::PeerHello,
-            other => ParsedLine::Bad(format!(
-                "unknown op {other:?}; expected \"append\", \"query\", \"status\" or \"trim\""
-            )),
+        if raw.op == crate::transport::wire::PEER_HELLO_OP {
+            return ParsedLine::PeerHello;
+        }
+        match raw.into_request() {
+            Ok(request) => ParsedLine::Request(request),
+            Err(message) => ParsedLine::Bad(message),
         }
     }
 
     /// Appends the request as one line, newline included.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        // Writing into a Vec cannot fail.
         match self {
             Request::Append { command } => {
                 out.extend_from_slice(b"{\"op\":\"append\",\"command\":");
                 serde_json::to_writer(&mut *out, command).expect("a string always serializes");
                 out.extend_from_slice(b"}\n");
             }
-            Request::Query => out.extend_from_slice(b"{\"op\":\"query\"}\n"),
+            Request::Query(range) => {
+                out.extend_from_slice(b"{\"op\":\"query\"");
+                if let Some(from) = range.from {
+                    let _ = write!(out, ",\"from\":{from}");
+                }
+                if let Some(limit) = range.limit {
+                    let _ = write!(out, ",\"limit\":{limit}");
+                }
+                out.extend_from_slice(b"}\n");
+            }
             Request::Status => out.extend_from_slice(b"{\"op\":\"status\"}\n"),
             Request::Trim { before } => {
                 let _ = writeln!(out, "{{\"op\":\"trim\",\"before\":{before}}}");
+            }
+            Request::Read { from, limit } => {
+                let _ = writeln!(out, "{{\"op\":\"read\",\"from\":{from},\"limit\":{limit}}}");
+            }
+            Request::Follow { from } => {
+                let _ = writeln!(out, "{{\"op\":\"follow\",\"from\":{from}}}");
             }
         }
     }
@@ -151,6 +239,55 @@ impl EntryView {
     }
 }
 
+/// One committed entry as `read` and `follow` show it: a no-op has `command: null`, a
+/// retention point also `trim_before`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub index: u64,
+    pub term: u64,
+    pub command: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trim_before: Option<u64>,
+}
+
+impl LogEntry {
+    /// Appends `entry` as `read` and `follow` show it, without a newline. The command is
+    /// copied as stored: a checked JSON string.
+    pub fn encode_stored(entry: &StoredEntry, out: &mut Vec<u8>) {
+        // Writing into a Vec cannot fail.
+        let _ = write!(
+            out,
+            "{{\"index\":{},\"term\":{},\"command\":",
+            entry.index.0, entry.term.0
+        );
+        match entry.payload {
+            StoredPayload::Command(json) => out.extend_from_slice(json),
+            StoredPayload::Noop => out.extend_from_slice(b"null"),
+            StoredPayload::Trim { before } => {
+                let _ = write!(out, "null,\"trim_before\":{}", before.0);
+            }
+        }
+        out.push(b'}');
+    }
+
+    /// Parses one line of a `follow` stream (client side); `Err` holds the line when it is
+    /// not an entry (e.g. an error answer).
+    pub fn parse(line: &[u8]) -> Result<LogEntry, String> {
+        serde_json::from_slice(line).map_err(|error| error.to_string())
+    }
+}
+
+/// The answer to `read`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadPage {
+    pub entries: Vec<LogEntry>,
+    /// The index to ask for next.
+    pub next: u64,
+    /// The log's first index on this node.
+    pub first_index: u64,
+    pub commit_index: u64,
+}
+
 /// The answer to `query` (with `entries`) and `status` (without).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeState {
@@ -193,6 +330,25 @@ pub enum Response {
         message: String,
     },
     State(NodeState),
+    /// A `read` answer as the client sees it; nodes send it as `Encoded`.
+    Read(ReadPage),
+    /// The entries asked for were trimmed away: the log now starts at `first_index`.
+    Trimmed {
+        first_index: u64,
+    },
+    /// The node could not read its log (a damaged segment): the message names the file.
+    ReadFailed {
+        message: String,
+    },
+    /// An answer line already encoded, without its newline, by the thread that built it.
+    Encoded(Vec<u8>),
+}
+
+#[derive(Serialize)]
+struct ReadLine<'a> {
+    ok: bool,
+    #[serde(flatten)]
+    page: &'a ReadPage,
 }
 
 #[derive(Serialize)]
@@ -236,6 +392,22 @@ impl Response {
                 let line = StateLine { ok: true, state };
                 serde_json::to_writer(&mut *out, &line).expect("serializes");
             }
+            Response::Read(page) => {
+                let line = ReadLine { ok: true, page };
+                serde_json::to_writer(&mut *out, &line).expect("serializes");
+            }
+            Response::Trimmed { first_index } => {
+                let _ = write!(
+                    out,
+                    "{{\"ok\":false,\"error\":\"trimmed\",\"first_index\":{first_index}}}"
+                );
+            }
+            Response::ReadFailed { message } => {
+                out.extend_from_slice(b"{\"ok\":false,\"error\":\"read_failed\",\"message\":");
+                serde_json::to_writer(&mut *out, message).expect("serializes");
+                out.push(b'}');
+            }
+            Response::Encoded(line) => out.extend_from_slice(line),
         }
         out.push(b'\n');
     }
@@ -253,6 +425,9 @@ impl Response {
                     _ => Err(format!("malformed append answer: {value}")),
                 }
             }
+            Some(true) if field("next").is_some() => serde_json::from_value(value.clone())
+                .map(Response::Read)
+                .map_err(|error| format!("malformed read answer ({error}): {value}")),
             Some(true) => serde_json::from_value(value.clone())
                 .map(Response::State)
                 .map_err(|error| format!("malformed state answer ({error}): {value}")),
@@ -264,6 +439,13 @@ impl Response {
                     }),
                     Some("timeout") => Ok(Response::Timeout),
                     Some("bad_request") => Ok(Response::BadRequest {
+                        message: text("message").unwrap_or_default().to_string(),
+                    }),
+                    Some("trimmed") => match field("first_index").and_then(|v| v.as_u64()) {
+                        Some(first_index) => Ok(Response::Trimmed { first_index }),
+                        None => Err(format!("malformed trimmed answer: {value}")),
+                    },
+                    Some("read_failed") => Ok(Response::ReadFailed {
                         message: text("message").unwrap_or_default().to_string(),
                     }),
                     _ => Err(format!("unknown error answer: {value}")),
@@ -290,8 +472,14 @@ mod tests {
             Request::Append {
                 command: "set x=\"1\"\n".into(),
             },
-            Request::Query,
+            Request::Query(QueryRange::default()),
+            Request::Query(QueryRange {
+                from: Some(3),
+                limit: Some(2),
+            }),
             Request::Status,
+            Request::Read { from: 1, limit: 5 },
+            Request::Follow { from: 9 },
         ] {
             let mut out = Vec::new();
             request.encode(&mut out);
@@ -315,6 +503,64 @@ mod tests {
         assert!(bad(r#"{"op":"append","command":5}"#).contains("command"));
         assert!(bad("[1,2]").contains("not a JSON request"));
         assert!(matches!(Request::parse(b"  \r"), ParsedLine::Blank));
+        for from in ["0", "-1", "1.5", "\"1\"", "true"] {
+            let message = bad(&format!(r#"{{"op":"read","from":{from}}}"#));
+            assert!(
+                message.contains("\"from\" to be a whole number from 1"),
+                "{message}"
+            );
+            let message = bad(&format!(r#"{{"op":"follow","from":{from}}}"#));
+            assert!(message.contains("\"from\""), "{message}");
+        }
+        assert!(bad(r#"{"op":"read"}"#).contains("needs \"from\""));
+        assert!(bad(r#"{"op":"follow"}"#).contains("needs \"from\""));
+        assert!(bad(r#"{"op":"read","from":1,"limit":0}"#).contains("\"limit\""));
+        assert!(bad(r#"{"op":"query","limit":-2}"#).contains("\"limit\""));
+    }
+
+    #[test]
+    fn read_defaults_to_a_thousand_entries() {
+        match Request::parse(br#"{"op":"read","from":4}"#) {
+            ParsedLine::Request(request) => assert_eq!(
+                request,
+                Request::Read {
+                    from: 4,
+                    limit: READ_DEFAULT_LIMIT
+                }
+            ),
+            _ => panic!("not parsed"),
+        }
+    }
+
+    #[test]
+    fn stored_entries_encode_as_log_entries() {
+        let cases = [
+            (StoredPayload::Command(b"\"a\\nb\""), Some("a\nb"), None),
+            (StoredPayload::Noop, None, None),
+            (
+                StoredPayload::Trim {
+                    before: replog_core::Index(5),
+                },
+                None,
+                Some(5),
+            ),
+        ];
+        for (payload, command, trim_before) in cases {
+            let stored = StoredEntry {
+                index: replog_core::Index(7),
+                term: replog_core::Term(2),
+                payload,
+            };
+            let mut out = Vec::new();
+            LogEntry::encode_stored(&stored, &mut out);
+            let expected = LogEntry {
+                index: 7,
+                term: 2,
+                command: command.map(str::to_string),
+                trim_before,
+            };
+            assert_eq!(LogEntry::parse(&out), Ok(expected));
+        }
     }
 
     #[test]
@@ -385,6 +631,21 @@ mod tests {
                 message: "nope".into(),
             },
             Response::State(state),
+            Response::Read(ReadPage {
+                entries: vec![LogEntry {
+                    index: 3,
+                    term: 1,
+                    command: Some("x".into()),
+                    trim_before: None,
+                }],
+                next: 4,
+                first_index: 1,
+                commit_index: 9,
+            }),
+            Response::Trimmed { first_index: 12 },
+            Response::ReadFailed {
+                message: "damaged".into(),
+            },
         ] {
             let text = line(&response);
             let parsed = Response::parse(text.trim_end().as_bytes()).unwrap();

@@ -92,11 +92,13 @@ mod log_dir;
 mod log_file;
 mod metadata;
 mod old_format;
+mod reader;
 mod recovery;
 mod segment;
 mod snapshot;
 
 pub use error::{LineProblem, StorageError};
+pub use reader::{Cursor, LogReader, ReadError, ReadLimits, StoredEntry, StoredPayload};
 
 use error::io_error;
 use log_dir::SegmentedLog;
