@@ -107,6 +107,10 @@ impl<'a> NodeState<'a> {
 
     /// The first index this node still holds (entries before it were trimmed).
     pub fn first_index(&self) -> Index {
+        // Being replaced by an install: nothing up to its boundary is held any more.
+        if let Some(boundary) = self.pending_install {
+            return boundary.index.next();
+        }
         self.stored_boundary
             .index
             .min(self.window_prev.index)
