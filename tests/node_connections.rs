@@ -137,6 +137,7 @@ fn a_peer_connection_that_sends_a_frame_and_half_closes_is_closed_by_the_node() 
         members: format!("1={},2={}", cluster.addr(0), cluster.addr(1)),
         from: 2,
         addr: cluster.addr(1),
+        nonce: None,
     };
     std::thread::sleep(Duration::from_millis(200));
     let baseline = open_fds(pid);

@@ -6,6 +6,7 @@ mod support;
 
 use replog_node::client::blocking::Connection;
 use replog_node::client::{Request, Response, RoleName};
+use replog_node::transport::wire::PROTOCOL_VERSION;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -223,10 +224,11 @@ fn abrupt_disconnects_leave_the_node_serving() {
 fn a_peer_hello_from_another_cluster_is_refused_and_the_node_keeps_serving() {
     let cluster = single_node("stranger");
     let mut raw = Raw::connect(&cluster.addr(0));
-    raw.send(
-        b"{\"op\":\"peer_hello\",\"version\":1,\"cluster\":\"other\",\
-          \"members\":\"1=127.0.0.1:1,2=127.0.0.1:2\",\"from\":2,\"addr\":\"127.0.0.1:2\"}\n",
+    let hello = format!(
+        "{{\"op\":\"peer_hello\",\"version\":{PROTOCOL_VERSION},\"cluster\":\"other\",\
+         \"members\":\"1=127.0.0.1:1,2=127.0.0.1:2\",\"from\":2,\"addr\":\"127.0.0.1:2\"}}\n"
     );
+    raw.send(hello.as_bytes());
     assert_bad_request(&raw.answer(), "cluster");
     // A peer_hello later on a client connection is just a bad request.
     let mut raw = Raw::connect(&cluster.addr(0));

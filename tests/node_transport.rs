@@ -59,6 +59,7 @@ fn a_peer_connection_speaks_only_for_its_own_node_and_bad_frames_change_nothing(
         members: members.join(","),
         from: impostor as u64 + 1,
         addr: cluster.addr(impostor),
+        nonce: None,
     };
     let mut stream = TcpStream::connect(cluster.addr(target)).unwrap();
     stream.write_all(&hello.encode_line()).unwrap();

@@ -218,6 +218,8 @@ pub struct NodeConfig {
     pub listen: String,
     /// Named in the peer handshake; nodes of different clusters refuse each other.
     pub cluster: String,
+    /// Peers prove knowledge of these (`--cluster-secret-file`); none: no authentication.
+    pub secrets: crate::transport::ClusterSecrets,
     pub data_dir: PathBuf,
     /// Campaign at once instead of waiting out a first election timeout.
     pub campaign_at_start: bool,

@@ -31,6 +31,8 @@ pub struct LocalNode {
     /// Length of the node's log file when its current process was spawned: where that
     /// process's own lines begin.
     log_start: u64,
+    /// Extra arguments for this node alone, in place of the cluster's.
+    args: Option<Vec<String>>,
 }
 
 /// A running local cluster. Dropping it kills whatever still runs.
@@ -70,6 +72,7 @@ impl LocalCluster {
                         addr,
                         child: None,
                         log_start: 0,
+                        args: None,
                     })
                     .collect(),
                 extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
@@ -258,6 +261,12 @@ impl LocalCluster {
         self.wait_serving(k)
     }
 
+    /// Node `k` starts with `args` in place of the cluster's extra arguments from its next
+    /// (re)start on: a node configured unlike the others.
+    pub fn set_node_args(&mut self, k: usize, args: &[&str]) {
+        self.nodes[k].args = Some(args.iter().map(|arg| arg.to_string()).collect());
+    }
+
     /// The command line that starts node `k`, for people to copy.
     pub fn start_command(&self, k: usize) -> Vec<String> {
         let node = &self.nodes[k];
@@ -272,7 +281,13 @@ impl LocalCluster {
             "--data-dir".into(),
             self.dir.join("data").display().to_string(),
         ];
-        args.extend(self.extra_args.iter().cloned());
+        args.extend(
+            node.args
+                .as_ref()
+                .unwrap_or(&self.extra_args)
+                .iter()
+                .cloned(),
+        );
         args
     }
 

@@ -86,6 +86,7 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
         config.members.fingerprint(),
         config.data_dir.display()
     );
+    log_authentication(&config);
     let (storage, core) = recover(&config)?;
     let node_dir = storage.dir().to_path_buf();
     let own_addr = config.members.own_addr();
@@ -138,6 +139,28 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
             info!("stopped cleanly");
             Ok(())
         }
+    }
+}
+
+/// Says how peers are authenticated, and warns about the secret files.
+fn log_authentication(config: &NodeConfig) {
+    let secrets = &config.secrets;
+    for warning in &secrets.warnings {
+        warn!("{warning}");
+    }
+    if secrets.is_enabled() {
+        let files: Vec<String> = secrets
+            .paths()
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect();
+        info!(
+            "peers must prove the cluster secret: this node proves with {} and accepts {}",
+            files[0],
+            files.join(" or ")
+        );
+    } else {
+        info!("peers are not authenticated (no --cluster-secret-file)");
     }
 }
 
@@ -204,15 +227,18 @@ fn start_threads(
     let hello = Arc::new(Hello::new(config));
     let (reader_jobs, reader_rx) = queue();
     let progress = Progress::default();
+    let secrets = Arc::new(config.secrets.clone());
     let mut senders = BTreeMap::new();
     for (peer, addr) in config.members.peers() {
         let queue = config.limits.peer_queue_batches;
-        let sender = PeerSender::spawn(peer, addr.to_string(), hello.clone(), queue)?;
+        let (hello, secrets) = (hello.clone(), secrets.clone());
+        let sender = PeerSender::spawn(peer, addr.to_string(), hello, secrets, queue)?;
         senders.insert(peer, sender);
     }
     let context = ListenerContext {
         peer: PeerContext {
             hello,
+            secrets,
             core: events.clone(),
         },
         client: ClientContext {

@@ -217,11 +217,22 @@ impl Runtime {
                 self.step(Input::Tick);
                 self.retain(now);
                 self.pending.expire(now, &mut self.answers);
+                self.watch_links(&mut inputs.inbox, now);
                 // After a stall, carry on from now rather than catching up with a burst.
                 next_tick = (next_tick + tick).max(now);
             }
             self.answer_deferred_reads();
             self.flush();
+        }
+    }
+
+    /// Keeps the peer links honest: acknowledges the frames received, and lets each
+    /// sender drop a connection that has stopped acknowledging ours (see
+    /// `transport::sender`). Non-blocking, like everything on this thread.
+    fn watch_links(&mut self, inbox: &mut PeerInbox, now: Instant) {
+        inbox.send_acks(now);
+        for sender in self.senders.values_mut() {
+            sender.check_link(now);
         }
     }
 

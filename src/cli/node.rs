@@ -9,6 +9,7 @@ use replog_node::config::{check_addr, Limits, Members, NodeConfig, Timing};
 use replog_node::local_cluster::{fresh_temp_dir, LocalCluster};
 use replog_node::logging;
 use replog_node::scheduling::Scheduling;
+use replog_node::transport::ClusterSecrets;
 use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -47,6 +48,11 @@ pub struct StartArgs {
     /// Nodes only talk to peers that name the same cluster.
     #[arg(long, default_value = "replog")]
     cluster: String,
+    /// Peers must prove they know the secret in FILE (HMAC challenge-response; the secret
+    /// never crosses the network). Repeat to rotate: a node proves with the first file's
+    /// secret and accepts any of them. Without it, peers are not authenticated.
+    #[arg(long, value_name = "FILE")]
+    cluster_secret_file: Vec<PathBuf>,
     /// Stop cleanly when standard input closes (for supervisors such as `replog demo`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
@@ -205,10 +211,15 @@ pub fn start(args: StartArgs) -> ExitCode {
     if let Err(error) = check_addr(&listen) {
         return fail(&format!("--listen: {error}"));
     }
+    let secrets = match ClusterSecrets::load(&args.cluster_secret_file) {
+        Ok(secrets) => secrets,
+        Err(error) => return fail(&error.to_string()),
+    };
     let config = NodeConfig {
         members,
         listen,
         cluster: args.cluster,
+        secrets,
         data_dir: args.data_dir,
         campaign_at_start: args.leader,
         stop_on_stdin_eof: args.stop_on_stdin_eof,

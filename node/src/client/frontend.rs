@@ -29,16 +29,17 @@
 //!   the front end stops reading the connection while its unsent output exceeds
 //!   [`STREAM_INPUT_PAUSE_BYTES`]. A stream that ends (`trimmed`, `read_failed`) closes
 //!   the connection as a refused one is closed; so does the client's end of input;
-//! - a connection whose first line is a `peer_hello` is a peer: once its hello checks out,
-//!   it is handed, with the bytes read after that line, to the core thread
-//!   (`transport::receiver`).
+//! - a connection whose first line is a `peer_hello` is a peer: it is handed, with the
+//!   bytes read after that line, to the peer handshake (`transport::handshake`), which
+//!   passes it on to the core thread once accepted.
 
 use super::answers::{Answer, AnswerSink, Phase, ReplyTo, StreamChunk, StreamId};
 use super::protocol::{ParsedLine, Request, Response};
 use crate::queue::QueueSender;
 use crate::reader::{ReaderJob, ReaderJobs};
 use crate::runtime::{Control, CoreEvent};
-use crate::transport::receiver::{self, PeerConnection, PeerContext};
+use crate::transport::handshake;
+use crate::transport::receiver::PeerContext;
 use crate::{debug, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -603,37 +604,14 @@ impl FrontEnd {
         LineOutcome::Next
     }
 
-    /// Checks a peer's hello and hands its connection, with the bytes read after the
-    /// hello, to the core thread, which reads peer connections itself. A refused peer gets
-    /// a `bad_request` line and the connection closes.
+    /// Hands a peer's connection, with the bytes read after its hello, to the peer
+    /// handshake, which never blocks this thread.
     fn hand_to_core(&mut self, slot: usize, hello: &[u8], rest: &[u8]) {
         let Some(mut connection) = self.take_connection(slot) else {
             return;
         };
         let _ = self.poll.registry().deregister(&mut connection.stream);
-        let mut stream = connection.stream;
-        let remote = stream.peer_addr().map_or_else(
-            |_| "an unknown address".to_string(),
-            |addr| addr.to_string(),
-        );
-        match receiver::check_hello(hello, &self.peer.hello, &remote) {
-            Ok(peer) => {
-                let connection = PeerConnection {
-                    peer,
-                    stream,
-                    rest: rest.to_vec(),
-                    remote,
-                };
-                // Fails only when the core thread has stopped: the node is going down.
-                let _ = self.peer.core.send(CoreEvent::PeerConnected(connection));
-            }
-            Err(problem) => {
-                let mut answer = Vec::new();
-                Response::BadRequest { message: problem }.encode(&mut answer);
-                // A fresh socket's buffer takes one line; if not, the peer learns nothing.
-                let _ = stream.write(&answer);
-            }
-        }
+        handshake::accept(connection.stream, hello, rest, &self.peer);
     }
 
     fn send_requests(&mut self) {

@@ -1,18 +1,21 @@
 //! The receiving end of peer connections, read by the core thread itself.
 //!
-//! The client front end tells a peer's connection by its hello line, checks the hello
-//! ([`check_hello`]) and hands the connection to the core thread, which adds it to its
-//! [`PeerInbox`]. The core thread sleeps in the inbox's poll, which watches every peer
-//! connection and the core's event queue (through a waker): a peer's frame wakes the core
-//! directly. A reader thread per connection, as before, cost one more thread wake-up per
+//! The client front end tells a peer's connection by its hello line; once the handshake
+//! (`handshake::accept`) has accepted it, the connection goes to the core thread, which
+//! adds it to its [`PeerInbox`]. The core thread sleeps in the inbox's poll, which watches
+//! every peer connection and the core's event queue (through a waker): a peer's frame
+//! wakes the core directly. A reader thread per connection, as before, cost one more thread wake-up per
 //! frame: on the leader two per AppendEntries round (one per follower's answer), on a
 //! follower one per AppendEntries.
 //!
 //! Every message must come from the peer that said hello and be addressed to us; others
 //! are dropped with a warning. A malformed frame is dropped; an oversize one closes the
-//! connection (the peer redials).
+//! connection (the peer redials). Frames are acknowledged with a byte back, at most
+//! every `ACK_INTERVAL` ([`PeerInbox::send_acks`], at the core's ticks), which is how the
+//! sender tells a link that delivers from a dead one.
 
-use super::wire::{decode_frame, Hello};
+use super::auth::ClusterSecrets;
+use super::wire::{decode_frame, Hello, ACK_INTERVAL, LINK_ACK};
 use crate::logging::RateLimit;
 use crate::queue::QueueSender;
 use crate::runtime::CoreEvent;
@@ -20,11 +23,9 @@ use crate::{info, warn};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use replog_core::{Message, NodeId};
-use std::io::{self, Read};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
-
-const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 /// The token of the waker that the core's event queue uses.
 const WAKER: Token = Token(usize::MAX);
 /// Bytes asked for per `read`.
@@ -36,29 +37,10 @@ const INPUT_KEEP_BYTES: usize = 4 << 20;
 #[derive(Clone)]
 pub struct PeerContext {
     pub hello: Arc<Hello>,
+    /// Empty when peers are not authenticated.
+    pub secrets: Arc<ClusterSecrets>,
     /// The core thread's queue.
     pub core: QueueSender<CoreEvent>,
-}
-
-/// Checks a peer's hello line against ours; returns the peer's id, or why it is refused
-/// (the refusal is logged, rate-limited, since a misconfigured peer redials every backoff
-/// period).
-pub fn check_hello(line: &[u8], ours: &Hello, remote: &str) -> Result<NodeId, String> {
-    let checked = Hello::parse(line).and_then(|hello| hello.check(ours));
-    if let Err(problem) = &checked {
-        static REFUSALS: OnceLock<Mutex<RateLimit>> = OnceLock::new();
-        let refusals = REFUSALS.get_or_init(|| Mutex::new(RateLimit::new(REFUSAL_LOG_INTERVAL)));
-        let allowed = refusals.lock().map_or(Some(0), |mut limit| limit.allow());
-        match allowed {
-            Some(0) => warn!("refused peer connection from {remote}: {problem}"),
-            Some(suppressed) => warn!(
-                "refused peer connection from {remote}: {problem} ({suppressed} more \
-                 refusals since the last report)"
-            ),
-            None => {}
-        }
-    }
-    checked
 }
 
 /// A peer connection whose hello was accepted, on its way to the core thread.
@@ -77,6 +59,9 @@ struct Inbound {
     /// Bytes read and not yet taken as frames; starts at a frame's length prefix.
     input: Vec<u8>,
     misaddressed: RateLimit,
+    /// Frames arrived since the last acknowledgement.
+    ack_owed: bool,
+    last_ack: Option<Instant>,
 }
 
 /// Every peer connection of this node, and the poll the core thread sleeps in.
@@ -140,6 +125,8 @@ impl PeerInbox {
             remote,
             input: rest,
             misaddressed: RateLimit::new(Duration::from_secs(5)),
+            ack_owed: false,
+            last_ack: None,
         });
         // Registering an already readable socket raises an event, so the socket is read at
         // the next poll; the bytes in hand are taken now.
@@ -181,6 +168,7 @@ impl PeerInbox {
             match inbound.stream.read(&mut self.scratch) {
                 Ok(0) => return self.close(slot, "closed"),
                 Ok(count) => {
+                    inbound.ack_owed = true;
                     inbound.input.extend_from_slice(&self.scratch[..count]);
                     if !self.take_frames(slot, out) {
                         return;
@@ -236,6 +224,23 @@ impl PeerInbox {
             inbound.input = Vec::new();
         }
         true
+    }
+
+    /// Acknowledges the connections that received frames, each at most every
+    /// `ACK_INTERVAL`. A byte the socket will not take now is skipped: the sender then
+    /// holds bytes we have not read, and our reading will be acknowledged later.
+    pub fn send_acks(&mut self, now: Instant) {
+        for inbound in self.connections.iter_mut().flatten() {
+            let due = inbound
+                .last_ack
+                .is_none_or(|last| now.saturating_duration_since(last) >= ACK_INTERVAL);
+            if inbound.ack_owed && due {
+                inbound.ack_owed = false;
+                inbound.last_ack = Some(now);
+                // A failure shows in the next read, which closes the connection.
+                let _ = inbound.stream.write(&[LINK_ACK]);
+            }
+        }
     }
 
     fn close(&mut self, slot: usize, reason: &str) {

@@ -14,22 +14,47 @@
 //! The backlog is bounded and the core never waits on it: when a peer is slow or
 //! unreachable, further batches are dropped, which Raft tolerates (heartbeats and
 //! retransmissions repair the gap). While the peer is unreachable the helper redials with
-//! exponential backoff and drops what was queued meanwhile: those messages would be stale
-//! by the time a connection exists.
+//! exponential backoff and jitter, and drops what was queued meanwhile: those messages
+//! would be stale by the time a connection exists. A connection counts once the peer has
+//! completed the handshake (`handshake::dial`); an address that answers otherwise (not
+//! replog, another cluster, another secret) backs off further than one that does not
+//! answer, since only a person can fix it.
+//!
+//! A link whose packets vanish (a cut network) would otherwise look healthy for as long
+//! as the socket's buffer takes the small messages Raft sends, and after the cut heals its
+//! bytes would wait behind TCP's backed-off retransmission timer. So the listener
+//! acknowledges frames (a byte back, see `wire::LINK_ACK`), and the core thread, at its
+//! ticks, drops and redials a connection on which it has written and heard no
+//! acknowledgement for [`SILENCE_TIMEOUT`]; `TCP_USER_TIMEOUT` and keepalive
+//! (`socket::tune_peer_socket`) back that up.
 
-use super::wire::{encode_frames, Hello};
+use super::auth::ClusterSecrets;
+use super::handshake;
+use super::socket::tune_peer_socket;
+use super::wire::{encode_frames, Hello, ACK_INTERVAL};
 use crate::logging::RateLimit;
 use crate::{debug, info, warn};
 use mio::{Events, Interest, Poll, Token};
 use replog_core::{Message, NodeId};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
-const BACKOFF_MAX: Duration = Duration::from_millis(500);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The backoff cap while the peer cannot be reached: kept short, so that a link comes
+/// back soon after the network does.
+const UNREACHABLE_BACKOFF_MAX: Duration = Duration::from_millis(250);
+/// The backoff cap while the address answers but the handshake fails (not a replog node,
+/// another cluster or secret): a person must fix that, so retries slow down further.
+const HANDSHAKE_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Shorter than Linux's first SYN retransmission (1 s): a dial across a network that
+/// drops packets gives up and starts afresh rather than wait on the kernel's timer.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// A connection written to and not acknowledged for this long is taken for dead: long
+/// enough for a loaded peer (acknowledgements come from its core thread, at most every
+/// `ACK_INTERVAL` plus a tick), short enough to beat the retransmission timer's backoff.
+pub const SILENCE_TIMEOUT: Duration = Duration::from_secs(1);
 /// A peer that accepts no bytes for this long (stopped, or its network is gone) is
 /// dropped and redialed.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -103,6 +128,10 @@ pub struct PeerSender {
     out: Vec<u8>,
     dropped_batches: u64,
     drop_warnings: RateLimit,
+    /// When bytes were first written on the connection after its last acknowledgement.
+    unacked_since: Option<Instant>,
+    /// When the connection was last read for acknowledgements.
+    last_check: Instant,
 }
 
 impl PeerSender {
@@ -112,6 +141,7 @@ impl PeerSender {
         peer: NodeId,
         addr: String,
         hello: Arc<Hello>,
+        secrets: Arc<ClusterSecrets>,
         queue_batches: usize,
     ) -> io::Result<PeerSender> {
         let shared = Arc::new(Shared {
@@ -126,7 +156,7 @@ impl PeerSender {
             }),
             wake: Condvar::new(),
         });
-        let helper = Helper::new(peer, addr, &hello, shared.clone())?;
+        let helper = Helper::new(peer, addr, hello, secrets, shared.clone())?;
         std::thread::Builder::new()
             .name(format!("peer-sender-{}", peer.0))
             .spawn(move || helper.run())?;
@@ -137,7 +167,50 @@ impl PeerSender {
             out: Vec::with_capacity(64 * 1024),
             dropped_batches: 0,
             drop_warnings: RateLimit::new(Duration::from_secs(5)),
+            unacked_since: None,
+            last_check: Instant::now(),
         })
+    }
+
+    /// Reads the peer's acknowledgements (at most every `ACK_INTERVAL`) and drops the
+    /// connection when it has been silent too long after a write, or closed by the peer;
+    /// the helper then redials. Never blocks.
+    pub fn check_link(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.last_check) < ACK_INTERVAL {
+            return;
+        }
+        self.last_check = now;
+        let shared = self.shared.clone();
+        let mut link = shared.lock();
+        let Some(stream) = link.stream.clone() else {
+            self.unacked_since = None; // Redialing already; the clock starts on a new one.
+            return;
+        };
+        let lost = match read_acks(&stream) {
+            Ok(true) => {
+                self.unacked_since = None;
+                None
+            }
+            Ok(false) => self
+                .unacked_since
+                .filter(|since| now.saturating_duration_since(*since) >= SILENCE_TIMEOUT)
+                .map(|_| {
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "nothing acknowledged for {} s after a write",
+                            SILENCE_TIMEOUT.as_secs()
+                        ),
+                    )
+                }),
+            Err(error) => Some(error),
+        };
+        if let Some(error) = lost {
+            self.unacked_since = None;
+            link.drop_connection();
+            link.lost = Some(error);
+            shared.wake_helper(&mut link);
+        }
     }
 
     /// Sends a batch without waiting: writes it now if the socket takes it, else queues
@@ -151,6 +224,9 @@ impl PeerSender {
             Some(stream) if !link.helper_writing && link.backlog.is_empty() => Some(stream.clone()),
             _ => None,
         };
+        if link.stream.is_some() && self.unacked_since.is_none() {
+            self.unacked_since = Some(Instant::now());
+        }
         let Some(stream) = direct else {
             self.queue(&mut link, 0);
             return;
@@ -212,23 +288,64 @@ fn write_nonblocking(mut stream: &mio::net::TcpStream, bytes: &[u8]) -> io::Resu
     Ok(written)
 }
 
+/// Reads what the peer wrote back without blocking: `true` if an acknowledgement came.
+/// The peer's end of input, or an error, means the connection is gone.
+fn read_acks(mut stream: &mio::net::TcpStream) -> io::Result<bool> {
+    let mut acks = [0u8; 64];
+    let mut acked = false;
+    loop {
+        match stream.read(&mut acks) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "the peer closed the connection",
+                ))
+            }
+            Ok(_) => acked = true,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(acked),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 /// The helper thread: dials, says hello, and writes the backlog.
 struct Helper {
     peer: NodeId,
     addr: String,
-    hello_line: Vec<u8>,
+    hello: Arc<Hello>,
+    secrets: Arc<ClusterSecrets>,
     shared: Arc<Shared>,
     /// Waits for the socket to take more bytes.
     poll: Poll,
     events: Events,
     /// When the current connection was made.
     connected_at: Option<Instant>,
-    /// A problem has been logged and the link has not been healthy since: further
-    /// problems go to the debug level, so a dead or refusing peer does not flood the log.
-    troubled: bool,
+    /// The kind of the last problem logged at warn level, while the link has not been
+    /// healthy since: further problems of that kind go to the debug level, so a dead or
+    /// misconfigured peer does not flood the log, but a new kind of problem is reported.
+    troubled: Option<Trouble>,
     backoff: Duration,
+    /// Spreads the redials of many nodes that lost the same peer at once.
+    jitter: Jitter,
     /// Bytes taken from the backlog, being written.
     writing: Vec<u8>,
+}
+
+/// Kinds of link problems, for the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trouble {
+    Unreachable,
+    Handshake,
+    Lost,
+}
+
+/// Why a dial failed.
+enum DialError {
+    /// No connection (refused, timed out, no route, bad name).
+    Unreachable(io::Error),
+    /// Connected, but the other end did not complete the handshake.
+    Handshake(handshake::DialFailure),
 }
 
 /// What the helper does next.
@@ -242,17 +359,25 @@ enum Job {
 }
 
 impl Helper {
-    fn new(peer: NodeId, addr: String, hello: &Hello, shared: Arc<Shared>) -> io::Result<Helper> {
+    fn new(
+        peer: NodeId,
+        addr: String,
+        hello: Arc<Hello>,
+        secrets: Arc<ClusterSecrets>,
+        shared: Arc<Shared>,
+    ) -> io::Result<Helper> {
         Ok(Helper {
             peer,
             addr,
-            hello_line: hello.encode_line(),
+            hello,
+            secrets,
             shared,
             poll: Poll::new()?,
             events: Events::with_capacity(4),
             connected_at: None,
-            troubled: false,
+            troubled: None,
             backoff: BACKOFF_MIN,
+            jitter: Jitter::new(),
             writing: Vec::new(),
         })
     }
@@ -263,11 +388,7 @@ impl Helper {
             match self.next_job() {
                 Job::Exit => return,
                 Job::Lost(error) => self.connection_lost(error),
-                Job::Dial => {
-                    if !self.dial() {
-                        self.back_off();
-                    }
-                }
+                Job::Dial => self.dial(),
                 Job::Write(stream) => {
                     if let Err(error) = self.write_all(&stream) {
                         let mut link = self.shared.lock();
@@ -320,14 +441,17 @@ impl Helper {
             .take()
             .is_some_and(|since| since.elapsed() >= HEALTHY_AFTER)
         {
-            self.troubled = false;
+            self.troubled = None;
             self.backoff = BACKOFF_MIN;
         }
-        self.report(format!(
-            "lost connection to peer {} at {}: {error}; redialing",
-            self.peer, self.addr
-        ));
-        self.back_off();
+        self.report(
+            Trouble::Lost,
+            format!(
+                "lost connection to peer {} at {}: {error}; redialing",
+                self.peer, self.addr
+            ),
+        );
+        self.back_off(UNREACHABLE_BACKOFF_MAX);
     }
 
     /// Writes `self.writing` on `stream`, waiting for room at most `WRITE_TIMEOUT` at a
@@ -349,11 +473,12 @@ impl Helper {
         Ok(())
     }
 
-    /// Connects and installs the connection; the backlog queued meanwhile goes out next.
-    fn dial(&mut self) -> bool {
+    /// Connects and installs the connection (the backlog queued meanwhile goes out
+    /// next), or reports why not and backs off.
+    fn dial(&mut self) {
         match self.connect() {
             Ok(stream) => {
-                if self.troubled {
+                if self.troubled.is_some() {
                     debug!("connected to peer {} at {}", self.peer, self.addr);
                 } else {
                     info!("connected to peer {} at {}", self.peer, self.addr);
@@ -361,61 +486,116 @@ impl Helper {
                 self.connected_at = Some(Instant::now());
                 let mut link = self.shared.lock();
                 link.stream = Some(Arc::new(stream));
-                true
             }
-            Err(error) => {
-                self.report(format!(
-                    "cannot reach peer {} at {}: {error}; retrying with backoff",
-                    self.peer, self.addr
-                ));
-                false
+            Err(DialError::Unreachable(error)) => {
+                self.report(
+                    Trouble::Unreachable,
+                    format!(
+                        "cannot reach peer {} at {}: {error}; retrying with backoff",
+                        self.peer, self.addr
+                    ),
+                );
+                self.back_off(UNREACHABLE_BACKOFF_MAX);
+            }
+            Err(DialError::Handshake(failure)) => {
+                self.report(
+                    Trouble::Handshake,
+                    format!(
+                        "peer {} at {} {}; retrying with backoff",
+                        self.peer, self.addr, failure.problem
+                    ),
+                );
+                // A peer that says nothing (stopped, overloaded) is retried like one that
+                // cannot be reached; one that answers wrongly waits for a person.
+                self.back_off(if failure.answered {
+                    HANDSHAKE_BACKOFF_MAX
+                } else {
+                    UNREACHABLE_BACKOFF_MAX
+                });
             }
         }
     }
 
-    /// Dials, says hello (blocking, with a timeout), then makes the socket non-blocking
-    /// and watches it for room to write.
-    fn connect(&self) -> io::Result<mio::net::TcpStream> {
+    /// Dials and completes the handshake (blocking, with timeouts), then makes the socket
+    /// non-blocking and watches it for room to write.
+    fn connect(&self) -> Result<mio::net::TcpStream, DialError> {
         let mut last_error = io::Error::new(io::ErrorKind::NotFound, "address resolves to nothing");
-        for socket_addr in self.addr.to_socket_addrs()? {
-            match TcpStream::connect_timeout(&socket_addr, CONNECT_TIMEOUT) {
-                Ok(mut stream) => {
-                    stream.set_nodelay(true)?;
-                    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-                    stream.write_all(&self.hello_line)?;
-                    stream.set_nonblocking(true)?;
-                    let mut stream = mio::net::TcpStream::from_std(stream);
-                    self.poll
-                        .registry()
-                        .register(&mut stream, Token(0), Interest::WRITABLE)?;
-                    return Ok(stream);
+        let addrs = self
+            .addr
+            .to_socket_addrs()
+            .map_err(DialError::Unreachable)?;
+        for socket_addr in addrs {
+            let mut stream = match TcpStream::connect_timeout(&socket_addr, CONNECT_TIMEOUT) {
+                Ok(stream) => stream,
+                Err(error) => {
+                    last_error = error;
+                    continue;
                 }
-                Err(error) => last_error = error,
-            }
+            };
+            let setup = |stream: &TcpStream| {
+                stream.set_nodelay(true)?;
+                tune_peer_socket(stream)
+            };
+            setup(&stream).map_err(DialError::Unreachable)?;
+            handshake::dial(&mut stream, &self.hello, &self.secrets, self.peer)
+                .map_err(DialError::Handshake)?;
+            let installed = (|| {
+                stream.set_nonblocking(true)?;
+                let mut stream = mio::net::TcpStream::from_std(stream);
+                self.poll
+                    .registry()
+                    .register(&mut stream, Token(0), Interest::WRITABLE)?;
+                Ok(stream)
+            })();
+            return installed.map_err(DialError::Unreachable);
         }
-        Err(last_error)
+        Err(DialError::Unreachable(last_error))
     }
 
-    /// Logs a link problem: the first one at warn level, repeats at debug level.
-    fn report(&mut self, problem: String) {
-        if self.troubled {
+    /// Logs a link problem: at warn level if it is the first of its kind since the link
+    /// was last healthy, else at debug level.
+    fn report(&mut self, trouble: Trouble, problem: String) {
+        if self.troubled == Some(trouble) {
             debug!("{problem}");
         } else {
             warn!("{problem}");
-            self.troubled = true;
+            self.troubled = Some(trouble);
         }
     }
 
-    /// Sleeps the current backoff, drops what was queued meanwhile, then doubles the
-    /// backoff. A link that keeps breaking right after connecting (a peer refusing our
-    /// hello, say) thus slows down like one that cannot connect at all.
-    fn back_off(&mut self) {
-        std::thread::sleep(self.backoff);
+    /// Sleeps the current backoff (with jitter), drops what was queued meanwhile, then
+    /// doubles the backoff up to `max`. A link that keeps breaking right after connecting
+    /// thus slows down like one that cannot connect at all.
+    fn back_off(&mut self, max: Duration) {
+        self.backoff = self.backoff.min(max);
+        std::thread::sleep(self.jitter.spread(self.backoff));
         let mut link = self.shared.lock();
         if link.stream.is_none() {
             link.drop_connection();
         }
         drop(link);
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        self.backoff = (self.backoff * 2).min(max);
+    }
+}
+
+/// A small pseudo-random source for backoff jitter (xorshift), seeded from the operating
+/// system: the jitter only has to differ between nodes, not be unpredictable.
+struct Jitter(u64);
+
+impl Jitter {
+    fn new() -> Jitter {
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        Jitter(u64::from_le_bytes(seed) | 1)
+    }
+
+    /// `base` times a factor drawn from 3/4 to 5/4.
+    fn spread(&mut self, base: Duration) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        let quarter = base / 4;
+        let offset_nanos = self.0 % (2 * quarter.as_nanos() as u64).max(1);
+        base - quarter + Duration::from_nanos(offset_nanos)
     }
 }

@@ -1,11 +1,23 @@
 //! The peer protocol on the wire.
 //!
-//! A peer connection is one-way: the dialing node sends, the listening node receives (each
-//! node dials every other one, so a pair of nodes uses two connections). It opens with one
-//! JSON line, the [`Hello`], on the same port clients use; a client's first line never has
-//! op `peer_hello`, which is how the listener tells the two apart. After the hello come
+//! A peer connection carries Raft messages one way: the dialing node sends, the listening
+//! node receives (each node dials every other one, so a pair of nodes uses two
+//! connections). It opens with a handshake of JSON lines on the same port clients use; a
+//! client's first line never has op `peer_hello`, which is how the listener tells the two
+//! apart:
+//!
+//! ```text
+//! dialer:   {"op":"peer_hello",...,"nonce":N1}      (nonce only with a cluster secret)
+//! listener: {"op":"peer_challenge","nonce":N2,"proof":P1}   (only with a cluster secret)
+//! dialer:   {"op":"peer_proof","proof":P2}                  (only with a cluster secret)
+//! listener: {"op":"peer_accepted","from":ID}   or a bad_request line saying why not
+//! ```
+//!
+//! (`transport::auth` says what the proofs are.) After `peer_accepted` the dialer sends
 //! frames: a 4-byte big-endian length, then that many bytes holding a JSON array of Raft
-//! [`Message`]s.
+//! [`Message`]s. The listener only writes [`LINK_ACK`] bytes back, at most every
+//! [`ACK_INTERVAL`] while frames arrive, so that the dialer can tell a link that delivers
+//! from one whose packets vanish.
 
 use crate::config::NodeConfig;
 use replog_core::{Message, NodeId};
@@ -14,7 +26,11 @@ use serde::{Deserialize, Serialize};
 /// The op of the first line of a peer connection.
 pub const PEER_HELLO_OP: &str = "peer_hello";
 /// Bumped when the frame format changes; peers of another version are refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The byte a listener writes back on a peer connection to say that frames arrive.
+pub const LINK_ACK: u8 = 0x06;
+/// How often, at most, a listener acknowledges a connection's frames.
+pub const ACK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 /// A sender closes a frame once it passes this size (one message may exceed it).
 pub const FRAME_SOFT_LIMIT_BYTES: usize = 1 << 20;
 
@@ -28,6 +44,29 @@ pub struct Hello {
     pub members: String,
     pub from: u64,
     pub addr: String,
+    /// The dialer's fresh nonce (hex), when it authenticates with a cluster secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+}
+
+/// The handshake lines after the hello (a refusal is a client `bad_request` line instead).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum HandshakeLine {
+    /// The listener's nonce and its proof of the cluster secret.
+    PeerChallenge { nonce: String, proof: String },
+    /// The dialer's proof of the cluster secret.
+    PeerProof { proof: String },
+    /// The listener takes frames from now on.
+    PeerAccepted { from: u64 },
+}
+
+impl HandshakeLine {
+    pub fn encode_line(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self).expect("a handshake line always serializes");
+        line.push(b'\n');
+        line
+    }
 }
 
 impl Hello {
@@ -40,6 +79,7 @@ impl Hello {
             members: config.members.fingerprint(),
             from: config.members.own_id.0,
             addr: config.members.own_addr().to_string(),
+            nonce: None,
         }
     }
 
@@ -193,6 +233,7 @@ mod tests {
             members: members.into(),
             from,
             addr: addr.into(),
+            nonce: None,
         }
     }
 
