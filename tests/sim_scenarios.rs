@@ -6,7 +6,8 @@ use replog_sim::{run, Fault, RunOptions, Scenario};
 use std::collections::BTreeSet;
 use std::path::Path;
 
-fn run_scenario(file: &str) -> String {
+/// Seed 1 of `scenarios/FILE`, with the scenario's own size and length.
+fn scenario_options(file: &str) -> RunOptions {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("scenarios")
         .join(file);
@@ -18,7 +19,11 @@ fn run_scenario(file: &str) -> String {
         scenario: Some((format!("scenarios/{file}"), scenario)),
     };
     options.validate().expect("scenario is valid");
-    let report = run(&options, None);
+    options
+}
+
+fn run_scenario(file: &str) -> String {
+    let report = run(&scenario_options(file), None);
     assert!(
         report.passed(),
         "{}{}",
@@ -208,18 +213,8 @@ fn the_retention_scenarios_trim_read_back_from_storage_and_install() {
         "leader-crash-mid-catch-up.json",
         "follower-crash-mid-install.json",
     ] {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("scenarios")
-            .join(file);
-        let scenario = Scenario::load(&path).expect("scenario parses");
-        let options = RunOptions {
-            seed: 1,
-            nodes: scenario.nodes.unwrap_or(5),
-            duration_us: scenario.duration_ms.map_or(20_000_000, |ms| ms * 1000),
-            scenario: Some((format!("scenarios/{file}"), scenario)),
-        };
         let captured = Captured::default();
-        let report = run(&options, Some(Box::new(captured.clone())));
+        let report = run(&scenario_options(file), Some(Box::new(captured.clone())));
         assert!(report.passed(), "{file}: {}", report.summary());
         let trace = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         let count = |what: &str| trace.lines().filter(|line| line.contains(what)).count();
