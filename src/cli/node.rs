@@ -559,6 +559,7 @@ fn print_demo_help(cluster: &LocalCluster, exe: &str, leader: &str) {
     text += &format!("  {exe} append -t {all} -c 'set x=1'\n");
     text += &format!("  {exe} query -t {all}\n");
     text += &format!("  {exe} status -t {all} --json\n");
+    text += &format!("  {exe} follow -t {all} --from 1   # every committed entry, then live\n");
     let leader_k = (0..cluster.len()).find(|&k| cluster.addr(k) == leader);
     // nc talks to one node: a follower, which outlives the leader's kill.
     let follower = (0..cluster.len())
