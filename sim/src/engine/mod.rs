@@ -171,7 +171,16 @@ pub struct Simulation {
     pub(crate) liveness_failure: Option<Violation>,
     /// The node being stepped, to name it if a core assertion fires.
     pub current_node: Option<NodeId>,
+    /// A run that handles more events than this, or holds more than `QUEUED_EVENTS_MAX`
+    /// pending, fails as an event storm instead of hanging its sweep or exhausting memory.
+    pub(crate) event_budget: u64,
 }
+
+/// Events one run may handle: about 300 times what a 60 s swarm seed handles on average
+/// (about 60,000), so only a storm or a livelock that keeps the clock still reaches it.
+pub const EVENT_BUDGET: u64 = 20_000_000;
+/// Events one run may hold pending at once (a few hundred bytes each).
+const QUEUED_EVENTS_MAX: usize = 2_000_000;
 
 /// How a run ended.
 pub enum Ending {
@@ -231,6 +240,7 @@ impl Simulation {
             liveness: None,
             liveness_failure: None,
             current_node: None,
+            event_budget: EVENT_BUDGET,
             params,
         };
         sim.schedule_start(schedule);
@@ -291,6 +301,9 @@ impl Simulation {
             let scheduled = self.queue.pop().expect("ticks keep the queue non-empty");
             self.now_us = scheduled.time_us;
             self.counters.events += 1;
+            if let Some(storm) = self.event_storm() {
+                return Ending::Violated(storm);
+            }
             if let Err(violation) = self.handle(scheduled.event) {
                 return Ending::Violated(violation);
             }
@@ -302,6 +315,31 @@ impl Simulation {
                 }
             }
         }
+    }
+
+    /// Overrides [`EVENT_BUDGET`] (tests).
+    pub fn set_event_budget(&mut self, events: u64) {
+        self.event_budget = events;
+    }
+
+    /// A run that outgrew its event budget or its queue: a message storm or a livelock
+    /// that would otherwise run, and grow, without end.
+    fn event_storm(&self) -> Option<Violation> {
+        let events = self.counters.events;
+        let queued = self.queue.len();
+        if events <= self.event_budget && queued <= QUEUED_EVENTS_MAX {
+            return None;
+        }
+        Some(Violation::new(
+            "Liveness",
+            &[],
+            format!(
+                "event storm: {events} events handled and {queued} pending by simulated time \
+                 {:.6}s (budget {} events, {QUEUED_EVENTS_MAX} pending)",
+                self.now_us as f64 / 1e6,
+                self.event_budget
+            ),
+        ))
     }
 
     fn handle(&mut self, event: Event) -> Result<(), Violation> {
@@ -420,4 +458,31 @@ impl Simulation {
 /// `tick_us` made `percent` % longer (positive) or shorter (negative); never zero.
 pub(crate) fn skewed(tick_us: u64, percent: i64) -> u64 {
     ((tick_us as i64 * (100 + percent)) / 100).max(1) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_past_its_event_budget_fails_as_an_event_storm_with_its_count() {
+        let mut sim = Simulation::new(7, Params::calm(3), 10_000_000, &[], Trace::new(None));
+        sim.set_event_budget(1_000);
+        let Ending::Violated(violation) = sim.run() else {
+            panic!("a 10 s run handles more than 1,000 events");
+        };
+        assert_eq!(violation.invariant, "Liveness");
+        assert!(
+            violation.detail.contains("event storm: 1001 events"),
+            "{}",
+            violation.detail
+        );
+    }
+
+    #[test]
+    fn the_default_budget_leaves_an_ordinary_run_alone() {
+        let mut sim = Simulation::new(7, Params::calm(3), 5_000_000, &[], Trace::new(None));
+        assert!(matches!(sim.run(), Ending::Converged));
+        assert!(sim.counters.events < EVENT_BUDGET / 100);
+    }
 }
