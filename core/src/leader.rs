@@ -133,11 +133,13 @@ impl RaftCore {
     /// furthest back this leader can vouch for without storage. Either keeps the follower's
     /// election timer quiet and its commit index moving.
     fn send_heartbeat(&mut self, peer: NodeId, outputs: &mut Vec<Output>) {
-        let prev = self.progress[&peer].next_index.prev();
-        let prev = if self.log.term_at(prev).is_ok() {
-            prev
-        } else {
-            self.log.prev().index
+        let next_prev = self.progress[&peer].next_index.prev();
+        let prev = match self.log.term_at(next_prev) {
+            Ok(term) => EntryId {
+                index: next_prev,
+                term,
+            },
+            Err(_) => self.log.prev(),
         };
         outputs.push(Output::Send(self.append_message(peer, prev, Vec::new())));
     }
@@ -204,29 +206,19 @@ impl RaftCore {
         outputs: &mut Vec<Output>,
     ) {
         let last = entries.last().map_or(prev.index, |entry| entry.index);
-        let message = self.message(
-            peer,
-            MessageBody::AppendEntries {
-                prev_log_index: prev.index,
-                prev_log_term: prev.term,
-                entries,
-                leader_commit: self.commit_index,
-            },
-        );
-        outputs.push(Output::Send(message));
+        outputs.push(Output::Send(self.append_message(peer, prev, entries)));
         self.progress
             .get_mut(&peer)
             .expect("leader tracks every peer")
             .sent(last);
     }
 
-    fn append_message(&self, peer: NodeId, prev: Index, entries: Vec<Entry>) -> Message {
-        let prev_log_term = self.log.term_at(prev).expect("heartbeats start in memory");
+    fn append_message(&self, peer: NodeId, prev: EntryId, entries: Vec<Entry>) -> Message {
         self.message(
             peer,
             MessageBody::AppendEntries {
-                prev_log_index: prev,
-                prev_log_term,
+                prev_log_index: prev.index,
+                prev_log_term: prev.term,
                 entries,
                 leader_commit: self.commit_index,
             },
