@@ -172,7 +172,7 @@ impl SegmentedLog {
             .open(open_path)
             .map_err(io_error(open_path, "opening"))?;
         let len = file_len(&file, open_path)?;
-        let scanned = recovery::scan(
+        let mut scanned = recovery::scan(
             open_path,
             BufReader::with_capacity(1 << 16, &file),
             open_start,
@@ -184,7 +184,7 @@ impl SegmentedLog {
         };
         let lines = (
             &scanned.entries[..],
-            scanned.offsets.clone(),
+            std::mem::take(&mut scanned.offsets),
             scanned.valid_len,
         );
         let open = LogFile::new(open_path, file, open_start, lines, segment_bytes, direct);
@@ -417,7 +417,10 @@ impl SegmentedLog {
     /// Makes everything staged durable: the cut (if any), then one durable write of every
     /// staged line, into a new segment if the open one is full.
     pub(crate) fn commit(&mut self) -> Result<(), StorageError> {
-        self.apply_install()?;
+        debug_assert!(
+            self.staged.install.is_none(),
+            "an install is applied by Storage once metadata names it, before commit"
+        );
         if self.staged.keep < self.open.last_index() {
             self.cut_after(self.staged.keep)?;
         }

@@ -435,32 +435,27 @@ impl Storage {
         let last = self
             .last_index()
             .min(prev_index.plus(request.max_entries as u64));
-        let read = self.read_entries(prev_index.max(first), last)?;
-        let (prev, entries) = if prev_index < first {
-            let boundary = EntryId {
-                index: first.prev(),
-                term: self.metadata.prev_term,
-            };
-            (boundary, &read[..])
+        let mut read = self.read_entries(prev_index.max(first), last)?;
+        let prev = if prev_index < first {
+            self.boundary()
         } else {
-            match read.split_first() {
-                Some((before, rest)) => (before.id(), rest),
-                None => {
-                    return Err(StorageError::OutsideLog {
-                        path: self.dir.clone(),
-                        from: request.from,
-                        to: last,
-                        first_index: first,
-                        last_index: self.last_index(),
-                    })
-                }
+            if read.is_empty() {
+                return Err(StorageError::OutsideLog {
+                    path: self.dir.clone(),
+                    from: request.from,
+                    to: last,
+                    first_index: first,
+                    last_index: self.last_index(),
+                });
             }
+            read.remove(0).id()
         };
-        let batch = take_batch(entries, request.max_entries, request.max_bytes);
+        let kept = take_batch(&read, request.max_entries, request.max_bytes).len();
+        read.truncate(kept);
         Ok(Fetched {
             peer: request.peer,
             prev,
-            entries: batch.to_vec(),
+            entries: read,
         })
     }
 
