@@ -127,6 +127,8 @@ pub struct Runtime {
     reader_jobs: ReaderJobs,
     /// Where the applied index is published for the reader thread.
     progress: Progress,
+    /// The (applied, commit) indexes last published to the reader thread.
+    published: (Index, Index),
     /// The commit hint last sent to storage. Invariant: `<= core.applied_index()`.
     hint_sent: Index,
     pending: PendingAppends,
@@ -171,6 +173,7 @@ impl Runtime {
             storage_jobs,
             reader_jobs,
             progress,
+            published: (Index::ZERO, Index::ZERO),
             hint_sent,
             pending: PendingAppends::default(),
             deferred_reads: VecDeque::new(),
@@ -496,7 +499,7 @@ impl Runtime {
             Output::Commit(entries) => {
                 for entry in &entries {
                     if let Payload::Trim { before } = entry.payload {
-                        self.trim_before = Some(self.trim_before.map_or(before, |b| b.max(before)));
+                        self.trim_before = self.trim_before.max(Some(before));
                         if let Some(retention) = &mut self.retention {
                             retention.committed(before);
                         }
@@ -521,10 +524,13 @@ impl Runtime {
     /// Sends this iteration's writes to storage, messages to peers and answers to clients.
     fn flush(&mut self) {
         let hint = self.core.applied_index();
-        if self.progress.publish(hint, self.core.commit_index()) {
+        let indexes = (hint, self.core.commit_index());
+        // Two locked instructions per publication: only when an index moved.
+        if indexes != self.published && self.progress.publish(indexes.0, indexes.1) {
             // Fails only if the reader thread is gone, i.e. the node is stopping.
             let _ = self.reader_jobs.send(ReaderJob::Wake);
         }
+        self.published = indexes;
         let reads_waiting = !self.fetches.is_empty() || self.trim_before.is_some();
         if !self.writes.is_empty() || hint > self.hint_sent || reads_waiting {
             let job = StorageJob {

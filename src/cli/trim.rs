@@ -5,6 +5,7 @@ use super::duration::parse_duration;
 use super::node::{checked_targets, fail, DEFAULT_TARGET};
 use clap::Args;
 use replog_node::client::blocking;
+use replog_node::client::Response;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ pub struct TrimArgs {
     target: Vec<String>,
     /// Drop the committed entries before this index. Nodes delete whole segments only, so
     /// a node may keep some entries before it; it never drops an uncommitted entry.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     before: u64,
     /// Print the node's answer line as is.
     #[arg(long)]
@@ -33,19 +34,19 @@ pub struct TrimArgs {
 }
 
 pub fn trim(args: TrimArgs) -> ExitCode {
-    if args.before == 0 {
-        return fail("--before must be at least 1");
-    }
     let targets = match checked_targets(&args.target) {
         Ok(targets) => targets,
         Err(problem) => return fail(&problem),
     };
     match blocking::trim(&targets, args.before, args.timeout) {
         Ok(done) if args.json => {
-            println!(
-                "{{\"ok\":true,\"index\":{},\"term\":{}}}",
-                done.index, done.term
-            );
+            let mut line = Vec::new();
+            Response::Appended {
+                index: done.index,
+                term: done.term,
+            }
+            .encode(&mut line);
+            print!("{}", String::from_utf8_lossy(&line));
             ExitCode::SUCCESS
         }
         Ok(done) => {

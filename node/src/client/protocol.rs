@@ -525,7 +525,7 @@ mod tests {
                 request,
                 Request::Read {
                     from: 4,
-                    limit: READ_DEFAULT_LIMIT
+                    limit: 1000
                 }
             ),
             _ => panic!("not parsed"),
