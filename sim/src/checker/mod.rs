@@ -343,7 +343,7 @@ impl Checker {
         }) {
             return Ok(());
         }
-        if index < core.first_index() && core.term_at(core.first_index().prev()).is_some() {
+        if index < core.first_index() {
             // Trimmed here: everything up to the boundary was committed when it was trimmed,
             // and the boundary itself is checked when the node's commit index passes it.
             return Ok(());
