@@ -126,6 +126,7 @@ impl RaftCore {
         if pre_vote {
             outputs.push(Output::Send(response));
         } else {
+            self.stats.votes_held_for_fsync += u64::from(granted && self.writes.must_hold());
             self.send_after_persist(response, outputs);
         }
     }

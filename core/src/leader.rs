@@ -84,6 +84,7 @@ impl RaftCore {
             if self.config.check_quorum && !self.quorum_recently_active() {
                 // Partitioned from a majority: stop accepting proposals that cannot commit
                 // and let the majority side elect a leader undisturbed.
+                self.stats.check_quorum_step_downs += 1;
                 self.become_follower(self.term, None);
                 return;
             }
@@ -160,6 +161,8 @@ impl RaftCore {
             if !progress.can_send(window)
                 || (!has_new && progress.state == ReplicationState::Replicate)
             {
+                let full = has_new && progress.state == ReplicationState::Replicate;
+                self.stats.append_windows_full += u64::from(full);
                 return;
             }
             if !self.send_append(peer, outputs) {
@@ -256,6 +259,7 @@ impl RaftCore {
                     self.stats.messages_ignored += 1;
                     return;
                 }
+                self.stats.conflicts_backtracked += 1;
             }
         }
         self.replicate_to(peer, outputs);

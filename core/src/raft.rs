@@ -119,6 +119,14 @@ pub struct Stats {
     pub pre_votes_started: u64,
     pub elections_started: u64,
     pub terms_led: u64,
+    /// Leaders that stepped down because no majority answered within an election timeout.
+    pub check_quorum_step_downs: u64,
+    /// Rejected appends that moved a follower's next index back (log conflict backtracking).
+    pub conflicts_backtracked: u64,
+    /// Vote grants held back until the vote itself was durable.
+    pub votes_held_for_fsync: u64,
+    /// Times a leader had new entries for a follower but its pipeline window was full.
+    pub append_windows_full: u64,
 }
 
 /// One Raft node's state machine. See the crate documentation for the contract.

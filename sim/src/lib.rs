@@ -14,11 +14,14 @@
 //! - [`checker`]: Raft's safety properties and client linearizability, after every event,
 //!   looking only at what the event changed; then a liveness phase.
 //! - [`trace`]: the run's fingerprint (trace hash) and a readable event log.
+//! - [`coverage`]: which faults, role changes, messages and protocol paths a run or sweep
+//!   exercised, and which it never reached.
 //!
 //! Determinism rules: no wall clock, no threads inside a run, no `HashMap` iteration, no
 //! floats in decisions (probabilities are integer [`Ratio`]s).
 
 pub mod checker;
+pub mod coverage;
 pub mod disk;
 pub mod engine;
 pub mod fault;
@@ -32,10 +35,11 @@ pub mod scenario;
 mod sweep;
 pub mod trace;
 
+pub use coverage::Coverage;
 pub use fault::{Direction, Fault, Target};
 pub use params::Params;
 pub use report::Violation;
 pub use rng::Ratio;
 pub use run::{run, Failure, RunOptions, RunReport};
 pub use scenario::Scenario;
-pub use sweep::{sweep, SeedResult, SweepOptions, SweepReport};
+pub use sweep::{sweep, sweep_until, SeedResult, SweepOptions, SweepReport};

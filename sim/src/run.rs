@@ -2,6 +2,7 @@
 //! report what happened.
 
 use crate::checker::history::Tally;
+use crate::coverage::Coverage;
 use crate::engine::{Counters, Ending, Simulation};
 use crate::params::Params;
 use crate::report::{seconds, Violation};
@@ -133,6 +134,7 @@ pub struct RunReport {
     pub liveness: Option<(Option<u64>, Option<u64>, Option<u64>)>,
     pub trace_hash: u64,
     pub failure: Option<Failure>,
+    pub coverage: Coverage,
 }
 
 impl RunReport {
@@ -317,6 +319,7 @@ pub fn run(options: &RunOptions, sink: Option<Box<dyn std::io::Write>>) -> RunRe
         liveness: sim.liveness_times(),
         trace_hash: sim.trace().hash(),
         failure,
+        coverage: Coverage::of_run(&sim.trace().tally, &sim.counters.faults, &sim.core_stats()),
     }
 }
 

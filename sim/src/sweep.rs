@@ -1,14 +1,20 @@
 //! Many seeds across threads. Each seed runs alone on one thread, so its result does not
 //! depend on how seeds are spread over threads; results are reported in seed order.
+//!
+//! A sweep may stop early (at the first failure, or when its time is up): threads then stop
+//! taking new seeds and finish the ones they hold, so the seeds run are always a prefix of
+//! the range, `start..start + results.len()`.
 
+use crate::coverage::Coverage;
 use crate::run::{run, RunOptions};
 use crate::scenario::Scenario;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 #[derive(Clone, Debug)]
 pub struct SweepOptions {
+    /// `start..u64::MAX` is open-ended: it runs until the sweep is told to stop.
     pub seeds: Range<u64>,
     pub jobs: usize,
     /// Cluster sizes; seed `s` runs with `nodes[s % nodes.len()]`.
@@ -55,6 +61,7 @@ pub struct SeedResult {
     /// The violation, in one line, when the seed failed.
     pub failure: Option<String>,
     pub replay: String,
+    pub coverage: Coverage,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -70,6 +77,15 @@ impl SweepReport {
 
     pub fn events(&self) -> u64 {
         self.results.iter().map(|r| r.events).sum()
+    }
+
+    /// Every seed's coverage, summed.
+    pub fn coverage(&self) -> Coverage {
+        let mut total = Coverage::default();
+        for result in &self.results {
+            total.add(&result.coverage);
+        }
+        total
     }
 
     pub fn sim_us(&self) -> u64 {
@@ -88,39 +104,65 @@ impl SweepReport {
 /// Runs every seed of `options.seeds` on `options.jobs` threads. `progress(done, total)` is
 /// called after each seed, from whichever thread ran it.
 pub fn sweep(options: &SweepOptions, progress: &(dyn Fn(u64, u64) + Sync)) -> SweepReport {
+    let total = options.seeds.end.saturating_sub(options.seeds.start);
+    sweep_until(options, &|done, _| {
+        progress(done, total);
+        true
+    })
+}
+
+/// Runs seeds of `options.seeds` in order on `options.jobs` threads until the range ends or
+/// `go_on(done, result)`, called after each seed from whichever thread ran it, returns false.
+pub fn sweep_until(
+    options: &SweepOptions,
+    go_on: &(dyn Fn(u64, &SeedResult) -> bool + Sync),
+) -> SweepReport {
     let next = AtomicU64::new(options.seeds.start);
+    let stop = AtomicBool::new(false);
     let done = AtomicU64::new(0);
     let total = options.seeds.end.saturating_sub(options.seeds.start);
-    let results = Mutex::new(Vec::with_capacity(total as usize));
+    let results = Mutex::new(Vec::with_capacity(total.min(1 << 16) as usize));
     std::thread::scope(|scope| {
         for _ in 0..options.jobs.max(1) {
             scope.spawn(|| loop {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
                 let seed = next.fetch_add(1, Ordering::Relaxed);
                 if seed >= options.seeds.end {
                     return;
                 }
-                let run_options = options.run_options(seed);
-                let report = run(&run_options, None);
-                let result = SeedResult {
-                    seed,
-                    nodes: run_options.nodes(),
-                    events: report.counters.events,
-                    sim_us: report.end_us,
-                    trace_hash: report.trace_hash,
-                    failure: report.failure.as_ref().map(|f| {
-                        format!("{} at {}", f.violation, crate::report::seconds(f.time_us))
-                    }),
-                    replay: run_options.replay_command(),
-                };
+                let result = run_seed(options, seed);
+                let done = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if !go_on(done, &result) {
+                    stop.store(true, Ordering::Relaxed);
+                }
                 results
                     .lock()
                     .expect("no panics hold this lock")
                     .push(result);
-                progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
             });
         }
     });
     let mut results = results.into_inner().expect("threads joined");
     results.sort_by_key(|r| r.seed);
     SweepReport { results }
+}
+
+fn run_seed(options: &SweepOptions, seed: u64) -> SeedResult {
+    let run_options = options.run_options(seed);
+    let report = run(&run_options, None);
+    SeedResult {
+        seed,
+        nodes: run_options.nodes(),
+        events: report.counters.events,
+        sim_us: report.end_us,
+        trace_hash: report.trace_hash,
+        failure: report
+            .failure
+            .as_ref()
+            .map(|f| format!("{} at {}", f.violation, crate::report::seconds(f.time_us))),
+        replay: run_options.replay_command(),
+        coverage: report.coverage,
+    }
 }

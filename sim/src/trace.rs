@@ -4,6 +4,7 @@
 //! Records are small `Copy` values, formatted only when someone reads them, so tracing costs
 //! a few nanoseconds per event when nobody is watching.
 
+use crate::coverage::Tally;
 use crate::report::seconds;
 use replog_core::{Message, MessageBody, Role};
 use std::collections::VecDeque;
@@ -274,6 +275,8 @@ impl Hasher for TraceHasher {
 
 pub struct Trace {
     hasher: TraceHasher,
+    /// What the run exercised, for coverage; not part of the hash.
+    pub tally: Tally,
     recent: VecDeque<TraceRecord>,
     /// Every noteworthy event, readable, for `replog sim replay` and `--trace FILE`.
     sink: Option<Box<dyn std::io::Write>>,
@@ -283,6 +286,7 @@ impl Trace {
     pub fn new(sink: Option<Box<dyn std::io::Write>>) -> Trace {
         Trace {
             hasher: TraceHasher(0xCBF2_9CE4_8422_2325),
+            tally: Tally::default(),
             recent: VecDeque::with_capacity(RECENT_EVENTS + 1),
             sink,
         }
@@ -291,6 +295,7 @@ impl Trace {
     /// Hashes a noteworthy event, keeps it among the recent ones, and writes it out.
     pub fn record(&mut self, record: TraceRecord) {
         record.hash(&mut self.hasher);
+        self.tally.observe(&record);
         if self.recent.len() == RECENT_EVENTS {
             self.recent.pop_front();
         }

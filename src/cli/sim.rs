@@ -3,13 +3,13 @@
 //! The simulator itself never reads a clock; this front end does, only to report how fast
 //! the runs went (events per wall-second, simulated-to-real time ratio).
 
+use crate::cli::sweep_watch::Watch;
 use clap::{Args, Subcommand};
-use replog_sim::{run as run_seed, sweep, RunOptions, RunReport, Scenario, SweepOptions};
+use replog_sim::{run as run_seed, sweep_until, RunOptions, RunReport, Scenario, SweepOptions};
 use std::io::{IsTerminal, Write};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Subcommand)]
@@ -46,9 +46,19 @@ pub struct RunArgs {
 
 #[derive(Args)]
 pub struct SweepArgs {
-    /// Seeds to run, `A..B` (B excluded), e.g. `0..500`.
+    /// Seeds to run, `A..B` (B excluded), e.g. `0..500`; `A..` runs on until
+    /// --until-failure or --time-budget stops it.
     #[arg(long, value_parser = parse_seeds)]
     seeds: Range<u64>,
+    /// Stop taking new seeds once one fails (seeds already running finish).
+    #[arg(long)]
+    until_failure: bool,
+    /// Stop taking new seeds after this much wall-clock time, e.g. 10m, 90s.
+    #[arg(long, value_parser = crate::cli::duration::parse_duration)]
+    time_budget: Option<Duration>,
+    /// Show the progress line on stderr even when it is not a terminal.
+    #[arg(long)]
+    progress: bool,
     /// Threads; each runs whole seeds.
     #[arg(long, default_value_t = default_jobs())]
     jobs: usize,
@@ -138,25 +148,20 @@ fn run_sweep(args: SweepArgs) -> Result<ExitCode, String> {
         scenario,
     };
     options.validate()?;
-    let started = Instant::now();
-    let show_progress = std::io::stderr().is_terminal();
-    let last_shown = Mutex::new(Instant::now());
-    let progress = |done: u64, total: u64| {
-        if !show_progress {
-            return;
-        }
-        let mut last = last_shown.lock().expect("progress lock");
-        if last.elapsed() >= Duration::from_millis(200) || done == total {
-            *last = Instant::now();
-            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            eprint!("\r{done}/{total} seeds · {rate:.1} seeds/s   ");
-        }
-    };
-    let report = sweep(&options, &progress);
-    let wall = started.elapsed().as_secs_f64().max(1e-9);
-    if show_progress {
-        eprintln!();
+    let open = args.seeds.end == u64::MAX;
+    if open && !args.until_failure && args.time_budget.is_none() {
+        return Err(format!(
+            "the seed range {}.. has no end; give --until-failure or --time-budget",
+            args.seeds.start
+        ));
     }
+    let total = (!open).then(|| args.seeds.end - args.seeds.start);
+    let show_progress = args.progress || std::io::stderr().is_terminal();
+    let watch = Watch::new(total, args.time_budget, args.until_failure, show_progress);
+    let started = Instant::now();
+    let report = sweep_until(&options, &|done, result| watch.seed_done(done, result));
+    let wall = started.elapsed().as_secs_f64().max(1e-9);
+    watch.finish();
     let failures: Vec<_> = report.failures().collect();
     for failure in &failures {
         println!(
@@ -167,7 +172,12 @@ fn run_sweep(args: SweepArgs) -> Result<ExitCode, String> {
             failure.replay
         );
     }
+    print!("{}", report.coverage().table());
     let seeds = report.results.len();
+    if let Some(reason) = watch.stopped() {
+        let end = args.seeds.start + seeds as u64;
+        println!("stopped after seeds {}..{end}: {reason}", args.seeds.start);
+    }
     println!(
         "seeds: {seeds} · nodes {:?} · duration {} · jobs {} · failures: {}",
         options.nodes,
@@ -231,7 +241,7 @@ fn parse_duration_us(text: &str) -> Result<u64, String> {
     u64::try_from(duration.as_micros()).map_err(|_| format!("{text:?} is too long"))
 }
 
-/// `A..B`, B excluded.
+/// `A..B`, B excluded; `A..` is open-ended (`A..u64::MAX`).
 fn parse_seeds(text: &str) -> Result<Range<u64>, String> {
     let (start, end) = text
         .split_once("..")
@@ -241,5 +251,10 @@ fn parse_seeds(text: &str) -> Result<Range<u64>, String> {
             .parse::<u64>()
             .map_err(|_| format!("{s:?} is not a seed"))
     };
-    Ok(parse(start)?..parse(end)?)
+    let end = if end.trim().is_empty() {
+        u64::MAX
+    } else {
+        parse(end)?
+    };
+    Ok(parse(start)?..end)
 }

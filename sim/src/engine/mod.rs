@@ -147,6 +147,8 @@ pub struct Counters {
     pub messages_dropped: u64,
     pub crashes: u64,
     pub faults: BTreeMap<&'static str, u64>,
+    /// The counters of cores that crashed, summed (live cores hold their own).
+    pub past_core_stats: replog_core::Stats,
 }
 
 pub struct Simulation {
@@ -438,6 +440,15 @@ impl Simulation {
 
     pub fn checker(&self) -> &Checker {
         &self.checker
+    }
+
+    /// Every core's counters, summed over all nodes and all their lives.
+    pub fn core_stats(&self) -> replog_core::Stats {
+        let mut total = self.counters.past_core_stats.clone();
+        for core in self.nodes.iter().filter_map(|node| node.core.as_ref()) {
+            crate::coverage::add_stats(&mut total, core.stats());
+        }
+        total
     }
 
     pub fn now_us(&self) -> u64 {

@@ -451,10 +451,10 @@ impl Simulation {
         restart_after_us: Option<u64>,
     ) -> Result<(), Violation> {
         let state = &mut self.nodes[node];
-        if state.core.is_none() {
+        let Some(core) = state.core.take() else {
             return Ok(());
-        }
-        state.core = None;
+        };
+        crate::coverage::add_stats(&mut self.counters.past_core_stats, core.stats());
         state.incarnation += 1;
         state.backlog = None;
         state.proposals.clear();
