@@ -41,6 +41,8 @@ enum Command {
     /// The deterministic simulator: run, sweep or replay seeds.
     #[command(subcommand)]
     Sim(cli::sim::SimCommand),
+    /// Check a recorded history (JSONL, docs/history.md) for linearizability; exit 1 if not.
+    Check(cli::check::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::Trim(args) => cli::trim::trim(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Sim(command) => cli::sim::run(command),
+        Command::Check(args) => cli::check::run(args),
     }
 }
 
@@ -76,7 +79,8 @@ fn writes_only_output(command: &Command) -> bool {
         | Command::Trim(_)
         | Command::Read(_)
         | Command::Follow(_)
-        | Command::Sim(_) => true,
+        | Command::Sim(_)
+        | Command::Check(_) => true,
         Command::Start(_) | Command::Demo(_) | Command::Bench(_) => false,
     }
 }

@@ -15,6 +15,7 @@
 //!   always be served), and every `Fetch` asks for durable entries.
 
 pub mod history;
+pub mod recorded;
 pub mod registry;
 pub mod state;
 
