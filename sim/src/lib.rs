@@ -14,6 +14,8 @@
 //! - [`checker`]: Raft's safety properties and client linearizability, after every event,
 //!   looking only at what the event changed; then a liveness phase.
 //! - [`trace`]: the run's fingerprint (trace hash) and a readable event log.
+//! - [`viewer`]: one self-contained HTML page showing a run (lanes, messages, operations,
+//!   faults, the violation).
 //! - [`coverage`]: which faults, role changes, messages and protocol paths a run or sweep
 //!   exercised, and which it never reached.
 //!
@@ -34,12 +36,13 @@ mod run;
 pub mod scenario;
 mod sweep;
 pub mod trace;
+pub mod viewer;
 
 pub use coverage::Coverage;
 pub use fault::{Direction, Fault, Target};
 pub use params::Params;
 pub use report::Violation;
 pub use rng::Ratio;
-pub use run::{run, Failure, RunOptions, RunReport};
+pub use run::{run, run_recorded, Failure, RunOptions, RunReport};
 pub use scenario::Scenario;
 pub use sweep::{sweep, sweep_until, SeedResult, SweepOptions, SweepReport};

@@ -76,6 +76,12 @@ impl Network {
         contains(self.cut[from], to)
     }
 
+    /// Whether a partition drops what `from` sends `to` now (the liveness phase's healed
+    /// links never are).
+    pub fn link_down(&self, from: usize, to: usize) -> bool {
+        self.is_cut(from, to) && !contains(self.healed, from) && !contains(self.healed, to)
+    }
+
     pub fn heal_all(&mut self) {
         self.cut.iter_mut().for_each(|links| *links = 0);
     }

@@ -9,6 +9,7 @@ use crate::report::{seconds, Violation};
 use crate::rng::{SimRng, Stream};
 use crate::scenario::Scenario;
 use crate::trace::{Trace, TraceRecord};
+use crate::viewer::record::Recording;
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -264,6 +265,23 @@ fn install_panic_hook() {
 
 /// Runs one seed. `sink`, when given, receives the readable trace of every event.
 pub fn run(options: &RunOptions, sink: Option<Box<dyn std::io::Write>>) -> RunReport {
+    run_with(options, sink, false).0
+}
+
+/// Runs one seed like [`run`], also keeping what the HTML viewer shows (same trace hash).
+pub fn run_recorded(
+    options: &RunOptions,
+    sink: Option<Box<dyn std::io::Write>>,
+) -> (RunReport, Recording) {
+    let (report, recording) = run_with(options, sink, true);
+    (report, recording.expect("recording was asked for"))
+}
+
+fn run_with(
+    options: &RunOptions,
+    sink: Option<Box<dyn std::io::Write>>,
+    record: bool,
+) -> (RunReport, Option<Recording>) {
     install_panic_hook();
     let params = options.params();
     let schedule: Vec<_> = options
@@ -282,6 +300,9 @@ pub fn run(options: &RunOptions, sink: Option<Box<dyn std::io::Write>>) -> RunRe
         &schedule,
         trace,
     );
+    if record {
+        sim.record_for_viewer();
+    }
     IN_SIMULATION.with(|flag| flag.set(true));
     let ending = catch_unwind(AssertUnwindSafe(|| sim.run()));
     IN_SIMULATION.with(|flag| flag.set(false));
@@ -308,7 +329,8 @@ pub fn run(options: &RunOptions, sink: Option<Box<dyn std::io::Write>>) -> RunRe
         sim.trace_mut().note(&line);
     }
     sim.trace_mut().flush();
-    RunReport {
+    let recording = sim.take_recording();
+    let report = RunReport {
         options: options.clone(),
         params,
         end_us: sim.now_us(),
@@ -320,7 +342,8 @@ pub fn run(options: &RunOptions, sink: Option<Box<dyn std::io::Write>>) -> RunRe
         trace_hash: sim.trace().hash(),
         failure,
         coverage: Coverage::of_run(&sim.trace().tally, &sim.counters.faults, &sim.core_stats()),
-    }
+    };
+    (report, recording)
 }
 
 #[cfg(test)]

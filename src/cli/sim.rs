@@ -42,6 +42,10 @@ pub struct RunArgs {
     /// Write the full readable trace to this file.
     #[arg(long)]
     trace: Option<PathBuf>,
+    /// Write a self-contained HTML page of the run to this file (lanes per node, messages,
+    /// client operations, faults, the violation); open it in any browser, offline.
+    #[arg(long)]
+    html: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -111,7 +115,15 @@ fn run_one(args: RunArgs, replay: bool) -> Result<ExitCode, String> {
         (None, false) => None,
     };
     let started = Instant::now();
-    let report = run_seed(&options, sink);
+    let report = match &args.html {
+        None => run_seed(&options, sink),
+        Some(path) => {
+            let (report, recording) = replog_sim::run_recorded(&options, sink);
+            std::fs::write(path, replog_sim::viewer::page(&report, &recording))
+                .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+            report
+        }
+    };
     let wall = started.elapsed();
     print!("{}", report.summary());
     println!("{}", throughput(&report, wall));

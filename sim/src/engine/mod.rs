@@ -176,6 +176,8 @@ pub struct Simulation {
     /// A run that handles more events than this, or holds more than `QUEUED_EVENTS_MAX`
     /// pending, fails as an event storm instead of hanging its sweep or exhausting memory.
     pub(crate) event_budget: u64,
+    /// What `replog sim run --html` shows, when asked for (see `viewer::record`).
+    pub(crate) recording: Option<Box<crate::viewer::record::Recording>>,
 }
 
 /// Events one run may handle: about 300 times what a 60 s swarm seed handles on average
@@ -243,6 +245,7 @@ impl Simulation {
             liveness_failure: None,
             current_node: None,
             event_budget: EVENT_BUDGET,
+            recording: None,
             params,
         };
         sim.schedule_start(schedule);
@@ -306,7 +309,9 @@ impl Simulation {
             if let Some(storm) = self.event_storm() {
                 return Ending::Violated(storm);
             }
-            if let Err(violation) = self.handle(scheduled.event) {
+            let handled = self.handle(scheduled.event);
+            self.viewer_after_event();
+            if let Err(violation) = handled {
                 return Ending::Violated(violation);
             }
             if self.liveness.is_some() {
@@ -428,6 +433,7 @@ impl Simulation {
             what,
         };
         self.trace.record(record);
+        self.viewer_record(record);
     }
 
     pub fn trace(&self) -> &Trace {

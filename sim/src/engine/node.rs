@@ -313,9 +313,11 @@ impl Simulation {
                 duplicate_delay_us,
             } => {
                 if let Some(duplicate_us) = duplicate_delay_us {
+                    self.viewer_sent(&message, self.now_us + duplicate_us);
                     self.queue
                         .push(self.now_us + duplicate_us, Event::Deliver(message.clone()));
                 }
+                self.viewer_sent(&message, self.now_us + delay_us);
                 self.queue
                     .push(self.now_us + delay_us, Event::Deliver(message));
             }
@@ -361,6 +363,7 @@ impl Simulation {
         };
         let (first_index, last_index) = (first.index, last.index);
         self.nodes[node].disk.note_commit(last_index);
+        self.viewer_committed(node, last_index);
         for entry in entries {
             if let Payload::Trim { before } = entry.payload {
                 if let Some(boundary) = self.nodes[node].disk.trim(before) {
