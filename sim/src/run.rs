@@ -330,6 +330,12 @@ fn run_with(
     }
     sim.trace_mut().flush();
     let recording = sim.take_recording();
+    let coverage = Coverage::of_run(
+        &sim.trace().tally,
+        &sim.counters.faults,
+        &sim.core_stats(),
+        &params,
+    );
     let report = RunReport {
         options: options.clone(),
         params,
@@ -341,7 +347,7 @@ fn run_with(
         liveness: sim.liveness_times(),
         trace_hash: sim.trace().hash(),
         failure,
-        coverage: Coverage::of_run(&sim.trace().tally, &sim.counters.faults, &sim.core_stats()),
+        coverage,
     };
     (report, recording)
 }
