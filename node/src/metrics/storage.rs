@@ -41,7 +41,11 @@ impl StorageShared {
                 "The first index the log on disk holds",
             ),
             entries: gauge(registry, "log_entries", "Entries the log on disk holds"),
-            bytes: gauge(registry, "log_bytes", "Bytes of log segments on disk"),
+            bytes: gauge(
+                registry,
+                "log_bytes",
+                "Bytes of log segment files on disk (the open one's preallocated zeros included)",
+            ),
             segments: gauge(registry, "log_segments", "Log segment files on disk"),
         }
     }
