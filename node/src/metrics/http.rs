@@ -10,7 +10,7 @@ use crate::warn;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a client may take to send its request, or to take the answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
@@ -79,8 +79,10 @@ fn serve(mut stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
     stream.flush()
 }
 
-/// Reads up to the blank line that ends the request head; the text before it.
+/// Reads up to the blank line that ends the request head; the text before it. The whole
+/// head must come within `IO_TIMEOUT`: a client trickling a byte at a time is cut off too.
 fn read_head(stream: &mut TcpStream) -> Result<String, String> {
+    let deadline = Instant::now() + IO_TIMEOUT;
     let mut head = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     loop {
@@ -93,10 +95,25 @@ fn read_head(stream: &mut TcpStream) -> Result<String, String> {
                 "the request head is longer than {MAX_HEAD_BYTES} bytes"
             ));
         }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("the request head took longer than {IO_TIMEOUT:?}"));
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|error| format!("cannot read the request: {error}"))?;
         match stream.read(&mut chunk) {
             Ok(0) => return Err("the connection closed before the request head ended".into()),
             Ok(read) => head.extend_from_slice(&chunk[..read]),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(format!("the request head took longer than {IO_TIMEOUT:?}"));
+            }
             Err(error) => return Err(format!("cannot read the request: {error}")),
         }
     }
@@ -174,6 +191,33 @@ mod tests {
         assert_eq!(status_of("GET /metrics SPDY/3"), "400 Bad Request");
         assert_eq!(status_of("hello"), "400 Bad Request");
         assert!(route("HEAD /metrics HTTP/1.1", &Metrics::new(&[])).1);
+    }
+
+    #[test]
+    fn a_client_trickling_its_request_is_cut_off() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let trickler = std::thread::spawn(move || {
+            let mut client = TcpStream::connect(addr).unwrap();
+            // One byte every 100 ms would take far longer than IO_TIMEOUT to end the head.
+            for _ in 0..60 {
+                if client.write_all(b"G").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let (mut stream, _) = listener.accept().unwrap();
+        let started = Instant::now();
+        let error = read_head(&mut stream).unwrap_err();
+        assert!(error.contains("took longer"), "{error}");
+        assert!(
+            started.elapsed() < IO_TIMEOUT * 2,
+            "{:?}",
+            started.elapsed()
+        );
+        drop(stream);
+        trickler.join().unwrap();
     }
 
     #[test]
