@@ -58,3 +58,25 @@ fn bench_without_a_target_points_to_local() {
         "{stderr}"
     );
 }
+
+#[test]
+fn bench_node_metrics_starts_every_local_node_with_metrics() {
+    let dir = replog_node::local_cluster::fresh_temp_dir("bench-metrics").expect("temp dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_replog"))
+        .args(["bench", "--local", "--node-metrics", "--duration", "1s"])
+        .args(["--warmup", "0s", "--clients", "4", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .expect("run replog bench");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench failed: {stderr}");
+    assert!(stderr.contains("metrics on"), "{stderr}");
+    for k in 1..=3 {
+        let log = std::fs::read_to_string(dir.join(format!("node-{k}.log"))).expect("node log");
+        assert!(
+            log.contains("serving metrics at http://127.0.0.1:"),
+            "node {k}: {log}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

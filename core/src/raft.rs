@@ -587,4 +587,10 @@ impl RaftCore {
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
+    /// Leader only: the highest index known to match `peer`'s log.
+    pub fn match_index(&self, peer: NodeId) -> Option<Index> {
+        self.progress
+            .get(&peer)
+            .map(|progress| progress.match_index)
+    }
 }

@@ -230,6 +230,8 @@ pub struct NodeConfig {
     pub scheduling: Scheduling,
     pub timing: Timing,
     pub limits: Limits,
+    /// `--metrics-addr`: serve `/metrics` and `/health` over HTTP on this address.
+    pub metrics_addr: Option<String>,
 }
 
 /// How logical ticks map to wall time, and the core's timeouts in ticks.

@@ -15,6 +15,7 @@
 //! - `queue` is how the threads hand each other work: batches, no spinning;
 //! - `logging` writes leveled lines to stderr from its own thread;
 //! - `pending` tracks appends until they commit, are overwritten, or time out;
+//! - `metrics` serves Prometheus metrics and a health check over HTTP (`--metrics-addr`);
 //! - `retention` decides when a leader proposes a trim point (`--retain-entries`);
 //! - `config` maps `-i`/`-a`/`-p` to node ids and holds timing and limits;
 //! - `signals` turns SIGINT and SIGTERM into a clean stop (a second one exits at once);
@@ -29,6 +30,7 @@ pub mod client;
 pub mod config;
 pub mod listener;
 pub mod local_cluster;
+pub mod metrics;
 pub mod node;
 pub mod pending;
 pub mod queue;

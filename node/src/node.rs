@@ -15,6 +15,7 @@
 use crate::client::ClientContext;
 use crate::config::NodeConfig;
 use crate::listener::{self, ListenerContext};
+use crate::metrics::{self, Metrics};
 use crate::queue::{polled_queue, queue, PolledReceiver, QueueSender};
 use crate::reader::{self, Progress};
 use crate::runtime::{Control, CoreEvent, Inputs, Runtime, Stopped, Workers};
@@ -46,6 +47,11 @@ pub enum NodeError {
         addr: String,
         source: io::Error,
     },
+    /// `--metrics-addr` cannot be bound.
+    MetricsListen {
+        addr: String,
+        source: io::Error,
+    },
     Thread(io::Error),
     /// Storage failed while running; the node stopped rather than risk lying.
     StorageFailed(String),
@@ -57,6 +63,12 @@ impl fmt::Display for NodeError {
             NodeError::Storage(error) => write!(f, "cannot recover storage: {error}"),
             NodeError::Recovery(error) => write!(f, "recovered state is invalid: {error}"),
             NodeError::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            NodeError::MetricsListen { addr, source } => {
+                write!(
+                    f,
+                    "cannot serve metrics on {addr} (--metrics-addr): {source}"
+                )
+            }
             NodeError::Thread(error) => write!(f, "cannot start a thread: {error}"),
             NodeError::StorageFailed(problem) => {
                 write!(f, "storage failed, node stopped: {problem}")
@@ -87,6 +99,8 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
         config.data_dir.display()
     );
     log_authentication(&config);
+    // Before storage is opened, so that a taken address leaves the data directory alone.
+    let metrics = start_metrics(&config)?;
     let (storage, core) = recover(&config)?;
     let node_dir = storage.dir().to_path_buf();
     let own_addr = config.members.own_addr();
@@ -101,14 +115,17 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
         storage,
         events.clone(),
         config.scheduling,
-        config.limits.retain_bytes,
+        (
+            config.limits.retain_bytes,
+            metrics.as_ref().map(Metrics::storage).unwrap_or_default(),
+        ),
     )
     .map_err(NodeError::Thread)?;
     let (runtime, inputs, front_end) = start_threads(
         &config,
         core,
         (listener, &node_dir),
-        storage_thread.jobs,
+        (storage_thread.jobs, metrics),
         (events, events_rx, inbox),
     )
     .map_err(NodeError::Thread)?;
@@ -140,6 +157,23 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
             Ok(())
         }
     }
+}
+
+/// `--metrics-addr`: registers the metrics and starts serving them (the thread lives as
+/// long as the process: a scrape during the stop still gets an answer).
+fn start_metrics(config: &NodeConfig) -> Result<Option<Metrics>, NodeError> {
+    let Some(addr) = &config.metrics_addr else {
+        return Ok(None);
+    };
+    let peers: Vec<_> = config.members.peers().map(|(peer, _)| peer).collect();
+    let metrics = Metrics::new(&peers);
+    let bound =
+        metrics::serve(addr, metrics.clone()).map_err(|source| NodeError::MetricsListen {
+            addr: addr.clone(),
+            source,
+        })?;
+    info!("serving metrics at http://{bound}/metrics and health at /health");
+    Ok(Some(metrics))
 }
 
 /// Says how peers are authenticated, and warns about the secret files.
@@ -221,7 +255,7 @@ fn start_threads(
     config: &NodeConfig,
     core: RaftCore,
     (listener, node_dir): (TcpListener, &std::path::Path),
-    storage_jobs: QueueSender<StorageJob>,
+    (storage_jobs, metrics): (QueueSender<StorageJob>, Option<Metrics>),
     (events, events_rx, inbox): (QueueSender<CoreEvent>, PolledReceiver<CoreEvent>, PeerInbox),
 ) -> io::Result<(Runtime, Inputs, JoinHandle<()>)> {
     let hello = Arc::new(Hello::new(config));
@@ -245,6 +279,7 @@ fn start_threads(
             requests: events.clone(),
             reader: reader_jobs.clone(),
             max_line_bytes: config.limits.max_line_bytes,
+            metrics: metrics.clone(),
         },
     };
     let (answer_sink, front_end) = listener::spawn(listener, context)?;
@@ -270,7 +305,8 @@ fn start_threads(
     .with_retention(
         config.limits.retain_entries,
         config.limits.retain_bytes.is_some(),
-    );
+    )
+    .with_metrics(metrics.as_ref().map(Metrics::core).unwrap_or_default());
     let inputs = Inputs {
         events: events_rx,
         inbox,

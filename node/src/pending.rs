@@ -7,6 +7,7 @@
 //! `timeout` (outcome unknown).
 
 use crate::client::{Answer, ReplyTo, Response};
+use crate::metrics::LocalHistogram;
 use replog_core::{Entry, Index, Term};
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -18,6 +19,7 @@ struct Batch {
     term: Term,
     /// Invariant: one waiter per index from `next_index` on.
     waiters: std::vec::IntoIter<ReplyTo>,
+    accepted_at: Instant,
     deadline: Instant,
 }
 
@@ -30,6 +32,44 @@ impl Batch {
         for waiter in self.waiters {
             waiter.answer(response.clone(), answers);
         }
+    }
+}
+
+/// Successful appends accepted at the same moment, counted together into a histogram.
+struct LatencyRun<'a> {
+    histogram: Option<&'a mut LocalHistogram>,
+    now: Instant,
+    accepted_at: Option<Instant>,
+    count: u64,
+}
+
+impl<'a> LatencyRun<'a> {
+    fn new(histogram: Option<&'a mut LocalHistogram>) -> LatencyRun<'a> {
+        LatencyRun {
+            histogram,
+            now: Instant::now(),
+            accepted_at: None,
+            count: 0,
+        }
+    }
+
+    fn add(&mut self, accepted_at: Instant) {
+        if self.accepted_at != Some(accepted_at) {
+            self.finish();
+            self.accepted_at = Some(accepted_at);
+        }
+        self.count += 1;
+    }
+
+    fn finish(&mut self) {
+        if let (Some(histogram), Some(accepted_at)) =
+            (self.histogram.as_deref_mut(), self.accepted_at)
+        {
+            let waited = self.now.saturating_duration_since(accepted_at);
+            let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+            histogram.observe_n(micros, self.count);
+        }
+        self.count = 0;
     }
 }
 
@@ -70,17 +110,22 @@ impl PendingAppends {
             next_index: first_index,
             term,
             waiters: waiters.into_iter(),
+            accepted_at: Instant::now(),
             deadline,
         });
     }
 
-    /// Answers the waiters for `entries`, which were just committed (in order).
+    /// Answers the waiters for `entries`, which were just committed (in order), and
+    /// records in `latency` how long the successful ones waited since acceptance.
     pub fn committed(
         &mut self,
         entries: &[Entry],
         overwritten: impl Fn() -> Response,
         answers: &mut Vec<Answer>,
+        latency: Option<&mut LocalHistogram>,
     ) {
+        // The appends of one batch waited alike: one observation per batch, not per entry.
+        let mut run = LatencyRun::new(latency);
         for entry in entries {
             while let Some(batch) = self.batches.front_mut() {
                 if batch.next_index > entry.index {
@@ -95,6 +140,7 @@ impl PendingAppends {
                 }
                 let waiter = batch.waiters.next().expect("batches are never empty");
                 let response = if entry.term == batch.term {
+                    run.add(batch.accepted_at);
                     Response::Appended {
                         index: entry.index.0,
                         term: entry.term.0,
@@ -110,6 +156,7 @@ impl PendingAppends {
                 break;
             }
         }
+        run.finish();
     }
 
     /// Answers `timeout` to every batch whose deadline has passed.
@@ -193,7 +240,8 @@ mod tests {
         assert_eq!(pending.last_waiting(), Some(Index(6)));
         // Index 4 is not ours; 5 commits with our term; 6 with a later leader's.
         let commits = [entry(4, 2), entry(5, 2), entry(6, 3)];
-        pending.committed(&commits, overwritten, &mut answers);
+        let mut latency = LocalHistogram::new(crate::metrics::LATENCY_BOUNDS_MICROS);
+        pending.committed(&commits, overwritten, &mut answers, Some(&mut latency));
         assert_eq!(
             given(&mut answers),
             [
@@ -202,6 +250,8 @@ mod tests {
             ]
         );
         assert!(pending.is_empty());
+        // Only the append that succeeded has a commit latency.
+        assert_eq!(latency.count(), 1);
     }
 
     #[test]
@@ -215,7 +265,7 @@ mod tests {
         pending.accepted(Index(7), Term(4), new, deadline, &mut answers);
         // Truncated here, but another node may still hold it and commit it later.
         assert_eq!(given(&mut answers), [(0, Response::Timeout)]);
-        pending.committed(&[entry(7, 4)], overwritten, &mut answers);
+        pending.committed(&[entry(7, 4)], overwritten, &mut answers, None);
         assert_eq!(
             given(&mut answers),
             [(1, Response::Appended { index: 7, term: 4 })]

@@ -22,6 +22,8 @@ use crate::client::{
     Answer, AnswerSink, ClientRequest, EntryView, NodeState, QueryRange, ReplyTo, Request, Response,
 };
 use crate::config::{Members, Timing};
+use crate::metrics::core::MessageKind;
+use crate::metrics::CoreMetrics;
 use crate::pending::PendingAppends;
 use crate::queue::{PolledReceiver, QueueSender};
 use crate::reader::{Progress, ReaderJob, ReaderJobs};
@@ -140,6 +142,8 @@ pub struct Runtime {
     /// Answers produced this iteration, handed to the client front end at its end.
     answers: Vec<Answer>,
     answer_sink: AnswerSink,
+    /// Counted here, published once per tick (`--metrics-addr`).
+    metrics: CoreMetrics,
 }
 
 impl Runtime {
@@ -180,7 +184,14 @@ impl Runtime {
             proposal: None,
             answers: Vec::new(),
             answer_sink,
+            metrics: CoreMetrics::default(),
         }
+    }
+
+    /// Publishes the core thread's metrics there.
+    pub fn with_metrics(mut self, metrics: CoreMetrics) -> Runtime {
+        self.metrics = metrics;
+        self
     }
 
     /// With a limit, proposes trim points as leader: so that about `keep_entries` entries
@@ -221,6 +232,7 @@ impl Runtime {
                 self.retain(now);
                 self.pending.expire(now, &mut self.answers);
                 self.watch_links(&mut inputs.inbox, now);
+                self.metrics.publish(&self.core, &self.senders);
                 // After a stall, carry on from now rather than catching up with a burst.
                 next_tick = (next_tick + tick).max(now);
             }
@@ -304,7 +316,9 @@ impl Runtime {
             }
         }
         for message in messages.drain(..) {
+            let kind = MessageKind::of(&message);
             self.step(Input::Receive(message));
+            self.metrics.received(kind, self.core.stats());
         }
         if let Some(write_id) = persisted {
             self.step(Input::Persisted { write_id });
@@ -493,7 +507,10 @@ impl Runtime {
         match output {
             Output::Persist(write) => self.writes.push(write),
             Output::Send(message) => match self.outbox.get_mut(&message.to) {
-                Some(batch) => batch.push(message),
+                Some(batch) => {
+                    self.metrics.sent(&message);
+                    batch.push(message);
+                }
                 None => unreachable!("the core sends only to voters, got {message:?}"),
             },
             Output::Commit(entries) => {
@@ -508,15 +525,19 @@ impl Runtime {
                 if !self.pending.is_empty() {
                     // Built only for the rare append overwritten by another leader's entry.
                     let overwritten = || not_leader(&self.core, &self.members);
+                    let latency = self.metrics.append_latency();
                     self.pending
-                        .committed(&entries, overwritten, &mut self.answers);
+                        .committed(&entries, overwritten, &mut self.answers, latency);
                 }
             }
             Output::Proposal(outcome) => {
                 let previous = self.proposal.replace(outcome);
                 assert!(previous.is_none(), "two proposal outcomes in one step");
             }
-            Output::RoleChanged { role, term, leader } => self.log_role(role, term, leader),
+            Output::RoleChanged { role, term, leader } => {
+                self.metrics.role_changed(leader);
+                self.log_role(role, term, leader);
+            }
             Output::Fetch(request) => self.fetches.push(request),
         }
     }

@@ -6,6 +6,7 @@
 //! A storage error stops the node: after a failed fsync the kernel may have dropped the
 //! dirty pages, so carrying on could acknowledge data that is not on disk.
 
+use crate::metrics::StorageMetrics;
 use crate::queue::{queue, QueueReceiver, QueueSender};
 use crate::runtime::CoreEvent;
 use crate::scheduling::Scheduling;
@@ -63,7 +64,7 @@ impl StorageThread {
         storage: Storage,
         events: QueueSender<CoreEvent>,
         scheduling: Scheduling,
-        retain_bytes: Option<u64>,
+        (retain_bytes, metrics): (Option<u64>, StorageMetrics),
     ) -> std::io::Result<StorageThread> {
         let (jobs, jobs_rx) = queue();
         let handle = std::thread::Builder::new()
@@ -72,7 +73,10 @@ impl StorageThread {
                 if let Err(error) = scheduling.apply_to_current_thread() {
                     warn!("storage thread: cannot switch to SCHED_BATCH: {error}");
                 }
-                let events = Events(events);
+                let events = Events {
+                    queue: events,
+                    metrics,
+                };
                 run(storage, jobs_rx, &events, retain_bytes)
             })?;
         Ok(StorageThread { jobs, handle })
@@ -81,12 +85,19 @@ impl StorageThread {
 
 /// The storage thread's way to the core thread. If the thread panics (a write that breaks
 /// the core's promises), the core hears of it and stops the node.
-struct Events(QueueSender<CoreEvent>);
+/// It also carries the metrics, which tell `/health` of a failure.
+struct Events {
+    queue: QueueSender<CoreEvent>,
+    metrics: StorageMetrics,
+}
 
 impl Events {
     fn send(&self, event: StorageEvent) {
+        if let StorageEvent::Failed(problem) = &event {
+            self.metrics.failed(problem);
+        }
         // A closed queue means the core thread has stopped; finish quietly.
-        let _ = self.0.send(CoreEvent::Storage(event));
+        let _ = self.queue.send(CoreEvent::Storage(event));
     }
 }
 
@@ -114,6 +125,7 @@ fn run(
     let mut retain_reported: Option<Index> = None;
     let mut hint = Index::ZERO;
     let mut hint_pending = false;
+    events.metrics.log(&storage);
     loop {
         let deadline = hint_pending.then(|| Instant::now() + HINT_RETRY);
         if jobs.take(&mut queued, deadline).is_err() {
@@ -127,9 +139,12 @@ fn run(
         }
         if let Some(last) = writes.last() {
             let last_id = last.id;
+            let started = Instant::now();
             if let Err(error) = storage.persist(&writes) {
                 return fail(events, error);
             }
+            let entries = writes.iter().map(|write| write.entries.len()).sum();
+            events.metrics.persisted(entries, started.elapsed());
             if let Some(notice) = storage.take_fallback_notice() {
                 warn!("{notice}");
             }
@@ -148,6 +163,7 @@ fn run(
                 return fail(events, error);
             }
         }
+        events.metrics.log(&storage);
         if let Some(max_bytes) = retain_bytes {
             if let Some(point) = storage.retain_point(max_bytes) {
                 if retain_reported != Some(point) {

@@ -49,6 +49,10 @@ pub struct BenchArgs {
     /// more busy replog threads than CPUs on one machine.
     #[arg(long, value_enum, default_value_t = SchedulingArg::Batch, requires = "local")]
     node_scheduling: SchedulingArg,
+    /// Run the `--local` nodes with `--metrics-addr` (on free ports), to measure what
+    /// collecting metrics costs.
+    #[arg(long, requires = "local")]
+    node_metrics: bool,
 }
 
 pub fn run(args: BenchArgs) -> ExitCode {
@@ -132,7 +136,10 @@ fn run_local(args: &BenchArgs) -> Result<BenchReport, String> {
     };
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the replog executable: {e}"))?;
-    let node_args = ["--scheduling", args.node_scheduling.as_arg()];
+    let mut node_args = vec!["--scheduling", args.node_scheduling.as_arg()];
+    if args.node_metrics {
+        node_args.extend(["--metrics-addr", "127.0.0.1:0"]);
+    }
     let mut cluster = LocalCluster::start_with(&exe, args.nodes as usize, &data_dir, &node_args)
         .map_err(|error| {
             format!(
@@ -156,9 +163,14 @@ fn bench_cluster(args: &BenchArgs, cluster: &mut LocalCluster) -> Result<BenchRe
     status(
         args,
         &format!(
-            "local cluster of {} nodes up (--scheduling {}); leader {leader}",
+            "local cluster of {} nodes up (--scheduling {}{}); leader {leader}",
             args.nodes,
-            args.node_scheduling.as_arg()
+            args.node_scheduling.as_arg(),
+            if args.node_metrics {
+                ", metrics on"
+            } else {
+                ""
+            }
         ),
     );
     // Clients start at the leader, with every node as a fallback.

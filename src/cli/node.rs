@@ -83,6 +83,11 @@ pub struct StartArgs {
     /// one `--segment-bytes` more). Either limit, or both, may be given.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     retain_bytes: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDR/metrics and a health check at /health
+    /// (200 with a leader and healthy storage, 503 and the reason otherwise). Port 0
+    /// picks a free port, named in the log.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<String>,
 }
 
 fn parse_segment_bytes(text: &str) -> Result<u64, String> {
@@ -232,6 +237,7 @@ pub fn start(args: StartArgs) -> ExitCode {
             retain_bytes: args.retain_bytes,
             ..Limits::default()
         },
+        metrics_addr: args.metrics_addr,
     };
     match replog_node::run(config) {
         Ok(()) => ExitCode::SUCCESS,

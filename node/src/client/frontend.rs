@@ -35,6 +35,8 @@
 
 use super::answers::{Answer, AnswerSink, Phase, ReplyTo, StreamChunk, StreamId};
 use super::protocol::{ParsedLine, Request, Response};
+use crate::metrics::requests::Op;
+use crate::metrics::{Metrics, RequestCounts};
 use crate::queue::QueueSender;
 use crate::reader::{ReaderJob, ReaderJobs};
 use crate::runtime::{Control, CoreEvent};
@@ -82,6 +84,8 @@ pub struct ClientContext {
     /// The reader thread's queue, for `follow` streams.
     pub reader: ReaderJobs,
     pub max_line_bytes: usize,
+    /// `--metrics-addr`: where the front end publishes its counts.
+    pub metrics: Option<Metrics>,
 }
 
 /// An answer waiting for the answers before it.
@@ -114,6 +118,8 @@ struct Connection {
     /// One slot per unanswered request, from sequence `next_seq - waiting.len()`.
     /// Invariant: `waiting.len() <= MAX_IN_FLIGHT`.
     waiting: VecDeque<Option<Ready>>,
+    /// The op of each request in `waiting`, for metrics. Invariant: as long as `waiting`.
+    ops: VecDeque<Op>,
     /// Parsing stopped at `MAX_IN_FLIGHT`; resume once answers are written.
     paused: bool,
     output: Vec<u8>,
@@ -146,6 +152,7 @@ impl Connection {
             searched: 0,
             next_seq: 0,
             waiting: VecDeque::new(),
+            ops: VecDeque::new(),
             paused: false,
             output: Vec::new(),
             output_sent: 0,
@@ -165,7 +172,7 @@ impl Connection {
 
     /// Moves the answers at the front of the order into `output`. Returns the first index
     /// of a `follow` stream whose place in the order this reached: the stream starts.
-    fn encode_ready(&mut self) -> Option<u64> {
+    fn encode_ready(&mut self, counts: &mut RequestCounts) -> Option<u64> {
         let mut starts = None;
         while !self.closing && matches!(self.waiting.front(), Some(Some(_))) {
             let ready = self
@@ -173,6 +180,8 @@ impl Connection {
                 .pop_front()
                 .flatten()
                 .expect("checked: the front slot is filled");
+            let op = self.ops.pop_front().expect("one op per waiting request");
+            counts.answered(op, &ready.response);
             match (&ready.response, self.follow.as_mut()) {
                 (Response::Encoded(line), Some(follow)) if line.is_empty() && !follow.started => {
                     follow.started = true;
@@ -273,6 +282,8 @@ pub struct FrontEnd {
     answers: Vec<Answer>,
     chunks: Vec<StreamChunk>,
     scratch: Vec<u8>,
+    /// Connections and answers, for metrics.
+    counts: RequestCounts,
 }
 
 impl FrontEnd {
@@ -287,6 +298,8 @@ impl FrontEnd {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Waker::new(poll.registry(), WAKER)?;
+        let counts =
+            (client.metrics.as_ref()).map_or_else(RequestCounts::default, Metrics::requests);
         Ok(FrontEnd {
             poll,
             listener: Some(listener),
@@ -304,6 +317,7 @@ impl FrontEnd {
             answers: Vec::new(),
             chunks: Vec::new(),
             scratch: vec![0; READ_CHUNK_BYTES],
+            counts,
         })
     }
 
@@ -360,6 +374,7 @@ impl FrontEnd {
                 self.close_expired();
             }
             self.send_reader_jobs();
+            self.counts.publish(self.slots.len() - self.free.len());
             if self.stopped() {
                 return;
             }
@@ -549,7 +564,12 @@ impl FrontEnd {
             self.mark_dirty(slot);
             return LineOutcome::Stop;
         }
-        let answer_now = match Request::parse(line) {
+        let parsed = Request::parse(line);
+        let op = Op::of(&parsed);
+        if first_line && !matches!(parsed, ParsedLine::PeerHello) {
+            self.counts.connection_opened();
+        }
+        let answer_now = match parsed {
             ParsedLine::Blank => return LineOutcome::Next,
             ParsedLine::Request(_) if self.phase != Phase::Running => {
                 Some(Response::Stopping { accepted: false })
@@ -570,6 +590,7 @@ impl FrontEnd {
                 let seq = connection.next_seq;
                 connection.next_seq += 1;
                 connection.waiting.push_back(None);
+                connection.ops.push_back(op);
                 let reply = ReplyTo {
                     connection: slot,
                     generation,
@@ -594,6 +615,7 @@ impl FrontEnd {
                 response,
                 close: false,
             }));
+            connection.ops.push_back(op);
             self.mark_dirty(slot);
         }
         let connection = self.slots[slot].connection.as_mut().expect("parsing it");
@@ -722,7 +744,7 @@ impl FrontEnd {
                 generation: self.slots[slot].generation,
             };
             let connection = self.slots[slot].connection.as_mut().expect("just seen");
-            if let Some(from) = connection.encode_ready() {
+            if let Some(from) = connection.encode_ready(&mut self.counts) {
                 let from = replog_core::Index(from);
                 self.reader_jobs.push(ReaderJob::Follow { stream, from });
             }
@@ -823,6 +845,7 @@ fn refuse(connection: &mut Connection, max_line_bytes: usize) {
         response: Response::BadRequest { message },
         close: true,
     }));
+    connection.ops.push_back(Op::INVALID);
     connection.refused_until = Some(Instant::now() + DRAIN_FOR);
     connection.input = Vec::new();
     connection.searched = 0;

@@ -38,6 +38,7 @@ use mio::{Events, Interest, Poll, Token};
 use replog_core::{Message, NodeId};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -100,6 +101,8 @@ impl Link {
 struct Shared {
     link: Mutex<Link>,
     wake: Condvar,
+    /// Connections made to the peer, for metrics.
+    connects: AtomicU64,
 }
 
 impl Shared {
@@ -155,6 +158,7 @@ impl PeerSender {
                 helper_asleep: false,
             }),
             wake: Condvar::new(),
+            connects: AtomicU64::new(0),
         });
         let helper = Helper::new(peer, addr, hello, secrets, shared.clone())?;
         std::thread::Builder::new()
@@ -170,6 +174,12 @@ impl PeerSender {
             unacked_since: None,
             last_check: Instant::now(),
         })
+    }
+
+    /// Connections made to the peer so far, and batches dropped for a full queue.
+    pub fn link_counts(&self) -> (u64, u64) {
+        let connects = self.shared.connects.load(Ordering::Relaxed);
+        (connects, self.dropped_batches)
     }
 
     /// Reads the peer's acknowledgements (at most every `ACK_INTERVAL`) and drops the
@@ -484,6 +494,7 @@ impl Helper {
                     info!("connected to peer {} at {}", self.peer, self.addr);
                 }
                 self.connected_at = Some(Instant::now());
+                self.shared.connects.fetch_add(1, Ordering::Relaxed);
                 let mut link = self.shared.lock();
                 link.stream = Some(Arc::new(stream));
             }
