@@ -5,7 +5,7 @@ use crate::bench::load::{self, Event, LoadConfig};
 use crate::bench::procfs;
 use crate::bench::report::{BenchReport, CpuUse};
 use crate::cli::duration::parse_duration;
-use crate::cli::node::SchedulingArg;
+use crate::cli::node::{ConsistencyArg, SchedulingArg};
 use clap::Args;
 use replog_node::local_cluster::{fresh_temp_dir, LocalCluster};
 use std::io::{IsTerminal, Write};
@@ -38,6 +38,14 @@ pub struct BenchArgs {
     /// Bytes per command.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     size: u64,
+    /// This percentage of operations are reads (of the newest entry the client appended)
+    /// instead of appends.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100))]
+    reads: u64,
+    /// The consistency of those reads (see `replog read --help`); `lease` starts the
+    /// --local nodes with --read-lease.
+    #[arg(long, value_enum, default_value_t = ConsistencyArg::Linearizable)]
+    consistency: ConsistencyArg,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -97,6 +105,8 @@ fn load_config(args: &BenchArgs, targets: Vec<String>) -> LoadConfig {
         duration: args.duration,
         warmup: args.warmup,
         command_bytes: args.size as usize,
+        read_percent: args.reads,
+        consistency: args.consistency.into(),
     }
 }
 
@@ -132,7 +142,10 @@ fn run_local(args: &BenchArgs) -> Result<BenchReport, String> {
     };
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the replog executable: {e}"))?;
-    let node_args = ["--scheduling", args.node_scheduling.as_arg()];
+    let mut node_args = vec!["--scheduling", args.node_scheduling.as_arg()];
+    if args.consistency == ConsistencyArg::Lease {
+        node_args.push("--read-lease");
+    }
     let mut cluster = LocalCluster::start_with(&exe, args.nodes as usize, &data_dir, &node_args)
         .map_err(|error| {
             format!(

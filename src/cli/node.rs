@@ -53,6 +53,11 @@ pub struct StartArgs {
     /// secret and accepts any of them. Without it, peers are not authenticated.
     #[arg(long, value_name = "FILE")]
     cluster_secret_file: Vec<PathBuf>,
+    /// Serve `--consistency lease` reads on the leader without a confirmation round while
+    /// its lease holds (120 ms after each round a majority confirmed). Safe while no
+    /// node's clock runs more than 20 % fast or slow; give it to every node or none.
+    #[arg(long)]
+    read_lease: bool,
     /// Stop cleanly when standard input closes (for supervisors such as `replog demo`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
@@ -247,7 +252,10 @@ pub fn start(args: StartArgs) -> ExitCode {
         campaign_at_start: args.leader,
         stop_on_stdin_eof: args.stop_on_stdin_eof,
         scheduling: args.scheduling.into(),
-        timing: Timing::default(),
+        timing: Timing {
+            read_lease: args.read_lease,
+            ..Timing::default()
+        },
         limits: Limits {
             segment_bytes: args.segment_bytes,
             log_cache_bytes: args.log_cache_bytes,
