@@ -6,7 +6,7 @@ mod node_support;
 
 use node_support::{exe, TestCluster};
 use replog_node::client::blocking::Connection;
-use replog_node::client::{LogEntry, ReadPage, Request, Response};
+use replog_node::client::{Consistency, LogEntry, ReadPage, Request, Response};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::Command;
@@ -40,7 +40,13 @@ fn append_all(cluster: &TestCluster, commands: &[String]) {
 
 fn read(addr: &str, from: u64, limit: usize) -> Response {
     let mut connection = Connection::connect(addr, WAIT).unwrap();
-    connection.call(&Request::Read { from, limit }).unwrap()
+    connection
+        .call(&Request::Read {
+            from,
+            limit,
+            consistency: Consistency::Local,
+        })
+        .unwrap()
 }
 
 fn page(addr: &str, from: u64, limit: usize) -> ReadPage {
@@ -155,6 +161,7 @@ fn a_read_answer_holds_at_most_one_mebibyte_of_entries() {
         .send(&Request::Read {
             from: 2,
             limit: 1000,
+            consistency: Consistency::Linearizable,
         })
         .unwrap();
     let line = connection.recv_line().unwrap().to_vec();

@@ -121,6 +121,8 @@ fn the_documented_scenario_format_parses_and_shows_every_fault_kind() {
                     clients: None,
                     log_cache_bytes: None,
                     retention: None,
+                    client_timeout_ms: None,
+                    reads: None,
                     schedule: vec![entry.clone()],
                 };
                 (scenario, vec![entry])
@@ -186,6 +188,8 @@ scenario_tests! {
     follower_partitioned_across_a_trim => "follower-partitioned-across-a-trim.json",
     leader_crash_mid_catch_up => "leader-crash-mid-catch-up.json",
     follower_crash_mid_install => "follower-crash-mid-install.json",
+    reads_isolated_leader => "reads-isolated-leader.json",
+    lease_reads_within_skew => "lease-reads-within-skew.json",
 }
 
 /// A trace sink the test can read back.

@@ -34,6 +34,11 @@ pub struct Config {
     /// A leader steps down when it has not heard from a majority in an election timeout, and
     /// followers that hear from a leader ignore vote requests (thesis §6.2, §9.6).
     pub check_quorum: bool,
+    /// Serve `ReadMode::Lease` reads on the leader without a round while its lease holds
+    /// ([`Config::lease_ticks`]), and refuse votes for the minimum election timeout after a
+    /// start. Needs `check_quorum`; every voter should agree on it.
+    #[serde(default)]
+    pub read_lease: bool,
     /// Seeds the election-timeout jitter. The core has no other source of randomness.
     pub rng_seed: u64,
 }
@@ -53,8 +58,27 @@ impl Config {
             log_cache_bytes: 4 << 20,
             pre_vote: true,
             check_quorum: true,
+            read_lease: false,
             rng_seed: 0,
         }
+    }
+
+    /// How many of its own ticks a leader serves lease reads after sending a round that a
+    /// majority then confirmed: two thirds of one tick less than the minimum election
+    /// timeout.
+    ///
+    /// Why that is safe: a follower that echoed the round restarted its election timer on
+    /// hearing it, and refuses to vote or to campaign until it has counted
+    /// `election_timeout_ticks_min` ticks, which takes at least `min - 1` of its tick
+    /// periods (the first may come at once). The leader stops serving before its own tick
+    /// count reaches `lease_ticks` past the send, at most `lease_ticks` of its periods
+    /// later. So no new leader can exist while the lease holds as long as
+    /// `lease_ticks * leader_period <= (min - 1) * follower_period` for every pair of
+    /// nodes: with `lease_ticks = (min - 1) * 2/3`, any two nodes' tick periods must be
+    /// within a factor of 1.5 of each other, i.e. no clock runs more than 20 % faster or
+    /// slower than nominal. Message delay only adds margin.
+    pub fn lease_ticks(&self) -> u64 {
+        self.election_timeout_ticks_min.saturating_sub(1) * 2 / 3
     }
 
     /// Checks the configuration; the core refuses to start with a bad one.
@@ -99,6 +123,13 @@ impl Config {
         }
         if self.max_append_entries == 0 || self.max_append_bytes == 0 {
             return Err(ConfigError("append limits must be at least 1".into()));
+        }
+        if self.read_lease && !self.check_quorum {
+            return Err(ConfigError(
+                "read_lease needs check_quorum: without it followers do not refuse votes \
+                 while they hear a leader, so no lease holds"
+                    .into(),
+            ));
         }
         if self.max_inflight_appends == 0 {
             return Err(ConfigError(

@@ -1,7 +1,9 @@
 //! The core's inputs and outputs: the whole surface a driver touches.
 
 use crate::message::Message;
-use crate::types::{Entry, EntryId, HardState, Index, NodeId, Role, Term, WriteId};
+use crate::types::{
+    Entry, EntryId, HardState, Index, NodeId, ReadId, ReadMode, Role, Term, WriteId,
+};
 use serde::{Deserialize, Serialize};
 
 /// Everything that can happen to a node.
@@ -24,6 +26,9 @@ pub enum Input {
     /// The answer to an [`Output::Fetch`] whose `from` lies before the log's first
     /// retained index: the leader installs the log's boundary on the follower instead.
     FetchTrimmed(Trimmed),
+    /// A client wants to read the log linearizably. Answered once, later, with
+    /// `Output::ReadReady` or `Output::ReadFailed` naming `id` (see `reads.rs`).
+    Read { id: ReadId, mode: ReadMode },
 }
 
 /// Everything a node asks its driver to do. Plain data, drained from a caller-owned buffer.
@@ -47,6 +52,17 @@ pub enum Output {
     RoleChanged {
         role: Role,
         term: Term,
+        leader: Option<NodeId>,
+    },
+    /// These reads are confirmed and this node has applied `index`, at least the commit
+    /// index at some moment after each arrived while a majority followed its leader: serve
+    /// them from the applied state now (it holds every entry acknowledged before they
+    /// began).
+    ReadReady { reads: Vec<ReadId>, index: Index },
+    /// These reads could not be confirmed (not the leader, leader unknown or changed, or
+    /// no majority in time). Nothing was read: a retry is safe, at `leader` if known.
+    ReadFailed {
+        reads: Vec<ReadId>,
         leader: Option<NodeId>,
     },
 }

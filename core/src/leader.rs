@@ -21,6 +21,7 @@ impl RaftCore {
         self.votes.clear();
         self.heartbeat_elapsed_ticks = 0;
         self.check_quorum_elapsed_ticks = 0;
+        self.reset_leader_reads();
         let next = self.log.last_index().next();
         self.progress = self
             .peers
@@ -95,6 +96,7 @@ impl RaftCore {
         if self.heartbeat_elapsed_ticks >= self.config.heartbeat_interval_ticks {
             self.heartbeat_elapsed_ticks = 0;
             self.broadcast_heartbeat(outputs);
+            self.send_read_probes(outputs);
         }
     }
 

@@ -31,6 +31,10 @@
 //!   (the entry before its first retained one) and opaque data (empty for a log service,
 //!   an embedder's state snapshot). The leader then installs the boundary on the follower
 //!   (`InstallSnapshot`), which answers with a [`Write`] whose `install` replaces its log.
+//! - [`Input::Read`]: a client wants to read linearizably ([`ReadMode::Linearizable`]:
+//!   ReadIndex, a round of probes; [`ReadMode::Lease`]: the leader's lease when
+//!   [`Config::read_lease`] is on). Every read is answered exactly once, later, by
+//!   `ReadReady` or `ReadFailed`. A read of what a node happens to hold needs no input.
 //!
 //! **Outputs.** `step` appends [`Output`]s to a buffer the caller owns and drains:
 //! - [`Output::Persist`]: a [`Write`] (hard state, install, truncation point, entries) tagged with a
@@ -44,6 +48,11 @@
 //!   answer with `Input::Fetched`. The entries asked for are always committed and durable
 //!   here. An answer that comes late or after a role change is ignored; a lost one (the
 //!   driver restarted) is asked for again by the next heartbeat.
+//! - [`Output::ReadReady`]: these reads are confirmed and the node has applied their
+//!   index (at least the commit index at a moment after they arrived at which a majority
+//!   still followed the leader): serve them from the applied state now.
+//! - [`Output::ReadFailed`]: not confirmed (no leader, leader changed, no majority within
+//!   two maximum election timeouts); nothing was read, a retry is safe.
 //! - [`Output::RoleChanged`]: for logging.
 //!
 //! Outputs of one step are in a meaningful order: perform `Persist` writes in order; `Send`
@@ -75,6 +84,11 @@
 //! it has applied; afterwards a `Fetch` below the first kept entry is answered with
 //! `Input::FetchTrimmed`.
 //!
+//! **Leases and time.** With [`Config::read_lease`], a leader's lease is counted in its own
+//! ticks, so the driver must deliver ticks at their real rate: after a stall (a stopped
+//! process, a long pause) the ticks it missed come before any other input, and every
+//! node's tick period must stay within the drift bound of [`Config::lease_ticks`].
+//!
 //! A driver that crashes loses whatever was not yet reported `Persisted`; it must rebuild the
 //! core from what its storage actually holds.
 
@@ -90,6 +104,7 @@ mod message;
 mod progress;
 mod quorum;
 mod raft;
+mod reads;
 mod types;
 mod writes;
 
@@ -98,4 +113,6 @@ pub use io::{FetchRequest, Fetched, Input, Install, Output, ProposalOutcome, Tri
 pub use log::{take_batch, Log, LogError, NotHeld};
 pub use message::{AppendResponse, ConflictHint, Message, MessageBody};
 pub use raft::{RaftCore, Recovered, RecoveryError, Stats};
-pub use types::{Entry, EntryId, HardState, Index, NodeId, Payload, Role, Term, WriteId};
+pub use types::{
+    Entry, EntryId, HardState, Index, NodeId, Payload, ReadId, ReadMode, Role, Term, WriteId,
+};

@@ -1,6 +1,6 @@
 //! Messages between Raft peers. Plain data: drivers serialize them however they like.
 
-use crate::types::{Entry, EntryId, Index, NodeId, Term};
+use crate::types::{Entry, EntryId, Index, NodeId, ReadId, Term};
 use serde::{Deserialize, Serialize};
 
 /// A message from one peer to another.
@@ -44,6 +44,24 @@ pub enum MessageBody {
         last: EntryId,
         data: Vec<u8>,
     },
+    /// A follower asks its leader for a read index for its driver's read `id`.
+    ReadIndex {
+        id: ReadId,
+    },
+    /// The leader's read index for `id` once a round confirmed it, or `None`: not the
+    /// leader (of this term), or no majority in time.
+    ReadIndexResponse {
+        id: ReadId,
+        index: Option<Index>,
+    },
+    /// A leader checks that a majority still follows it (a read round).
+    ReadProbe {
+        round: u64,
+    },
+    /// The echo of a probe, in the follower's term.
+    ReadProbeResponse {
+        round: u64,
+    },
 }
 
 /// A follower's answer to AppendEntries.
@@ -78,6 +96,10 @@ impl MessageBody {
             MessageBody::AppendEntries { .. } => "AppendEntries",
             MessageBody::AppendEntriesResponse(_) => "AppendEntriesResponse",
             MessageBody::InstallSnapshot { .. } => "InstallSnapshot",
+            MessageBody::ReadIndex { .. } => "ReadIndex",
+            MessageBody::ReadIndexResponse { .. } => "ReadIndexResponse",
+            MessageBody::ReadProbe { .. } => "ReadProbe",
+            MessageBody::ReadProbeResponse { .. } => "ReadProbeResponse",
         }
     }
 }

@@ -6,6 +6,7 @@ use crate::io::{Input, Output};
 use crate::log::{Log, LogError};
 use crate::message::{Message, MessageBody};
 use crate::progress::Progress;
+use crate::reads::Reads;
 use crate::types::{Entry, EntryId, HardState, Index, NodeId, Payload, Role, Term};
 use crate::writes::WriteTracker;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -173,6 +174,9 @@ pub struct RaftCore {
     /// Invariant: holds exactly `peers` when `role == Leader`, empty otherwise.
     pub(crate) progress: BTreeMap<NodeId, Progress>,
 
+    /// Linearizable reads under way (`reads.rs`).
+    pub(crate) reads: Reads,
+
     pub(crate) stats: Stats,
     /// The (role, term, leader) last reported with `RoleChanged`.
     reported: (Role, Term, Option<NodeId>),
@@ -237,6 +241,7 @@ impl RaftCore {
             check_quorum_elapsed_ticks: 0,
             votes: BTreeMap::new(),
             progress: BTreeMap::new(),
+            reads: Reads::default(),
             stats: Stats::default(),
             reported: (Role::Follower, hard_state.term, None),
             config,
@@ -258,11 +263,13 @@ impl RaftCore {
             Input::Persisted { write_id } => self.persisted(write_id, outputs),
             Input::Fetched(fetched) => self.handle_fetched(fetched, outputs),
             Input::FetchTrimmed(trimmed) => self.handle_fetch_trimmed(trimmed, outputs),
+            Input::Read { id, mode } => self.read(id, mode, outputs),
         }
         self.end_step(outputs);
     }
 
     fn tick(&mut self, outputs: &mut Vec<Output>) {
+        self.tick_reads(outputs);
         match self.role {
             Role::Leader => self.tick_leader(outputs),
             Role::Follower | Role::PreCandidate | Role::Candidate => self.tick_election(outputs),
@@ -285,6 +292,12 @@ impl RaftCore {
             MessageBody::AppendEntries { .. } => self.handle_append_entries(message, outputs),
             MessageBody::AppendEntriesResponse(_) => self.handle_append_response(message, outputs),
             MessageBody::InstallSnapshot { .. } => self.handle_install(message, outputs),
+            MessageBody::ReadIndex { .. } => self.handle_read_index(message, outputs),
+            MessageBody::ReadIndexResponse { .. } => {
+                self.handle_read_index_response(message, outputs)
+            }
+            MessageBody::ReadProbe { .. } => self.handle_read_probe(message, outputs),
+            MessageBody::ReadProbeResponse { .. } => self.handle_read_probe_response(message),
         }
     }
 
@@ -310,7 +323,9 @@ impl RaftCore {
                 // it, so neither its term nor its request touches us.
                 false
             }
-            MessageBody::AppendEntries { .. } | MessageBody::InstallSnapshot { .. } => {
+            MessageBody::AppendEntries { .. }
+            | MessageBody::InstallSnapshot { .. }
+            | MessageBody::ReadProbe { .. } => {
                 self.become_follower(message.term, Some(message.from));
                 true
             }
@@ -332,6 +347,7 @@ impl RaftCore {
             _ => {
                 self.leader.is_some()
                     && self.election_elapsed_ticks < self.config.election_timeout_ticks_min
+                    || self.in_start_lease()
             }
         }
     }
@@ -438,6 +454,7 @@ impl RaftCore {
 
     fn end_step(&mut self, outputs: &mut Vec<Output>) {
         self.apply_committed(outputs);
+        self.end_step_reads(outputs);
         self.forget_applied();
         if let Some(write) = self.writes.flush(self.log.last_index()) {
             outputs.push(Output::Persist(write));
@@ -498,6 +515,7 @@ impl RaftCore {
             );
         }
         self.check_role_invariants();
+        self.reads.check_invariants(self.role);
     }
 
     /// The invariants that depend on the role.

@@ -37,6 +37,12 @@ number_newtype!(
     "n"
 );
 number_newtype!(
+    /// Names a read the driver asked for (`Input::Read`); the core answers with it. Chosen
+    /// by the driver, unique among its outstanding reads.
+    ReadId,
+    "r"
+);
+number_newtype!(
     /// Tags a `Persist` output; the driver reports durability by this id, in increasing order.
     WriteId,
     "w"
@@ -142,6 +148,17 @@ impl Entry {
 pub struct HardState {
     pub term: Term,
     pub voted_for: Option<NodeId>,
+}
+
+/// How a read is confirmed (see `reads.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadMode {
+    /// ReadIndex: a round of probes confirms the leader still leads.
+    Linearizable,
+    /// Served by the leader without a round while its lease holds (`Config::read_lease`);
+    /// otherwise like `Linearizable`. Rests on bounded clock drift.
+    Lease,
 }
 
 /// A node's role. `PreCandidate` is the PreVote phase (thesis §9.6): it asks whether it

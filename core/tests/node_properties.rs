@@ -7,9 +7,9 @@ mod support;
 use proptest::prelude::*;
 use replog_core::{
     AppendResponse, ConflictHint, Entry, Index, Input, Message, MessageBody, NodeId, Output,
-    Payload, RaftCore, Recovered, Role, Term, Write, WriteId,
+    Payload, RaftCore, ReadId, ReadMode, Recovered, Role, Term, Write, WriteId,
 };
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use support::{config, Disk};
 
 #[derive(Clone, Debug)]
@@ -24,6 +24,8 @@ enum Action {
     Receive(Message, i8),
     /// Deliver again a message this node received earlier (duplicate / stale).
     Replay(u8),
+    /// A client read; a lease read when true.
+    Read(bool),
 }
 
 // Small ranges on purpose: collisions (matching prev entries, equal terms) are what make
@@ -112,6 +114,16 @@ fn body() -> impl Strategy<Value = (Term, MessageBody)> {
                     MessageBody::AppendEntriesResponse(AppendResponse { index, reject }),
                 )
             }),
+        (term(), 0u64..6).prop_map(|(t, id)| (t, MessageBody::ReadIndex { id: ReadId(id) })),
+        (term(), 0u64..6, proptest::option::of(index())).prop_map(|(t, id, index)| (
+            t,
+            MessageBody::ReadIndexResponse {
+                id: ReadId(id),
+                index
+            }
+        )),
+        (term(), 0u64..4).prop_map(|(t, round)| (t, MessageBody::ReadProbe { round })),
+        (term(), 0u64..4).prop_map(|(t, round)| (t, MessageBody::ReadProbeResponse { round })),
     ]
 }
 
@@ -125,6 +137,7 @@ fn action() -> impl Strategy<Value = Action> {
             Action::Receive(Message { from, to: NodeId(1), term, body }, term_delta)
         }),
         2 => any::<u8>().prop_map(Action::Replay),
+        2 => any::<bool>().prop_map(Action::Read),
     ]
 }
 
@@ -143,6 +156,9 @@ struct Harness {
     /// durable by then is what the ack vouched for, not the log of the moment.
     vouched: BTreeMap<(NodeId, Term, Index), VecDeque<Vec<Entry>>>,
     committed: Vec<Entry>,
+    /// Reads asked (ids 0..reads_asked) and the ones answered.
+    reads_asked: u64,
+    reads_answered: BTreeSet<ReadId>,
 }
 
 impl Harness {
@@ -240,7 +256,23 @@ impl Harness {
             Output::Fetch(request) => {
                 panic!("nothing leaves the default cache here, yet {request:?}")
             }
+            Output::ReadReady { reads, index } => {
+                assert!(
+                    index <= self.core.applied_index(),
+                    "released a read at {index} before applying it"
+                );
+                self.answered(reads);
+            }
+            Output::ReadFailed { reads, .. } => self.answered(reads),
             Output::Proposal(_) | Output::RoleChanged { .. } => {}
+        }
+    }
+
+    /// Every read is answered once, and only reads that were asked.
+    fn answered(&mut self, reads: Vec<ReadId>) {
+        for id in reads {
+            assert!(id.0 < self.reads_asked, "answered {id}, never asked");
+            assert!(self.reads_answered.insert(id), "answered {id} twice");
         }
     }
 
@@ -300,6 +332,8 @@ fn run(actions: Vec<Action>) {
         granted: BTreeMap::new(),
         vouched: BTreeMap::new(),
         committed: Vec::new(),
+        reads_asked: 0,
+        reads_answered: BTreeSet::new(),
     };
     for action in actions {
         match action {
@@ -330,6 +364,16 @@ fn run(actions: Vec<Action>) {
                 h.received.push(message.clone());
                 h.step(Input::Receive(message));
             }
+            Action::Read(lease) => {
+                let id = ReadId(h.reads_asked);
+                h.reads_asked += 1;
+                let mode = if lease {
+                    ReadMode::Lease
+                } else {
+                    ReadMode::Linearizable
+                };
+                h.step(Input::Read { id, mode });
+            }
             Action::Replay(k) => {
                 if !h.received.is_empty() {
                     let message = h.received[k as usize % h.received.len()].clone();
@@ -338,6 +382,13 @@ fn run(actions: Vec<Action>) {
             }
         }
     }
+    // Whatever is not answered is still held by the core, to be answered later.
+    let unanswered = h.reads_asked - h.reads_answered.len() as u64;
+    assert_eq!(
+        unanswered,
+        h.core.reads_outstanding() as u64,
+        "a read was lost"
+    );
 }
 
 proptest! {

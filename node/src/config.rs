@@ -243,6 +243,10 @@ pub struct Timing {
     pub heartbeat_interval_ticks: u64,
     /// An append not committed within this long is answered `timeout` (outcome unknown).
     pub append_timeout: Duration,
+    /// `--read-lease`: the leader serves `lease` reads without a confirmation round while
+    /// its lease holds (`replog_core::Config::read_lease`); with the default timing a lease
+    /// lasts 120 ms after each confirmed round.
+    pub read_lease: bool,
 }
 
 impl Default for Timing {
@@ -256,6 +260,7 @@ impl Default for Timing {
             election_timeout_ticks_max: 40,
             heartbeat_interval_ticks: 4,
             append_timeout: Duration::from_secs(5),
+            read_lease: false,
         }
     }
 }

@@ -321,6 +321,7 @@ fn core_config(config: &NodeConfig) -> Config {
     core.election_timeout_ticks_max = timing.election_timeout_ticks_max;
     core.heartbeat_interval_ticks = timing.heartbeat_interval_ticks;
     core.log_cache_bytes = config.limits.log_cache_bytes;
+    core.read_lease = timing.read_lease;
     // Real nodes want different timeouts on every start; only the simulator needs replay.
     core.rng_seed = entropy();
     core

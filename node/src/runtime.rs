@@ -19,7 +19,8 @@
 
 use crate::client::answers::Phase;
 use crate::client::{
-    Answer, AnswerSink, ClientRequest, EntryView, NodeState, QueryRange, ReplyTo, Request, Response,
+    Answer, AnswerSink, ClientRequest, Consistency, EntryView, NodeState, QueryRange, ReplyTo,
+    Request, Response,
 };
 use crate::config::{Members, Timing};
 use crate::metrics::core::MessageKind;
@@ -33,8 +34,8 @@ use crate::transport::receiver::PeerConnection;
 use crate::transport::{PeerInbox, PeerSender};
 use crate::{error, info};
 use replog_core::{
-    FetchRequest, Index, Input, Message, NodeId, Output, Payload, ProposalOutcome, RaftCore, Role,
-    Term, Write,
+    FetchRequest, Index, Input, Message, NodeId, Output, Payload, ProposalOutcome, RaftCore,
+    ReadId, ReadMode, Role, Term, Write,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -95,6 +96,7 @@ struct DeferredRead {
     /// Answer once no append at or below this index is still waiting.
     barrier: Index,
     kind: ReadKind,
+    consistency: Consistency,
     reply: ReplyTo,
 }
 
@@ -137,6 +139,11 @@ pub struct Runtime {
     /// Reads that arrived while appends were waiting, answered once those are answered.
     /// Invariant: barriers never decrease along the queue.
     deferred_reads: VecDeque<DeferredRead>,
+    /// Linearizable and lease reads the core is confirming (`Input::Read`), answered from
+    /// storage once it says `ReadReady`.
+    confirming: BTreeMap<ReadId, (ReadKind, ReplyTo)>,
+    /// The id the next such read gets.
+    next_read_id: u64,
     /// The outcome of the `Propose` just stepped.
     proposal: Option<ProposalOutcome>,
     /// Answers produced this iteration, handed to the client front end at its end.
@@ -181,6 +188,8 @@ impl Runtime {
             hint_sent,
             pending: PendingAppends::default(),
             deferred_reads: VecDeque::new(),
+            confirming: BTreeMap::new(),
+            next_read_id: 1,
             proposal: None,
             answers: Vec::new(),
             answer_sink,
@@ -215,6 +224,16 @@ impl Runtime {
         let mut next_tick = Instant::now() + tick;
         loop {
             self.wait(&mut inputs, next_tick, &mut events, &mut messages);
+            if self.core.config().read_lease {
+                // A lease is measured in ticks: after a stall (a stop signal, a slow
+                // disk, the scheduler) the ticks it missed come first, before any request
+                // that waited meanwhile, so that an expired lease is seen as expired.
+                let now = Instant::now();
+                while now >= next_tick + tick {
+                    self.step(Input::Tick);
+                    next_tick += tick;
+                }
+            }
             let stop =
                 self.handle_events(&mut events, &mut messages, &mut requests, &mut inputs.inbox);
             match stop {
@@ -356,6 +375,10 @@ impl Runtime {
         self.pending
             .abandon(&Response::Stopping { accepted: true }, &mut self.answers);
         self.answer_deferred_reads();
+        // Reads the core was still confirming: nothing was read, so a retry is safe.
+        for (_, (_, reply)) in std::mem::take(&mut self.confirming) {
+            reply.answer(Response::Stopping { accepted: false }, &mut self.answers);
+        }
         self.answer_sink.deliver(&mut self.answers);
         self.answer_sink.advance(Phase::CoreDone);
     }
@@ -385,7 +408,7 @@ impl Runtime {
     fn handle_clients(&mut self, requests: impl Iterator<Item = ClientRequest>) {
         let mut commands = Vec::new();
         let mut waiters = Vec::new();
-        let mut reads: Vec<(ReadKind, ReplyTo)> = Vec::new();
+        let mut reads: Vec<(ReadKind, Consistency, ReplyTo)> = Vec::new();
         let mut trims = Vec::new();
         for ClientRequest { request, reply } in requests {
             match request {
@@ -393,11 +416,18 @@ impl Runtime {
                     commands.push(command);
                     waiters.push(reply);
                 }
-                Request::Query(range) => reads.push((ReadKind::Query(range), reply)),
-                Request::Status => reads.push((ReadKind::Status, reply)),
-                Request::Read { from, limit } => {
+                Request::Query { range, consistency } => {
+                    reads.push((ReadKind::Query(range), consistency, reply))
+                }
+                // `status` is always the node's own view.
+                Request::Status => reads.push((ReadKind::Status, Consistency::Local, reply)),
+                Request::Read {
+                    from,
+                    limit,
+                    consistency,
+                } => {
                     let from = Index(from);
-                    reads.push((ReadKind::Read { from, limit }, reply));
+                    reads.push((ReadKind::Read { from, limit }, consistency, reply));
                 }
                 Request::Follow { .. } => unreachable!("the front end serves follow itself"),
                 Request::Trim { before } => trims.push((Index(before), reply)),
@@ -409,14 +439,15 @@ impl Runtime {
         for (before, reply) in trims {
             self.propose_trim(before, reply);
         }
-        for (kind, reply) in reads {
+        for (kind, consistency, reply) in reads {
             match self.pending.last_waiting() {
                 Some(barrier) => self.deferred_reads.push_back(DeferredRead {
                     barrier,
                     kind,
+                    consistency,
                     reply,
                 }),
-                None => self.answer_read(kind, reply),
+                None => self.start_read(kind, consistency, reply),
             }
         }
     }
@@ -432,7 +463,7 @@ impl Runtime {
                 return;
             }
             let read = self.deferred_reads.pop_front().expect("checked non-empty");
-            self.answer_read(read.kind, read.reply);
+            self.start_read(read.kind, read.consistency, read.reply);
         }
     }
 
@@ -539,7 +570,43 @@ impl Runtime {
                 self.log_role(role, term, leader);
             }
             Output::Fetch(request) => self.fetches.push(request),
+            Output::ReadReady { reads, .. } => {
+                // The core released them once it applied their index: what storage
+                // serves now holds it.
+                for id in reads {
+                    if let Some((kind, reply)) = self.confirming.remove(&id) {
+                        self.answer_read(kind, reply);
+                    }
+                }
+            }
+            Output::ReadFailed { reads, leader } => {
+                // Not confirmed in time, or the leader changed under it: `timeout`, which
+                // for a read means a retry is safe. With no leader known, `not_leader`.
+                let answer = match leader {
+                    Some(_) => Response::Timeout,
+                    None => self.not_leader(),
+                };
+                for id in reads {
+                    if let Some((_, reply)) = self.confirming.remove(&id) {
+                        reply.answer(answer.clone(), &mut self.answers);
+                    }
+                }
+            }
         }
+    }
+
+    /// Serves a `read`, `query` or `status` as its consistency asks: `local` at once,
+    /// otherwise once the core has confirmed it (`Input::Read`).
+    fn start_read(&mut self, kind: ReadKind, consistency: Consistency, reply: ReplyTo) {
+        let mode = match consistency {
+            Consistency::Local => return self.answer_read(kind, reply),
+            Consistency::Linearizable => ReadMode::Linearizable,
+            Consistency::Lease => ReadMode::Lease,
+        };
+        let id = ReadId(self.next_read_id);
+        self.next_read_id += 1;
+        self.confirming.insert(id, (kind, reply));
+        self.step(Input::Read { id, mode });
     }
 
     /// Sends this iteration's writes to storage, messages to peers and answers to clients.

@@ -42,6 +42,10 @@ const SLOTS: &[(&str, &str)] = &[
     ("message", "AppendEntries"),
     ("message", "AppendEntriesResponse"),
     ("message", "InstallSnapshot"),
+    ("message", "ReadIndex"),
+    ("message", "ReadIndexResponse"),
+    ("message", "ReadProbe"),
+    ("message", "ReadProbeResponse"),
     ("network", "dropped: partitioned"),
     ("network", "dropped: lost"),
     ("network", "dead letter (to a crashed node)"),
@@ -66,6 +70,8 @@ const SLOTS: &[(&str, &str)] = &[
     ("client", "timed out (unknown)"),
     ("client", "proposal accepted"),
     ("client", "proposal refused: not leader"),
+    ("client", "read answered"),
+    ("client", "read asked of the core"),
 ];
 
 const ROLES: [Role; 4] = [
@@ -213,9 +219,11 @@ impl Tally {
                 "acknowledged" => bump!(self, "acknowledged"),
                 "failed" => bump!(self, "failed"),
                 "redirect" => bump!(self, "redirect"),
+                "read" => bump!(self, "read answered"),
                 _ => bump!(self, "no leader"),
             },
             What::ClientTimeout { .. } => bump!(self, "timed out (unknown)"),
+            What::ReadAsked { .. } => bump!(self, "read asked of the core"),
             What::Propose { accepted_at: 0, .. } => bump!(self, "proposal refused: not leader"),
             What::Propose { .. } => bump!(self, "proposal accepted"),
             What::Role { role, .. } => {
@@ -415,6 +423,30 @@ mod tests {
             assert!(
                 FAULT_NAMES.contains(&name) || SCHEDULED_ONLY.contains(&name),
                 "{name}"
+            );
+        }
+    }
+
+    /// `observe` indexes the slots by `MessageKind`: each kind's slot must carry its name.
+    #[test]
+    fn every_message_kind_has_its_own_slot() {
+        use crate::trace::MessageKind::*;
+        for kind in [
+            PreVote,
+            RequestVote,
+            PreVoteResponse,
+            RequestVoteResponse,
+            AppendEntries,
+            AppendEntriesResponse,
+            InstallSnapshot,
+            ReadIndex,
+            ReadIndexResponse,
+            ReadProbe,
+            ReadProbeResponse,
+        ] {
+            assert_eq!(
+                SLOTS[kind as usize],
+                ("message", format!("{kind:?}").as_str())
             );
         }
     }

@@ -117,6 +117,8 @@ pub struct WorkloadParams {
     /// does on a real node.
     pub trim_interval_us: u64,
     pub trim_keep_max: u64,
+    /// Percent of client operations that are reads (of a consistency drawn per read).
+    pub read_percent: u64,
 }
 
 impl Params {
@@ -165,6 +167,7 @@ impl Params {
                 timeout_us: 1_000_000,
                 trim_interval_us: 0,
                 trim_keep_max: 0,
+                read_percent: 0,
             },
         }
     }
@@ -183,7 +186,15 @@ impl Params {
             timeout_us: rng.between(500_000, 2_000_000),
             trim_interval_us: *rng.pick(&[0, 0, 100_000, 500_000, 2_000_000]),
             trim_keep_max: *rng.pick(&[0, 5, 50]),
+            read_percent: 0,
         };
+        // Drawn last, so that every earlier draw stays what it was.
+        params.workload.read_percent = *rng.pick(&[0, 10, 30, 60]);
+        if params.core.check_quorum && rng.chance(Ratio(1, 2)) {
+            params.core.read_lease = true;
+            // Leases are safe only within the clock bound `Config::lease_ticks` states.
+            params.skew_percent_max = params.skew_percent_max.min(LEASE_SKEW_PERCENT_MAX);
+        }
         params
     }
 
@@ -198,6 +209,10 @@ impl Params {
         }
     }
 }
+
+/// The clock skew leases are safe within: tick periods within a factor of 1.5 of each other
+/// (`Config::lease_ticks`), that is ±20 % of nominal.
+pub const LEASE_SKEW_PERCENT_MAX: u32 = 20;
 
 fn swarm_core(rng: &mut SimRng) -> Config {
     Config {

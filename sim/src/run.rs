@@ -187,6 +187,13 @@ impl RunReport {
             "operations: {} invoked, {} acknowledged, {} failed, {} unknown",
             ops.invoked, ops.acknowledged, ops.failed, ops.unknown
         );
+        if ops.reads > 0 {
+            let _ = writeln!(
+                out,
+                "reads: {} invoked, {} answered",
+                ops.reads, ops.reads_answered
+            );
+        }
         if let Some((leader, commit, converged)) = self.liveness {
             let show = |t: Option<u64>| t.map_or("-".to_string(), seconds);
             let _ = writeln!(

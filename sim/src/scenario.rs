@@ -42,7 +42,23 @@ pub struct Scenario {
     pub log_cache_bytes: Option<usize>,
     #[serde(default)]
     pub retention: Option<Retention>,
+    /// How long a client waits for an answer before it gives up (default 1 s).
+    #[serde(default)]
+    pub client_timeout_ms: Option<u64>,
+    /// Client reads mixed into the workload (none by default).
+    #[serde(default)]
+    pub reads: Option<Reads>,
     pub schedule: Vec<TimedFault>,
+}
+
+/// `"reads": { "percent": P, "lease": true }`: P % of client operations are reads, each
+/// linearizable or local (and, with `lease`, lease reads on nodes with leases on).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reads {
+    pub percent: u64,
+    #[serde(default)]
+    pub lease: bool,
 }
 
 /// The leader proposes a retention point every `interval_ms`, up to `keep_max` entries below
@@ -122,6 +138,14 @@ impl Scenario {
                 ));
             }
         }
+        if let Some(reads) = &self.reads {
+            if reads.percent > 100 {
+                return Err(format!(
+                    "reads: percent {} is more than 100 % of operations",
+                    reads.percent
+                ));
+            }
+        }
         let net = &self.network;
         for ratio in [net.loss, net.duplicate, net.reorder].into_iter().flatten() {
             ratio.validate()?;
@@ -161,6 +185,13 @@ impl Scenario {
         if let Some(retention) = &self.retention {
             params.workload.trim_interval_us = retention.interval_ms.saturating_mul(1000);
             params.workload.trim_keep_max = retention.keep_max;
+        }
+        if let Some(ms) = self.client_timeout_ms {
+            params.workload.timeout_us = ms.saturating_mul(1000).max(1);
+        }
+        if let Some(reads) = &self.reads {
+            params.workload.read_percent = reads.percent;
+            params.core.read_lease = reads.lease;
         }
         params
     }

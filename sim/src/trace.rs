@@ -44,6 +44,10 @@ pub enum MessageKind {
     AppendEntries,
     AppendEntriesResponse,
     InstallSnapshot,
+    ReadIndex,
+    ReadIndexResponse,
+    ReadProbe,
+    ReadProbeResponse,
 }
 
 impl MessageKind {
@@ -56,6 +60,10 @@ impl MessageKind {
             MessageBody::AppendEntries { .. } => MessageKind::AppendEntries,
             MessageBody::AppendEntriesResponse(_) => MessageKind::AppendEntriesResponse,
             MessageBody::InstallSnapshot { .. } => MessageKind::InstallSnapshot,
+            MessageBody::ReadIndex { .. } => MessageKind::ReadIndex,
+            MessageBody::ReadIndexResponse { .. } => MessageKind::ReadIndexResponse,
+            MessageBody::ReadProbe { .. } => MessageKind::ReadProbe,
+            MessageBody::ReadProbeResponse { .. } => MessageKind::ReadProbeResponse,
         }
     }
 }
@@ -85,6 +93,16 @@ impl MessageSummary {
             }
             MessageBody::InstallSnapshot { last, data } => {
                 [last.index.0, last.term.0, data.len() as u64, 0]
+            }
+            MessageBody::ReadIndex { id } => [id.0, 0, 0, 0],
+            MessageBody::ReadIndexResponse { id, index } => [
+                id.0,
+                index.map_or(0, |index| index.0),
+                u64::from(index.is_some()),
+                0,
+            ],
+            MessageBody::ReadProbe { round } | MessageBody::ReadProbeResponse { round } => {
+                [*round, 0, 0, 0]
             }
         };
         MessageSummary {
@@ -161,6 +179,10 @@ pub enum What {
     Trimmed {
         boundary: u64,
     },
+    /// A client's read reached the core (linearizable or lease).
+    ReadAsked {
+        op: u64,
+    },
 }
 
 impl fmt::Display for TraceRecord {
@@ -179,6 +201,7 @@ impl fmt::Display for TraceRecord {
             What::Persisted { write_id } => write!(f, "fsync done: persisted w{write_id}"),
             What::TrimProposed { before } => write!(f, "propose trim before i{before}"),
             What::Trimmed { boundary } => write!(f, "trimmed storage through i{boundary}"),
+            What::ReadAsked { op } => write!(f, "read op{op} asked of the core"),
             What::Fetched { peer, from, count } => write!(
                 f,
                 "read from storage for n{peer}: {count} entries from i{from}"
@@ -234,6 +257,12 @@ impl fmt::Display for MessageSummary {
                 write!(f, " {} i{a}", if b == 1 { "reject" } else { "ok" })
             }
             MessageKind::InstallSnapshot => write!(f, " after=i{a}/t{b} data={c}B"),
+            MessageKind::ReadIndex => write!(f, " r{a}"),
+            MessageKind::ReadIndexResponse => match c {
+                1 => write!(f, " r{a} at i{b}"),
+                _ => write!(f, " r{a} refused"),
+            },
+            MessageKind::ReadProbe | MessageKind::ReadProbeResponse => write!(f, " round {a}"),
         }
     }
 }

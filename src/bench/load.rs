@@ -8,7 +8,7 @@
 use super::latency::Latencies;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use replog_node::client::protocol::{Request, Response};
+use replog_node::client::protocol::{Consistency, Request, Response};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,6 +27,10 @@ pub struct LoadConfig {
     pub warmup: Duration,
     /// Size of each command in bytes.
     pub command_bytes: usize,
+    /// This share of operations (in percent) are one-entry reads of the newest entry the
+    /// client appended, at `consistency`; the rest are appends.
+    pub read_percent: u64,
+    pub consistency: Consistency,
 }
 
 /// Things that went wrong along the way (none of them stop the run).
@@ -44,6 +48,9 @@ pub struct LoadResult {
     pub problems: Problems,
     /// Appends acknowledged in the measured window.
     pub committed: u64,
+    /// Reads answered in the measured window, and their latencies.
+    pub reads: u64,
+    pub read_latencies: Latencies,
 }
 
 /// Appends acknowledged so far, for a progress line.
@@ -98,10 +105,13 @@ pub fn run(config: &LoadConfig, mut on_event: impl FnMut(Event)) -> LoadResult {
         }
         on_event(event);
     }
-    let (latencies, problems) = generator.join().expect("the load generator panicked");
+    let (latencies, read_latencies, problems) =
+        generator.join().expect("the load generator panicked");
     LoadResult {
         committed: latencies.len() as u64,
         latencies,
+        reads: read_latencies.len() as u64,
+        read_latencies,
         problems,
     }
 }
@@ -122,6 +132,10 @@ struct Client {
     /// Do nothing until then (after a problem).
     retry_at: Option<Instant>,
     sequence: u64,
+    /// Whether the outstanding request is a read.
+    reading: bool,
+    /// The newest index this client appended at: what its reads ask for.
+    last_index: u64,
     command: String,
     input: Vec<u8>,
     output: Vec<u8>,
@@ -135,6 +149,7 @@ struct Generator<'a> {
     poll: Poll,
     clients: Vec<Client>,
     latencies: Latencies,
+    read_latencies: Latencies,
     problems: Problems,
     scratch: Vec<u8>,
 }
@@ -152,6 +167,8 @@ impl<'a> Generator<'a> {
                     sent_at: None,
                     retry_at: None,
                     sequence: 0,
+                    reading: false,
+                    last_index: 1,
                     command: String::new(),
                     input: Vec::new(),
                     output: Vec::new(),
@@ -165,12 +182,13 @@ impl<'a> Generator<'a> {
             poll: Poll::new().expect("create a poll instance"),
             clients,
             latencies: Latencies::default(),
+            read_latencies: Latencies::default(),
             problems: Problems::default(),
             scratch: vec![0; 64 * 1024],
         }
     }
 
-    fn run(mut self) -> (Latencies, Problems) {
+    fn run(mut self) -> (Latencies, Latencies, Problems) {
         let mut events = Events::with_capacity(4096);
         let mut next_sweep = Instant::now();
         while Instant::now() < self.window.1 {
@@ -192,7 +210,7 @@ impl<'a> Generator<'a> {
                 self.readable(event.token().0);
             }
         }
-        (self.latencies, self.problems)
+        (self.latencies, self.read_latencies, self.problems)
     }
 
     /// Starts client `k` if it is idle and may go, and gives up on an answer that is late.
@@ -223,17 +241,27 @@ impl<'a> Generator<'a> {
         }
         let bytes = self.config.command_bytes;
         let client = &mut self.clients[k];
-        fill_command(&mut client.command, client.id, client.sequence, bytes);
-        client.sequence += 1;
         client.output.clear();
-        let request = Request::Append {
-            command: std::mem::take(&mut client.command),
-        };
-        request.encode(&mut client.output);
-        let Request::Append { command } = request else {
-            unreachable!()
-        };
-        client.command = command;
+        client.reading = is_read(client.id, client.sequence, self.config.read_percent);
+        if client.reading {
+            let request = Request::Read {
+                from: client.last_index,
+                limit: 1,
+                consistency: self.config.consistency,
+            };
+            request.encode(&mut client.output);
+        } else {
+            fill_command(&mut client.command, client.id, client.sequence, bytes);
+            let request = Request::Append {
+                command: std::mem::take(&mut client.command),
+            };
+            request.encode(&mut client.output);
+            let Request::Append { command } = request else {
+                unreachable!()
+            };
+            client.command = command;
+        }
+        client.sequence += 1;
         client.sent_at = Some(Instant::now());
         let stream = client.stream.as_mut().expect("connected above");
         // One short line on a fresh or idle connection: the socket buffer always has room.
@@ -325,13 +353,21 @@ impl<'a> Generator<'a> {
         sent_at: Option<Instant>,
         done_at: Instant,
     ) {
+        let in_window = done_at >= self.window.0 && done_at <= self.window.1;
         match answer {
-            Ok(Response::Appended { .. }) => {
+            Ok(Response::Appended { index, .. }) => {
+                self.clients[k].last_index = index;
                 if let Some(sent_at) = sent_at {
-                    if done_at >= self.window.0 && done_at <= self.window.1 {
+                    if in_window {
                         self.latencies.record(done_at - sent_at);
                         self.progress.0.fetch_add(1, Ordering::Relaxed);
                     }
+                }
+                self.send_next(k);
+            }
+            Ok(Response::Read(_)) if self.clients[k].reading => {
+                if let Some(sent_at) = sent_at.filter(|_| in_window) {
+                    self.read_latencies.record(done_at - sent_at);
                 }
                 self.send_next(k);
             }
@@ -372,6 +408,16 @@ impl<'a> Generator<'a> {
     }
 }
 
+/// Whether operation `sequence` of `client` is a read: a fixed scramble of the two, so
+/// that reads are spread evenly and every run draws the same ones.
+fn is_read(client: usize, sequence: u64, read_percent: u64) -> bool {
+    if read_percent == 0 {
+        return false;
+    }
+    let mixed = (sequence ^ (client as u64).rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> 40) % 100 < read_percent
+}
+
 /// Parses an answer line, with a fast path for the common success answer (the generator
 /// shares the CPU with the nodes it measures).
 fn parse_answer(line: &[u8]) -> Result<Response, String> {
@@ -404,7 +450,19 @@ fn fill_command(command: &mut String, client: usize, sequence: u64, bytes: usize
 
 #[cfg(test)]
 mod tests {
-    use super::{fill_command, parse_answer};
+    use super::{fill_command, is_read, parse_answer};
+
+    #[test]
+    fn reads_take_their_share_of_operations() {
+        for percent in [0, 10, 50, 90, 100] {
+            let reads = (0..10_000).filter(|&n| is_read(3, n, percent)).count();
+            let expected = percent as usize * 100;
+            assert!(
+                reads.abs_diff(expected) <= 300,
+                "{percent} %: {reads} of 10000"
+            );
+        }
+    }
     use replog_node::client::protocol::Response;
 
     #[test]

@@ -17,6 +17,12 @@ pub struct BenchReport {
     pub latency_us_p90: Option<u32>,
     pub latency_us_p99: Option<u32>,
     pub latency_us_max: Option<u32>,
+    /// Reads answered in the window (`--reads`), their rate, consistency and latency.
+    pub reads: u64,
+    pub reads_per_sec: f64,
+    pub read_consistency: &'static str,
+    pub read_latency_us_p50: Option<u32>,
+    pub read_latency_us_p99: Option<u32>,
     pub redirects: u64,
     pub no_leader: u64,
     pub timeouts: u64,
@@ -46,6 +52,7 @@ impl BenchReport {
     pub fn new(config: &LoadConfig, nodes: Option<usize>, result: LoadResult) -> BenchReport {
         let duration_s = config.duration.as_secs_f64();
         let percentiles = result.latencies.percentiles();
+        let read_percentiles = result.read_latencies.percentiles();
         let problems = &result.problems;
         BenchReport {
             nodes,
@@ -59,6 +66,11 @@ impl BenchReport {
             latency_us_p90: percentiles.map(|p| p.p90_us),
             latency_us_p99: percentiles.map(|p| p.p99_us),
             latency_us_max: percentiles.map(|p| p.max_us),
+            reads: result.reads,
+            reads_per_sec: result.reads as f64 / duration_s,
+            read_consistency: config.consistency.name(),
+            read_latency_us_p50: read_percentiles.map(|p| p.p50_us),
+            read_latency_us_p99: read_percentiles.map(|p| p.p99_us),
             redirects: problems.redirects,
             no_leader: problems.no_leader,
             timeouts: problems.timeouts,
@@ -94,6 +106,16 @@ impl BenchReport {
             ms(self.latency_us_p99),
             ms(self.latency_us_max),
         );
+        if self.reads > 0 {
+            text.push_str(&format!(
+                "reads {} ({})  throughput {:.0} reads/s  latency p50 {}  p99 {}\n",
+                self.reads,
+                self.read_consistency,
+                self.reads_per_sec,
+                ms(self.read_latency_us_p50),
+                ms(self.read_latency_us_p99),
+            ));
+        }
         if let Some(scheduling) = self.node_scheduling {
             text.push_str(&format!("nodes ran with --scheduling {scheduling}\n"));
         }

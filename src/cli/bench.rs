@@ -5,7 +5,7 @@ use crate::bench::load::{self, Event, LoadConfig};
 use crate::bench::procfs;
 use crate::bench::report::{BenchReport, CpuUse};
 use crate::cli::duration::parse_duration;
-use crate::cli::node::SchedulingArg;
+use crate::cli::node::{ConsistencyArg, SchedulingArg};
 use clap::Args;
 use replog_node::local_cluster::{fresh_temp_dir, LocalCluster};
 use std::io::{IsTerminal, Write};
@@ -38,6 +38,14 @@ pub struct BenchArgs {
     /// Bytes per command.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     size: u64,
+    /// This percentage of operations are reads (of the newest entry the client appended)
+    /// instead of appends.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100))]
+    reads: u64,
+    /// The consistency of those reads (see `replog read --help`); `lease` starts the
+    /// --local nodes with --read-lease.
+    #[arg(long, value_enum, default_value_t = ConsistencyArg::Linearizable)]
+    consistency: ConsistencyArg,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -101,6 +109,8 @@ fn load_config(args: &BenchArgs, targets: Vec<String>) -> LoadConfig {
         duration: args.duration,
         warmup: args.warmup,
         command_bytes: args.size as usize,
+        read_percent: args.reads,
+        consistency: args.consistency.into(),
     }
 }
 
@@ -139,6 +149,9 @@ fn run_local(args: &BenchArgs) -> Result<BenchReport, String> {
     let mut node_args = vec!["--scheduling", args.node_scheduling.as_arg()];
     if args.node_metrics {
         node_args.extend(["--metrics-addr", "127.0.0.1:0"]);
+    }
+    if args.consistency == ConsistencyArg::Lease {
+        node_args.push("--read-lease");
     }
     let mut cluster = LocalCluster::start_with(&exe, args.nodes as usize, &data_dir, &node_args)
         .map_err(|error| {

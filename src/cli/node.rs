@@ -4,7 +4,7 @@
 use crate::cli::duration::parse_duration;
 use clap::{Args, ValueEnum};
 use replog_node::client::blocking::{self, Connection};
-use replog_node::client::{NodeState, QueryRange, Request, Response};
+use replog_node::client::{Consistency, NodeState, QueryRange, Request, Response};
 use replog_node::config::{check_addr, Limits, Members, NodeConfig, Timing};
 use replog_node::local_cluster::{fresh_temp_dir, LocalCluster};
 use replog_node::logging;
@@ -53,6 +53,11 @@ pub struct StartArgs {
     /// secret and accepts any of them. Without it, peers are not authenticated.
     #[arg(long, value_name = "FILE")]
     cluster_secret_file: Vec<PathBuf>,
+    /// Serve `--consistency lease` reads on the leader without a confirmation round while
+    /// its lease holds (120 ms after each round a majority confirmed). Safe while no
+    /// node's clock runs more than 20 % fast or slow; give it to every node or none.
+    #[arg(long)]
+    read_lease: bool,
     /// Stop cleanly when standard input closes (for supervisors such as `replog demo`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
@@ -170,9 +175,32 @@ pub struct QueryArgs {
     /// List at most this many entries (default: all).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     limit: Option<u64>,
+    /// linearizable: confirmed with the leader, holds every append acknowledged before it;
+    /// lease: the leader's lease instead of a round (nodes started with --read-lease);
+    /// local: whatever the node has, at once (may be stale).
+    #[arg(long, value_enum, default_value_t = ConsistencyArg::Linearizable)]
+    consistency: ConsistencyArg,
     /// Print the node's answer line as is.
     #[arg(long)]
     json: bool,
+}
+
+/// `--consistency` of `query` and `read`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ConsistencyArg {
+    Linearizable,
+    Lease,
+    Local,
+}
+
+impl From<ConsistencyArg> for Consistency {
+    fn from(arg: ConsistencyArg) -> Consistency {
+        match arg {
+            ConsistencyArg::Linearizable => Consistency::Linearizable,
+            ConsistencyArg::Lease => Consistency::Lease,
+            ConsistencyArg::Local => Consistency::Local,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -229,7 +257,10 @@ pub fn start(args: StartArgs) -> ExitCode {
         campaign_at_start: args.leader,
         stop_on_stdin_eof: args.stop_on_stdin_eof,
         scheduling: args.scheduling.into(),
-        timing: Timing::default(),
+        timing: Timing {
+            read_lease: args.read_lease,
+            ..Timing::default()
+        },
         limits: Limits {
             segment_bytes: args.segment_bytes,
             log_cache_bytes: args.log_cache_bytes,
@@ -330,7 +361,11 @@ pub fn query(args: QueryArgs) -> ExitCode {
             .limit
             .map(|limit| usize::try_from(limit).unwrap_or(usize::MAX)),
     };
-    show_state(&args.target, Request::Query(range), args.json)
+    let request = Request::Query {
+        range,
+        consistency: args.consistency.into(),
+    };
+    show_state(&args.target, request, args.json)
 }
 
 pub fn status(args: StatusArgs) -> ExitCode {

@@ -1,7 +1,9 @@
 //! `replog read` and `replog follow`: committed entries of one node's log, a page at a
 //! time or as they commit.
 
-use crate::cli::node::{checked_targets, entry_line, fail, CONNECT_TIMEOUT, DEFAULT_TARGET};
+use crate::cli::node::{
+    checked_targets, entry_line, fail, ConsistencyArg, CONNECT_TIMEOUT, DEFAULT_TARGET,
+};
 use clap::Args;
 use replog_node::client::blocking::Connection;
 use replog_node::client::{LogEntry, Request, Response};
@@ -20,6 +22,11 @@ pub struct ReadArgs {
     /// At most this many entries (the node also stops at 1 MiB of entries).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     limit: u64,
+    /// linearizable: confirmed with the leader, holds every append acknowledged before it;
+    /// lease: the leader's lease instead of a round (nodes started with --read-lease);
+    /// local: whatever the node has, at once (may be stale).
+    #[arg(long, value_enum, default_value_t = ConsistencyArg::Linearizable)]
+    consistency: ConsistencyArg,
     /// Print the node's answer line as is.
     #[arg(long)]
     json: bool,
@@ -55,6 +62,7 @@ pub fn read(args: ReadArgs) -> ExitCode {
     let request = Request::Read {
         from: args.from,
         limit,
+        consistency: args.consistency.into(),
     };
     let mut problems = Vec::new();
     for target in &targets {

@@ -4,7 +4,7 @@
 
 use replog_core::{
     take_batch, Config, Entry, EntryId, FetchRequest, Fetched, HardState, Index, Input, Message,
-    NodeId, Output, Payload, ProposalOutcome, RaftCore, Recovered, Role, Term, Write,
+    NodeId, Output, Payload, ProposalOutcome, RaftCore, ReadId, Recovered, Role, Term, Write,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -55,6 +55,8 @@ pub struct TestNode {
     pub pending: Vec<Write>,
     pub committed: Vec<Entry>,
     pub proposals: Vec<ProposalOutcome>,
+    /// Answers to reads, in order: the index it may be served at, or the failure's leader.
+    pub reads: Vec<(ReadId, Result<Index, Option<NodeId>>)>,
     pub crashed: bool,
 }
 
@@ -94,6 +96,7 @@ impl Cluster {
                     pending: Vec::new(),
                     committed: Vec::new(),
                     proposals: Vec::new(),
+                    reads: Vec::new(),
                     crashed: false,
                 },
             );
@@ -141,6 +144,17 @@ impl Cluster {
                     node.committed.extend(entries.iter().cloned());
                 }
                 Output::Proposal(outcome) => node.proposals.push(outcome.clone()),
+                Output::ReadReady { reads, index } => {
+                    assert!(
+                        node.core.applied_index() >= *index,
+                        "read released before its index was applied"
+                    );
+                    node.reads.extend(reads.iter().map(|&id| (id, Ok(*index))));
+                }
+                Output::ReadFailed { reads, leader } => {
+                    node.reads
+                        .extend(reads.iter().map(|&id| (id, Err(*leader))));
+                }
                 Output::RoleChanged { role, term, leader } => self.transcript.push(format!(
                     "n{id}: {role} in term {} (leader {})",
                     term.0,

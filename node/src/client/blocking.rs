@@ -40,7 +40,7 @@
 //! ```
 
 use super::lines::{read_line_limited, LineRead};
-use super::protocol::{NodeState, QueryRange, Request, Response};
+use super::protocol::{Consistency, NodeState, QueryRange, Request, Response};
 use crate::config::MAX_LINE_BYTES;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -134,10 +134,14 @@ impl Connection {
         self.recv()
     }
 
-    /// `status` or `query`, expecting a state answer.
+    /// `status` or `query`, expecting a state answer: the node's own view (a `local`
+    /// query), as a test or an operator inspecting each node wants it.
     pub fn state(&mut self, with_entries: bool) -> io::Result<NodeState> {
         let request = if with_entries {
-            Request::Query(QueryRange::default())
+            Request::Query {
+                range: QueryRange::default(),
+                consistency: Consistency::Local,
+            }
         } else {
             Request::Status
         };

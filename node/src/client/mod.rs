@@ -12,5 +12,5 @@ pub mod protocol;
 pub use answers::{Answer, AnswerSink, ReplyTo};
 pub use frontend::{ClientContext, ClientRequest};
 pub use protocol::{
-    EntryView, LogEntry, NodeState, QueryRange, ReadPage, Request, Response, RoleName,
+    Consistency, EntryView, LogEntry, NodeState, QueryRange, ReadPage, Request, Response, RoleName,
 };

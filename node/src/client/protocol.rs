@@ -13,7 +13,10 @@ pub enum Request {
     /// Append a command; answered once it is committed.
     Append { command: String },
     /// The node's view of the cluster and its log (the whole log, or a range of it).
-    Query(QueryRange),
+    Query {
+        range: QueryRange,
+        consistency: Consistency,
+    },
     /// The same without the log.
     Status,
     /// Retention: drop the committed entries before `before` from every node's storage
@@ -21,9 +24,48 @@ pub enum Request {
     Trim { before: u64 },
     /// Committed entries from `from`, at most `limit` of them (and at most
     /// [`READ_MAX_BYTES`] of them as encoded).
-    Read { from: u64, limit: usize },
+    Read {
+        from: u64,
+        limit: usize,
+        consistency: Consistency,
+    },
     /// Turns the connection into a stream of committed entries from `from` on.
     Follow { from: u64 },
+}
+
+/// How fresh a `read` or `query` must be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    /// Confirmed with the leader (ReadIndex): holds every append acknowledged before the
+    /// request was sent, wherever it is served.
+    #[default]
+    Linearizable,
+    /// Served by the leader without a confirmation round while its lease holds (nodes
+    /// started with `--read-lease`); as fresh as `linearizable` while clocks keep to the
+    /// documented drift bound.
+    Lease,
+    /// What the contacted node has applied, at once: may be stale.
+    Local,
+}
+
+impl Consistency {
+    pub fn name(self) -> &'static str {
+        match self {
+            Consistency::Linearizable => "linearizable",
+            Consistency::Lease => "lease",
+            Consistency::Local => "local",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Consistency> {
+        match text {
+            "linearizable" => Some(Consistency::Linearizable),
+            "lease" => Some(Consistency::Lease),
+            "local" => Some(Consistency::Local),
+            _ => None,
+        }
+    }
 }
 
 /// Which entries a `query` lists: all of them by default.
@@ -54,6 +96,8 @@ struct RawRequest<'a> {
     from: Option<serde_json::Value>,
     #[serde(default)]
     limit: Option<serde_json::Value>,
+    #[serde(default)]
+    consistency: Option<serde_json::Value>,
 }
 
 impl RawRequest<'_> {
@@ -80,6 +124,20 @@ impl RawRequest<'_> {
             .ok_or_else(|| format!("{} needs \"from\", the first index to read", self.op))
     }
 
+    /// `consistency`: absent (linearizable) or one of the three names.
+    fn consistency(&self) -> Result<Consistency, String> {
+        match &self.consistency {
+            None | Some(serde_json::Value::Null) => Ok(Consistency::default()),
+            Some(value) => value.as_str().and_then(Consistency::parse).ok_or_else(|| {
+                format!(
+                    "{} needs \"consistency\" to be \"linearizable\", \"lease\" or \"local\", \
+                     got {value}",
+                    self.op
+                )
+            }),
+        }
+    }
+
     fn limit(&self) -> Result<Option<usize>, String> {
         Ok(self
             .positive("limit")?
@@ -92,14 +150,18 @@ impl RawRequest<'_> {
                 Some(serde_json::Value::String(command)) => Ok(Request::Append { command }),
                 _ => Err("append needs a string \"command\"".into()),
             },
-            "query" => Ok(Request::Query(QueryRange {
-                from: self.positive("from")?,
-                limit: self.limit()?,
-            })),
+            "query" => Ok(Request::Query {
+                range: QueryRange {
+                    from: self.positive("from")?,
+                    limit: self.limit()?,
+                },
+                consistency: self.consistency()?,
+            }),
             "status" => Ok(Request::Status),
             "read" => Ok(Request::Read {
                 from: self.from()?,
                 limit: self.limit()?.unwrap_or(READ_DEFAULT_LIMIT),
+                consistency: self.consistency()?,
             }),
             "follow" => Ok(Request::Follow { from: self.from()? }),
             "trim" => match self.before.as_ref().and_then(serde_json::Value::as_u64) {
@@ -154,7 +216,7 @@ impl Request {
                 serde_json::to_writer(&mut *out, command).expect("a string always serializes");
                 out.extend_from_slice(b"}\n");
             }
-            Request::Query(range) => {
+            Request::Query { range, consistency } => {
                 out.extend_from_slice(b"{\"op\":\"query\"");
                 if let Some(from) = range.from {
                     let _ = write!(out, ",\"from\":{from}");
@@ -162,19 +224,33 @@ impl Request {
                 if let Some(limit) = range.limit {
                     let _ = write!(out, ",\"limit\":{limit}");
                 }
+                encode_consistency(*consistency, out);
                 out.extend_from_slice(b"}\n");
             }
             Request::Status => out.extend_from_slice(b"{\"op\":\"status\"}\n"),
             Request::Trim { before } => {
                 let _ = writeln!(out, "{{\"op\":\"trim\",\"before\":{before}}}");
             }
-            Request::Read { from, limit } => {
-                let _ = writeln!(out, "{{\"op\":\"read\",\"from\":{from},\"limit\":{limit}}}");
+            Request::Read {
+                from,
+                limit,
+                consistency,
+            } => {
+                let _ = write!(out, "{{\"op\":\"read\",\"from\":{from},\"limit\":{limit}");
+                encode_consistency(*consistency, out);
+                out.extend_from_slice(b"}\n");
             }
             Request::Follow { from } => {
                 let _ = writeln!(out, "{{\"op\":\"follow\",\"from\":{from}}}");
             }
         }
+    }
+}
+
+/// The default is left out, so that a default request's line is what it always was.
+fn encode_consistency(consistency: Consistency, out: &mut Vec<u8>) {
+    if consistency != Consistency::default() {
+        let _ = write!(out, ",\"consistency\":\"{}\"", consistency.name());
     }
 }
 
@@ -472,13 +548,23 @@ mod tests {
             Request::Append {
                 command: "set x=\"1\"\n".into(),
             },
-            Request::Query(QueryRange::default()),
-            Request::Query(QueryRange {
-                from: Some(3),
-                limit: Some(2),
-            }),
+            Request::Query {
+                range: QueryRange::default(),
+                consistency: Consistency::Linearizable,
+            },
+            Request::Query {
+                range: QueryRange {
+                    from: Some(3),
+                    limit: Some(2),
+                },
+                consistency: Consistency::Local,
+            },
             Request::Status,
-            Request::Read { from: 1, limit: 5 },
+            Request::Read {
+                from: 1,
+                limit: 5,
+                consistency: Consistency::Lease,
+            },
             Request::Follow { from: 9 },
         ] {
             let mut out = Vec::new();
@@ -516,6 +602,14 @@ mod tests {
         assert!(bad(r#"{"op":"follow"}"#).contains("needs \"from\""));
         assert!(bad(r#"{"op":"read","from":1,"limit":0}"#).contains("\"limit\""));
         assert!(bad(r#"{"op":"query","limit":-2}"#).contains("\"limit\""));
+        for consistency in ["\"strong\"", "1", "\"Local\""] {
+            let message = bad(&format!(r#"{{"op":"query","consistency":{consistency}}}"#));
+            assert!(message.contains("\"consistency\" to be"), "{message}");
+            let message = bad(&format!(
+                r#"{{"op":"read","from":1,"consistency":{consistency}}}"#
+            ));
+            assert!(message.contains(&consistency.to_string()), "{message}");
+        }
     }
 
     #[test]
@@ -525,7 +619,8 @@ mod tests {
                 request,
                 Request::Read {
                     from: 4,
-                    limit: 1000
+                    limit: 1000,
+                    consistency: Consistency::Linearizable,
                 }
             ),
             _ => panic!("not parsed"),

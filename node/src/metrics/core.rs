@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 /// Message kinds as the `kind` label spells them.
-const KINDS: [&str; 7] = [
+const KINDS: [&str; 11] = [
     "request_vote",
     "request_vote_response",
     "pre_vote",
@@ -25,6 +25,10 @@ const KINDS: [&str; 7] = [
     "append_entries",
     "append_entries_response",
     "install_snapshot",
+    "read_index",
+    "read_index_response",
+    "read_probe",
+    "read_probe_response",
 ];
 
 /// A message's place in [`KINDS`].
@@ -45,6 +49,10 @@ impl MessageKind {
             MessageBody::AppendEntries { .. } => 4,
             MessageBody::AppendEntriesResponse(_) => 5,
             MessageBody::InstallSnapshot { .. } => 6,
+            MessageBody::ReadIndex { .. } => 7,
+            MessageBody::ReadIndexResponse { .. } => 8,
+            MessageBody::ReadProbe { .. } => 9,
+            MessageBody::ReadProbeResponse { .. } => 10,
         })
     }
 }

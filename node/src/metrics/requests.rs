@@ -37,7 +37,7 @@ impl Op {
     pub fn of(line: &ParsedLine) -> Op {
         Op(match line {
             ParsedLine::Request(Request::Append { .. }) => 0,
-            ParsedLine::Request(Request::Query(_)) => 1,
+            ParsedLine::Request(Request::Query { .. }) => 1,
             ParsedLine::Request(Request::Status) => 2,
             ParsedLine::Request(Request::Read { .. }) => 3,
             ParsedLine::Request(Request::Trim { .. }) => 4,

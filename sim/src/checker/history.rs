@@ -6,6 +6,15 @@
 //! - at most once: no command is committed twice (also for unknown outcomes);
 //! - acknowledged means committed, at the acknowledged index; failed means never committed;
 //! - real-time order: if A was acknowledged before B was invoked, index(A) < index(B).
+//!
+//! Reads return a prefix of the committed log, named by its last entry (index, term); the
+//! checker (`Checker::read_returned`) verifies that it is the committed log's. A
+//! linearizable or lease read must also be fresh:
+//! - it holds every append acknowledged before the read was invoked;
+//! - it holds at least what any such read returned that completed before it was invoked;
+//! - no append invoked after it completed sits inside the prefix it returned.
+//!
+//! `local` reads are checked only for being a committed prefix.
 
 use crate::report::Violation;
 use replog_core::{Index, Term};
@@ -23,10 +32,34 @@ pub enum Outcome {
     Failed,
     /// The client gave up waiting: the command may or may not be in the log.
     Unknown,
+    /// A read returned the committed prefix ending at `index` (0: empty) in `term`.
+    Read {
+        index: Index,
+        term: Term,
+    },
+}
+
+/// What an operation does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    Append,
+    Read(Consistency),
+}
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    /// ReadIndex on the leader (or through it).
+    Linearizable,
+    /// The leader's lease, else ReadIndex.
+    Lease,
+    /// Whatever the contacted node applied.
+    Local,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Op {
+    pub kind: OpKind,
     /// `None` for the liveness probe, which the simulator proposes itself.
     pub client: Option<usize>,
     pub invoke_us: u64,
@@ -42,6 +75,12 @@ pub struct History {
     /// Acknowledgements in completion order: (time, index, highest index so far).
     /// Invariant: times non-decreasing (events run in time order).
     acks: Vec<(u64, Index, Index)>,
+    /// Fresh (linearizable or lease) reads in completion order: (time, index, highest
+    /// index so far). Same invariant.
+    reads: Vec<(u64, Index, Index)>,
+    /// Every read in completion order, with the same shape: no append invoked after one
+    /// may commit inside what it returned.
+    any_reads: Vec<(u64, Index, Index)>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -50,11 +89,19 @@ pub struct Tally {
     pub acknowledged: u64,
     pub failed: u64,
     pub unknown: u64,
+    /// Reads invoked and answered (any consistency).
+    pub reads: u64,
+    pub reads_answered: u64,
 }
 
 impl History {
     pub fn invoke(&mut self, client: Option<usize>, now_us: u64) -> OpId {
+        self.invoke_kind(client, OpKind::Append, now_us)
+    }
+
+    pub fn invoke_kind(&mut self, client: Option<usize>, kind: OpKind, now_us: u64) -> OpId {
         self.ops.push(Op {
+            kind,
             client,
             invoke_us: now_us,
             complete_us: None,
@@ -84,6 +131,11 @@ impl History {
             )));
         };
         let record = &self.ops[op];
+        if record.kind != OpKind::Append {
+            return Err(violation(format!(
+                "committed command {command:?} at {index} names a read (phantom)"
+            )));
+        }
         if let Some(earlier) = record.committed_at {
             return Err(violation(format!(
                 "op{op} committed twice, at {earlier} and at {index}"
@@ -105,7 +157,66 @@ impl History {
                 )));
             }
         }
+        let before = self
+            .any_reads
+            .partition_point(|&(time_us, _, _)| time_us < record.invoke_us);
+        if let Some(&(_, _, highest)) = before.checked_sub(1).map(|k| &self.any_reads[k]) {
+            if highest >= index {
+                return Err(violation(format!(
+                    "op{op} was invoked after a read returned the log up to {highest}, yet \
+                     committed inside it, at {index}"
+                )));
+            }
+        }
         self.ops[op].committed_at = Some(index);
+        Ok(())
+    }
+
+    /// Read `op` returned the committed prefix up to `index` (its caller checked that it is
+    /// committed). Checks its freshness against appends and earlier reads.
+    pub fn read_returned(
+        &mut self,
+        op: OpId,
+        index: Index,
+        term: Term,
+        now_us: u64,
+    ) -> Result<(), Violation> {
+        let record = &self.ops[op];
+        if record.outcome != Outcome::Pending {
+            return Ok(());
+        }
+        let OpKind::Read(consistency) = record.kind else {
+            panic!("op{op} is not a read");
+        };
+        let invoked = record.invoke_us;
+        if consistency != Consistency::Local {
+            let highest_before = |list: &Vec<(u64, Index, Index)>| {
+                let before = list.partition_point(|&(time_us, _, _)| time_us < invoked);
+                before.checked_sub(1).map(|k| list[k].2)
+            };
+            if let Some(acked) = highest_before(&self.acks).filter(|&acked| acked > index) {
+                return Err(violation(format!(
+                    "stale read: op{op} ({consistency:?}) returned the log up to {index}, \
+                     but an append at {acked} was acknowledged before it was invoked"
+                )));
+            }
+            if let Some(read) = highest_before(&self.reads).filter(|&read| read > index) {
+                return Err(violation(format!(
+                    "stale read: op{op} ({consistency:?}) returned the log up to {index}, \
+                     but a read that completed before it was invoked returned up to {read}"
+                )));
+            }
+            let highest = self.reads.last().map_or(index, |&(_, _, h)| h.max(index));
+            self.reads.push((now_us, index, highest));
+        }
+        let highest = self
+            .any_reads
+            .last()
+            .map_or(index, |&(_, _, h)| h.max(index));
+        self.any_reads.push((now_us, index, highest));
+        let record = &mut self.ops[op];
+        record.outcome = Outcome::Read { index, term };
+        record.complete_us = Some(now_us);
         Ok(())
     }
 
@@ -142,11 +253,18 @@ impl History {
     pub fn tally(&self) -> Tally {
         let mut tally = Tally::default();
         for op in self.ops.iter().filter(|op| op.client.is_some()) {
+            if let OpKind::Read(_) = op.kind {
+                tally.reads += 1;
+                if let Outcome::Read { .. } = op.outcome {
+                    tally.reads_answered += 1;
+                }
+                continue;
+            }
             tally.invoked += 1;
             match op.outcome {
                 Outcome::Acknowledged { .. } => tally.acknowledged += 1,
                 Outcome::Failed => tally.failed += 1,
-                Outcome::Unknown | Outcome::Pending => tally.unknown += 1,
+                Outcome::Unknown | Outcome::Pending | Outcome::Read { .. } => tally.unknown += 1,
             }
         }
         tally
@@ -220,6 +338,47 @@ mod tests {
         let op = history.invoke(Some(0), 0);
         history.complete(op, Outcome::Failed, 5).unwrap();
         assert!(history.committed("op0", Index(1)).is_err());
+    }
+
+    fn read(consistency: Consistency) -> OpKind {
+        OpKind::Read(consistency)
+    }
+
+    #[test]
+    fn a_linearizable_read_must_hold_every_append_acknowledged_before_it() {
+        let mut history = History::default();
+        let a = history.invoke(Some(0), 0);
+        history.committed("op0", Index(3)).unwrap();
+        history.complete(a, acked(3), 10).unwrap();
+        // Concurrent with the acknowledgement: either answer is fine.
+        let early = history.invoke_kind(Some(1), read(Consistency::Linearizable), 9);
+        history.read_returned(early, Index(2), Term(1), 12).unwrap();
+        let late = history.invoke_kind(Some(1), read(Consistency::Lease), 11);
+        let error = history
+            .read_returned(late, Index(2), Term(1), 15)
+            .unwrap_err();
+        assert!(error.detail.contains("stale read"), "{error}");
+        // A local read may lag.
+        let local = history.invoke_kind(Some(2), read(Consistency::Local), 11);
+        history.read_returned(local, Index(1), Term(1), 15).unwrap();
+    }
+
+    #[test]
+    fn reads_are_ordered_in_real_time_with_reads_and_later_appends() {
+        let mut history = History::default();
+        let first = history.invoke_kind(Some(0), read(Consistency::Linearizable), 0);
+        history.read_returned(first, Index(5), Term(2), 10).unwrap();
+        let second = history.invoke_kind(Some(1), read(Consistency::Linearizable), 11);
+        let error = history
+            .read_returned(second, Index(4), Term(2), 12)
+            .unwrap_err();
+        assert!(error.detail.contains("a read that completed"), "{error}");
+        // An append invoked after a read returned 5 cannot sit at or below 5.
+        history.invoke(Some(2), 20);
+        let op = History::command(2);
+        let error = history.committed(&op, Index(5)).unwrap_err();
+        assert!(error.detail.contains("after a read"), "{error}");
+        history.committed(&op, Index(6)).unwrap();
     }
 
     #[test]

@@ -411,6 +411,32 @@ impl Checker {
         Ok(applied)
     }
 
+    /// A read returned the prefix ending at `index`/`term`: it must be the committed log's
+    /// (the history then checks its freshness).
+    pub fn read_returned(
+        &mut self,
+        op: history::OpId,
+        index: Index,
+        term: Term,
+        now_us: u64,
+    ) -> Result<(), Violation> {
+        if index > Index(0) {
+            let known = self.committed.get((index.0 - 1) as usize);
+            if known.is_none_or(|c| c.term != term) {
+                return Err(Violation::new(
+                    "Linearizability",
+                    &[],
+                    format!(
+                        "op{op} read the log up to {index}/{term}, which is not the committed \
+                         log's (it holds {:?} there)",
+                        known.map(|c| c.term)
+                    ),
+                ));
+            }
+        }
+        self.history.read_returned(op, index, term, now_us)
+    }
+
     /// A node came back from disk: it resumes at its durable commit index, which must still
     /// be the committed log's.
     pub fn after_restart(

@@ -3,10 +3,10 @@
 //! with a fresh command to another node.
 
 use super::{Event, Reply, Simulation};
-use crate::checker::history::{OpId, Outcome};
+use crate::checker::history::{Consistency, OpId, OpKind, Outcome};
 use crate::report::Violation;
 use crate::trace::What;
-use replog_core::ProposalOutcome;
+use replog_core::{Input, ProposalOutcome, ReadId, ReadMode};
 
 /// A client that hears "no leader known" waits this long before trying another node.
 const NO_LEADER_BACKOFF_US: u64 = 10_000;
@@ -16,7 +16,11 @@ impl Simulation {
         if !self.workload_active {
             return;
         }
-        let op = self.checker.history.invoke(Some(client), self.now_us);
+        let kind = self.draw_op_kind();
+        let op = self
+            .checker
+            .history
+            .invoke_kind(Some(client), kind, self.now_us);
         let node = match self.clients[client].leader_guess {
             Some(node) => node,
             None => self.rng.clients.below(self.nodes.len() as u64) as usize,
@@ -44,11 +48,40 @@ impl Simulation {
             backlog.push(Event::ClientArrive { op, node });
             return Ok(());
         }
-        if let ProposalOutcome::NotLeader { leader } = self.propose(node, op)? {
-            let leader = leader.map(|id| (id.0 - 1) as usize);
-            self.reply_to_client(op, Reply::Redirect(leader))?;
+        let mode = match self.checker.history.ops[op].kind {
+            OpKind::Append => {
+                if let ProposalOutcome::NotLeader { leader } = self.propose(node, op)? {
+                    let leader = leader.map(|id| (id.0 - 1) as usize);
+                    self.reply_to_client(op, Reply::Redirect(leader))?;
+                }
+                return Ok(());
+            }
+            OpKind::Read(Consistency::Local) => {
+                return self.serve_reads(node, &[ReadId(op as u64)])
+            }
+            OpKind::Read(Consistency::Linearizable) => ReadMode::Linearizable,
+            OpKind::Read(Consistency::Lease) => ReadMode::Lease,
+        };
+        self.record(Some(node), What::ReadAsked { op: op as u64 });
+        let id = ReadId(op as u64);
+        self.step_core(node, Input::Read { id, mode })?;
+        self.dispatch_outputs(node).map(|_| ())
+    }
+
+    /// An append, or (in `read_percent` of operations) a read of a drawn consistency. Draws
+    /// nothing when the workload has no reads, so such runs stay as they were.
+    fn draw_op_kind(&mut self) -> OpKind {
+        let workload = &self.params.workload;
+        if workload.read_percent == 0 || self.rng.clients.below(100) >= workload.read_percent {
+            return OpKind::Append;
         }
-        Ok(())
+        let lease = self.params.core.read_lease;
+        let consistency = match self.rng.clients.below(if lease { 3 } else { 2 }) {
+            0 => Consistency::Linearizable,
+            1 => Consistency::Local,
+            _ => Consistency::Lease,
+        };
+        OpKind::Read(consistency)
     }
 
     pub(crate) fn on_client_reply(&mut self, op: OpId, reply: Reply) -> Result<(), Violation> {
@@ -86,6 +119,11 @@ impl Simulation {
                 self.clients[client].leader_guess = None;
                 self.schedule_next_op(client);
                 ("failed", 0)
+            }
+            Reply::Read { index, term } => {
+                self.checker.read_returned(op, index, term, self.now_us)?;
+                self.schedule_next_op(client);
+                ("read", index.0)
             }
         };
         self.record(

@@ -84,6 +84,13 @@ pub(crate) enum Event {
         node: usize,
         generation: u32,
     },
+    /// The ticks a paused node's clock counted while it was stopped, delivered before its
+    /// backlog (with leases: a monotonic clock keeps running through a stop).
+    MissedTicks {
+        node: usize,
+        generation: u32,
+        count: u64,
+    },
     PartitionEnd {
         generation: u64,
     },
@@ -99,8 +106,16 @@ pub(crate) enum Event {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Reply {
     Redirect(Option<usize>),
-    Acknowledged { index: Index, term: Term },
+    Acknowledged {
+        index: Index,
+        term: Term,
+    },
     Failed,
+    /// A read's answer: the committed log up to `index`, whose entry has `term`.
+    Read {
+        index: Index,
+        term: Term,
+    },
 }
 
 /// One simulated process and its disk.
@@ -117,6 +132,8 @@ pub(crate) struct Node {
     /// `Some` while paused: the events that arrived meanwhile, in order.
     pub backlog: Option<Vec<Event>>,
     pub pause_generation: u32,
+    /// When the current pause began.
+    pub paused_at_us: u64,
     pub disk: Disk,
     /// Proposals this incarnation accepted: index -> (term, operation).
     pub proposals: BTreeMap<Index, (Term, OpId)>,
@@ -214,6 +231,7 @@ impl Simulation {
                     tick_us: skewed(params.tick_us, percent),
                     backlog: None,
                     pause_generation: 0,
+                    paused_at_us: 0,
                     disk: Disk::new(NodeId(index as u64 + 1)),
                     proposals: BTreeMap::new(),
                 }
@@ -405,6 +423,11 @@ impl Simulation {
                 }
                 Ok(())
             }
+            Event::MissedTicks {
+                node,
+                generation,
+                count,
+            } => self.on_missed_ticks(node, generation, count),
             Event::PartitionEnd { generation } => {
                 if generation == self.partition_generation {
                     self.heal_partition();

@@ -33,6 +33,24 @@ impl Simulation {
         self.dispatch_outputs(node).map(|_| ())
     }
 
+    pub(crate) fn on_missed_ticks(
+        &mut self,
+        node: usize,
+        generation: u32,
+        count: u64,
+    ) -> Result<(), Violation> {
+        for _ in 0..count {
+            let state = &self.nodes[node];
+            if state.tick_generation != generation || !state.is_running() {
+                return Ok(());
+            }
+            self.step_core(node, Input::Tick)?;
+            self.record(Some(node), What::Tick);
+            self.dispatch_outputs(node)?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn on_deliver(&mut self, message: Message) -> Result<(), Violation> {
         let node = (message.to.0 - 1) as usize;
         let summary = MessageSummary::of(&message);
@@ -216,6 +234,19 @@ impl Simulation {
                         ));
                     }
                 }
+                Output::ReadReady { reads, .. } => {
+                    if result.is_ok() {
+                        result = self.serve_reads(node, &reads);
+                    }
+                }
+                Output::ReadFailed { reads, leader } => {
+                    let leader = leader.map(|id| (id.0 - 1) as usize);
+                    for id in reads {
+                        if result.is_ok() {
+                            result = self.reply_to_client(id.0 as usize, Reply::Redirect(leader));
+                        }
+                    }
+                }
                 Output::RoleChanged { role, term, leader } => {
                     if role == Role::Leader {
                         self.maybe_strike_new_leader(node);
@@ -395,6 +426,27 @@ impl Simulation {
         }
     }
 
+    /// Answers reads from what `node` applied: the committed log up to its applied index.
+    pub(crate) fn serve_reads(
+        &mut self,
+        node: usize,
+        reads: &[replog_core::ReadId],
+    ) -> Result<(), Violation> {
+        let core = self.nodes[node]
+            .core
+            .as_ref()
+            .expect("serving from a live node");
+        let index = core.applied_index();
+        let term = core
+            .log()
+            .term_at(index)
+            .expect("the applied index is within the window");
+        for read in reads {
+            self.reply_to_client(read.0 as usize, Reply::Read { index, term })?;
+        }
+        Ok(())
+    }
+
     /// Sends a node's answer back to the client, or settles the liveness probe at once.
     pub(crate) fn reply_to_client(&mut self, op: OpId, reply: Reply) -> Result<(), Violation> {
         if self.checker.history.ops[op].client.is_some() {
@@ -406,7 +458,7 @@ impl Simulation {
         let outcome = match reply {
             Reply::Acknowledged { index, term } => Outcome::Acknowledged { index, term },
             Reply::Failed => Outcome::Failed,
-            Reply::Redirect(_) => Outcome::Unknown,
+            Reply::Redirect(_) | Reply::Read { .. } => Outcome::Unknown,
         };
         self.checker.history.complete(op, outcome, self.now_us)?;
         if let Outcome::Acknowledged { .. } = outcome {
@@ -524,6 +576,7 @@ impl Simulation {
             return;
         }
         state.backlog = Some(Vec::new());
+        state.paused_at_us = self.now_us;
         state.pause_generation += 1;
         let generation = state.pause_generation;
         self.queue.push(
@@ -540,6 +593,18 @@ impl Simulation {
             return;
         };
         let count = backlog.len() as u32;
+        if self.params.core.read_lease {
+            let missed = (self.now_us - state.paused_at_us) / state.tick_us;
+            let generation = state.tick_generation;
+            self.queue.push(
+                self.now_us,
+                Event::MissedTicks {
+                    node,
+                    generation,
+                    count: missed,
+                },
+            );
+        }
         for event in backlog {
             self.queue.push(self.now_us, event);
         }

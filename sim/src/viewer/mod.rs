@@ -80,7 +80,8 @@ fn data(report: &RunReport, recording: &Recording) -> Value {
         .enumerate()
         .map(|(id, op)| {
             let (outcome, index) = match op.outcome {
-                Outcome::Acknowledged { index, .. } => (0, index.0),
+                // A read is shown like an acknowledged append, at the prefix it returned.
+                Outcome::Acknowledged { index, .. } | Outcome::Read { index, .. } => (0, index.0),
                 Outcome::Failed => (1, 0),
                 Outcome::Unknown => (2, 0),
                 Outcome::Pending => (3, 0),
