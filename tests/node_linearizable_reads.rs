@@ -105,9 +105,11 @@ fn a_node_cut_off_from_its_leader_never_answers_an_old_log() {
         "took {:?}",
         started.elapsed()
     );
-    // A local read answers at once from what the node has.
+    // A local read answers at once from what the node has applied: maybe not "before"
+    // yet (the stopped leader may not have told it the commit), never anything else.
     let local = page(read(&cluster.addr(follower), Consistency::Local));
-    assert_eq!(commands(&local).last().map(String::as_str), Some("before"));
+    let held = commands(&local);
+    assert!(held.is_empty() || held == ["before"], "{held:?}");
     // The two others elect a new leader and commit more while the old one sleeps.
     let others: Vec<usize> = ALL.iter().copied().filter(|&k| k != leader).collect();
     cluster.stable_leader(&others, ELECTION);
