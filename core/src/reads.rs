@@ -199,9 +199,14 @@ impl RaftCore {
             self.become_follower(self.term, Some(message.from));
             self.reset_election_timer();
         }
-        // A stale leader gets our newer term in the answer and steps down.
+        // A stale leader gets our newer term in the answer and steps down. The echo
+        // vouches for nothing on disk, only that this node has not moved past the
+        // leader's term by now, so it goes at once rather than after our writes (which
+        // would make every read wait for a follower's fsync). Forgetting the term in a
+        // crash cannot undo that: the read's moment has passed, and with leases a
+        // restarted node holds its vote for the minimum election timeout.
         let reply = self.message(message.from, MessageBody::ReadProbeResponse { round });
-        self.send_after_persist(reply, outputs);
+        outputs.push(Output::Send(reply));
     }
 
     pub(crate) fn handle_read_probe_response(&mut self, message: Message) {

@@ -111,6 +111,8 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
     let (inbox, waker) = PeerInbox::new(config.members.own_id, config.limits.max_frame_bytes)
         .map_err(NodeError::Thread)?;
     let (events, events_rx) = polled_queue(waker);
+    // Shared by the storage thread (first index), the core thread and the reader.
+    let progress = Progress::default();
     let storage_thread = StorageThread::spawn(
         storage,
         events.clone(),
@@ -118,6 +120,7 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
         (
             config.limits.retain_bytes,
             metrics.as_ref().map(Metrics::storage).unwrap_or_default(),
+            progress.clone(),
         ),
     )
     .map_err(NodeError::Thread)?;
@@ -125,7 +128,7 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
         &config,
         core,
         (listener, &node_dir),
-        (storage_thread.jobs, metrics),
+        (storage_thread.jobs, metrics, progress),
         (events, events_rx, inbox),
     )
     .map_err(NodeError::Thread)?;
@@ -255,12 +258,11 @@ fn start_threads(
     config: &NodeConfig,
     core: RaftCore,
     (listener, node_dir): (TcpListener, &std::path::Path),
-    (storage_jobs, metrics): (QueueSender<StorageJob>, Option<Metrics>),
+    (storage_jobs, metrics, progress): (QueueSender<StorageJob>, Option<Metrics>, Progress),
     (events, events_rx, inbox): (QueueSender<CoreEvent>, PolledReceiver<CoreEvent>, PeerInbox),
 ) -> io::Result<(Runtime, Inputs, JoinHandle<()>)> {
     let hello = Arc::new(Hello::new(config));
     let (reader_jobs, reader_rx) = queue();
-    let progress = Progress::default();
     let secrets = Arc::new(config.secrets.clone());
     let mut senders = BTreeMap::new();
     for (peer, addr) in config.members.peers() {

@@ -8,6 +8,7 @@
 
 use crate::metrics::StorageMetrics;
 use crate::queue::{queue, QueueReceiver, QueueSender};
+use crate::reader::Progress;
 use crate::runtime::CoreEvent;
 use crate::scheduling::Scheduling;
 use crate::storage::{Storage, StorageError};
@@ -64,7 +65,7 @@ impl StorageThread {
         storage: Storage,
         events: QueueSender<CoreEvent>,
         scheduling: Scheduling,
-        (retain_bytes, metrics): (Option<u64>, StorageMetrics),
+        (retain_bytes, metrics, progress): (Option<u64>, StorageMetrics, Progress),
     ) -> std::io::Result<StorageThread> {
         let (jobs, jobs_rx) = queue();
         let handle = std::thread::Builder::new()
@@ -76,6 +77,7 @@ impl StorageThread {
                 let events = Events {
                     queue: events,
                     metrics,
+                    progress,
                 };
                 run(storage, jobs_rx, &events, retain_bytes)
             })?;
@@ -89,6 +91,8 @@ impl StorageThread {
 struct Events {
     queue: QueueSender<CoreEvent>,
     metrics: StorageMetrics,
+    /// Where the log's first index is published (for the core thread's reads).
+    progress: Progress,
 }
 
 impl Events {
@@ -126,6 +130,7 @@ fn run(
     let mut hint = Index::ZERO;
     let mut hint_pending = false;
     events.metrics.log(&storage);
+    events.progress.publish_first_index(storage.first_index());
     loop {
         let deadline = hint_pending.then(|| Instant::now() + HINT_RETRY);
         if jobs.take(&mut queued, deadline).is_err() {
@@ -164,6 +169,8 @@ fn run(
             }
         }
         events.metrics.log(&storage);
+        // Trims and installs (a persisted write) move it; a store per group commit.
+        events.progress.publish_first_index(storage.first_index());
         if let Some(max_bytes) = retain_bytes {
             if let Some(point) = storage.retain_point(max_bytes) {
                 if retain_reported != Some(point) {

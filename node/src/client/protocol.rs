@@ -327,6 +327,27 @@ pub struct LogEntry {
 }
 
 impl LogEntry {
+    /// Appends `entry` (from the core's memory) as `read` shows it, without a newline:
+    /// the same bytes [`LogEntry::encode_stored`] writes for its stored line.
+    pub fn encode_entry(entry: &replog_core::Entry, out: &mut Vec<u8>) {
+        // Writing into a Vec cannot fail.
+        let _ = write!(
+            out,
+            "{{\"index\":{},\"term\":{},\"command\":",
+            entry.index.0, entry.term.0
+        );
+        match &entry.payload {
+            replog_core::Payload::Command(command) => {
+                serde_json::to_writer(&mut *out, &**command).expect("a string always serializes")
+            }
+            replog_core::Payload::Noop => out.extend_from_slice(b"null"),
+            replog_core::Payload::Trim { before } => {
+                let _ = write!(out, "null,\"trim_before\":{}", before.0);
+            }
+        }
+        out.push(b'}');
+    }
+
     /// Appends `entry` as `read` and `follow` show it, without a newline. The command is
     /// copied as stored: a checked JSON string.
     pub fn encode_stored(entry: &StoredEntry, out: &mut Vec<u8>) {
@@ -624,6 +645,42 @@ mod tests {
                 }
             ),
             _ => panic!("not parsed"),
+        }
+    }
+
+    /// A read served from the core's memory is byte for byte the one served from storage.
+    #[test]
+    fn entries_in_memory_encode_as_stored_ones() {
+        use replog_core::{Entry, Index, Payload, Term};
+        for command in ["set x=1", "", "a\nb\"c\\d\u{1}\u{7f}é🦀"] {
+            let json = serde_json::to_vec(command).unwrap();
+            let payloads = [
+                (
+                    Payload::Command(command.into()),
+                    StoredPayload::Command(&json),
+                ),
+                (Payload::Noop, StoredPayload::Noop),
+                (
+                    Payload::Trim { before: Index(4) },
+                    StoredPayload::Trim { before: Index(4) },
+                ),
+            ];
+            for (payload, stored) in payloads {
+                let entry = Entry {
+                    index: Index(9),
+                    term: Term(2),
+                    payload,
+                };
+                let stored = StoredEntry {
+                    index: Index(9),
+                    term: Term(2),
+                    payload: stored,
+                };
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                LogEntry::encode_entry(&entry, &mut a);
+                LogEntry::encode_stored(&stored, &mut b);
+                assert_eq!(String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap());
+            }
         }
     }
 

@@ -46,6 +46,9 @@ struct Shared {
     commit: AtomicU64,
     /// The reader has a stream waiting for `applied` to move.
     waiting: AtomicBool,
+    /// Storage's first index, published by the storage thread after each change (0
+    /// until its first publication).
+    first_index: AtomicU64,
 }
 
 impl Progress {
@@ -63,6 +66,20 @@ impl Progress {
 
     pub fn commit(&self) -> Index {
         Index(self.0.commit.load(Ordering::SeqCst))
+    }
+
+    /// Storage thread: the log now starts at `first_index` (at start, after trims and
+    /// installs).
+    pub fn publish_first_index(&self, first_index: Index) {
+        self.0.first_index.store(first_index.0, Ordering::SeqCst);
+    }
+
+    /// Storage's first index as last published; `None` before the first publication.
+    pub fn first_index(&self) -> Option<Index> {
+        match self.0.first_index.load(Ordering::SeqCst) {
+            0 => None,
+            index => Some(Index(index)),
+        }
     }
 
     /// Reader: asks to be woken when `applied` moves past `seen`. False if it already has:

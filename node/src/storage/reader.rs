@@ -128,7 +128,16 @@ struct OpenSegment {
 pub struct LogReader {
     node_dir: PathBuf,
     log_dir: PathBuf,
+    /// Where reads stopped: index -> (segment path, its inode, offset of that index's
+    /// line). The open segment has no sparse index, so without these a read near the tail
+    /// would scan the segment from its start every time. An offset is stable once the
+    /// entries before it are committed (the only ones read), and the inode tells a
+    /// segment from a later one of the same name (an install).
+    positions: std::cell::RefCell<BTreeMap<Index, (PathBuf, u64, u64)>>,
 }
+
+/// Positions [`LogReader`] remembers; the lowest go first.
+const POSITIONS_KEPT: usize = 1024;
 
 impl LogReader {
     /// The view of the node directory `node_dir` (`Storage::dir`). Opens nothing yet.
@@ -136,6 +145,7 @@ impl LogReader {
         LogReader {
             node_dir: node_dir.to_path_buf(),
             log_dir: node_dir.join(segment::DIR_NAME),
+            positions: Default::default(),
         }
     }
 
@@ -205,7 +215,38 @@ impl LogReader {
                 cursor.segment = Some(self.open_at(cursor.next)?);
             }
         }
+        if let Some(segment) = &cursor.segment {
+            self.remember(cursor.next, segment);
+        }
         Ok(count)
+    }
+
+    fn remember(&self, index: Index, segment: &OpenSegment) {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(inode) = segment.file.metadata().map(|m| m.ino()) else {
+            return;
+        };
+        let mut positions = self.positions.borrow_mut();
+        positions.insert(index, (segment.path.clone(), inode, segment.offset));
+        while positions.len() > POSITIONS_KEPT {
+            positions.pop_first();
+        }
+    }
+
+    /// The remembered position nearest below or at `index` in `path` (whose file is
+    /// `file`), if it lies past `point`.
+    fn remembered(
+        &self,
+        index: Index,
+        path: &Path,
+        file: &File,
+        point: Index,
+    ) -> Option<(Index, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let inode = file.metadata().ok()?.ino();
+        let positions = self.positions.borrow();
+        let (&at, (at_path, at_inode, offset)) = positions.range(point..=index).next_back()?;
+        (at_path == path && *at_inode == inode).then_some((at, *offset))
     }
 
     /// The entries `from..=through`, at most `max_entries` of them, as `Entry` values.
@@ -245,6 +286,9 @@ impl LogReader {
             }
             Err(error) => return Err(io_error(path, "opening")(error).into()),
         };
+        let (point, offset) = self
+            .remembered(index, path, &file, point)
+            .unwrap_or((point, offset));
         let mut segment = OpenSegment {
             path: path.clone(),
             file,
