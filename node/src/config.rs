@@ -230,6 +230,8 @@ pub struct NodeConfig {
     pub scheduling: Scheduling,
     pub timing: Timing,
     pub limits: Limits,
+    /// What the node logs (`REPLOG_LOG`) and in which format (`--log-format`).
+    pub log: crate::logging::LogSettings,
 }
 
 /// How logical ticks map to wall time, and the core's timeouts in ticks.

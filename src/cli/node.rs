@@ -7,7 +7,7 @@ use replog_node::client::blocking::{self, Connection};
 use replog_node::client::{NodeState, QueryRange, Request, Response};
 use replog_node::config::{check_addr, Limits, Members, NodeConfig, Timing};
 use replog_node::local_cluster::{fresh_temp_dir, LocalCluster};
-use replog_node::logging;
+use replog_node::logging::{LogFormat, LogSettings};
 use replog_node::scheduling::Scheduling;
 use replog_node::transport::ClusterSecrets;
 use std::io::{self, BufRead, Read, Write};
@@ -83,6 +83,35 @@ pub struct StartArgs {
     /// one `--segment-bytes` more). Either limit, or both, may be given.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     retain_bytes: Option<u64>,
+    /// Log lines as plain text, or as one JSON object per line (`REPLOG_LOG` filters
+    /// them either way).
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
+    log_format: LogFormatArg,
+}
+
+/// `--log-format` as the command line spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl LogFormatArg {
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            LogFormatArg::Text => "text",
+            LogFormatArg::Json => "json",
+        }
+    }
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(arg: LogFormatArg) -> LogFormat {
+        match arg {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
 }
 
 fn parse_segment_bytes(text: &str) -> Result<u64, String> {
@@ -193,15 +222,19 @@ pub struct DemoArgs {
     /// How many nodes to start.
     #[arg(long, default_value_t = 3)]
     nodes: usize,
+    /// The nodes' log format, as `replog start --log-format`.
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
+    log_format: LogFormatArg,
 }
 
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn start(args: StartArgs) -> ExitCode {
     // Everything from outside is checked before the node creates its data directory.
-    if let Err(problem) = logging::level_from_env() {
-        return fail(&problem);
-    }
+    let log = match LogSettings::from_env(args.log_format.into()) {
+        Ok(log) => log,
+        Err(problem) => return fail(&problem),
+    };
     let peers: Vec<String> = args.peers.split(',').map(str::to_string).collect();
     let members = match Members::resolve(args.id, &args.addr, &peers) {
         Ok(members) => members,
@@ -232,6 +265,7 @@ pub fn start(args: StartArgs) -> ExitCode {
             retain_bytes: args.retain_bytes,
             ..Limits::default()
         },
+        log,
     };
     match replog_node::run(config) {
         Ok(()) => ExitCode::SUCCESS,
@@ -432,13 +466,13 @@ pub fn demo(args: DemoArgs) -> ExitCode {
     if args.nodes == 0 {
         return fail("--nodes must be at least 1");
     }
-    match run_demo(args.nodes) {
+    match run_demo(args.nodes, args.log_format) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(&error),
     }
 }
 
-fn run_demo(nodes: usize) -> Result<(), String> {
+fn run_demo(nodes: usize, log_format: LogFormatArg) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|error| format!("cannot find replog: {error}"))?;
     // Before any node exists, so that no Ctrl-C can end this process and orphan one.
     let (stop_sender, stop) = stop_on_signals()?;
@@ -448,7 +482,8 @@ fn run_demo(nodes: usize) -> Result<(), String> {
         "Starting {nodes} nodes; their data and logs go to {} (kept after the demo) ...",
         dir.display()
     ));
-    let mut cluster = LocalCluster::start(&exe, nodes, &dir)
+    let log_args = ["--log-format", log_format.as_arg()];
+    let mut cluster = LocalCluster::start_with(&exe, nodes, &dir, &log_args)
         .map_err(|error| format!("cannot start the cluster: {error}"))?;
     let leader = cluster.wait_for_leader(Duration::from_secs(15))?;
     say(&format!("Leader elected: {leader}\n"));

@@ -33,13 +33,13 @@ use super::handshake;
 use super::socket::tune_peer_socket;
 use super::wire::{encode_frames, Hello, ACK_INTERVAL};
 use crate::logging::RateLimit;
-use crate::{debug, info, warn};
 use mio::{Events, Interest, Poll, Token};
 use replog_core::{Message, NodeId};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 /// The backoff cap while the peer cannot be reached: kept short, so that a link comes
