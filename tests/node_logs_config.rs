@@ -1,4 +1,5 @@
-//! Operating a node (issue 13): its log lines (`--log-format`, `REPLOG_LOG` filters).
+//! Operating a node (issue 13): its log lines (`--log-format`, `REPLOG_LOG` filters) and
+//! `replog start --config FILE`.
 
 #[path = "node_support/mod.rs"]
 mod support;
@@ -120,4 +121,85 @@ fn replog_log_takes_tracing_directives_per_module() {
     // node.rs says it stopped; runtime.rs, held to warn, does not say it led.
     assert!(log.contains("INFO  n1 stopped cleanly"), "{log}");
     assert!(!log.contains("became leader"), "{log}");
+}
+
+#[test]
+fn start_takes_its_flags_from_a_config_file_and_the_command_line_overrides_them() {
+    let dir = TempDir::new("config-run");
+    let addr = free_addrs(1).unwrap().remove(0);
+    let data = dir.0.join("data-from-file");
+    let config = dir.0.join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "id = 1\naddr = \"{addr}\"\ndata-dir = {:?}\nleader = true\n\
+             cluster = \"from-file\"\nlog-format = \"json\"\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let log = run_until_leader(
+        &["--config", &config, "--log-format", "text"],
+        &[],
+        &addr,
+        &dir.0.join("node.log"),
+    );
+    assert!(data.join("1").is_dir(), "no data in {}", data.display());
+    assert!(log.contains("in cluster \"from-file\""), "{log}");
+    assert!(
+        log.lines().all(|line| !line.starts_with('{')),
+        "--log-format text overrides the file's json:\n{log}"
+    );
+}
+
+#[test]
+fn start_refuses_a_bad_config_file_before_creating_anything() {
+    let dir = TempDir::new("config-bad");
+    let data = dir.0.join("data");
+    let config = dir.0.join("node.toml");
+    let shown = config.display().to_string();
+    let cases = [
+        ("segmnet-bytes = 8192\n", "unknown key `segmnet-bytes`"),
+        (
+            "segment-bytes = \"big\"\n",
+            "`segment-bytes` must be an integer, not a string",
+        ),
+        (
+            "retain-entries = 0\n",
+            "`retain-entries` = 0: invalid value '0'",
+        ),
+    ];
+    for (text, named) in cases {
+        std::fs::write(
+            &config,
+            format!(
+                "id = 1\ndata-dir = {:?}\n{text}",
+                data.display().to_string()
+            ),
+        )
+        .unwrap();
+        let output = Command::new(support::exe())
+            .args(["start", "--config", &shown, "--stop-on-stdin-eof"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{text}");
+        assert!(stderr.contains(&format!("error: {shown}: ")), "{stderr}");
+        assert!(stderr.contains(named), "{stderr}");
+        assert!(!data.exists(), "{text} created {}", data.display());
+    }
+    let missing = dir.0.join("missing.toml").display().to_string();
+    let output = Command::new(support::exe())
+        .args(["start", "--config", &missing])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains(&format!("error: --config {missing}: cannot read it")),
+        "{output:?}"
+    );
 }

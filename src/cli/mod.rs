@@ -5,4 +5,5 @@ pub mod duration;
 pub mod node;
 pub mod read;
 pub mod sim;
+pub mod start_config;
 pub mod trim;

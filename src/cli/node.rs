@@ -18,10 +18,11 @@ use std::time::Duration;
 
 #[derive(Args)]
 pub struct StartArgs {
-    /// This node's id (a number from 1). With plain peer addresses, ids follow the sorted
-    /// address list (the lowest address is 1); name them explicitly with `-p ID=ADDR,...`.
-    #[arg(short = 'i', long = "id")]
-    id: u64,
+    /// This node's id (a number from 1; required, here or in the --config file). With
+    /// plain peer addresses, ids follow the sorted address list (the lowest address is 1);
+    /// name them explicitly with `-p ID=ADDR,...`.
+    #[arg(short = 'i', long = "id", required_unless_present = "config")]
+    id: Option<u64>,
     /// The address peers and clients reach this node at (one port serves both): what the
     /// membership holds and what clients are told when this node leads.
     #[arg(
@@ -87,6 +88,11 @@ pub struct StartArgs {
     /// them either way).
     #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
     log_format: LogFormatArg,
+    /// Take flags from this TOML file, one key per flag, spelled as the flag's long name
+    /// (`data-dir = "data"`; examples/node.toml lists every key). Flags given here
+    /// override the file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 /// `--log-format` as the command line spells it.
@@ -235,8 +241,11 @@ pub fn start(args: StartArgs) -> ExitCode {
         Ok(log) => log,
         Err(problem) => return fail(&problem),
     };
+    let Some(id) = args.id else {
+        return fail("--id is missing: give it, or `id` in the --config file");
+    };
     let peers: Vec<String> = args.peers.split(',').map(str::to_string).collect();
-    let members = match Members::resolve(args.id, &args.addr, &peers) {
+    let members = match Members::resolve(id, &args.addr, &peers) {
         Ok(members) => members,
         Err(error) => return fail(&format!("bad cluster configuration: {error}")),
     };
