@@ -7,7 +7,7 @@
 //! or one JSON object per line with `--log-format json`:
 //!
 //! ```text
-//! {"time":"2026-12-02T12:04:05.123Z","level":"INFO","node":1,"target":"replog_node::runtime","message":"became leader","fields":{"term":3,"last_index":7,"commit_index":6}}
+//! {"time":"2026-12-02T12:04:05.123Z","level":"INFO","node":1,"target":"replog_node::runtime","message":"became leader","fields":{"commit_index":6,"last_index":7,"term":3}}
 //! ```
 //!
 //! `REPLOG_LOG` filters them with tracing's directive syntax: a level (`error`, `warn`,

@@ -288,19 +288,39 @@ mod tests {
     }
 
     #[test]
-    fn the_example_file_sets_every_key_and_replog_start_accepts_it() {
+    fn the_example_file_documents_every_key_and_replog_start_accepts_it() {
         let path = example_path();
         let text = std::fs::read_to_string(&path).expect("examples/node.toml");
-        let table: toml::Table = text.parse().expect("examples/node.toml is TOML");
-        for (key, _) in KEYS {
-            assert!(table.contains_key(*key), "examples/node.toml lacks `{key}`");
-        }
         let start = parsed(&["--config", &path.display().to_string()]).expect("accepted");
         assert_eq!(start.get_one::<u64>("id"), Some(&1));
         assert_eq!(
             start.get_one::<String>("peers").map(String::as_str),
             Some("1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003")
         );
+        // The keys without a default are there as `# key = example`: with those lines
+        // uncommented the file must hold every key, and be accepted still.
+        let uncommented: String = text
+            .lines()
+            .map(|line| {
+                let rest = line.strip_prefix("# ").unwrap_or(line);
+                let is_key = KEYS
+                    .iter()
+                    .any(|(key, _)| rest.starts_with(&format!("{key} = ")));
+                if is_key {
+                    rest
+                } else {
+                    line
+                }
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let table: toml::Table = uncommented.parse().expect("examples/node.toml is TOML");
+        for (key, _) in KEYS {
+            assert!(table.contains_key(*key), "examples/node.toml lacks `{key}`");
+        }
+        let all = write_config("example-uncommented", &uncommented);
+        parsed(&["--config", &all.display().to_string()]).expect("accepted uncommented");
+        let _ = std::fs::remove_file(all);
     }
 
     #[test]
