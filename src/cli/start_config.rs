@@ -103,9 +103,6 @@ fn file_flags(
     let mut flags = Vec::new();
     for (key, value) in &table {
         let kind = kind_of(key).map_err(|problem| format!("{shown}: {problem}"))?;
-        if skip(key) {
-            continue;
-        }
         let these = flags_for(key, kind, value).ok_or_else(|| {
             format!(
                 "{shown}: `{key}` must be {}, not {}",
@@ -115,7 +112,10 @@ fn file_flags(
         })?;
         check_with_clap(start, path, &these)
             .map_err(|problem| format!("{shown}: `{key}` = {value}: {problem}"))?;
-        flags.extend(these);
+        // Checked even when overridden: a bad file is refused whatever the flags.
+        if !skip(key) {
+            flags.extend(these);
+        }
     }
     Ok(flags)
 }
@@ -401,6 +401,11 @@ mod tests {
         assert!(
             problem.contains("below the minimum segment size"),
             "{problem}"
+        );
+        let overridden = parsed(&["--config", &config, "--segment-bytes", "8192"]);
+        assert!(
+            overridden.is_err(),
+            "a bad file is refused even where a flag overrides it"
         );
         std::fs::write(&path, "id = 1\nscheduling = \"fast\"\n").unwrap();
         let problem = parsed(&["--config", &config]).unwrap_err();
