@@ -4,7 +4,7 @@
 mod bench;
 mod cli;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -46,7 +46,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match cli::start_config::expand(Cli::command(), std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(problem) => return cli::node::fail(&problem),
+    };
+    let cli = Cli::parse_from(args);
     if writes_only_output(&cli.command) {
         restore_default_sigpipe();
     }

@@ -508,11 +508,15 @@ fn start_refuses_an_unknown_replog_log_level() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(!output.status.success());
     let text = stderr(&output);
+    // tracing would read a bare `verbose` as a target to log everything of.
     assert!(
-        text.contains("REPLOG_LOG=\"verbose\" is not a log level"),
+        text.contains("REPLOG_LOG=\"verbose\" is not a log filter"),
         "{text}"
     );
-    assert!(text.contains("error, warn, info or debug"), "{text}");
+    assert!(
+        text.contains("\"verbose\" is not a level (off, error, warn, info, debug, trace)"),
+        "{text}"
+    );
     assert!(!data.exists(), "created {}", data.display());
 }
 

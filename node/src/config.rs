@@ -232,6 +232,8 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// `--metrics-addr`: serve `/metrics` and `/health` over HTTP on this address.
     pub metrics_addr: Option<String>,
+    /// What the node logs (`REPLOG_LOG`) and in which format (`--log-format`).
+    pub log: crate::logging::LogSettings,
 }
 
 /// How logical ticks map to wall time, and the core's timeouts in ticks.

@@ -13,7 +13,7 @@
 //! - `listener` starts the front end on the node's one port; peers are told from clients
 //!   by their first line;
 //! - `queue` is how the threads hand each other work: batches, no spinning;
-//! - `logging` writes leveled lines to stderr from its own thread;
+//! - `logging` writes `tracing`'s events to stderr (text or JSON) from its own thread;
 //! - `pending` tracks appends until they commit, are overwritten, or time out;
 //! - `metrics` serves Prometheus metrics and a health check over HTTP (`--metrics-addr`);
 //! - `retention` decides when a leader proposes a trim point (`--retain-entries`);

@@ -1,63 +1,122 @@
-//! Human-readable, leveled log lines on stderr:
+//! Leveled, structured log lines on stderr, through `tracing`. Plain text by default:
 //!
 //! ```text
-//! 12:04:05.123 INFO  n1 became leader in term 3
+//! 12:04:05.123 INFO  n1 became leader term=3 last_index=7 commit_index=6
 //! ```
 //!
-//! The level comes from `REPLOG_LOG` (`error`, `warn`, `info` (default) or `debug`). Each
-//! line is written with one `write` call so that lines from different threads never mix.
+//! or one JSON object per line with `--log-format json`:
 //!
-//! After [`init`], lines go through a bounded queue to one writer thread, so that no thread
-//! of the node (least of all the core thread) ever blocks on a slow or stalled stderr: when
-//! the queue is full a line is dropped and counted, and the writer reports the count.
-//! [`flush`] waits for the queue to drain; the node calls it before it returns.
+//! ```text
+//! {"time":"2026-12-02T12:04:05.123Z","level":"INFO","node":1,"target":"replog_node::runtime","message":"became leader","fields":{"commit_index":6,"last_index":7,"term":3}}
+//! ```
+//!
+//! `REPLOG_LOG` filters them with tracing's directive syntax: a level (`error`, `warn`,
+//! `info` (default), `debug`, `trace`, `off`) and/or `TARGET=LEVEL` pairs, where a target
+//! is a module path (`replog_node::transport=debug,info`).
+//!
+//! Call sites use `tracing`'s macros. After [`init`], each formatted line goes through a
+//! bounded queue to one writer thread, so that no thread of the node (least of all the
+//! core thread) ever blocks on a slow or stalled stderr: when the queue is full a line is
+//! dropped and counted, and the writer reports the count in a line of its own. Each line
+//! is written with one `write` call, so lines from different threads never mix. [`flush`]
+//! waits for the queue to drain; the node calls it before it returns.
 
+use std::fmt;
 use std::io::Write as _;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::OnceLock;
-use std::time::Duration;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum Level {
-    Error = 0,
-    Warn = 1,
-    Info = 2,
-    Debug = 3,
+/// How lines are laid out (`--log-format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Time, level, node and message, then the fields as `key=value`.
+    #[default]
+    Text,
+    /// One JSON object per line: `time`, `level`, `node`, `target`, `message`, `fields`.
+    Json,
 }
 
-impl Level {
-    fn label(self) -> &'static str {
-        match self {
-            Level::Error => "ERROR",
-            Level::Warn => "WARN ",
-            Level::Info => "INFO ",
-            Level::Debug => "DEBUG",
-        }
-    }
+/// What the node logs and how: a filter already checked by [`LogSettings::from_env`].
+#[derive(Clone, Debug)]
+pub struct LogSettings {
+    /// Invariant: parses as an [`EnvFilter`] (checked by [`check_filter`]).
+    filter: String,
+    pub format: LogFormat,
+}
 
-    fn parse(text: &str) -> Option<Level> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "error" => Some(Level::Error),
-            "warn" | "warning" => Some(Level::Warn),
-            "info" => Some(Level::Info),
-            "debug" => Some(Level::Debug),
-            _ => None,
+impl Default for LogSettings {
+    fn default() -> LogSettings {
+        LogSettings {
+            filter: "info".into(),
+            format: LogFormat::Text,
         }
     }
 }
 
-static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
-/// The node's name on every line (`n1`), set once at start.
-static PREFIX: OnceLock<String> = OnceLock::new();
+impl LogSettings {
+    /// The filter `REPLOG_LOG` asks for (`info` when it is unset), or what is wrong with
+    /// it. The command line calls this before starting a node, so that a typo is refused
+    /// rather than silently logged at the default level.
+    pub fn from_env(format: LogFormat) -> Result<LogSettings, String> {
+        let filter = match std::env::var("REPLOG_LOG") {
+            Err(std::env::VarError::NotPresent) => "info".to_string(),
+            Err(std::env::VarError::NotUnicode(text)) => {
+                return Err(format!("REPLOG_LOG={text:?} is not UTF-8"))
+            }
+            Ok(text) => {
+                check_filter(&text).map_err(|problem| {
+                    format!("REPLOG_LOG={text:?} is not a log filter: {problem}")
+                })?;
+                text
+            }
+        };
+        Ok(LogSettings { filter, format })
+    }
+}
+
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a filter in tracing's directive syntax. tracing reads a bare word that is not a
+/// level as a target to log everything of, so a misspelt level (`REPLOG_LOG=verbose`)
+/// would silently log nothing of ours; a bare word must be a level here.
+fn check_filter(text: &str) -> Result<(), String> {
+    let directives: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|directive| !directive.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Err("it is empty".into());
+    }
+    for directive in directives {
+        let is_level = LEVELS.contains(&directive.to_ascii_lowercase().as_str());
+        if !directive.contains('=') && !is_level {
+            return Err(format!(
+                "{directive:?} is not a level ({}) nor TARGET=LEVEL \
+                 (e.g. replog_node::transport=debug,info)",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    EnvFilter::builder()
+        .parse(text)
+        .map(drop)
+        .map_err(|error| error.to_string())
+}
 
 /// Lines waiting for the writer thread before new ones are dropped.
 const QUEUE_LINES: usize = 4096;
 
 enum Job {
-    Line(String),
+    Line(Vec<u8>),
     /// Answer once every line queued before this one is written.
     Flush(SyncSender<()>),
 }
@@ -67,62 +126,36 @@ static SINK: OnceLock<SyncSender<Job>> = OnceLock::new();
 /// Lines dropped because the queue was full, not yet reported.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
-/// The level `REPLOG_LOG` asks for (`None` when it is unset), or what is wrong with it.
-/// The command line checks this before starting a node, so that a typo is refused rather
-/// than silently logged at the default level.
-pub fn level_from_env() -> Result<Option<Level>, String> {
-    match std::env::var("REPLOG_LOG") {
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(text)) => Err(format!(
-            "REPLOG_LOG={text:?} is not a log level; use error, warn, info or debug"
-        )),
-        Ok(text) => Level::parse(&text).map(Some).ok_or_else(|| {
-            format!("REPLOG_LOG={text:?} is not a log level; use error, warn, info or debug")
-        }),
+/// Starts the writer and makes this process log as node `node_id` with `settings`, from
+/// every thread. Only the first call in a process has an effect.
+pub fn init(settings: &LogSettings, node_id: u64) {
+    if SINK.get().is_some() {
+        return;
     }
-}
-
-/// Reads `REPLOG_LOG`, names this process in every line from now on, and starts the writer.
-/// A bad `REPLOG_LOG` is reported on stderr and the default level used.
-pub fn init(prefix: &str) {
-    match level_from_env() {
-        Ok(Some(level)) => MAX_LEVEL.store(level as u8, Ordering::Relaxed),
-        Ok(None) => {}
-        Err(problem) => eprintln!("warning: {problem}; logging at info"),
-    }
-    let _ = PREFIX.set(prefix.to_string());
-    SINK.get_or_init(|| {
+    let sink = SINK.get_or_init(|| {
         let (jobs, queue) = sync_channel(QUEUE_LINES);
         let spawned = std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || write_lines(queue));
         if spawned.is_err() {
-            // No writer: the queue fills and lines are counted as dropped; `write` below
-            // falls back to stderr directly for the caller's own lines.
+            // The queue is disconnected then, and each line is written by its caller.
             eprintln!("warning: could not start the log writer thread; logging directly");
         }
         jobs
     });
-}
-
-pub fn enabled(level: Level) -> bool {
-    level as u8 <= MAX_LEVEL.load(Ordering::Relaxed)
-}
-
-/// Writes one line; use the `error!`, `warn!`, `info!` and `debug!` macros instead.
-pub fn write(level: Level, message: std::fmt::Arguments<'_>) {
-    let prefix = PREFIX.get().map_or("", String::as_str);
-    let line = format!("{} {} {prefix} {message}\n", clock(), level.label());
-    match SINK.get() {
-        Some(sink) => match sink.try_send(Job::Line(line)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                DROPPED.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(TrySendError::Disconnected(Job::Line(line))) => write_stderr(&line),
-            Err(TrySendError::Disconnected(Job::Flush(_))) => {}
-        },
-        None => write_stderr(&line),
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .parse_lossy(&settings.filter);
+    let installed = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .event_format(LineFormat {
+            format: settings.format,
+            node_id,
+        })
+        .with_writer(QueueWriter { sink: sink.clone() })
+        .try_init();
+    if let Err(error) = installed {
+        eprintln!("warning: cannot install the logger: {error}");
     }
 }
 
@@ -144,11 +177,12 @@ fn write_lines(queue: Receiver<Job>) {
     for job in queue {
         let dropped = DROPPED.swap(0, Ordering::Relaxed);
         if dropped > 0 {
-            write_stderr(&format!(
-                "{} WARN  {} {dropped} log lines dropped: stderr is not keeping up\n",
-                clock(),
-                PREFIX.get().map_or("", String::as_str)
-            ));
+            // Through the queue like any line, so that it has the chosen format; there is
+            // room, as this thread just took a job out. Dropped itself, it is counted.
+            tracing::warn!(
+                dropped_lines = dropped,
+                "log lines dropped: stderr is not keeping up"
+            );
         }
         match job {
             Job::Line(line) => write_stderr(&line),
@@ -159,16 +193,159 @@ fn write_lines(queue: Receiver<Job>) {
     }
 }
 
-fn write_stderr(line: &str) {
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+fn write_stderr(line: &[u8]) {
+    let _ = std::io::stderr().lock().write_all(line);
+}
+
+/// Hands each formatted line to the writer thread without ever waiting for it.
+struct QueueWriter {
+    sink: SyncSender<Job>,
+}
+
+impl<'a> MakeWriter<'a> for QueueWriter {
+    type Writer = QueuedLine<'a>;
+
+    fn make_writer(&'a self) -> QueuedLine<'a> {
+        QueuedLine { sink: &self.sink }
+    }
+}
+
+/// tracing's fmt layer writes each event with one `write_all` of the whole line.
+struct QueuedLine<'a> {
+    sink: &'a SyncSender<Job>,
+}
+
+impl std::io::Write for QueuedLine<'_> {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        match self.sink.try_send(Job::Line(line.to_vec())) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(_)) => write_stderr(line),
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Lays out one event as a text or a JSON line.
+struct LineFormat {
+    format: LogFormat,
+    node_id: u64,
+}
+
+impl<S, N> FormatEvent<S, N> for LineFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let level = *event.metadata().level();
+        match self.format {
+            LogFormat::Text => {
+                let label = match level {
+                    Level::ERROR => "ERROR",
+                    Level::WARN => "WARN ",
+                    Level::INFO => "INFO ",
+                    Level::DEBUG => "DEBUG",
+                    Level::TRACE => "TRACE",
+                };
+                write!(writer, "{} {label} n{} ", time_of_day(now), self.node_id)?;
+                ctx.field_format().format_fields(writer.by_ref(), event)?;
+                writeln!(writer)
+            }
+            LogFormat::Json => {
+                let mut fields = JsonFields::default();
+                event.record(&mut fields);
+                let line = JsonLine {
+                    time: timestamp(now),
+                    level: level.as_str(),
+                    node: self.node_id,
+                    target: event.metadata().target(),
+                    message: &fields.message,
+                    fields: &fields.fields,
+                };
+                let line = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
+                writeln!(writer, "{line}")
+            }
+        }
+    }
+}
+
+/// One `--log-format json` line, its keys in this order.
+#[derive(serde::Serialize)]
+struct JsonLine<'a> {
+    time: String,
+    level: &'a str,
+    node: u64,
+    target: &'a str,
+    message: &'a str,
+    fields: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+/// An event's message and its other fields as JSON values.
+#[derive(Default)]
+struct JsonFields {
+    message: String,
+    fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl JsonFields {
+    fn insert(&mut self, field: &Field, value: serde_json::Value) {
+        self.fields.insert(field.name().to_string(), value);
+    }
+}
+
+impl Visit for JsonFields {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let text = format!("{value:?}");
+        if field.name() == "message" {
+            self.message = text;
+        } else {
+            self.insert(field, text.into());
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message = value.to_string();
+        } else {
+            self.insert(field, value.into());
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.insert(field, value.into());
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.insert(field, value.into());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.insert(field, value.into());
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.insert(field, value.into());
+    }
 }
 
 /// Wall-clock time of day (UTC), `HH:MM:SS.mmm`, so lines of several nodes can be merged.
-fn clock() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let day_ms = now.as_millis() % 86_400_000;
+fn time_of_day(since_epoch: Duration) -> String {
+    let day_ms = since_epoch.as_millis() % 86_400_000;
     let (hours, rest) = (day_ms / 3_600_000, day_ms % 3_600_000);
     let (minutes, rest) = (rest / 60_000, rest % 60_000);
     format!(
@@ -178,33 +355,34 @@ fn clock() -> String {
     )
 }
 
-#[macro_export]
-macro_rules! log_at {
-    ($level:expr, $($arg:tt)*) => {
-        if $crate::logging::enabled($level) {
-            $crate::logging::write($level, format_args!($($arg)*));
-        }
+/// RFC 3339 in UTC with milliseconds (`2026-12-02T12:04:05.123Z`), for machines.
+fn timestamp(since_epoch: Duration) -> String {
+    let days = since_epoch.as_secs() / 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{}Z",
+        time_of_day(since_epoch)
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, for days on or after the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
     };
-}
-
-#[macro_export]
-macro_rules! error {
-    ($($arg:tt)*) => { $crate::log_at!($crate::logging::Level::Error, $($arg)*) };
-}
-
-#[macro_export]
-macro_rules! warn {
-    ($($arg:tt)*) => { $crate::log_at!($crate::logging::Level::Warn, $($arg)*) };
-}
-
-#[macro_export]
-macro_rules! info {
-    ($($arg:tt)*) => { $crate::log_at!($crate::logging::Level::Info, $($arg)*) };
-}
-
-#[macro_export]
-macro_rules! debug {
-    ($($arg:tt)*) => { $crate::log_at!($crate::logging::Level::Debug, $($arg)*) };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 /// Lets a repeated warning through at most once per interval, counting what it held back.
@@ -233,5 +411,78 @@ impl RateLimit {
         }
         self.last = Some(now);
         Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_word_that_is_not_a_level_is_refused_and_directives_are_accepted() {
+        assert!(check_filter("verbose").unwrap_err().contains("\"verbose\""));
+        assert!(check_filter("").is_err());
+        assert!(check_filter("replog_node=loud").is_err());
+        for good in ["debug", "WARN", "replog_node=debug,info", "off"] {
+            assert_eq!(check_filter(good), Ok(()), "{good}");
+        }
+    }
+
+    /// Appends what it is given to a shared buffer.
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_lines_without_blocking_and_the_writer_reports_how_many() {
+        use std::io::Write as _;
+        let (jobs, queue) = sync_channel(2);
+        let mut line = QueuedLine { sink: &jobs };
+        // Empty lines: the writer thread's stderr output is not what is checked.
+        for _ in 0..5 {
+            assert_eq!(line.write(b"").unwrap(), 0);
+        }
+        assert_eq!(DROPPED.load(Ordering::Relaxed), 3);
+        drop(jobs);
+        let reported = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let into = reported.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || Capture(into.clone()))
+            .finish();
+        std::thread::spawn(move || {
+            tracing::subscriber::with_default(subscriber, || write_lines(queue))
+        })
+        .join()
+        .unwrap();
+        let reported = String::from_utf8(reported.lock().unwrap().clone()).unwrap();
+        assert_eq!(reported.lines().count(), 1, "{reported}");
+        assert!(
+            reported.contains("WARN")
+                && reported.contains("log lines dropped: stderr is not keeping up dropped_lines=3"),
+            "{reported}"
+        );
+        assert_eq!(DROPPED.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn timestamps_are_utc_dates() {
+        // 2026-12-02T03:10:34.123Z
+        let at = Duration::from_millis(1_796_181_034_123);
+        assert_eq!(timestamp(at), "2026-12-02T03:10:34.123Z");
+        assert_eq!(timestamp(Duration::ZERO), "1970-01-01T00:00:00.000Z");
+        // A leap day.
+        assert_eq!(
+            timestamp(Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000Z"
+        );
     }
 }

@@ -23,7 +23,7 @@ use crate::scheduling::Scheduling;
 use crate::storage::{AppendMode, Storage, StorageError, StorageOptions};
 use crate::storage_thread::{StorageJob, StorageThread};
 use crate::transport::{Hello, PeerContext, PeerInbox, PeerSender};
-use crate::{info, logging, signals, warn};
+use crate::{logging, signals};
 use replog_core::{Config, RaftCore, RecoveryError};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,6 +32,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use tracing::{info, warn};
 
 /// How long a stopping node waits for its front end, beyond which it exits regardless.
 const FRONT_END_STOP_WAIT: Duration = Duration::from_secs(5);
@@ -83,7 +84,7 @@ impl std::error::Error for NodeError {}
 /// with `stop_on_stdin_eof`) or storage fails. Being killed instead is safe at any moment:
 /// nothing is acknowledged before it is durable.
 pub fn run(config: NodeConfig) -> Result<(), NodeError> {
-    logging::init(&format!("n{}", config.members.own_id.0));
+    logging::init(&config.log, config.members.own_id.0);
     let result = run_logged(config);
     logging::flush();
     result

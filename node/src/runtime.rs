@@ -33,7 +33,6 @@ use crate::retention::Retention;
 use crate::storage_thread::{StorageEvent, StorageJob};
 use crate::transport::receiver::PeerConnection;
 use crate::transport::{PeerInbox, PeerSender};
-use crate::{error, info};
 use replog_core::{
     FetchRequest, Index, Input, Message, NodeId, Output, Payload, ProposalOutcome, RaftCore,
     ReadId, ReadMode, Role, Term, Write,
@@ -41,6 +40,7 @@ use replog_core::{
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write as _;
 use std::time::{Duration, Instant};
+use tracing::{error, info};
 
 /// Requests to the core thread from outside the protocol.
 pub enum Control {
@@ -746,23 +746,22 @@ impl Runtime {
     fn log_role(&self, role: Role, term: Term, leader: Option<NodeId>) {
         match (role, leader) {
             (Role::Leader, _) => info!(
-                "became leader in term {} (log ends at {}, commit index {})",
-                term.0,
-                self.core.log().last_index().0,
-                self.core.commit_index().0
+                term = term.0,
+                last_index = self.core.log().last_index().0,
+                commit_index = self.core.commit_index().0,
+                "became leader"
             ),
             (Role::Follower, Some(leader)) => info!(
-                "following leader {} at {} in term {}",
-                leader,
-                self.members.addr_of(leader).unwrap_or("?"),
-                term.0
+                term = term.0,
+                leader = leader.0,
+                leader_addr = %self.members.addr_of(leader).unwrap_or("?"),
+                "following leader"
             ),
-            (Role::Follower, None) => info!("follower in term {}, no leader known", term.0),
-            (Role::PreCandidate, _) => info!(
-                "no leader heard: asking for pre-votes for term {}",
-                term.0 + 1
-            ),
-            (Role::Candidate, _) => info!("election: campaigning in term {}", term.0),
+            (Role::Follower, None) => info!(term = term.0, "follower, no leader known"),
+            (Role::PreCandidate, _) => {
+                info!(term = term.0 + 1, "no leader heard: asking for pre-votes")
+            }
+            (Role::Candidate, _) => info!(term = term.0, "election: campaigning"),
         }
     }
 }

@@ -8,12 +8,13 @@
 //! signal-hook's iterator does the handler's part (an async-signal-safe write to a pipe),
 //! so the rest runs on an ordinary thread.
 
+use crate::logging;
 use crate::queue::QueueSender;
 use crate::runtime::{Control, CoreEvent};
-use crate::{info, logging, warn};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::io;
+use tracing::{info, warn};
 
 /// Takes over SIGINT and SIGTERM: the first asks the core thread (through `control`) to
 /// stop, the second exits the process.

@@ -12,10 +12,10 @@ use crate::reader::Progress;
 use crate::runtime::CoreEvent;
 use crate::scheduling::Scheduling;
 use crate::storage::{Storage, StorageError};
-use crate::{info, warn};
 use replog_core::{EntryId, FetchRequest, Fetched, Index, Trimmed, Write, WriteId};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use tracing::{info, warn};
 
 /// Work for the storage thread, sent once per core-loop iteration that produced any.
 pub struct StorageJob {

@@ -6,5 +6,6 @@ pub mod duration;
 pub mod node;
 pub mod read;
 pub mod sim;
+pub mod start_config;
 pub mod sweep_watch;
 pub mod trim;

@@ -7,7 +7,7 @@ use replog_node::client::blocking::{self, Connection};
 use replog_node::client::{Consistency, NodeState, QueryRange, Request, Response};
 use replog_node::config::{check_addr, Limits, Members, NodeConfig, Timing};
 use replog_node::local_cluster::{fresh_temp_dir, LocalCluster};
-use replog_node::logging;
+use replog_node::logging::{LogFormat, LogSettings};
 use replog_node::scheduling::Scheduling;
 use replog_node::transport::ClusterSecrets;
 use std::io::{self, BufRead, Read, Write};
@@ -18,10 +18,11 @@ use std::time::Duration;
 
 #[derive(Args)]
 pub struct StartArgs {
-    /// This node's id (a number from 1). With plain peer addresses, ids follow the sorted
-    /// address list (the lowest address is 1); name them explicitly with `-p ID=ADDR,...`.
-    #[arg(short = 'i', long = "id")]
-    id: u64,
+    /// This node's id (a number from 1; required, here or in the --config file). With
+    /// plain peer addresses, ids follow the sorted address list (the lowest address is 1);
+    /// name them explicitly with `-p ID=ADDR,...`.
+    #[arg(short = 'i', long = "id", required_unless_present = "config")]
+    id: Option<u64>,
     /// The address peers and clients reach this node at (one port serves both): what the
     /// membership holds and what clients are told when this node leads.
     #[arg(
@@ -93,6 +94,40 @@ pub struct StartArgs {
     /// picks a free port, named in the log.
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<String>,
+    /// Log lines as plain text, or as one JSON object per line (`REPLOG_LOG` filters
+    /// them either way).
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
+    log_format: LogFormatArg,
+    /// Take flags from this TOML file, one key per flag, spelled as the flag's long name
+    /// (`data-dir = "data"`; examples/node.toml lists every key). Flags given here
+    /// override the file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// `--log-format` as the command line spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl LogFormatArg {
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            LogFormatArg::Text => "text",
+            LogFormatArg::Json => "json",
+        }
+    }
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(arg: LogFormatArg) -> LogFormat {
+        match arg {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
 }
 
 fn parse_segment_bytes(text: &str) -> Result<u64, String> {
@@ -226,17 +261,24 @@ pub struct DemoArgs {
     /// How many nodes to start.
     #[arg(long, default_value_t = 3)]
     nodes: usize,
+    /// The nodes' log format, as `replog start --log-format`.
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
+    log_format: LogFormatArg,
 }
 
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn start(args: StartArgs) -> ExitCode {
     // Everything from outside is checked before the node creates its data directory.
-    if let Err(problem) = logging::level_from_env() {
-        return fail(&problem);
-    }
+    let log = match LogSettings::from_env(args.log_format.into()) {
+        Ok(log) => log,
+        Err(problem) => return fail(&problem),
+    };
+    let Some(id) = args.id else {
+        return fail("--id is missing: give it, or `id` in the --config file");
+    };
     let peers: Vec<String> = args.peers.split(',').map(str::to_string).collect();
-    let members = match Members::resolve(args.id, &args.addr, &peers) {
+    let members = match Members::resolve(id, &args.addr, &peers) {
         Ok(members) => members,
         Err(error) => return fail(&format!("bad cluster configuration: {error}")),
     };
@@ -269,6 +311,7 @@ pub fn start(args: StartArgs) -> ExitCode {
             ..Limits::default()
         },
         metrics_addr: args.metrics_addr,
+        log,
     };
     match replog_node::run(config) {
         Ok(()) => ExitCode::SUCCESS,
@@ -473,13 +516,13 @@ pub fn demo(args: DemoArgs) -> ExitCode {
     if args.nodes == 0 {
         return fail("--nodes must be at least 1");
     }
-    match run_demo(args.nodes) {
+    match run_demo(args.nodes, args.log_format) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(&error),
     }
 }
 
-fn run_demo(nodes: usize) -> Result<(), String> {
+fn run_demo(nodes: usize, log_format: LogFormatArg) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|error| format!("cannot find replog: {error}"))?;
     // Before any node exists, so that no Ctrl-C can end this process and orphan one.
     let (stop_sender, stop) = stop_on_signals()?;
@@ -489,7 +532,8 @@ fn run_demo(nodes: usize) -> Result<(), String> {
         "Starting {nodes} nodes; their data and logs go to {} (kept after the demo) ...",
         dir.display()
     ));
-    let mut cluster = LocalCluster::start(&exe, nodes, &dir)
+    let log_args = ["--log-format", log_format.as_arg()];
+    let mut cluster = LocalCluster::start_with(&exe, nodes, &dir, &log_args)
         .map_err(|error| format!("cannot start the cluster: {error}"))?;
     let leader = cluster.wait_for_leader(Duration::from_secs(15))?;
     say(&format!("Leader elected: {leader}\n"));

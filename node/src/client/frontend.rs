@@ -42,13 +42,13 @@ use crate::reader::{ReaderJob, ReaderJobs};
 use crate::runtime::{Control, CoreEvent};
 use crate::transport::handshake;
 use crate::transport::receiver::PeerContext;
-use crate::{debug, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
+use tracing::{debug, warn};
 
 /// Requests one connection may have unanswered at once.
 pub const MAX_IN_FLIGHT: usize = 4096;

@@ -6,11 +6,11 @@
 //! thread, and no node thread ever waits on this one.
 
 use super::Metrics;
-use crate::warn;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use tracing::warn;
 
 /// How long a client may take to send its request, or to take the answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);

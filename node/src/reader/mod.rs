@@ -24,12 +24,12 @@ use crate::client::protocol::READ_MAX_BYTES;
 use crate::client::{EntryView, LogEntry, NodeState, QueryRange, ReplyTo, Response};
 use crate::queue::{QueueReceiver, QueueSender};
 use crate::storage::{Cursor, LogReader, ReadError, ReadLimits};
-use crate::warn;
 use replog_core::Index;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
 use std::thread::JoinHandle;
+use tracing::warn;
 
 /// Bytes of stored lines read for one chunk of a stream.
 pub const CHUNK_BYTES: usize = 256 << 10;

@@ -18,7 +18,6 @@ use super::wire::{HandshakeLine, Hello};
 use crate::client::Response;
 use crate::logging::RateLimit;
 use crate::runtime::CoreEvent;
-use crate::{debug, warn};
 use replog_core::NodeId;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -26,6 +25,7 @@ use std::net::{IpAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use tracing::{debug, warn};
 
 /// How long the whole handshake may take, at either end.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(2);

@@ -19,13 +19,13 @@ use super::wire::{decode_frame, Hello, ACK_INTERVAL, LINK_ACK};
 use crate::logging::RateLimit;
 use crate::queue::QueueSender;
 use crate::runtime::CoreEvent;
-use crate::{info, warn};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use replog_core::{Message, NodeId};
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::{info, warn};
 /// The token of the waker that the core's event queue uses.
 const WAKER: Token = Token(usize::MAX);
 /// Bytes asked for per `read`.

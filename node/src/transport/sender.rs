@@ -33,7 +33,6 @@ use super::handshake;
 use super::socket::tune_peer_socket;
 use super::wire::{encode_frames, Hello, ACK_INTERVAL};
 use crate::logging::RateLimit;
-use crate::{debug, info, warn};
 use mio::{Events, Interest, Poll, Token};
 use replog_core::{Message, NodeId};
 use std::io::{self, Read, Write};
@@ -41,6 +40,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 /// The backoff cap while the peer cannot be reached: kept short, so that a link comes
