@@ -122,6 +122,7 @@ fn the_documented_scenario_format_parses_and_shows_every_fault_kind() {
                     log_cache_bytes: None,
                     retention: None,
                     schedule: vec![entry.clone()],
+                    ..Scenario::default()
                 };
                 (scenario, vec![entry])
             }

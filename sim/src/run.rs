@@ -2,11 +2,11 @@
 //! report what happened.
 
 use crate::checker::history::Tally;
-use crate::engine::{Counters, Ending, Simulation};
+use crate::engine::{Counters, Ending, Recording, Simulation};
 use crate::params::Params;
 use crate::report::{seconds, Violation};
 use crate::rng::{SimRng, Stream};
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, TimedFault};
 use crate::trace::{Trace, TraceRecord};
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
@@ -262,13 +262,31 @@ fn install_panic_hook() {
 
 /// Runs one seed. `sink`, when given, receives the readable trace of every event.
 pub fn run(options: &RunOptions, sink: Option<Box<dyn std::io::Write>>) -> RunReport {
+    run_and_record(options, sink, false).0
+}
+
+/// Runs one seed and writes down its faults and client operations as they happen.
+pub fn record(options: &RunOptions) -> (RunReport, Recording) {
+    let (report, recording) = run_and_record(options, None, true);
+    (report, recording.expect("recording was on"))
+}
+
+fn run_and_record(
+    options: &RunOptions,
+    sink: Option<Box<dyn std::io::Write>>,
+    recording: bool,
+) -> (RunReport, Option<Recording>) {
     install_panic_hook();
     let params = options.params();
-    let schedule: Vec<_> = options
-        .scenario
-        .iter()
-        .flat_map(|(_, scenario)| scenario.schedule.iter())
-        .map(|timed| (timed.at_ms * 1000, timed.fault.clone()))
+    let scenario = options.scenario.as_ref().map(|(_, scenario)| scenario);
+    let timed = scenario.into_iter().flat_map(|scenario| &scenario.schedule);
+    // Faults placed to the microsecond are played back in their place among that
+    // microsecond's events; the others are queued like any event.
+    let (placed, planned): (Vec<TimedFault>, Vec<TimedFault>) =
+        timed.cloned().partition(|timed| timed.at_us.is_some());
+    let schedule: Vec<_> = planned
+        .into_iter()
+        .map(|timed| (timed.time_us(), timed.fault))
         .collect();
     let mut trace = Trace::new(sink);
     trace.note(&format!("# {}", options.replay_command()));
@@ -280,6 +298,13 @@ pub fn run(options: &RunOptions, sink: Option<Box<dyn std::io::Write>>) -> RunRe
         &schedule,
         trace,
     );
+    if let Some(scenario) = scenario {
+        let operations = scenario.operations.as_deref();
+        sim.play(&placed, operations, scenario.heal_majority.as_deref());
+    }
+    if recording {
+        sim.start_recording();
+    }
     IN_SIMULATION.with(|flag| flag.set(true));
     let ending = catch_unwind(AssertUnwindSafe(|| sim.run()));
     IN_SIMULATION.with(|flag| flag.set(false));
@@ -306,7 +331,7 @@ pub fn run(options: &RunOptions, sink: Option<Box<dyn std::io::Write>>) -> RunRe
         sim.trace_mut().note(&line);
     }
     sim.trace_mut().flush();
-    RunReport {
+    let report = RunReport {
         options: options.clone(),
         params,
         end_us: sim.now_us(),
@@ -317,7 +342,8 @@ pub fn run(options: &RunOptions, sink: Option<Box<dyn std::io::Write>>) -> RunRe
         liveness: sim.liveness_times(),
         trace_hash: sim.trace().hash(),
         failure,
-    }
+    };
+    (report, sim.take_recording())
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! leads, follows redirects, and gives up (outcome unknown) after a timeout, then moves on
 //! with a fresh command to another node.
 
+use super::script::Wake;
 use super::{Event, Reply, Simulation};
 use crate::checker::history::{OpId, Outcome};
 use crate::report::Violation;
@@ -16,11 +17,19 @@ impl Simulation {
         if !self.workload_active {
             return;
         }
+        let scripted = match self.scripted_wake(client) {
+            Wake::Free => None,
+            Wake::Invoke(node) => Some(node),
+            Wake::Idle => return,
+        };
         let op = self.checker.history.invoke(Some(client), self.now_us);
         let node = match self.clients[client].leader_guess {
             Some(node) => node,
             None => self.rng.clients.below(self.nodes.len() as u64) as usize,
         };
+        // A scripted client still draws, so that a full script replays its run exactly.
+        let node = scripted.unwrap_or(node);
+        self.note_operation(client, node);
         self.send_request(op, node, 0);
         let timeout_us = self.params.workload.timeout_us;
         self.queue

@@ -7,6 +7,9 @@ mod clients;
 mod faults;
 mod liveness;
 mod node;
+mod script;
+
+pub use script::Recording;
 
 use crate::checker::history::OpId;
 use crate::checker::Checker;
@@ -174,6 +177,8 @@ pub struct Simulation {
     /// A run that handles more events than this, or holds more than `QUEUED_EVENTS_MAX`
     /// pending, fails as an event storm instead of hanging its sweep or exhausting memory.
     pub(crate) event_budget: u64,
+    /// Recording this run, or playing a recorded one back.
+    pub(crate) replay: script::Replay,
 }
 
 /// Events one run may handle: about 300 times what a 60 s swarm seed handles on average
@@ -241,6 +246,7 @@ impl Simulation {
             liveness_failure: None,
             current_node: None,
             event_budget: EVENT_BUDGET,
+            replay: Default::default(),
             params,
         };
         sim.schedule_start(schedule);
@@ -298,8 +304,14 @@ impl Simulation {
     /// Runs until the liveness phase converges or an invariant breaks.
     pub fn run(&mut self) -> Ending {
         loop {
+            match self.play_due_fault() {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(violation) => return Ending::Violated(violation),
+            }
             let scheduled = self.queue.pop().expect("ticks keep the queue non-empty");
             self.now_us = scheduled.time_us;
+            self.count_for_replay(&scheduled.event);
             self.counters.events += 1;
             if let Some(storm) = self.event_storm() {
                 return Ending::Violated(storm);
