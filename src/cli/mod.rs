@@ -4,5 +4,6 @@ pub mod bench;
 pub mod duration;
 pub mod node;
 pub mod read;
+pub mod shrink;
 pub mod sim;
 pub mod trim;

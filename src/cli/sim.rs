@@ -1,4 +1,4 @@
-//! `replog sim run|sweep|replay`: the deterministic simulator's front end.
+//! `replog sim run|sweep|replay|shrink`: the deterministic simulator's front end.
 //!
 //! The simulator itself never reads a clock; this front end does, only to report how fast
 //! the runs went (events per wall-second, simulated-to-real time ratio).
@@ -20,13 +20,16 @@ pub enum SimCommand {
     Sweep(SweepArgs),
     /// Run one seed with its full, readable trace.
     Replay(RunArgs),
+    /// Reduce a failing run to a small scenario that fails with the same invariant.
+    Shrink(ShrinkArgs),
 }
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// The seed: the whole run (fault mix, latencies, fsync times, clients) follows from it.
+    /// The seed: the whole run (fault mix, latencies, fsync times, clients) follows from it
+    /// [default: the scenario's own "seed", which a shrunk scenario has].
     #[arg(long)]
-    seed: u64,
+    seed: Option<u64>,
     /// Cluster size, 3 to 9 [default: 5, or the scenario's own "nodes"; giving another size
     /// than the scenario's is an error].
     #[arg(long)]
@@ -41,7 +44,7 @@ pub struct RunArgs {
     scenario: Option<PathBuf>,
     /// Write the full readable trace to this file.
     #[arg(long)]
-    trace: Option<PathBuf>,
+    pub(crate) trace: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -66,11 +69,25 @@ pub struct SweepArgs {
     scenario: Option<PathBuf>,
 }
 
+#[derive(Args)]
+pub struct ShrinkArgs {
+    /// The failing run: its seed, and the --nodes, --duration and --scenario it ran with.
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+    /// Where to write the shrunk scenario (JSON, as `sim run --scenario` reads it).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// Simulator runs to spend at most; the smallest failing run found by then is kept.
+    #[arg(long, default_value_t = replog_sim::shrink::RUNS_MAX)]
+    pub(crate) runs: usize,
+}
+
 pub fn run(command: SimCommand) -> ExitCode {
     let result = match command {
         SimCommand::Run(args) => run_one(args, false),
         SimCommand::Replay(args) => run_one(args, true),
         SimCommand::Sweep(args) => run_sweep(args),
+        SimCommand::Shrink(args) => crate::cli::shrink::run(args),
     };
     match result {
         Ok(code) => code,
@@ -81,16 +98,26 @@ pub fn run(command: SimCommand) -> ExitCode {
     }
 }
 
-fn run_one(args: RunArgs, replay: bool) -> Result<ExitCode, String> {
+/// The run `args` name, checked.
+pub(crate) fn run_options(args: &RunArgs) -> Result<RunOptions, String> {
     let scenario = load_scenario(args.scenario.as_ref())?;
     let (nodes, duration_us) = resolve(args.nodes.map(|n| vec![n]), args.duration, &scenario);
+    let seed = args
+        .seed
+        .or_else(|| scenario.as_ref()?.1.seed)
+        .ok_or("--seed is required: the scenario names no seed of its own")?;
     let options = RunOptions {
-        seed: args.seed,
+        seed,
         nodes: nodes[0],
         duration_us,
         scenario,
     };
     options.validate()?;
+    Ok(options)
+}
+
+fn run_one(args: RunArgs, replay: bool) -> Result<ExitCode, String> {
+    let options = run_options(&args)?;
     let sink: Option<Box<dyn Write>> = match (&args.trace, replay) {
         (Some(path), _) => {
             let file = std::fs::File::create(path)
