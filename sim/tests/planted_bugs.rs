@@ -137,10 +137,11 @@ const SHRUNK_ITEMS_SMALL: usize = 10;
 /// fail on few seeds (see the score), and every shrinking candidate is a new run in which
 /// what follows a removed fault or operation is drawn afresh, so few candidates fail again;
 /// they must still shrink, and fail the same way.
-const SHRINKS_MUCH: [Bug; 5] = [
+const SHRINKS_MUCH: [Bug; 6] = [
     Bug::VoteTwice,
     Bug::UpToDateIgnoresTerm,
     Bug::AckBeforeFsync,
+    Bug::LeaderCountsUnpersisted,
     Bug::CommitOnRejectedAppend,
     Bug::TruncateWithoutConflict,
 ];

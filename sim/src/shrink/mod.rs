@@ -321,6 +321,8 @@ impl Shrinker {
         }
     }
 
+    /// The faults, delta-debugged. A failing candidate hands back only the faults up to
+    /// its violation: the run fails the same without the rest.
     fn shrink_faults(&mut self, best: &mut Candidate) {
         let faults = std::mem::take(&mut best.faults);
         let template = best.clone();
@@ -329,10 +331,15 @@ impl Shrinker {
                 faults: faults.to_vec(),
                 ..template.clone()
             };
-            self.fails(&candidate)
+            self.fails(&candidate).then(|| {
+                let violation_us = self.violation_us();
+                let until = |timed: &&TimedFault| timed.time_us() <= violation_us;
+                faults.iter().filter(until).cloned().collect()
+            })
         });
     }
 
+    /// The operations, delta-debugged like the faults.
     fn shrink_operations(&mut self, best: &mut Candidate) {
         let operations = std::mem::take(&mut best.operations);
         let template = best.clone();
@@ -341,7 +348,11 @@ impl Shrinker {
                 operations: operations.to_vec(),
                 ..template.clone()
             };
-            self.fails(&candidate)
+            self.fails(&candidate).then(|| {
+                let violation_us = self.violation_us();
+                let until = |operation: &&Operation| operation.at_us <= violation_us;
+                operations.iter().filter(until).copied().collect()
+            })
         });
     }
 
