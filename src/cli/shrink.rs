@@ -3,10 +3,25 @@
 //!
 //! Like the rest of the front end, it reads the wall clock only to say how long it took.
 
-use crate::cli::sim::{run_options, ShrinkArgs};
+use crate::cli::sim::{run_options, RunArgs};
+use clap::Args;
 use replog_sim::shrink::shrink;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
+
+#[derive(Args)]
+pub struct ShrinkArgs {
+    /// The failing run: its seed, and the --nodes, --duration and --scenario it ran with.
+    #[command(flatten)]
+    run: RunArgs,
+    /// Where to write the shrunk scenario (JSON, as `sim run --scenario` reads it).
+    #[arg(long)]
+    out: PathBuf,
+    /// Simulator runs to spend at most; the smallest failing run found by then is kept.
+    #[arg(long, default_value_t = replog_sim::shrink::RUNS_MAX)]
+    runs: usize,
+}
 
 pub fn run(args: ShrinkArgs) -> Result<ExitCode, String> {
     if args.run.trace.is_some() {

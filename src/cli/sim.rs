@@ -21,7 +21,7 @@ pub enum SimCommand {
     /// Run one seed with its full, readable trace.
     Replay(RunArgs),
     /// Reduce a failing run to a small scenario that fails with the same invariant.
-    Shrink(ShrinkArgs),
+    Shrink(crate::cli::shrink::ShrinkArgs),
 }
 
 #[derive(Args)]
@@ -67,19 +67,6 @@ pub struct SweepArgs {
     /// instead of its random fault mix; the seeds still vary latencies, fsyncs and clients.
     #[arg(long)]
     scenario: Option<PathBuf>,
-}
-
-#[derive(Args)]
-pub struct ShrinkArgs {
-    /// The failing run: its seed, and the --nodes, --duration and --scenario it ran with.
-    #[command(flatten)]
-    pub(crate) run: RunArgs,
-    /// Where to write the shrunk scenario (JSON, as `sim run --scenario` reads it).
-    #[arg(long)]
-    pub(crate) out: PathBuf,
-    /// Simulator runs to spend at most; the smallest failing run found by then is kept.
-    #[arg(long, default_value_t = replog_sim::shrink::RUNS_MAX)]
-    pub(crate) runs: usize,
 }
 
 pub fn run(command: SimCommand) -> ExitCode {
