@@ -36,7 +36,7 @@ fn isolated_slow_leader(fast: i32, slow: i32, lease: bool) -> Scenario {
             "nodes": 3,
             "duration_ms": 20000,
             "clients": 5,
-            "client_timeout_ms": 100,
+            "workload": {{ "timeout_us": 100000 }},
             "reads": {{ "percent": 60, "lease": {lease} }},
             "schedule": [{}]
         }}"#,

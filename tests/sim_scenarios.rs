@@ -121,9 +121,9 @@ fn the_documented_scenario_format_parses_and_shows_every_fault_kind() {
                     clients: None,
                     log_cache_bytes: None,
                     retention: None,
-                    client_timeout_ms: None,
                     reads: None,
                     schedule: vec![entry.clone()],
+                    ..Scenario::default()
                 };
                 (scenario, vec![entry])
             }

@@ -2,6 +2,7 @@
 
 use crate::io::Output;
 use crate::message::{Message, MessageBody};
+use crate::planted::{self, Bug};
 use crate::quorum::majority;
 use crate::raft::RaftCore;
 use crate::types::{Role, Term};
@@ -96,13 +97,19 @@ impl RaftCore {
         else {
             unreachable!("dispatched by body");
         };
-        let up_to_date = self.log.is_up_to_date(last_log_index, last_log_term);
+        let up_to_date = if planted::active(Bug::UpToDateIgnoresTerm) {
+            last_log_index >= self.log.last_index()
+        } else {
+            self.log.is_up_to_date(last_log_index, last_log_term)
+        };
         let granted = if pre_vote {
             // Would we vote for this node in the term it names? Only if that term is ahead of
             // ours and we are not following a live leader.
             message.term > self.term && up_to_date && !self.in_leader_lease()
         } else {
-            let can_vote = self.voted_for.is_none() || self.voted_for == Some(message.from);
+            let can_vote = self.voted_for.is_none()
+                || self.voted_for == Some(message.from)
+                || planted::active(Bug::VoteTwice);
             message.term == self.term && can_vote && up_to_date
         };
         if granted && !pre_vote {

@@ -3,6 +3,7 @@
 
 use crate::io::Output;
 use crate::message::{AppendResponse, ConflictHint, Message, MessageBody};
+use crate::planted::{self, Bug};
 use crate::raft::RaftCore;
 use crate::types::{Entry, Index, Role, Term};
 
@@ -18,7 +19,7 @@ impl RaftCore {
         else {
             unreachable!("dispatched by body");
         };
-        if message.term < self.term {
+        if message.term < self.term && !planted::active(Bug::StaleTermAppend) {
             // A deposed leader: tell it our term so it steps down.
             let reply = AppendResponse {
                 index: prev_log_index,
@@ -53,7 +54,11 @@ impl RaftCore {
                 self.verified = (self.term, last_verified);
             }
             // The follower's commit rule: never beyond what this request proved matches.
-            let commit = leader_commit.min(last_verified);
+            let commit = if planted::active(Bug::CommitNotCapped) {
+                leader_commit.min(self.log.last_index())
+            } else {
+                leader_commit.min(last_verified)
+            };
             if commit > self.commit_index {
                 self.commit_index = commit;
             }
@@ -62,6 +67,10 @@ impl RaftCore {
                 reject: None,
             }
         } else {
+            if planted::active(Bug::CommitOnRejectedAppend) {
+                let commit = leader_commit.min(self.log.last_index());
+                self.commit_index = self.commit_index.max(commit);
+            }
             AppendResponse {
                 index: prev_log_index,
                 reject: Some(self.hint_at(prev_log_index)),
@@ -107,6 +116,12 @@ impl RaftCore {
         let last_verified = prev.plus(entries.len() as u64);
         let Some(first_new) = self.log.first_conflict(entries) else {
             // Everything is already here: a duplicate or stale request truncates nothing.
+            if planted::active(Bug::TruncateWithoutConflict)
+                && last_verified >= self.log.prev().index
+            {
+                self.log.truncate_after(last_verified);
+                self.writes.stage_truncate(last_verified);
+            }
             return Some(last_verified);
         };
         let new_entries = &entries[first_new..];

@@ -3,6 +3,7 @@
 
 use crate::io::{Output, ProposalOutcome};
 use crate::message::{AppendResponse, Message, MessageBody};
+use crate::planted::{self, Bug};
 use crate::progress::{Progress, ReplicationState};
 use crate::quorum::{committed_index, majority};
 use crate::raft::RaftCore;
@@ -272,7 +273,11 @@ impl RaftCore {
     pub(crate) fn maybe_advance_commit(&mut self, outputs: &mut Vec<Output>) {
         let mut matches: Vec<Index> = self.progress.values().map(|p| p.match_index).collect();
         // The leader counts its own entries only once they are durable.
-        matches.push(self.writes.durable_index);
+        matches.push(if planted::active(Bug::LeaderCountsUnpersisted) {
+            self.log.last_index()
+        } else {
+            self.writes.durable_index
+        });
         let candidate = committed_index(&mut matches);
         if candidate > self.commit_index && self.log.term_at(candidate) == Ok(self.term) {
             self.commit_index = candidate;

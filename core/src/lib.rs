@@ -101,6 +101,7 @@ mod io;
 mod leader;
 mod log;
 mod message;
+mod planted;
 mod progress;
 mod quorum;
 mod raft;
@@ -112,6 +113,8 @@ pub use config::{Config, ConfigError};
 pub use io::{FetchRequest, Fetched, Input, Install, Output, ProposalOutcome, Trimmed, Write};
 pub use log::{take_batch, Log, LogError, NotHeld};
 pub use message::{AppendResponse, ConflictHint, Message, MessageBody};
+#[cfg(feature = "planted-bugs")]
+pub use planted::{plant, Bug};
 pub use raft::{RaftCore, Recovered, RecoveryError, Stats};
 pub use types::{
     Entry, EntryId, HardState, Index, NodeId, Payload, ReadId, ReadMode, Role, Term, WriteId,

@@ -5,6 +5,7 @@ use crate::config::{Config, ConfigError};
 use crate::io::{Input, Output};
 use crate::log::{Log, LogError};
 use crate::message::{Message, MessageBody};
+use crate::planted::{self, Bug};
 use crate::progress::Progress;
 use crate::reads::Reads;
 use crate::types::{Entry, EntryId, HardState, Index, NodeId, Payload, Role, Term};
@@ -408,7 +409,7 @@ impl RaftCore {
     /// Sends `message` now, or holds it until every write issued so far is durable. Vote
     /// grants and append responses go through here (thesis §3.8).
     pub(crate) fn send_after_persist(&mut self, message: Message, outputs: &mut Vec<Output>) {
-        if self.writes.must_hold() {
+        if self.writes.must_hold() && !planted::active(Bug::AckBeforeFsync) {
             self.writes.hold(message);
         } else {
             outputs.push(Output::Send(message));

@@ -390,7 +390,10 @@ mod tests {
                 target: node,
                 direction: Direction::Inbound,
             },
-            Fault::Bridge { target: node },
+            Fault::Bridge {
+                target: node,
+                side: None,
+            },
             Fault::Flap {
                 period_ms: 10,
                 flips: 2,
@@ -398,10 +401,12 @@ mod tests {
             Fault::Crash {
                 target: Target::Leader,
                 restart_after_ms: None,
+                restart_after_us: None,
             },
             Fault::Crash {
                 target: node,
                 restart_after_ms: None,
+                restart_after_us: None,
             },
             Fault::CrashMajority {
                 restart_after_ms: None,

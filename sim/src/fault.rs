@@ -49,16 +49,24 @@ pub enum Fault {
         target: Target,
         direction: Direction,
     },
-    /// Two halves that cannot talk, and `target` that talks to both.
-    Bridge { target: Target },
+    /// Two halves that cannot talk, and `target` that talks to both. `side` names one half
+    /// (the other nodes but the target are the other); a random split when absent.
+    Bridge {
+        target: Target,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        side: Option<Vec<u64>>,
+    },
     /// A random split that forms and heals every `period_ms`, `flips` times.
     Flap { period_ms: u64, flips: u32 },
     /// Kill the process: unsynced writes may be lost or torn. Restart after `restart_after_ms`
     /// or when a `restart` fault (or the liveness phase) says so.
     Crash {
         target: Target,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         restart_after_ms: Option<u64>,
+        /// The same to the microsecond (a recording's crash points); not with the other.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        restart_after_us: Option<u64>,
     },
     /// Crash a majority at once, leader first.
     CrashMajority {
@@ -125,9 +133,14 @@ impl Fault {
                     .iter()
                     .try_for_each(|&id| check_target(&Target::Node(id)))
             }
+            Fault::Crash {
+                restart_after_ms: Some(_),
+                restart_after_us: Some(_),
+                ..
+            } => Err("give restart_after_ms or restart_after_us, not both".into()),
             Fault::Isolate { target }
             | Fault::OneWay { target, .. }
-            | Fault::Bridge { target }
+            | Fault::Bridge { target, side: None }
             | Fault::Crash { target, .. }
             | Fault::Pause { target, .. }
             | Fault::Restart {
@@ -139,10 +152,29 @@ impl Fault {
                 }
                 check_target(target)
             }
+            Fault::Bridge {
+                target,
+                side: Some(side),
+            } => {
+                check_target(target)?;
+                if side.is_empty() || side.contains(&bridge_id(target)) {
+                    return Err("a bridge's side must hold some nodes, not the bridge".into());
+                }
+                side.iter()
+                    .try_for_each(|&id| check_target(&Target::Node(id)))
+            }
             Fault::Loss { ratio } | Fault::Duplicate { ratio } => ratio.validate(),
             Fault::Flap { period_ms: 0, .. } => Err("flap period must be positive".into()),
             _ => Ok(()),
         }
+    }
+}
+
+/// The node a bridge names, or 0 (no node) when it is resolved only when it fires.
+fn bridge_id(target: &Target) -> u64 {
+    match target {
+        Target::Node(id) => *id,
+        _ => 0,
     }
 }
 
@@ -161,7 +193,8 @@ mod tests {
             fault,
             Fault::Crash {
                 target: Target::Node(2),
-                restart_after_ms: Some(50)
+                restart_after_ms: Some(50),
+                restart_after_us: None,
             }
         );
         let fault: Fault = serde_json::from_str(r#"{"kind":"loss","ratio":[3,10]}"#).unwrap();
@@ -177,8 +210,15 @@ mod tests {
         let crash = Fault::Crash {
             target: Target::Node(4),
             restart_after_ms: None,
+            restart_after_us: None,
         };
         assert!(crash.validate(3).is_err());
+        let twice = Fault::Crash {
+            target: Target::Node(1),
+            restart_after_ms: Some(1),
+            restart_after_us: Some(1000),
+        };
+        assert!(twice.validate(3).is_err());
         assert!(Fault::Loss { ratio: Ratio(1, 0) }.validate(3).is_err());
     }
 }

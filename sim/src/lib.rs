@@ -13,6 +13,8 @@
 //! - [`params`]: each seed draws its own fault mix (swarm testing); [`scenario`] files fix one.
 //! - [`checker`]: Raft's safety properties and client linearizability, after every event,
 //!   looking only at what the event changed; then a liveness phase.
+//! - [`shrink`]: a failing run recorded as data, then delta-debugged to a small scenario
+//!   that fails the same way.
 //! - [`trace`]: the run's fingerprint (trace hash) and a readable event log.
 //! - [`viewer`]: one self-contained HTML page showing a run (lanes, messages, operations,
 //!   faults, the violation).
@@ -34,15 +36,17 @@ pub mod report;
 pub mod rng;
 mod run;
 pub mod scenario;
+pub mod shrink;
 mod sweep;
 pub mod trace;
 pub mod viewer;
 
 pub use coverage::Coverage;
+pub use engine::Recording;
 pub use fault::{Direction, Fault, Target};
 pub use params::Params;
 pub use report::Violation;
 pub use rng::Ratio;
-pub use run::{run, run_recorded, Failure, RunOptions, RunReport};
+pub use run::{record, run, run_recorded, Failure, RunOptions, RunReport};
 pub use scenario::Scenario;
 pub use sweep::{sweep, sweep_until, SeedResult, SweepOptions, SweepReport};

@@ -83,6 +83,11 @@ impl<E> EventQueue<E> {
         })
     }
 
+    /// When the next event is due.
+    pub fn next_time_us(&self) -> Option<u64> {
+        self.heap.peek().map(|key| key.time_us)
+    }
+
     pub fn len(&self) -> usize {
         self.heap.len()
     }

@@ -3,13 +3,12 @@
 
 use crate::checker::history::Tally;
 use crate::coverage::Coverage;
-use crate::engine::{Counters, Ending, Simulation};
+use crate::engine::{Counters, Ending, Recording, Simulation};
 use crate::params::Params;
 use crate::report::{seconds, Violation};
 use crate::rng::{SimRng, Stream};
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, TimedFault};
 use crate::trace::{Trace, TraceRecord};
-use crate::viewer::record::Recording;
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -272,30 +271,59 @@ fn install_panic_hook() {
 
 /// Runs one seed. `sink`, when given, receives the readable trace of every event.
 pub fn run(options: &RunOptions, sink: Option<Box<dyn std::io::Write>>) -> RunReport {
-    run_with(options, sink, false).0
+    run_with(options, sink, Keep::default()).0
 }
 
 /// Runs one seed like [`run`], also keeping what the HTML viewer shows (same trace hash).
 pub fn run_recorded(
     options: &RunOptions,
     sink: Option<Box<dyn std::io::Write>>,
-) -> (RunReport, Recording) {
-    let (report, recording) = run_with(options, sink, true);
+) -> (RunReport, crate::viewer::record::Recording) {
+    let keep = Keep {
+        viewer: true,
+        script: false,
+    };
+    let (report, recording, _) = run_with(options, sink, keep);
     (report, recording.expect("recording was asked for"))
+}
+
+/// Runs one seed and writes down its faults and client operations as they happen.
+pub fn record(options: &RunOptions) -> (RunReport, Recording) {
+    let keep = Keep {
+        viewer: false,
+        script: true,
+    };
+    let (report, _, recording) = run_with(options, None, keep);
+    (report, recording.expect("recording was on"))
+}
+
+/// What a run keeps besides its report: the viewer's picture, the shrinker's script.
+#[derive(Clone, Copy, Default)]
+struct Keep {
+    viewer: bool,
+    script: bool,
 }
 
 fn run_with(
     options: &RunOptions,
     sink: Option<Box<dyn std::io::Write>>,
-    record: bool,
-) -> (RunReport, Option<Recording>) {
+    keep: Keep,
+) -> (
+    RunReport,
+    Option<crate::viewer::record::Recording>,
+    Option<Recording>,
+) {
     install_panic_hook();
     let params = options.params();
-    let schedule: Vec<_> = options
-        .scenario
-        .iter()
-        .flat_map(|(_, scenario)| scenario.schedule.iter())
-        .map(|timed| (timed.at_ms * 1000, timed.fault.clone()))
+    let scenario = options.scenario.as_ref().map(|(_, scenario)| scenario);
+    let timed = scenario.into_iter().flat_map(|scenario| &scenario.schedule);
+    // Faults placed to the microsecond are played back in their place among that
+    // microsecond's events; the others are queued like any event.
+    let (placed, planned): (Vec<TimedFault>, Vec<TimedFault>) =
+        timed.cloned().partition(|timed| timed.at_us.is_some());
+    let schedule: Vec<_> = planned
+        .into_iter()
+        .map(|timed| (timed.time_us(), timed.fault))
         .collect();
     let mut trace = Trace::new(sink);
     trace.note(&format!("# {}", options.replay_command()));
@@ -307,8 +335,15 @@ fn run_with(
         &schedule,
         trace,
     );
-    if record {
+    if keep.viewer {
         sim.record_for_viewer();
+    }
+    if let Some(scenario) = scenario {
+        let operations = scenario.operations.as_deref();
+        sim.play(&placed, operations, scenario.heal_majority.as_deref());
+    }
+    if keep.script {
+        sim.start_recording();
     }
     IN_SIMULATION.with(|flag| flag.set(true));
     let ending = catch_unwind(AssertUnwindSafe(|| sim.run()));
@@ -336,7 +371,7 @@ fn run_with(
         sim.trace_mut().note(&line);
     }
     sim.trace_mut().flush();
-    let recording = sim.take_recording();
+    let viewer = sim.take_viewer_recording();
     let coverage = Coverage::of_run(
         &sim.trace().tally,
         &sim.counters.faults,
@@ -356,7 +391,7 @@ fn run_with(
         failure,
         coverage,
     };
-    (report, recording)
+    (report, viewer, sim.take_recording())
 }
 
 #[cfg(test)]

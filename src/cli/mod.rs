@@ -5,6 +5,7 @@ pub mod check;
 pub mod duration;
 pub mod node;
 pub mod read;
+pub mod shrink;
 pub mod sim;
 pub mod start_config;
 pub mod sweep_watch;

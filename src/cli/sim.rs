@@ -1,4 +1,4 @@
-//! `replog sim run|sweep|replay`: the deterministic simulator's front end.
+//! `replog sim run|sweep|replay|shrink`: the deterministic simulator's front end.
 //!
 //! The simulator itself never reads a clock; this front end does, only to report how fast
 //! the runs went (events per wall-second, simulated-to-real time ratio).
@@ -20,13 +20,16 @@ pub enum SimCommand {
     Sweep(SweepArgs),
     /// Run one seed with its full, readable trace.
     Replay(RunArgs),
+    /// Reduce a failing run to a small scenario that fails with the same invariant.
+    Shrink(crate::cli::shrink::ShrinkArgs),
 }
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// The seed: the whole run (fault mix, latencies, fsync times, clients) follows from it.
+    /// The seed: the whole run (fault mix, latencies, fsync times, clients) follows from it
+    /// [default: the scenario's own "seed", which a shrunk scenario has].
     #[arg(long)]
-    seed: u64,
+    seed: Option<u64>,
     /// Cluster size, 3 to 9 [default: 5, or the scenario's own "nodes"; giving another size
     /// than the scenario's is an error].
     #[arg(long)]
@@ -41,7 +44,7 @@ pub struct RunArgs {
     scenario: Option<PathBuf>,
     /// Write the full readable trace to this file.
     #[arg(long)]
-    trace: Option<PathBuf>,
+    pub(crate) trace: Option<PathBuf>,
     /// Write a self-contained HTML page of the run to this file (lanes per node, messages,
     /// client operations, faults, the violation); open it in any browser, offline.
     #[arg(long)]
@@ -85,6 +88,7 @@ pub fn run(command: SimCommand) -> ExitCode {
         SimCommand::Run(args) => run_one(args, false),
         SimCommand::Replay(args) => run_one(args, true),
         SimCommand::Sweep(args) => run_sweep(args),
+        SimCommand::Shrink(args) => crate::cli::shrink::run(args),
     };
     match result {
         Ok(code) => code,
@@ -95,16 +99,26 @@ pub fn run(command: SimCommand) -> ExitCode {
     }
 }
 
-fn run_one(args: RunArgs, replay: bool) -> Result<ExitCode, String> {
+/// The run `args` name, checked.
+pub(crate) fn run_options(args: &RunArgs) -> Result<RunOptions, String> {
     let scenario = load_scenario(args.scenario.as_ref())?;
     let (nodes, duration_us) = resolve(args.nodes.map(|n| vec![n]), args.duration, &scenario);
+    let seed = args
+        .seed
+        .or_else(|| scenario.as_ref()?.1.seed)
+        .ok_or("--seed is required: the scenario names no seed of its own")?;
     let options = RunOptions {
-        seed: args.seed,
+        seed,
         nodes: nodes[0],
         duration_us,
         scenario,
     };
     options.validate()?;
+    Ok(options)
+}
+
+fn run_one(args: RunArgs, replay: bool) -> Result<ExitCode, String> {
+    let options = run_options(&args)?;
     let sink: Option<Box<dyn Write>> = match (&args.trace, replay) {
         (Some(path), _) => {
             let file = std::fs::File::create(path)

@@ -46,8 +46,9 @@ pub enum OpKind {
     Read(Consistency),
 }
 
-/// How fresh a read must be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How fresh a read must be (in scenario files: `"linearizable"`, `"lease"`, `"local"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Consistency {
     /// ReadIndex on the leader (or through it).
     Linearizable,

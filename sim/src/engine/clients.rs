@@ -2,6 +2,7 @@
 //! leads, follows redirects, and gives up (outcome unknown) after a timeout, then moves on
 //! with a fresh command to another node.
 
+use super::script::Wake;
 use super::{Event, Reply, Simulation};
 use crate::checker::history::{Consistency, OpId, OpKind, Outcome};
 use crate::report::Violation;
@@ -16,7 +17,14 @@ impl Simulation {
         if !self.workload_active {
             return;
         }
-        let kind = self.draw_op_kind();
+        let scripted = match self.scripted_wake(client) {
+            Wake::Free => None,
+            Wake::Invoke(node, kind) => Some((node, kind)),
+            Wake::Idle => return,
+        };
+        // A scripted client still draws, so that a full script replays its run exactly.
+        let drawn = self.draw_op_kind();
+        let kind = scripted.map_or(drawn, |(_, kind)| kind);
         let op = self
             .checker
             .history
@@ -25,6 +33,8 @@ impl Simulation {
             Some(node) => node,
             None => self.rng.clients.below(self.nodes.len() as u64) as usize,
         };
+        let node = scripted.map_or(node, |(node, _)| node);
+        self.note_operation(client, node, kind);
         self.send_request(op, node, 0);
         let timeout_us = self.params.workload.timeout_us;
         self.queue

@@ -24,11 +24,13 @@ impl Simulation {
                 };
                 hit = side;
                 self.new_partition().split(side);
+                self.note_split(side);
             }
             Fault::Isolate { target } => {
                 let node = self.resolve(*target);
                 hit = 1 << node;
                 self.new_partition().split(hit);
+                self.note_split(hit);
             }
             Fault::Minority => {
                 let size = self
@@ -37,23 +39,27 @@ impl Simulation {
                     .between(1, (self.nodes.len() as u64 - 1) / 2);
                 hit = self.random_group(size as usize);
                 self.new_partition().split(hit);
+                self.note_split(hit);
             }
             Fault::OneWay { target, direction } => {
                 let node = self.resolve(*target);
                 hit = 1 << node;
                 let inbound = *direction == Direction::Inbound;
                 self.new_partition().one_way(node, inbound);
+                self.note_fault(Fault::OneWay {
+                    target: Target::Node(node as u64 + 1),
+                    direction: *direction,
+                });
             }
-            Fault::Bridge { target } => {
+            Fault::Bridge { target, side } => {
                 let bridge = self.resolve(*target);
                 hit = 1 << bridge;
-                let mut others: Vec<usize> =
-                    (0..self.nodes.len()).filter(|&n| n != bridge).collect();
-                self.rng.faults.shuffle(&mut others);
-                let side = others[..others.len() / 2]
-                    .iter()
-                    .fold(0, |set, &n| set | 1 << n);
+                let side = match side {
+                    Some(ids) => ids.iter().fold(0, |set, &id| set | 1 << (id - 1)),
+                    None => self.random_bridge_side(bridge),
+                };
                 self.new_partition().bridge(side, bridge);
+                self.note_bridge(side, bridge);
             }
             Fault::Flap { period_ms, flips } => {
                 self.partition_generation += 1;
@@ -67,10 +73,12 @@ impl Simulation {
             Fault::Crash {
                 target,
                 restart_after_ms,
+                restart_after_us,
             } => {
                 let node = self.resolve(*target);
                 hit = 1 << node;
-                self.crash(node, restart_after_ms.map(|ms| ms * 1000))?;
+                let restart_after_us = restart_after_ms.map(|ms| ms * 1000).or(*restart_after_us);
+                self.crash(node, restart_after_us)?;
             }
             Fault::CrashMajority { restart_after_ms } => {
                 hit = self.crash_majority(restart_after_ms.map(|ms| ms * 1000))?;
@@ -84,6 +92,7 @@ impl Simulation {
                     };
                     if chosen && self.nodes[node].core.is_none() {
                         hit |= 1 << node;
+                        self.note_restart(node);
                         self.restart(node)?;
                         if target.is_some() {
                             break;
@@ -99,12 +108,22 @@ impl Simulation {
                 hit = 1 << node;
                 self.pause(node, duration_ms * 1000);
             }
-            Fault::Loss { ratio } => self.net.params.loss = *ratio,
-            Fault::Duplicate { ratio } => self.net.params.duplicate = *ratio,
+            Fault::Loss { ratio } => {
+                self.net.params.loss = *ratio;
+                self.note_fault(fault.clone());
+            }
+            Fault::Duplicate { ratio } => {
+                self.net.params.duplicate = *ratio;
+                self.note_fault(fault.clone());
+            }
             Fault::Skew { target, percent } => {
                 let node = self.resolve(*target);
                 hit = 1 << node;
                 self.nodes[node].tick_us = skewed(self.params.tick_us, i64::from(*percent));
+                self.note_fault(Fault::Skew {
+                    target: Target::Node(node as u64 + 1),
+                    percent: *percent,
+                });
             }
         }
         self.record(
@@ -144,6 +163,7 @@ impl Simulation {
             },
             FaultKind::Bridge => Fault::Bridge {
                 target: Target::Random,
+                side: None,
             },
             FaultKind::Flap => Fault::Flap {
                 period_ms: rng.between(20, 500),
@@ -152,10 +172,12 @@ impl Simulation {
             FaultKind::CrashRandom => Fault::Crash {
                 target: Target::Random,
                 restart_after_ms,
+                restart_after_us: None,
             },
             FaultKind::CrashLeader => Fault::Crash {
                 target: Target::Leader,
                 restart_after_ms,
+                restart_after_us: None,
             },
             FaultKind::CrashMajority => Fault::CrashMajority { restart_after_ms },
             FaultKind::Pause => Fault::Pause {
@@ -202,6 +224,7 @@ impl Simulation {
             .entry("isolate_new_leader")
             .or_default() += 1;
         self.new_partition().split(1 << node);
+        self.note_split(1 << node);
         let generation = self.partition_generation;
         self.queue
             .push(self.now_us + isolate_us, Event::PartitionEnd { generation });
@@ -220,9 +243,11 @@ impl Simulation {
         }
         if flips_left.is_multiple_of(2) {
             self.net.heal_all();
+            self.note_fault(Fault::Heal);
         } else {
             let side = self.random_group(self.nodes.len() / 2);
             self.net.split(side);
+            self.note_split(side);
         }
         if flips_left > 0 {
             let event = Event::FlapFlip {
@@ -237,12 +262,22 @@ impl Simulation {
     pub(crate) fn heal_partition(&mut self) {
         self.partition_generation += 1;
         self.net.heal_all();
+        self.note_fault(Fault::Heal);
     }
 
     /// Starts a new partition, cancelling the end or flapping of the previous one.
     fn new_partition(&mut self) -> &mut crate::net::Network {
         self.partition_generation += 1;
         &mut self.net
+    }
+
+    /// Half of the nodes other than `bridge`, at random.
+    fn random_bridge_side(&mut self, bridge: usize) -> NodeSet {
+        let mut others: Vec<usize> = (0..self.nodes.len()).filter(|&n| n != bridge).collect();
+        self.rng.faults.shuffle(&mut others);
+        others[..others.len() / 2]
+            .iter()
+            .fold(0, |set, &n| set | 1 << n)
     }
 
     /// `size` distinct random nodes.

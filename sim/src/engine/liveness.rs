@@ -55,10 +55,14 @@ impl Simulation {
     pub(crate) fn start_liveness(&mut self) {
         self.workload_active = false;
         self.partition_generation += 1; // Stops flapping and pending partition ends.
-        let mut members: Vec<usize> = (0..self.nodes.len()).collect();
-        self.rng.faults.shuffle(&mut members);
-        members.truncate(self.nodes.len() / 2 + 1);
+        let mut members = self.scripted_majority().unwrap_or_else(|| {
+            let mut members: Vec<usize> = (0..self.nodes.len()).collect();
+            self.rng.faults.shuffle(&mut members);
+            members.truncate(self.nodes.len() / 2 + 1);
+            members
+        });
         members.sort_unstable();
+        self.note_majority(&members);
         let set: NodeSet = members.iter().fold(0, |set, &n| set | 1 << n);
         self.net.heal_among(set);
         self.record(None, What::HealMajority { majority: set });

@@ -7,6 +7,9 @@ mod clients;
 mod faults;
 mod liveness;
 mod node;
+mod script;
+
+pub use script::Recording;
 
 use crate::checker::history::OpId;
 use crate::checker::Checker;
@@ -195,6 +198,8 @@ pub struct Simulation {
     pub(crate) event_budget: u64,
     /// What `replog sim run --html` shows, when asked for (see `viewer::record`).
     pub(crate) recording: Option<Box<crate::viewer::record::Recording>>,
+    /// Recording this run, or playing a recorded one back.
+    pub(crate) replay: script::Replay,
 }
 
 /// Events one run may handle: about 300 times what a 60 s swarm seed handles on average
@@ -264,6 +269,7 @@ impl Simulation {
             current_node: None,
             event_budget: EVENT_BUDGET,
             recording: None,
+            replay: Default::default(),
             params,
         };
         sim.schedule_start(schedule);
@@ -321,8 +327,14 @@ impl Simulation {
     /// Runs until the liveness phase converges or an invariant breaks.
     pub fn run(&mut self) -> Ending {
         loop {
+            match self.play_due_fault() {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(violation) => return Ending::Violated(violation),
+            }
             let scheduled = self.queue.pop().expect("ticks keep the queue non-empty");
             self.now_us = scheduled.time_us;
+            self.count_for_replay(&scheduled.event);
             self.counters.events += 1;
             if let Some(storm) = self.event_storm() {
                 return Ending::Violated(storm);

@@ -505,10 +505,12 @@ impl Simulation {
         node: usize,
         restart_after_us: Option<u64>,
     ) -> Result<(), Violation> {
-        let state = &mut self.nodes[node];
-        let Some(core) = state.core.take() else {
+        if self.nodes[node].core.is_none() {
             return Ok(());
-        };
+        }
+        self.note_crash(node, restart_after_us);
+        let state = &mut self.nodes[node];
+        let core = state.core.take().expect("checked above");
         crate::coverage::add_stats(&mut self.counters.past_core_stats, core.stats());
         state.incarnation += 1;
         state.backlog = None;
@@ -535,10 +537,10 @@ impl Simulation {
 
     /// Rebuilds a crashed node from its disk, as the real node does from its files.
     pub(crate) fn restart(&mut self, node: usize) -> Result<(), Violation> {
-        let state = &mut self.nodes[node];
-        if state.core.is_some() {
+        if self.nodes[node].core.is_some() {
             return Ok(());
         }
+        let state = &mut self.nodes[node];
         let config = self
             .params
             .core_config(state.id, self.core_seed, state.incarnation);
@@ -571,10 +573,11 @@ impl Simulation {
     }
 
     pub(crate) fn pause(&mut self, node: usize, duration_us: u64) {
-        let state = &mut self.nodes[node];
-        if !state.is_running() {
+        if !self.nodes[node].is_running() {
             return;
         }
+        self.note_pause(node, duration_us);
+        let state = &mut self.nodes[node];
         state.backlog = Some(Vec::new());
         state.paused_at_us = self.now_us;
         state.pause_generation += 1;

@@ -47,7 +47,7 @@ impl Simulation {
         }));
     }
 
-    pub fn take_recording(&mut self) -> Option<Recording> {
+    pub fn take_viewer_recording(&mut self) -> Option<Recording> {
         let mut recording = *self.recording.take()?;
         recording.ops = self.checker.history.ops.clone();
         Some(recording)
