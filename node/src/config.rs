@@ -220,6 +220,8 @@ pub struct NodeConfig {
     pub cluster: String,
     /// Peers prove knowledge of these (`--cluster-secret-file`); none: no authentication.
     pub secrets: crate::transport::ClusterSecrets,
+    /// Clients must show this token (`--client-token-file`); `None`: they need none.
+    pub client_token: Option<crate::client::token::ClientToken>,
     pub data_dir: PathBuf,
     /// Campaign at once instead of waiting out a first election timeout.
     pub campaign_at_start: bool,

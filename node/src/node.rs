@@ -162,6 +162,15 @@ fn log_authentication(config: &NodeConfig) {
     } else {
         info!("peers are not authenticated (no --cluster-secret-file)");
     }
+    match &config.client_token {
+        Some(token) => {
+            for warning in &token.warnings {
+                warn!("{warning}");
+            }
+            info!("clients must show the token in {}", token.path().display());
+        }
+        None => info!("clients need no token (no --client-token-file)"),
+    }
 }
 
 /// Gives the front end the time it takes to hand its clients their last answers (it lets
@@ -245,6 +254,7 @@ fn start_threads(
             requests: events.clone(),
             reader: reader_jobs.clone(),
             max_line_bytes: config.limits.max_line_bytes,
+            token: config.client_token.clone().map(Arc::new),
         },
     };
     let (answer_sink, front_end) = listener::spawn(listener, context)?;

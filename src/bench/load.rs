@@ -8,6 +8,7 @@
 use super::latency::Latencies;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use replog_node::client::blocking::ClientOptions;
 use replog_node::client::protocol::{Request, Response};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +28,8 @@ pub struct LoadConfig {
     pub warmup: Duration,
     /// Size of each command in bytes.
     pub command_bytes: usize,
+    /// The token each new connection shows first, if any.
+    pub client: ClientOptions,
 }
 
 /// Things that went wrong along the way (none of them stop the run).
@@ -125,6 +128,8 @@ struct Client {
     command: String,
     input: Vec<u8>,
     output: Vec<u8>,
+    /// Connected, and nothing sent yet.
+    fresh: bool,
 }
 
 /// Every client, on one thread.
@@ -155,6 +160,7 @@ impl<'a> Generator<'a> {
                     command: String::new(),
                     input: Vec::new(),
                     output: Vec::new(),
+                    fresh: false,
                 }
             })
             .collect();
@@ -226,6 +232,11 @@ impl<'a> Generator<'a> {
         fill_command(&mut client.command, client.id, client.sequence, bytes);
         client.sequence += 1;
         client.output.clear();
+        if let (true, Some(token)) = (client.fresh, &self.config.client.token) {
+            // Its answer comes first and is skipped (see `readable`).
+            replog_node::client::token::encode_auth(token, &mut client.output);
+        }
+        client.fresh = false;
         let request = Request::Append {
             command: std::mem::take(&mut client.command),
         };
@@ -275,6 +286,7 @@ impl<'a> Generator<'a> {
         let client = &mut self.clients[k];
         client.input.clear();
         client.stream = Some(stream);
+        client.fresh = true;
         true
     }
 
@@ -308,12 +320,19 @@ impl<'a> Generator<'a> {
             }
         }
         let client = &mut self.clients[k];
-        let Some(end) = client.input.iter().position(|&byte| byte == b'\n') else {
+        let mut answer = None;
+        while let Some(end) = client.input.iter().position(|&byte| byte == b'\n') {
+            let line = parse_answer(&client.input[..end]);
+            client.input.drain(..=end);
+            if !matches!(line, Ok(Response::Authenticated)) {
+                answer = Some(line);
+                break;
+            }
+        }
+        let Some(answer) = answer else {
             return;
         };
         let done_at = Instant::now();
-        let answer = parse_answer(&client.input[..end]);
-        client.input.drain(..=end);
         let sent_at = client.sent_at.take();
         self.answered(k, answer, sent_at, done_at);
     }

@@ -4,6 +4,7 @@
 use crate::bench::load::{self, Event, LoadConfig};
 use crate::bench::procfs;
 use crate::bench::report::{BenchReport, CpuUse};
+use crate::cli::client_args::ClientArgs;
 use crate::cli::duration::parse_duration;
 use crate::cli::node::SchedulingArg;
 use clap::Args;
@@ -49,6 +50,8 @@ pub struct BenchArgs {
     /// more busy replog threads than CPUs on one machine.
     #[arg(long, value_enum, default_value_t = SchedulingArg::Batch, requires = "local")]
     node_scheduling: SchedulingArg,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 pub fn run(args: BenchArgs) -> ExitCode {
@@ -90,14 +93,15 @@ pub fn run(args: BenchArgs) -> ExitCode {
     }
 }
 
-fn load_config(args: &BenchArgs, targets: Vec<String>) -> LoadConfig {
-    LoadConfig {
+fn load_config(args: &BenchArgs, targets: Vec<String>) -> Result<LoadConfig, String> {
+    Ok(LoadConfig {
         targets,
         clients: args.clients as usize,
         duration: args.duration,
         warmup: args.warmup,
         command_bytes: args.size as usize,
-    }
+        client: args.client.options()?,
+    })
 }
 
 fn run_remote(args: &BenchArgs) -> Result<BenchReport, String> {
@@ -110,7 +114,7 @@ fn run_remote(args: &BenchArgs) -> Result<BenchReport, String> {
     if targets.is_empty() {
         return Err("--target needs at least one address".into());
     }
-    let config = load_config(args, targets);
+    let config = load_config(args, targets)?;
     let mut progress = progress_line(&config);
     let result = load::run(&config, |event| {
         if let Event::Progress { elapsed, committed } = event {
@@ -164,7 +168,7 @@ fn bench_cluster(args: &BenchArgs, cluster: &mut LocalCluster) -> Result<BenchRe
     // Clients start at the leader, with every node as a fallback.
     let mut targets = vec![leader.clone()];
     targets.extend(cluster.addrs().into_iter().filter(|a| *a != leader));
-    let config = load_config(args, targets);
+    let config = load_config(args, targets)?;
     let pids: Vec<u32> = (0..cluster.len()).filter_map(|k| cluster.pid(k)).collect();
     let mut progress = progress_line(&config);
     let mut cpu = CpuMeter::new(pids.clone());

@@ -1,9 +1,11 @@
 //! `replog start|append|query|status|demo`: run a node, talk to one, or start a local
 //! cluster to play with.
 
+use crate::cli::client_args::ClientArgs;
 use crate::cli::duration::parse_duration;
 use clap::{Args, ValueEnum};
-use replog_node::client::blocking::{self, Connection};
+use replog_node::client::blocking::{self, ClientOptions, Connection};
+use replog_node::client::token::ClientToken;
 use replog_node::client::{NodeState, QueryRange, Request, Response};
 use replog_node::config::{check_addr, Limits, Members, NodeConfig, Timing};
 use replog_node::local_cluster::{fresh_temp_dir, LocalCluster};
@@ -53,6 +55,11 @@ pub struct StartArgs {
     /// secret and accepts any of them. Without it, peers are not authenticated.
     #[arg(long, value_name = "FILE")]
     cluster_secret_file: Vec<PathBuf>,
+    /// Clients must show the token in FILE (an `auth` line, or `"token"` on a request);
+    /// a wrong or missing one is answered `unauthorized` and the connection closed.
+    /// Without it, tokens are ignored.
+    #[arg(long, value_name = "FILE")]
+    client_token_file: Option<PathBuf>,
     /// Stop cleanly when standard input closes (for supervisors such as `replog demo`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
@@ -147,6 +154,8 @@ pub struct AppendArgs {
     /// a bare number is seconds).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Args)]
@@ -168,6 +177,8 @@ pub struct QueryArgs {
     /// Print the node's answer line as is.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Args)]
@@ -183,6 +194,8 @@ pub struct StatusArgs {
     /// Print the node's answer line as is.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 /// Where `append`, `query` and `status` look without `-t`: `start`'s default `-a`.
@@ -215,11 +228,17 @@ pub fn start(args: StartArgs) -> ExitCode {
         Ok(secrets) => secrets,
         Err(error) => return fail(&error.to_string()),
     };
+    let client_token = match args.client_token_file.as_deref().map(ClientToken::load) {
+        None => None,
+        Some(Ok(token)) => Some(token),
+        Some(Err(error)) => return fail(&error.to_string()),
+    };
     let config = NodeConfig {
         members,
         listen,
         cluster: args.cluster,
         secrets,
+        client_token,
         data_dir: args.data_dir,
         campaign_at_start: args.leader,
         stop_on_stdin_eof: args.stop_on_stdin_eof,
@@ -251,7 +270,11 @@ pub fn append(args: AppendArgs) -> ExitCode {
     if let Err(problem) = blocking::append_request(&command) {
         return fail(&problem);
     }
-    match blocking::append(&targets, &command, args.timeout) {
+    let options = match args.client.options() {
+        Ok(options) => options,
+        Err(problem) => return fail(&problem),
+    };
+    match blocking::append_with(&targets, &command, args.timeout, &options) {
         Ok(appended) => {
             let text = if args.json {
                 let mut line = Vec::new();
@@ -324,22 +347,26 @@ pub fn query(args: QueryArgs) -> ExitCode {
             .limit
             .map(|limit| usize::try_from(limit).unwrap_or(usize::MAX)),
     };
-    show_state(&args.target, Request::Query(range), args.json)
+    show_state(&args.target, &args.client, Request::Query(range), args.json)
 }
 
 pub fn status(args: StatusArgs) -> ExitCode {
-    show_state(&args.target, Request::Status, args.json)
+    show_state(&args.target, &args.client, Request::Status, args.json)
 }
 
 /// Asks the first of `targets` that answers; prints its answer.
-fn show_state(targets: &[String], request: Request, json: bool) -> ExitCode {
+fn show_state(targets: &[String], client: &ClientArgs, request: Request, json: bool) -> ExitCode {
     let targets = match checked_targets(targets) {
         Ok(targets) => targets,
         Err(problem) => return fail(&problem),
     };
+    let options = match client.options() {
+        Ok(options) => options,
+        Err(problem) => return fail(&problem),
+    };
     let mut problems = Vec::new();
     for target in &targets {
-        match ask(target, &request) {
+        match ask(target, &request, &options) {
             Ok(line) => return print_answer(target, &line, json),
             Err(problem) => problems.push(problem),
         }
@@ -348,9 +375,14 @@ fn show_state(targets: &[String], request: Request, json: bool) -> ExitCode {
 }
 
 /// One request to `target`; its answer line, or what went wrong.
-fn ask(target: &str, request: &Request) -> Result<Vec<u8>, String> {
-    let mut connection = Connection::connect(target, CONNECT_TIMEOUT)
-        .map_err(|error| format!("cannot reach {target}: {error}"))?;
+fn ask(target: &str, request: &Request, options: &ClientOptions) -> Result<Vec<u8>, String> {
+    let mut connection =
+        Connection::connect_with(target, CONNECT_TIMEOUT, options).map_err(|error| match error
+            .kind()
+        {
+            io::ErrorKind::PermissionDenied => error.to_string(),
+            _ => format!("cannot reach {target}: {error}"),
+        })?;
     connection
         .send(request)
         .map_err(|error| format!("{target}: {error}"))?;
@@ -372,6 +404,10 @@ fn print_answer(target: &str, line: &[u8], json: bool) -> ExitCode {
         }
         Ok(Response::Trimmed { first_index }) => fail(&format!(
             "{target}: those entries were trimmed; the log starts at index {first_index}"
+        )),
+        Ok(Response::Unauthorized { message }) => fail(&format!(
+            "{target} refused the request: {message} (give the token with --token-file or {})",
+            crate::cli::client_args::TOKEN_ENV
         )),
         Ok(other) => fail(&format!("{target} answered {other:?}")),
         Err(error) => fail(&format!("{target}: {error}")),

@@ -51,6 +51,13 @@ use std::time::{Duration, Instant};
 /// Longest answer line a client accepts (a `query` of a long log is big).
 const MAX_ANSWER_BYTES: usize = 1 << 30;
 
+/// How a client connects beyond the address: the token it shows.
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// Sent in an `auth` line on every new connection (see `client::token`).
+    pub token: Option<String>,
+}
+
 /// One connection to a node. Requests may be pipelined: `send` several, then `recv` their
 /// answers in the same order.
 pub struct Connection {
@@ -64,6 +71,41 @@ pub struct Connection {
 impl Connection {
     /// Connects, giving up after `timeout`; answers must then arrive within `timeout` too.
     pub fn connect(addr: &str, timeout: Duration) -> io::Result<Connection> {
+        Connection::connect_with(addr, timeout, &ClientOptions::default())
+    }
+
+    /// As [`Connection::connect`], then shows the token if `options` has one. A node that
+    /// refuses it is a `PermissionDenied` error with the node's message.
+    pub fn connect_with(
+        addr: &str,
+        timeout: Duration,
+        options: &ClientOptions,
+    ) -> io::Result<Connection> {
+        let mut connection = Connection::connect_plain(addr, timeout)?;
+        if let Some(token) = &options.token {
+            connection.authenticate(token)?;
+        }
+        Ok(connection)
+    }
+
+    fn authenticate(&mut self, token: &str) -> io::Result<()> {
+        self.out.clear();
+        super::token::encode_auth(token, &mut self.out);
+        self.writer.write_all(&self.out)?;
+        match self.recv()? {
+            Response::Authenticated => Ok(()),
+            Response::Unauthorized { message } => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{} refused the client token: {message}", self.addr),
+            )),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} answered auth with {other:?}", self.addr),
+            )),
+        }
+    }
+
+    fn connect_plain(addr: &str, timeout: Duration) -> io::Result<Connection> {
         let mut last_error = None;
         for socket_addr in addr.to_socket_addrs()? {
             match TcpStream::connect_timeout(&socket_addr, timeout) {
@@ -220,14 +262,34 @@ pub fn append(
     command: &str,
     timeout: Duration,
 ) -> Result<Appended, AppendError> {
+    append_with(targets, command, timeout, &ClientOptions::default())
+}
+
+/// [`append`], connecting with `options`.
+pub fn append_with(
+    targets: &[String],
+    command: &str,
+    timeout: Duration,
+    options: &ClientOptions,
+) -> Result<Appended, AppendError> {
     let request = append_request(command).map_err(|message| AppendError::Rejected { message })?;
-    submit(targets, &request, timeout)
+    submit(targets, &request, timeout, options)
 }
 
 /// Proposes a retention point through `targets` as [`append`] proposes a command: the
 /// entries before `before` are dropped from every node's storage once it is committed.
 pub fn trim(targets: &[String], before: u64, timeout: Duration) -> Result<Appended, AppendError> {
-    submit(targets, &Request::Trim { before }, timeout)
+    trim_with(targets, before, timeout, &ClientOptions::default())
+}
+
+/// [`trim`], connecting with `options`.
+pub fn trim_with(
+    targets: &[String],
+    before: u64,
+    timeout: Duration,
+    options: &ClientOptions,
+) -> Result<Appended, AppendError> {
+    submit(targets, &Request::Trim { before }, timeout, options)
 }
 
 /// Sends a request that the leader answers once it is committed (an append or a trim),
@@ -236,6 +298,7 @@ fn submit(
     targets: &[String],
     request: &Request,
     timeout: Duration,
+    options: &ClientOptions,
 ) -> Result<Appended, AppendError> {
     assert!(!targets.is_empty(), "a request needs a target");
     let deadline = Instant::now() + timeout;
@@ -246,7 +309,7 @@ fn submit(
     // The given targets that refused since any node last answered, with why.
     let mut refused: BTreeMap<String, String> = BTreeMap::new();
     while Instant::now() < deadline {
-        match attempt(&target, request, deadline) {
+        match attempt(&target, request, deadline, options) {
             Attempt::Done(result) => return result,
             Attempt::Redirected { leader, problem } => {
                 // Two nodes naming each other (an election settling): do not spin.
@@ -315,12 +378,18 @@ enum Attempt {
     },
 }
 
-fn attempt(target: &str, request: &Request, deadline: Instant) -> Attempt {
+fn attempt(target: &str, request: &Request, deadline: Instant, options: &ClientOptions) -> Attempt {
     let io_timeout = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(100));
-    let mut connection = match Connection::connect(target, io_timeout.min(Duration::from_secs(2))) {
+    let connect_timeout = io_timeout.min(Duration::from_secs(2));
+    let mut connection = match Connection::connect_with(target, connect_timeout, options) {
         Ok(connection) => connection,
+        // Never sent: another node would refuse the same credentials.
+        Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {
+            let message = error.to_string();
+            return Attempt::Done(Err(AppendError::Rejected { message }));
+        }
         Err(error) => {
             return Attempt::Retry {
                 elsewhere: true,
@@ -368,7 +437,7 @@ fn attempt(target: &str, request: &Request, deadline: Instant) -> Attempt {
             problem: format!("{target} is stopping"),
             nobody_there: false,
         },
-        Ok(Response::BadRequest { message }) => {
+        Ok(Response::BadRequest { message } | Response::Unauthorized { message }) => {
             Attempt::Done(Err(AppendError::Rejected { message }))
         }
         Ok(
@@ -376,6 +445,7 @@ fn attempt(target: &str, request: &Request, deadline: Instant) -> Attempt {
             | Response::Read(_)
             | Response::Trimmed { .. }
             | Response::ReadFailed { .. }
+            | Response::Authenticated
             | Response::Encoded(_)),
         ) => unknown(format!("{target} answered {response:?}")),
         Err(error) => unknown(format!("{target}: {error}")),

@@ -35,6 +35,7 @@
 
 use super::answers::{Answer, AnswerSink, Phase, ReplyTo, StreamChunk, StreamId};
 use super::protocol::{ParsedLine, Request, Response};
+use super::token::{self, ClientToken, Gate};
 use crate::queue::QueueSender;
 use crate::reader::{ReaderJob, ReaderJobs};
 use crate::runtime::{Control, CoreEvent};
@@ -46,6 +47,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Requests one connection may have unanswered at once.
@@ -82,6 +84,8 @@ pub struct ClientContext {
     /// The reader thread's queue, for `follow` streams.
     pub reader: ReaderJobs,
     pub max_line_bytes: usize,
+    /// Clients must show this token (`--client-token-file`); `None`: tokens are ignored.
+    pub token: Option<Arc<ClientToken>>,
 }
 
 /// An answer waiting for the answers before it.
@@ -135,6 +139,8 @@ struct Connection {
     follow: Option<Follow>,
     /// The first index of the stream, once the `follow` is parsed and until it starts.
     follow_from: Option<u64>,
+    /// It showed the client token (see `token`).
+    authenticated: bool,
 }
 
 impl Connection {
@@ -156,6 +162,7 @@ impl Connection {
             dirty: false,
             follow: None,
             follow_from: None,
+            authenticated: false,
         }
     }
 
@@ -549,8 +556,24 @@ impl FrontEnd {
             self.mark_dirty(slot);
             return LineOutcome::Stop;
         }
-        let answer_now = match Request::parse(line) {
+        let (parsed, token) = Request::parse_with_token(line);
+        let required = self.client.token.as_deref();
+        let gate = token::gate(
+            required,
+            &mut connection.authenticated,
+            &parsed,
+            token.as_deref(),
+        );
+        if let Gate::Refuse(message) = gate {
+            debug!("client connection refused: {message}");
+            close_with(connection, Response::Unauthorized { message });
+            self.refused += 1;
+            self.mark_dirty(slot);
+            return LineOutcome::Stop;
+        }
+        let answer_now = match parsed {
             ParsedLine::Blank => return LineOutcome::Next,
+            ParsedLine::Auth => Some(Response::Authenticated),
             ParsedLine::Request(_) if self.phase != Phase::Running => {
                 Some(Response::Stopping { accepted: false })
             }
@@ -818,9 +841,14 @@ impl FrontEnd {
 fn refuse(connection: &mut Connection, max_line_bytes: usize) {
     let message =
         format!("request line longer than {max_line_bytes} bytes; closing the connection");
+    close_with(connection, Response::BadRequest { message });
+}
+
+/// Answers `response` after the answers before it and starts closing the connection.
+fn close_with(connection: &mut Connection, response: Response) {
     connection.next_seq += 1;
     connection.waiting.push_back(Some(Ready {
-        response: Response::BadRequest { message },
+        response,
         close: true,
     }));
     connection.refused_until = Some(Instant::now() + DRAIN_FOR);

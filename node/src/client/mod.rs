@@ -8,6 +8,7 @@ pub mod blocking;
 pub mod frontend;
 pub mod lines;
 pub mod protocol;
+pub mod token;
 
 pub use answers::{Answer, AnswerSink, ReplyTo};
 pub use frontend::{ClientContext, ClientRequest};
