@@ -30,6 +30,7 @@ fn token_file(dir: &Path, name: &str, token: &str) -> String {
 fn with_token() -> ClientOptions {
     ClientOptions {
         token: Some(TOKEN.into()),
+        ..ClientOptions::default()
     }
 }
 

@@ -39,6 +39,7 @@ pub mod scheduling;
 pub mod signals;
 pub mod storage;
 pub mod storage_thread;
+pub mod tls;
 pub mod transport;
 
 pub use config::{Members, NodeConfig};

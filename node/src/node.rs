@@ -171,6 +171,9 @@ fn log_authentication(config: &NodeConfig) {
         }
         None => info!("clients need no token (no --client-token-file)"),
     }
+    if config.tls.is_some() {
+        info!("clients must connect with TLS (--tls-cert); peers still dial in plaintext");
+    }
 }
 
 /// Gives the front end the time it takes to hand its clients their last answers (it lets
@@ -255,6 +258,7 @@ fn start_threads(
             reader: reader_jobs.clone(),
             max_line_bytes: config.limits.max_line_bytes,
             token: config.client_token.clone().map(Arc::new),
+            tls: config.tls.clone(),
         },
     };
     let (answer_sink, front_end) = listener::spawn(listener, context)?;

@@ -8,8 +8,9 @@
 use super::latency::Latencies;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use replog_node::client::blocking::ClientOptions;
+use replog_node::client::blocking::{host_of, ClientOptions};
 use replog_node::client::protocol::{Request, Response};
+use replog_node::tls::{Stream, TlsStream};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -119,7 +120,7 @@ struct Client {
     id: usize,
     target: String,
     next_fallback: usize,
-    stream: Option<TcpStream>,
+    stream: Option<Stream<TcpStream>>,
     /// When the outstanding request was sent.
     sent_at: Option<Instant>,
     /// Do nothing until then (after a problem).
@@ -266,7 +267,16 @@ impl<'a> Generator<'a> {
             .and_then(|stream| {
                 stream.set_nodelay(true).ok()?;
                 stream.set_nonblocking(true).ok()?;
-                Some(TcpStream::from_std(stream))
+                let stream = TcpStream::from_std(stream);
+                match &self.config.client.tls {
+                    None => Some(Stream::Plain(stream)),
+                    // The handshake runs as the first request goes out and its answer in.
+                    Some(config) => {
+                        TlsStream::client(stream, config.clone(), host_of(&client.target))
+                            .ok()
+                            .map(|tls| Stream::Tls(Box::new(tls)))
+                    }
+                }
             });
         let Some(mut stream) = connected else {
             self.problems.connection_errors += 1;
@@ -276,7 +286,7 @@ impl<'a> Generator<'a> {
         if self
             .poll
             .registry()
-            .register(&mut stream, Token(k), Interest::READABLE)
+            .register(stream.socket_mut(), Token(k), Interest::READABLE)
             .is_err()
         {
             self.problems.connection_errors += 1;
@@ -296,6 +306,8 @@ impl<'a> Generator<'a> {
             let Some(stream) = self.clients[k].stream.as_mut() else {
                 return;
             };
+            // A short TLS read does not mean the socket is empty: read to `WouldBlock`.
+            let tls = stream.is_tls();
             match stream.read(&mut self.scratch) {
                 Ok(0) => {
                     self.problems.connection_errors += 1;
@@ -306,7 +318,7 @@ impl<'a> Generator<'a> {
                     self.clients[k]
                         .input
                         .extend_from_slice(&self.scratch[..count]);
-                    if count < self.scratch.len() {
+                    if count < self.scratch.len() && !tls {
                         break; // The socket is empty; more data raises a new edge.
                     }
                 }

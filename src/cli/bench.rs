@@ -1,6 +1,7 @@
 //! `replog bench`: drive a cluster with closed-loop clients and report committed ops/s and
 //! latency percentiles; `--local` starts (and afterwards stops) a fresh local cluster.
 
+use crate::bench::certs::{TestCa, Validity};
 use crate::bench::load::{self, Event, LoadConfig};
 use crate::bench::procfs;
 use crate::bench::report::{BenchReport, CpuUse};
@@ -50,6 +51,10 @@ pub struct BenchArgs {
     /// more busy replog threads than CPUs on one machine.
     #[arg(long, value_enum, default_value_t = SchedulingArg::Batch, requires = "local")]
     node_scheduling: SchedulingArg,
+    /// Run the `--local` nodes with TLS, with certificates from a throwaway CA made for
+    /// the run (in the data directory), and connect the clients with TLS.
+    #[arg(long, requires = "local")]
+    tls: bool,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -136,8 +141,19 @@ fn run_local(args: &BenchArgs) -> Result<BenchReport, String> {
     };
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the replog executable: {e}"))?;
-    let node_args = ["--scheduling", args.node_scheduling.as_arg()];
-    let mut cluster = LocalCluster::start_with(&exe, args.nodes as usize, &data_dir, &node_args)
+    let mut node_args = vec![
+        "--scheduling".to_string(),
+        args.node_scheduling.as_arg().into(),
+    ];
+    let mut client = args.client.options()?;
+    if args.tls {
+        let (tls_args, config) = throwaway_tls(&data_dir)?;
+        node_args.extend(tls_args);
+        client.tls = Some(config);
+    }
+    let node_args: Vec<&str> = node_args.iter().map(String::as_str).collect();
+    let nodes = args.nodes as usize;
+    let mut cluster = LocalCluster::start_secured(&exe, nodes, &data_dir, &node_args, client)
         .map_err(|error| {
             format!(
                 "cannot start a local cluster in {}: {error}",
@@ -155,6 +171,27 @@ fn run_local(args: &BenchArgs) -> Result<BenchReport, String> {
     outcome
 }
 
+/// A CA and one certificate for every node (all on 127.0.0.1), in `dir/tls`: the nodes'
+/// TLS flags, and the clients' configuration.
+fn throwaway_tls(
+    dir: &std::path::Path,
+) -> Result<(Vec<String>, std::sync::Arc<rustls::ClientConfig>), String> {
+    let dir = dir.join("tls");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+    let ca = TestCa::new(&dir, "bench-ca")?;
+    let node = ca.issue(&dir, "node", Validity::Current)?;
+    let args = [
+        ("--tls-cert", &node.cert),
+        ("--tls-key", &node.key),
+        ("--tls-ca", &ca.cert),
+    ]
+    .iter()
+    .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
+    .collect();
+    let config = replog_node::tls::client_config(&ca.cert, None)?;
+    Ok((args, config))
+}
+
 fn bench_cluster(args: &BenchArgs, cluster: &mut LocalCluster) -> Result<BenchReport, String> {
     let leader = cluster.wait_for_leader(Duration::from_secs(10))?;
     status(
@@ -168,7 +205,8 @@ fn bench_cluster(args: &BenchArgs, cluster: &mut LocalCluster) -> Result<BenchRe
     // Clients start at the leader, with every node as a fallback.
     let mut targets = vec![leader.clone()];
     targets.extend(cluster.addrs().into_iter().filter(|a| *a != leader));
-    let config = load_config(args, targets)?;
+    let mut config = load_config(args, targets)?;
+    config.client = cluster.client().clone();
     let pids: Vec<u32> = (0..cluster.len()).filter_map(|k| cluster.pid(k)).collect();
     let mut progress = progress_line(&config);
     let mut cpu = CpuMeter::new(pids.clone());

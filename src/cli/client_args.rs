@@ -14,6 +14,15 @@ pub struct ClientArgs {
     /// token in the REPLOG_TOKEN environment variable, if set). Nodes without one ignore it.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// Connect with TLS, trusting the nodes whose certificates the CA in FILE (PEM) signed.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// With --tls-ca: present this client certificate (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 impl ClientArgs {
@@ -32,6 +41,11 @@ impl ClientArgs {
                 }
             },
         };
-        Ok(ClientOptions { token })
+        let identity = self.tls_cert.as_deref().zip(self.tls_key.as_deref());
+        let tls = match &self.tls_ca {
+            Some(ca) => Some(replog_node::tls::client_config(ca, identity)?),
+            None => None,
+        };
+        Ok(ClientOptions { token, tls })
     }
 }

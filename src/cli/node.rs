@@ -11,6 +11,7 @@ use replog_node::config::{check_addr, Limits, Members, NodeConfig, Timing};
 use replog_node::local_cluster::{fresh_temp_dir, LocalCluster};
 use replog_node::logging;
 use replog_node::scheduling::Scheduling;
+use replog_node::tls::TlsFiles;
 use replog_node::transport::ClusterSecrets;
 use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
@@ -60,6 +61,16 @@ pub struct StartArgs {
     /// Without it, tokens are ignored.
     #[arg(long, value_name = "FILE")]
     client_token_file: Option<PathBuf>,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key and --tls-ca. The
+    /// port then refuses plaintext clients.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The CA (PEM) whose certificates this node accepts from clients that present one.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_ca: Option<PathBuf>,
     /// Stop cleanly when standard input closes (for supervisors such as `replog demo`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
@@ -233,12 +244,22 @@ pub fn start(args: StartArgs) -> ExitCode {
         Some(Ok(token)) => Some(token),
         Some(Err(error)) => return fail(&error.to_string()),
     };
+    let tls = match (args.tls_cert, args.tls_key, args.tls_ca) {
+        (Some(cert), Some(key), Some(ca)) => {
+            match replog_node::tls::server_config(&TlsFiles { cert, key, ca }) {
+                Ok(config) => Some(config),
+                Err(error) => return fail(&error.to_string()),
+            }
+        }
+        _ => None, // clap requires all three or none.
+    };
     let config = NodeConfig {
         members,
         listen,
         cluster: args.cluster,
         secrets,
         client_token,
+        tls,
         data_dir: args.data_dir,
         campaign_at_start: args.leader,
         stop_on_stdin_eof: args.stop_on_stdin_eof,
@@ -380,7 +401,7 @@ fn ask(target: &str, request: &Request, options: &ClientOptions) -> Result<Vec<u
         Connection::connect_with(target, CONNECT_TIMEOUT, options).map_err(|error| match error
             .kind()
         {
-            io::ErrorKind::PermissionDenied => error.to_string(),
+            io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidData => error.to_string(),
             _ => format!("cannot reach {target}: {error}"),
         })?;
     connection

@@ -196,7 +196,12 @@ impl<W: Write> Follower<W> {
         {
             Ok(connection) => connection,
             // Every node would refuse the same credentials.
-            Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidData
+                ) =>
+            {
                 return Ok(Ended::Refused(error.to_string()))
             }
             Err(error) => return Err(format!("cannot reach {target}: {error}")),

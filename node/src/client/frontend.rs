@@ -39,14 +39,14 @@ use super::token::{self, ClientToken, Gate};
 use crate::queue::QueueSender;
 use crate::reader::{ReaderJob, ReaderJobs};
 use crate::runtime::{Control, CoreEvent};
+use crate::tls::{self, FirstByte, Stream, TlsStream};
 use crate::transport::handshake;
 use crate::transport::receiver::PeerContext;
-use crate::{debug, warn};
+use crate::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -86,6 +86,8 @@ pub struct ClientContext {
     pub max_line_bytes: usize,
     /// Clients must show this token (`--client-token-file`); `None`: tokens are ignored.
     pub token: Option<Arc<ClientToken>>,
+    /// The port speaks TLS (`--tls-cert`); `None`: plaintext.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// An answer waiting for the answers before it.
@@ -107,7 +109,11 @@ struct Follow {
 }
 
 struct Connection {
-    stream: TcpStream,
+    stream: Stream<TcpStream>,
+    /// Its first byte was seen: it speaks TLS, or plaintext.
+    sniffed: bool,
+    /// Plaintext on a TLS port: only a peer's hello is let through.
+    plaintext_on_tls_port: bool,
     /// No line has been read yet: it may still turn out to be a peer.
     first_line: bool,
     /// Bytes read and not yet parsed; `input[..searched]` holds no newline.
@@ -146,7 +152,9 @@ struct Connection {
 impl Connection {
     fn new(stream: TcpStream) -> Connection {
         Connection {
-            stream,
+            stream: Stream::Plain(stream),
+            sniffed: false,
+            plaintext_on_tls_port: false,
             first_line: true,
             input: Vec::new(),
             searched: 0,
@@ -214,19 +222,24 @@ impl Connection {
                 Err(error) => return Err(error),
             }
         }
+        match self.stream.flush() {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(error) => return Err(error),
+        }
         self.output.clear();
         self.output_sent = 0;
         if self.output.capacity() > OUTPUT_KEEP_BYTES {
             self.output = Vec::new();
         }
         if self.closing {
-            let _ = self.stream.shutdown(Shutdown::Write);
+            let _ = self.stream.shutdown_write();
         }
         Ok(())
     }
 
     fn output_flushed(&self) -> bool {
-        self.output_sent == self.output.len()
+        self.output_sent == self.output.len() && !self.stream.wants_write()
     }
 
     /// Nothing more will be read or written: the connection can be closed.
@@ -464,6 +477,12 @@ impl FrontEnd {
             if connection.eof || connection.paused {
                 break;
             }
+            if !connection.sniffed {
+                if !self.sniff(slot) {
+                    return;
+                }
+                continue;
+            }
             match connection.stream.read(&mut self.scratch) {
                 Ok(0) => {
                     connection.eof = true;
@@ -479,7 +498,9 @@ impl FrontEnd {
                     // edge, and so does an end of input that was not reported yet.
                     // Stopping there saves the `read` that would only say `WouldBlock`:
                     // one system call per request at one request per wake-up.
-                    let drained = count < self.scratch.len() && !connection.input_ended;
+                    let drained = count < self.scratch.len()
+                        && !connection.input_ended
+                        && !connection.stream.is_tls();
                     if connection.refused_until.is_none() {
                         connection.input.extend_from_slice(&self.scratch[..count]);
                         self.parse(slot);
@@ -557,6 +578,15 @@ impl FrontEnd {
             return LineOutcome::Stop;
         }
         let (parsed, token) = Request::parse_with_token(line);
+        if connection.plaintext_on_tls_port
+            && !(first_line && matches!(parsed, ParsedLine::PeerHello))
+        {
+            let message = tls::PLAINTEXT_REFUSED.to_string();
+            close_with(connection, Response::BadRequest { message });
+            self.refused += 1;
+            self.mark_dirty(slot);
+            return LineOutcome::Stop;
+        }
         let required = self.client.token.as_deref();
         let gate = token::gate(
             required,
@@ -627,14 +657,71 @@ impl FrontEnd {
         LineOutcome::Next
     }
 
+    /// Looks at the first byte of the connection in `slot`: a TLS handshake is served
+    /// with TLS on a TLS port and closed on a plaintext one; plaintext on a TLS port gets
+    /// its refusal after its first line. False when there is nothing to read yet, or the
+    /// connection is gone.
+    fn sniff(&mut self, slot: usize) -> bool {
+        let Some(mut connection) = self.slots[slot].connection.take() else {
+            return false;
+        };
+        let remote = connection.stream.socket().peer_addr();
+        let remote = remote.map_or("?".to_string(), |addr| addr.to_string());
+        let first = tls::first_byte(connection.stream.socket());
+        let config = self.client.tls.clone();
+        connection.sniffed = !matches!(first, Ok(FirstByte::NotYet));
+        connection.stream = match (first, config, connection.stream) {
+            (Ok(FirstByte::Tls), Some(config), Stream::Plain(socket)) => {
+                match TlsStream::server(socket, config) {
+                    Ok(tls) => Stream::Tls(Box::new(tls)),
+                    Err(error) => {
+                        warn!("cannot start TLS with {remote}: {error}");
+                        return self.drop_taken(slot);
+                    }
+                }
+            }
+            (Ok(FirstByte::Tls), None, _) => {
+                info!("closed a connection from {remote}: it speaks TLS to a plaintext port");
+                return self.drop_taken(slot);
+            }
+            (Ok(FirstByte::Plain), Some(_), stream) => {
+                debug!("plaintext connection from {remote} to a TLS port");
+                connection.plaintext_on_tls_port = true;
+                stream
+            }
+            (Err(error), _, _) => {
+                debug!("client connection read failed: {error}");
+                return self.drop_taken(slot);
+            }
+            (_, _, stream) => stream,
+        };
+        let sniffed = connection.sniffed;
+        self.slots[slot].connection = Some(connection);
+        sniffed
+    }
+
+    /// Lets go of a connection taken out of `slot` for a moment.
+    fn drop_taken(&mut self, slot: usize) -> bool {
+        let entry = &mut self.slots[slot];
+        entry.generation = entry.generation.wrapping_add(1);
+        self.free.push(slot);
+        false
+    }
+
     /// Hands a peer's connection, with the bytes read after its hello, to the peer
     /// handshake, which never blocks this thread.
     fn hand_to_core(&mut self, slot: usize, hello: &[u8], rest: &[u8]) {
         let Some(mut connection) = self.take_connection(slot) else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut connection.stream);
-        handshake::accept(connection.stream, hello, rest, &self.peer);
+        let _ = self
+            .poll
+            .registry()
+            .deregister(connection.stream.socket_mut());
+        match connection.stream {
+            Stream::Plain(socket) => handshake::accept(socket, hello, rest, &self.peer),
+            Stream::Tls(_) => warn!("refused a peer over TLS: peers do not speak TLS yet"),
+        }
     }
 
     fn send_requests(&mut self) {
@@ -795,7 +882,7 @@ impl FrontEnd {
             let answered = connection.waiting.is_empty() && connection.output_flushed();
             if answered && connection.refused_until.is_none() {
                 // The client reads its answers, then sees the end; its close ends it here.
-                let _ = connection.stream.shutdown(Shutdown::Write);
+                let _ = connection.stream.shutdown_write();
                 connection.closing = true;
                 connection.refused_until = Some(deadline);
                 connection.input = Vec::new();
