@@ -375,3 +375,32 @@ fn a_key_that_does_not_match_its_certificate_stops_the_node_at_start() {
         .unwrap();
     fails_with(&output, &[&format!("--tls-cert {missing}")]);
 }
+
+#[test]
+fn bench_local_tls_runs_its_nodes_and_clients_with_tls() {
+    let dir = fresh_temp_dir("tls-bench").unwrap();
+    let data = dir.display().to_string();
+    let output = replog(&[
+        "bench",
+        "--local",
+        "--tls",
+        "--nodes",
+        "1",
+        "--clients",
+        "2",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--json",
+        "--data-dir",
+        &data,
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(report["committed"].as_u64().unwrap_or(0) > 0, "{report}");
+    assert_eq!(report["connection_errors"].as_u64(), Some(0), "{report}");
+    let log = std::fs::read_to_string(dir.join("node-1.log")).unwrap();
+    assert!(log.contains("clients must connect with TLS"), "{log}");
+    let _ = std::fs::remove_dir_all(dir);
+}

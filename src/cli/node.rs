@@ -426,6 +426,9 @@ fn print_answer(target: &str, line: &[u8], json: bool) -> ExitCode {
         Ok(Response::Trimmed { first_index }) => fail(&format!(
             "{target}: those entries were trimmed; the log starts at index {first_index}"
         )),
+        Ok(Response::BadRequest { message }) => {
+            fail(&format!("{target} refused the request: {message}"))
+        }
         Ok(Response::Unauthorized { message }) => fail(&format!(
             "{target} refused the request: {message} (give the token with --token-file or {})",
             crate::cli::client_args::TOKEN_ENV
