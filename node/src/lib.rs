@@ -12,6 +12,7 @@
 //!   every connection), and holds a blocking client for the CLI and tests;
 //! - `listener` starts the front end on the node's one port; peers are told from clients
 //!   by their first line;
+//! - `tls` makes that port speak TLS (`--tls-cert`), and the clients too;
 //! - `queue` is how the threads hand each other work: batches, no spinning;
 //! - `logging` writes leveled lines to stderr from its own thread;
 //! - `pending` tracks appends until they commit, are overwritten, or time out;

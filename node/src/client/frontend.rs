@@ -29,6 +29,12 @@
 //!   the front end stops reading the connection while its unsent output exceeds
 //!   [`STREAM_INPUT_PAUSE_BYTES`]. A stream that ends (`trimmed`, `read_failed`) closes
 //!   the connection as a refused one is closed; so does the client's end of input;
+//! - with `--client-token-file`, nothing is carried out for a connection until it has
+//!   shown the token (`token::gate`); a wrong or missing one is answered `unauthorized`
+//!   and the connection closed as a refused one is;
+//! - with `--tls-cert`, a connection's first byte tells TLS from plaintext (`tls`); a
+//!   plaintext one gets one `bad_request` and is closed, unless its first line is a
+//!   `peer_hello` (peers do not speak TLS yet);
 //! - a connection whose first line is a `peer_hello` is a peer: it is handed, with the
 //!   bytes read after that line, to the peer handshake (`transport::handshake`), which
 //!   passes it on to the core thread once accepted.

@@ -37,6 +37,8 @@ pub struct TlsStream<S> {
     tls: Connection,
     /// The socket reached its end of input.
     eof: bool,
+    /// The writing half is shut down: records still waiting will never go.
+    shut: bool,
 }
 
 impl<S: Socket> TlsStream<S> {
@@ -47,6 +49,7 @@ impl<S: Socket> TlsStream<S> {
             socket,
             tls: tls.into(),
             eof: false,
+            shut: false,
         })
     }
 
@@ -64,6 +67,7 @@ impl<S: Socket> TlsStream<S> {
             socket,
             tls: tls.into(),
             eof: false,
+            shut: false,
         })
     }
 
@@ -183,7 +187,7 @@ impl<S: Socket> Stream<S> {
     pub fn wants_write(&self) -> bool {
         match self {
             Stream::Plain(_) => false,
-            Stream::Tls(tls) => tls.tls.wants_write(),
+            Stream::Tls(tls) => !tls.shut && tls.tls.wants_write(),
         }
     }
 
@@ -193,6 +197,7 @@ impl<S: Socket> Stream<S> {
         if let Stream::Tls(tls) = self {
             tls.tls.send_close_notify();
             let _ = tls.send_records();
+            tls.shut = true;
         }
         self.socket().shutdown(Shutdown::Write)
     }
