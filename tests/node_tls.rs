@@ -404,3 +404,26 @@ fn bench_local_tls_runs_its_nodes_and_clients_with_tls() {
     assert!(log.contains("clients must connect with TLS"), "{log}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn answers_bigger_than_the_socket_buffers_arrive_whole_over_tls() {
+    let pki = Pki::new("tls-big", Validity::Current);
+    let cluster = pki.cluster("tls-big", 1, &[]);
+    cluster.stable_leader(&[0], TIMEOUT);
+    // One answer of 12 MiB: the node writes it in many rounds, waiting for the socket.
+    let command = "x".repeat(3 << 20);
+    for _ in 0..4 {
+        cluster.append(&command);
+    }
+    cluster.append("after");
+    let state = cluster.query(0).expect("query over TLS");
+    let entries = state.entries.unwrap();
+    let commands: Vec<String> = entries.into_iter().filter_map(|e| e.command).collect();
+    let mut expected = vec![command; 4];
+    expected.push("after".to_string());
+    assert!(
+        commands == expected,
+        "{} commands, not the 5 appended",
+        commands.len()
+    );
+}
