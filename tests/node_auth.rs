@@ -12,7 +12,7 @@ use replog_node::local_cluster::fresh_temp_dir;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use support::{exe, TestCluster};
@@ -34,14 +34,23 @@ fn with_token() -> ClientOptions {
     }
 }
 
+/// A directory removed when the test ends.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A one-node cluster that requires `TOKEN`, with a leader; and the token file.
-fn guarded(tag: &str) -> (TestCluster, String) {
-    let dir = fresh_temp_dir(tag).unwrap();
-    let file = token_file(&dir, "token", TOKEN);
+fn guarded(tag: &str) -> (TestCluster, String, TempDir) {
+    let dir = TempDir(fresh_temp_dir(&format!("{tag}-file")).unwrap());
+    let file = token_file(&dir.0, "token", TOKEN);
     let args = ["--client-token-file", file.as_str()];
     let cluster = TestCluster::start_secured(tag, 1, &args, with_token());
     cluster.stable_leader(&[0], TIMEOUT);
-    (cluster, file)
+    (cluster, file, dir)
 }
 
 /// Sends `lines` on one raw connection; returns every line the node sent before it closed
@@ -84,7 +93,7 @@ fn text(output: &Output) -> String {
 
 #[test]
 fn a_missing_or_wrong_token_is_answered_unauthorized_and_the_connection_closed() {
-    let (cluster, _file) = guarded("token-refused");
+    let (cluster, _file, _dir) = guarded("token-refused");
     let addr = cluster.addr(0);
     for lines in [
         "{\"op\":\"status\"}\n{\"op\":\"status\"}\n".to_string(),
@@ -113,7 +122,7 @@ fn a_missing_or_wrong_token_is_answered_unauthorized_and_the_connection_closed()
 
 #[test]
 fn the_right_token_in_an_auth_line_or_on_a_request_opens_the_connection() {
-    let (cluster, _file) = guarded("token-accepted");
+    let (cluster, _file, _dir) = guarded("token-accepted");
     let addr = cluster.addr(0);
     let lines = format!(
         "{{\"op\":\"auth\",\"token\":\"{TOKEN}\"}}\n{{\"op\":\"append\",\"command\":\"a\"}}\n\
@@ -144,7 +153,7 @@ fn the_right_token_in_an_auth_line_or_on_a_request_opens_the_connection() {
 
 #[test]
 fn every_cli_client_command_sends_the_token_from_a_file_or_the_environment() {
-    let (cluster, file) = guarded("token-cli");
+    let (cluster, file, _dir) = guarded("token-cli");
     let addr = cluster.addr(0);
     let with_file = |args: &[&str]| {
         let mut args = args.to_vec();
