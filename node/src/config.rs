@@ -220,6 +220,10 @@ pub struct NodeConfig {
     pub cluster: String,
     /// Peers prove knowledge of these (`--cluster-secret-file`); none: no authentication.
     pub secrets: crate::transport::ClusterSecrets,
+    /// Clients must show this token (`--client-token-file`); `None`: they need none.
+    pub client_token: Option<crate::client::token::ClientToken>,
+    /// The port speaks TLS with this (`--tls-cert`, `--tls-key`, `--tls-ca`).
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     pub data_dir: PathBuf,
     /// Campaign at once instead of waiting out a first election timeout.
     pub campaign_at_start: bool,

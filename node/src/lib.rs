@@ -12,6 +12,7 @@
 //!   every connection), and holds a blocking client for the CLI and tests;
 //! - `listener` starts the front end on the node's one port; peers are told from clients
 //!   by their first line;
+//! - `tls` makes that port speak TLS (`--tls-cert`), and the clients too;
 //! - `queue` is how the threads hand each other work: batches, no spinning;
 //! - `logging` writes `tracing`'s events to stderr (text or JSON) from its own thread;
 //! - `pending` tracks appends until they commit, are overwritten, or time out;
@@ -41,6 +42,7 @@ pub mod scheduling;
 pub mod signals;
 pub mod storage;
 pub mod storage_thread;
+pub mod tls;
 pub mod transport;
 
 pub use config::{Members, NodeConfig};

@@ -6,7 +6,7 @@
 //! them, and when that process ends (however it ends) the pipes close and every node stops
 //! cleanly. No node outlives the cluster's owner.
 
-use crate::client::blocking::Connection;
+use crate::client::blocking::{ClientOptions, Connection};
 use crate::client::RoleName;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -41,6 +41,8 @@ pub struct LocalCluster {
     dir: PathBuf,
     nodes: Vec<LocalNode>,
     extra_args: Vec<String>,
+    /// How this process connects to the nodes (their token, TLS).
+    client: ClientOptions,
 }
 
 impl LocalCluster {
@@ -56,6 +58,17 @@ impl LocalCluster {
         count: usize,
         dir: &Path,
         extra_args: &[&str],
+    ) -> io::Result<LocalCluster> {
+        LocalCluster::start_secured(exe, count, dir, extra_args, ClientOptions::default())
+    }
+
+    /// As [`LocalCluster::start_with`], for nodes that clients reach with `client`.
+    pub fn start_secured(
+        exe: &Path,
+        count: usize,
+        dir: &Path,
+        extra_args: &[&str],
+        client: ClientOptions,
     ) -> io::Result<LocalCluster> {
         assert!(count >= 1, "a cluster needs a node");
         fs::create_dir_all(dir)?;
@@ -76,6 +89,7 @@ impl LocalCluster {
                     })
                     .collect(),
                 extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
+                client: client.clone(),
             };
             match cluster.start_all() {
                 Ok(()) => return Ok(cluster),
@@ -107,7 +121,8 @@ impl LocalCluster {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             for node in &self.nodes {
-                let state = Connection::connect(&node.addr, Duration::from_millis(500))
+                let timeout = Duration::from_millis(500);
+                let state = Connection::connect_with(&node.addr, timeout, &self.client)
                     .and_then(|mut connection| connection.state(false));
                 if matches!(state, Ok(ref state) if state.role == RoleName::Leader) {
                     return Ok(node.addr.clone());
@@ -132,6 +147,11 @@ impl LocalCluster {
 
     pub fn addr(&self, k: usize) -> &str {
         &self.nodes[k].addr
+    }
+
+    /// How this process connects to the nodes.
+    pub fn client(&self) -> &ClientOptions {
+        &self.client
     }
 
     pub fn addrs(&self) -> Vec<String> {
@@ -316,7 +336,10 @@ impl LocalCluster {
         let log_start = self.nodes[k].log_start;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Ok(mut connection) = Connection::connect(self.addr(k), Duration::from_secs(2)) {
+            let timeout = Duration::from_secs(2);
+            if let Ok(mut connection) =
+                Connection::connect_with(self.addr(k), timeout, &self.client)
+            {
                 if connection.state(false).is_ok() {
                     return Ok(());
                 }

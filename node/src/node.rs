@@ -200,6 +200,18 @@ fn log_authentication(config: &NodeConfig) {
     } else {
         info!("peers are not authenticated (no --cluster-secret-file)");
     }
+    match &config.client_token {
+        Some(token) => {
+            for warning in &token.warnings {
+                warn!("{warning}");
+            }
+            info!("clients must show the token in {}", token.path().display());
+        }
+        None => info!("clients need no token (no --client-token-file)"),
+    }
+    if config.tls.is_some() {
+        info!("clients must connect with TLS (--tls-cert); peers still dial in plaintext");
+    }
 }
 
 /// Gives the front end the time it takes to hand its clients their last answers (it lets
@@ -283,6 +295,8 @@ fn start_threads(
             reader: reader_jobs.clone(),
             max_line_bytes: config.limits.max_line_bytes,
             metrics: metrics.clone(),
+            token: config.client_token.clone().map(Arc::new),
+            tls: config.tls.clone(),
         },
     };
     let (answer_sink, front_end) = listener::spawn(listener, context)?;

@@ -8,7 +8,9 @@
 use super::latency::Latencies;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use replog_node::client::blocking::{host_of, ClientOptions};
 use replog_node::client::protocol::{Consistency, Request, Response};
+use replog_node::tls::{Stream, TlsStream};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,6 +33,8 @@ pub struct LoadConfig {
     /// client appended, at `consistency`; the rest are appends.
     pub read_percent: u64,
     pub consistency: Consistency,
+    /// The token each new connection shows first, if any.
+    pub client: ClientOptions,
 }
 
 /// Things that went wrong along the way (none of them stop the run).
@@ -126,7 +130,7 @@ struct Client {
     id: usize,
     target: String,
     next_fallback: usize,
-    stream: Option<TcpStream>,
+    stream: Option<Stream<TcpStream>>,
     /// When the outstanding request was sent.
     sent_at: Option<Instant>,
     /// Do nothing until then (after a problem).
@@ -139,6 +143,8 @@ struct Client {
     command: String,
     input: Vec<u8>,
     output: Vec<u8>,
+    /// Connected, and nothing sent yet.
+    fresh: bool,
 }
 
 /// Every client, on one thread.
@@ -172,6 +178,7 @@ impl<'a> Generator<'a> {
                     command: String::new(),
                     input: Vec::new(),
                     output: Vec::new(),
+                    fresh: false,
                 }
             })
             .collect();
@@ -242,6 +249,11 @@ impl<'a> Generator<'a> {
         let bytes = self.config.command_bytes;
         let client = &mut self.clients[k];
         client.output.clear();
+        if let (true, Some(token)) = (client.fresh, &self.config.client.token) {
+            // Its answer comes first and is skipped (see `readable`).
+            replog_node::client::token::encode_auth(token, &mut client.output);
+        }
+        client.fresh = false;
         client.reading = is_read(client.id, client.sequence, self.config.read_percent);
         if client.reading {
             let request = Request::Read {
@@ -283,7 +295,16 @@ impl<'a> Generator<'a> {
             .and_then(|stream| {
                 stream.set_nodelay(true).ok()?;
                 stream.set_nonblocking(true).ok()?;
-                Some(TcpStream::from_std(stream))
+                let stream = TcpStream::from_std(stream);
+                match &self.config.client.tls {
+                    None => Some(Stream::Plain(stream)),
+                    // The handshake runs as the first request goes out and its answer in.
+                    Some(config) => {
+                        TlsStream::client(stream, config.clone(), host_of(&client.target))
+                            .ok()
+                            .map(|tls| Stream::Tls(Box::new(tls)))
+                    }
+                }
             });
         let Some(mut stream) = connected else {
             self.problems.connection_errors += 1;
@@ -293,7 +314,7 @@ impl<'a> Generator<'a> {
         if self
             .poll
             .registry()
-            .register(&mut stream, Token(k), Interest::READABLE)
+            .register(stream.socket_mut(), Token(k), Interest::READABLE)
             .is_err()
         {
             self.problems.connection_errors += 1;
@@ -303,6 +324,7 @@ impl<'a> Generator<'a> {
         let client = &mut self.clients[k];
         client.input.clear();
         client.stream = Some(stream);
+        client.fresh = true;
         true
     }
 
@@ -312,6 +334,8 @@ impl<'a> Generator<'a> {
             let Some(stream) = self.clients[k].stream.as_mut() else {
                 return;
             };
+            // A short TLS read does not mean the socket is empty: read to `WouldBlock`.
+            let tls = stream.is_tls();
             match stream.read(&mut self.scratch) {
                 Ok(0) => {
                     self.problems.connection_errors += 1;
@@ -322,7 +346,7 @@ impl<'a> Generator<'a> {
                     self.clients[k]
                         .input
                         .extend_from_slice(&self.scratch[..count]);
-                    if count < self.scratch.len() {
+                    if count < self.scratch.len() && !tls {
                         break; // The socket is empty; more data raises a new edge.
                     }
                 }
@@ -336,12 +360,19 @@ impl<'a> Generator<'a> {
             }
         }
         let client = &mut self.clients[k];
-        let Some(end) = client.input.iter().position(|&byte| byte == b'\n') else {
+        let mut answer = None;
+        while let Some(end) = client.input.iter().position(|&byte| byte == b'\n') {
+            let line = parse_answer(&client.input[..end]);
+            client.input.drain(..=end);
+            if !matches!(line, Ok(Response::Authenticated)) {
+                answer = Some(line);
+                break;
+            }
+        }
+        let Some(answer) = answer else {
             return;
         };
         let done_at = Instant::now();
-        let answer = parse_answer(&client.input[..end]);
-        client.input.drain(..=end);
         let sent_at = client.sent_at.take();
         self.answered(k, answer, sent_at, done_at);
     }

@@ -1,9 +1,11 @@
 //! `replog bench`: drive a cluster with closed-loop clients and report committed ops/s and
 //! latency percentiles; `--local` starts (and afterwards stops) a fresh local cluster.
 
+use crate::bench::certs::{TestCa, Validity};
 use crate::bench::load::{self, Event, LoadConfig};
 use crate::bench::procfs;
 use crate::bench::report::{BenchReport, CpuUse};
+use crate::cli::client_args::ClientArgs;
 use crate::cli::duration::parse_duration;
 use crate::cli::node::{ConsistencyArg, SchedulingArg};
 use clap::Args;
@@ -61,6 +63,12 @@ pub struct BenchArgs {
     /// collecting metrics costs.
     #[arg(long, requires = "local")]
     node_metrics: bool,
+    /// Run the `--local` nodes with TLS, with certificates from a throwaway CA made for
+    /// the run (in the data directory), and connect the clients with TLS.
+    #[arg(long, requires = "local")]
+    tls: bool,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 pub fn run(args: BenchArgs) -> ExitCode {
@@ -102,8 +110,8 @@ pub fn run(args: BenchArgs) -> ExitCode {
     }
 }
 
-fn load_config(args: &BenchArgs, targets: Vec<String>) -> LoadConfig {
-    LoadConfig {
+fn load_config(args: &BenchArgs, targets: Vec<String>) -> Result<LoadConfig, String> {
+    Ok(LoadConfig {
         targets,
         clients: args.clients as usize,
         duration: args.duration,
@@ -111,7 +119,8 @@ fn load_config(args: &BenchArgs, targets: Vec<String>) -> LoadConfig {
         command_bytes: args.size as usize,
         read_percent: args.reads,
         consistency: args.consistency.into(),
-    }
+        client: args.client.options()?,
+    })
 }
 
 fn run_remote(args: &BenchArgs) -> Result<BenchReport, String> {
@@ -124,7 +133,7 @@ fn run_remote(args: &BenchArgs) -> Result<BenchReport, String> {
     if targets.is_empty() {
         return Err("--target needs at least one address".into());
     }
-    let config = load_config(args, targets);
+    let config = load_config(args, targets)?;
     let mut progress = progress_line(&config);
     let result = load::run(&config, |event| {
         if let Event::Progress { elapsed, committed } = event {
@@ -146,14 +155,25 @@ fn run_local(args: &BenchArgs) -> Result<BenchReport, String> {
     };
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the replog executable: {e}"))?;
-    let mut node_args = vec!["--scheduling", args.node_scheduling.as_arg()];
+    let mut node_args = vec![
+        "--scheduling".to_string(),
+        args.node_scheduling.as_arg().into(),
+    ];
     if args.node_metrics {
-        node_args.extend(["--metrics-addr", "127.0.0.1:0"]);
+        node_args.extend(["--metrics-addr".into(), "127.0.0.1:0".into()]);
     }
     if args.consistency == ConsistencyArg::Lease {
-        node_args.push("--read-lease");
+        node_args.push("--read-lease".into());
     }
-    let mut cluster = LocalCluster::start_with(&exe, args.nodes as usize, &data_dir, &node_args)
+    let mut client = args.client.options()?;
+    if args.tls {
+        let (tls_args, config) = throwaway_tls(&data_dir)?;
+        node_args.extend(tls_args);
+        client.tls = Some(config);
+    }
+    let node_args: Vec<&str> = node_args.iter().map(String::as_str).collect();
+    let nodes = args.nodes as usize;
+    let mut cluster = LocalCluster::start_secured(&exe, nodes, &data_dir, &node_args, client)
         .map_err(|error| {
             format!(
                 "cannot start a local cluster in {}: {error}",
@@ -169,6 +189,27 @@ fn run_local(args: &BenchArgs) -> Result<BenchReport, String> {
         let _ = std::fs::remove_dir_all(&data_dir);
     }
     outcome
+}
+
+/// A CA and one certificate for every node (all on 127.0.0.1), in `dir/tls`: the nodes'
+/// TLS flags, and the clients' configuration.
+fn throwaway_tls(
+    dir: &std::path::Path,
+) -> Result<(Vec<String>, std::sync::Arc<rustls::ClientConfig>), String> {
+    let dir = dir.join("tls");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+    let ca = TestCa::new(&dir, "bench-ca")?;
+    let node = ca.issue(&dir, "node", Validity::Current)?;
+    let args = [
+        ("--tls-cert", &node.cert),
+        ("--tls-key", &node.key),
+        ("--tls-ca", &ca.cert),
+    ]
+    .iter()
+    .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
+    .collect();
+    let config = replog_node::tls::client_config(&ca.cert, None)?;
+    Ok((args, config))
 }
 
 fn bench_cluster(args: &BenchArgs, cluster: &mut LocalCluster) -> Result<BenchReport, String> {
@@ -189,7 +230,8 @@ fn bench_cluster(args: &BenchArgs, cluster: &mut LocalCluster) -> Result<BenchRe
     // Clients start at the leader, with every node as a fallback.
     let mut targets = vec![leader.clone()];
     targets.extend(cluster.addrs().into_iter().filter(|a| *a != leader));
-    let config = load_config(args, targets);
+    let mut config = load_config(args, targets)?;
+    config.client = cluster.client().clone();
     let pids: Vec<u32> = (0..cluster.len()).filter_map(|k| cluster.pid(k)).collect();
     let mut progress = progress_line(&config);
     let mut cpu = CpuMeter::new(pids.clone());

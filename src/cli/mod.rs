@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod check;
+pub mod client_args;
 pub mod duration;
 pub mod node;
 pub mod read;

@@ -1,14 +1,17 @@
 //! `replog start|append|query|status|demo`: run a node, talk to one, or start a local
 //! cluster to play with.
 
+use crate::cli::client_args::ClientArgs;
 use crate::cli::duration::parse_duration;
 use clap::{Args, ValueEnum};
-use replog_node::client::blocking::{self, Connection};
+use replog_node::client::blocking::{self, ClientOptions, Connection};
+use replog_node::client::token::ClientToken;
 use replog_node::client::{Consistency, NodeState, QueryRange, Request, Response};
 use replog_node::config::{check_addr, Limits, Members, NodeConfig, Timing};
 use replog_node::local_cluster::{fresh_temp_dir, LocalCluster};
 use replog_node::logging::{LogFormat, LogSettings};
 use replog_node::scheduling::Scheduling;
+use replog_node::tls::TlsFiles;
 use replog_node::transport::ClusterSecrets;
 use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
@@ -59,6 +62,21 @@ pub struct StartArgs {
     /// node's clock runs more than 20 % fast or slow; give it to every node or none.
     #[arg(long)]
     read_lease: bool,
+    /// Clients must show the token in FILE (an `auth` line, or `"token"` on a request);
+    /// a wrong or missing one is answered `unauthorized` and the connection closed.
+    /// Without it, tokens are ignored.
+    #[arg(long, value_name = "FILE")]
+    client_token_file: Option<PathBuf>,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key and --tls-ca. The
+    /// port then refuses plaintext clients.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The CA (PEM) whose certificates this node accepts from clients that present one.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_ca: Option<PathBuf>,
     /// Stop cleanly when standard input closes (for supervisors such as `replog demo`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
@@ -192,6 +210,8 @@ pub struct AppendArgs {
     /// a bare number is seconds).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Args)]
@@ -218,6 +238,8 @@ pub struct QueryArgs {
     /// Print the node's answer line as is.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 /// `--consistency` of `query` and `read`.
@@ -251,6 +273,8 @@ pub struct StatusArgs {
     /// Print the node's answer line as is.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 /// Where `append`, `query` and `status` look without `-t`: `start`'s default `-a`.
@@ -290,11 +314,27 @@ pub fn start(args: StartArgs) -> ExitCode {
         Ok(secrets) => secrets,
         Err(error) => return fail(&error.to_string()),
     };
+    let client_token = match args.client_token_file.as_deref().map(ClientToken::load) {
+        None => None,
+        Some(Ok(token)) => Some(token),
+        Some(Err(error)) => return fail(&error.to_string()),
+    };
+    let tls = match (args.tls_cert, args.tls_key, args.tls_ca) {
+        (Some(cert), Some(key), Some(ca)) => {
+            match replog_node::tls::server_config(&TlsFiles { cert, key, ca }) {
+                Ok(config) => Some(config),
+                Err(error) => return fail(&error.to_string()),
+            }
+        }
+        _ => None, // clap requires all three or none.
+    };
     let config = NodeConfig {
         members,
         listen,
         cluster: args.cluster,
         secrets,
+        client_token,
+        tls,
         data_dir: args.data_dir,
         campaign_at_start: args.leader,
         stop_on_stdin_eof: args.stop_on_stdin_eof,
@@ -331,7 +371,11 @@ pub fn append(args: AppendArgs) -> ExitCode {
     if let Err(problem) = blocking::append_request(&command) {
         return fail(&problem);
     }
-    match blocking::append(&targets, &command, args.timeout) {
+    let options = match args.client.options() {
+        Ok(options) => options,
+        Err(problem) => return fail(&problem),
+    };
+    match blocking::append_with(&targets, &command, args.timeout, &options) {
         Ok(appended) => {
             let text = if args.json {
                 let mut line = Vec::new();
@@ -408,22 +452,26 @@ pub fn query(args: QueryArgs) -> ExitCode {
         range,
         consistency: args.consistency.into(),
     };
-    show_state(&args.target, request, args.json)
+    show_state(&args.target, &args.client, request, args.json)
 }
 
 pub fn status(args: StatusArgs) -> ExitCode {
-    show_state(&args.target, Request::Status, args.json)
+    show_state(&args.target, &args.client, Request::Status, args.json)
 }
 
 /// Asks the first of `targets` that answers; prints its answer.
-fn show_state(targets: &[String], request: Request, json: bool) -> ExitCode {
+fn show_state(targets: &[String], client: &ClientArgs, request: Request, json: bool) -> ExitCode {
     let targets = match checked_targets(targets) {
         Ok(targets) => targets,
         Err(problem) => return fail(&problem),
     };
+    let options = match client.options() {
+        Ok(options) => options,
+        Err(problem) => return fail(&problem),
+    };
     let mut problems = Vec::new();
     for target in &targets {
-        match ask(target, &request) {
+        match ask(target, &request, &options) {
             Ok(line) => return print_answer(target, &line, json),
             Err(problem) => problems.push(problem),
         }
@@ -432,9 +480,14 @@ fn show_state(targets: &[String], request: Request, json: bool) -> ExitCode {
 }
 
 /// One request to `target`; its answer line, or what went wrong.
-fn ask(target: &str, request: &Request) -> Result<Vec<u8>, String> {
-    let mut connection = Connection::connect(target, CONNECT_TIMEOUT)
-        .map_err(|error| format!("cannot reach {target}: {error}"))?;
+fn ask(target: &str, request: &Request, options: &ClientOptions) -> Result<Vec<u8>, String> {
+    let mut connection =
+        Connection::connect_with(target, CONNECT_TIMEOUT, options).map_err(|error| match error
+            .kind()
+        {
+            io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidData => error.to_string(),
+            _ => format!("cannot reach {target}: {error}"),
+        })?;
     connection
         .send(request)
         .map_err(|error| format!("{target}: {error}"))?;
@@ -456,6 +509,13 @@ fn print_answer(target: &str, line: &[u8], json: bool) -> ExitCode {
         }
         Ok(Response::Trimmed { first_index }) => fail(&format!(
             "{target}: those entries were trimmed; the log starts at index {first_index}"
+        )),
+        Ok(Response::BadRequest { message }) => {
+            fail(&format!("{target} refused the request: {message}"))
+        }
+        Ok(Response::Unauthorized { message }) => fail(&format!(
+            "{target} refused the request: {message} (give the token with --token-file or {})",
+            crate::cli::client_args::TOKEN_ENV
         )),
         Ok(other) => fail(&format!("{target} answered {other:?}")),
         Err(error) => fail(&format!("{target}: {error}")),

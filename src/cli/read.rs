@@ -1,11 +1,12 @@
 //! `replog read` and `replog follow`: committed entries of one node's log, a page at a
 //! time or as they commit.
 
+use crate::cli::client_args::ClientArgs;
 use crate::cli::node::{
     checked_targets, entry_line, fail, ConsistencyArg, CONNECT_TIMEOUT, DEFAULT_TARGET,
 };
 use clap::Args;
-use replog_node::client::blocking::Connection;
+use replog_node::client::blocking::{ClientOptions, Connection};
 use replog_node::client::{LogEntry, Request, Response};
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
@@ -30,6 +31,8 @@ pub struct ReadArgs {
     /// Print the node's answer line as is.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Args)]
@@ -47,6 +50,8 @@ pub struct FollowArgs {
     /// Print each entry as the node sent it, one JSON object per line.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 /// How long `follow` keeps trying the targets after losing its node.
@@ -64,9 +69,13 @@ pub fn read(args: ReadArgs) -> ExitCode {
         limit,
         consistency: args.consistency.into(),
     };
+    let options = match args.client.options() {
+        Ok(options) => options,
+        Err(problem) => return fail(&problem),
+    };
     let mut problems = Vec::new();
     for target in &targets {
-        let answer = Connection::connect(target, CONNECT_TIMEOUT)
+        let answer = Connection::connect_with(target, CONNECT_TIMEOUT, &options)
             .and_then(|mut connection| {
                 connection.send(&request)?;
                 connection.recv_line().map(<[u8]>::to_vec)
@@ -121,6 +130,9 @@ fn refusal(target: &str, answer: &Response) -> String {
         }
         Response::BadRequest { message } => format!("{target} refused the request: {message}"),
         Response::ReadFailed { message } => format!("{target} cannot read its log: {message}"),
+        Response::Unauthorized { message } => {
+            format!("{target} refused the client token: {message}")
+        }
         other => format!("{target} answered {other:?}"),
     }
 }
@@ -130,7 +142,12 @@ pub fn follow(args: FollowArgs) -> ExitCode {
         Ok(targets) => targets,
         Err(problem) => return fail(&problem),
     };
+    let options = match args.client.options() {
+        Ok(options) => options,
+        Err(problem) => return fail(&problem),
+    };
     let mut follower = Follower {
+        options,
         next: args.from,
         printed: 0,
         count: args.count,
@@ -171,6 +188,7 @@ enum Ended {
 }
 
 struct Follower<W: Write> {
+    options: ClientOptions,
     /// The next index to print; `None` until a node said where the log is.
     next: Option<u64>,
     printed: u64,
@@ -182,8 +200,20 @@ struct Follower<W: Write> {
 impl<W: Write> Follower<W> {
     /// Follows `target` from `next`; `Err` if it could not even start.
     fn stream_from(&mut self, target: &str) -> Result<Ended, String> {
-        let mut connection = Connection::connect(target, CONNECT_TIMEOUT)
-            .map_err(|error| format!("cannot reach {target}: {error}"))?;
+        let mut connection = match Connection::connect_with(target, CONNECT_TIMEOUT, &self.options)
+        {
+            Ok(connection) => connection,
+            // Every node would refuse the same credentials.
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidData
+                ) =>
+            {
+                return Ok(Ended::Refused(error.to_string()))
+            }
+            Err(error) => return Err(format!("cannot reach {target}: {error}")),
+        };
         let from = match self.next {
             Some(from) => from,
             None => {

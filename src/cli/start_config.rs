@@ -57,6 +57,10 @@ const KEYS: &[(&str, Kind)] = &[
     ("log-format", Kind::String),
     ("metrics-addr", Kind::String),
     ("read-lease", Kind::Boolean),
+    ("client-token-file", Kind::String),
+    ("tls-cert", Kind::String),
+    ("tls-key", Kind::String),
+    ("tls-ca", Kind::String),
 ];
 
 /// The flag that names the file: not a key of the file itself.
@@ -170,6 +174,9 @@ fn check_with_clap(start: &Command, path: &Path, flags: &[OsString]) -> Result<(
     args.extend(flags.iter().cloned());
     match start.clone().try_get_matches_from(args) {
         Ok(_) => Ok(()),
+        // A key that needs others (`tls-ca` needs `tls-cert`): the whole command line
+        // is checked once every key is in, and clap names what is missing then.
+        Err(error) if error.kind() == clap::error::ErrorKind::MissingRequiredArgument => Ok(()),
         Err(error) => {
             // The first paragraph: the reason and any possible values, not the usage.
             let rendered = error.render().to_string();

@@ -1,6 +1,7 @@
 //! `replog trim`: propose a retention point, so that every node drops the committed
 //! entries before it from its storage.
 
+use super::client_args::ClientArgs;
 use super::duration::parse_duration;
 use super::node::{checked_targets, fail, DEFAULT_TARGET};
 use clap::Args;
@@ -31,6 +32,8 @@ pub struct TrimArgs {
     /// bare number is seconds).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 pub fn trim(args: TrimArgs) -> ExitCode {
@@ -38,7 +41,11 @@ pub fn trim(args: TrimArgs) -> ExitCode {
         Ok(targets) => targets,
         Err(problem) => return fail(&problem),
     };
-    match blocking::trim(&targets, args.before, args.timeout) {
+    let options = match args.client.options() {
+        Ok(options) => options,
+        Err(problem) => return fail(&problem),
+    };
+    match blocking::trim_with(&targets, args.before, args.timeout, &options) {
         Ok(done) if args.json => {
             let mut line = Vec::new();
             Response::Appended {

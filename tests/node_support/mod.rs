@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use replog_node::client::blocking::{self, Appended, Connection};
+use replog_node::client::blocking::{self, Appended, ClientOptions, Connection};
 use replog_node::client::{NodeState, RoleName};
 use replog_node::local_cluster::{fresh_temp_dir, LocalCluster};
 use std::path::{Path, PathBuf};
@@ -27,9 +27,19 @@ impl TestCluster {
 
     /// A cluster whose nodes all get `extra_args` on their command line.
     pub fn start_with(tag: &str, nodes: usize, extra_args: &[&str]) -> TestCluster {
+        TestCluster::start_secured(tag, nodes, extra_args, ClientOptions::default())
+    }
+
+    /// As [`TestCluster::start_with`], for nodes that the test reaches with `client`.
+    pub fn start_secured(
+        tag: &str,
+        nodes: usize,
+        extra_args: &[&str],
+        client: ClientOptions,
+    ) -> TestCluster {
         let dir = fresh_temp_dir(tag).expect("temp dir");
-        let cluster =
-            LocalCluster::start_with(&exe(), nodes, &dir, extra_args).unwrap_or_else(|error| {
+        let cluster = LocalCluster::start_secured(&exe(), nodes, &dir, extra_args, client)
+            .unwrap_or_else(|error| {
                 panic!(
                     "cannot start a {nodes}-node cluster in {}: {error}",
                     dir.display()
@@ -54,13 +64,23 @@ impl TestCluster {
 
     /// Node `k`'s status, if it answers within a second.
     pub fn status(&self, k: usize) -> Option<NodeState> {
-        status_of(self.cluster.addr(k))
+        Connection::connect_with(
+            self.cluster.addr(k),
+            Duration::from_secs(1),
+            self.cluster.client(),
+        )
+        .and_then(|mut connection| connection.state(false))
+        .ok()
     }
 
     pub fn query(&self, k: usize) -> Option<NodeState> {
-        Connection::connect(self.cluster.addr(k), Duration::from_secs(2))
-            .and_then(|mut connection| connection.state(true))
-            .ok()
+        Connection::connect_with(
+            self.cluster.addr(k),
+            Duration::from_secs(2),
+            self.cluster.client(),
+        )
+        .and_then(|mut connection| connection.state(true))
+        .ok()
     }
 
     /// Polls `probe` until it returns `Some`, or fails the test after `timeout` with
@@ -116,7 +136,8 @@ impl TestCluster {
 
     /// Appends through any node, following redirects; panics if it does not commit.
     pub fn append(&self, command: &str) -> Appended {
-        blocking::append(&self.cluster.addrs(), command, Duration::from_secs(20)).unwrap_or_else(
+        let (addrs, timeout) = (self.cluster.addrs(), Duration::from_secs(20));
+        blocking::append_with(&addrs, command, timeout, self.cluster.client()).unwrap_or_else(
             |error| {
                 panic!(
                     "append {command:?} failed: {error}\n{}",

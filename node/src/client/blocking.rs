@@ -42,21 +42,40 @@
 use super::lines::{read_line_limited, LineRead};
 use super::protocol::{Consistency, NodeState, QueryRange, Request, Response};
 use crate::config::MAX_LINE_BYTES;
+use crate::tls::{Stream, TlsStream};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The host part of `addr` (`HOST:PORT`, `[V6]:PORT`), as TLS checks a certificate for.
+pub fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
 
 /// Longest answer line a client accepts (a `query` of a long log is big).
 const MAX_ANSWER_BYTES: usize = 1 << 30;
+
+/// How a client connects beyond the address: over TLS or not, and the token it shows.
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// Sent in an `auth` line on every new connection (see `client::token`).
+    pub token: Option<String>,
+    /// Connect with TLS, trusting the nodes this configuration trusts (see `tls`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
 
 /// One connection to a node. Requests may be pipelined: `send` several, then `recv` their
 /// answers in the same order.
 pub struct Connection {
     addr: String,
-    writer: TcpStream,
-    reader: BufReader<TcpStream>,
+    /// The socket under `reader`, for its timeouts.
+    socket: TcpStream,
+    /// Writes go to the stream under it, as TLS needs one owner for both directions.
+    reader: BufReader<Stream<TcpStream>>,
     out: Vec<u8>,
     line: Vec<u8>,
 }
@@ -64,6 +83,65 @@ pub struct Connection {
 impl Connection {
     /// Connects, giving up after `timeout`; answers must then arrive within `timeout` too.
     pub fn connect(addr: &str, timeout: Duration) -> io::Result<Connection> {
+        Connection::connect_with(addr, timeout, &ClientOptions::default())
+    }
+
+    /// As [`Connection::connect`], then shows the token if `options` has one. A node that
+    /// refuses it is a `PermissionDenied` error with the node's message.
+    pub fn connect_with(
+        addr: &str,
+        timeout: Duration,
+        options: &ClientOptions,
+    ) -> io::Result<Connection> {
+        let mut connection = Connection::connect_plain(addr, timeout)?;
+        if let Some(config) = &options.tls {
+            connection.start_tls(config.clone())?;
+        }
+        if let Some(token) = &options.token {
+            connection.authenticate(token)?;
+        }
+        Ok(connection)
+    }
+
+    fn start_tls(&mut self, config: Arc<rustls::ClientConfig>) -> io::Result<()> {
+        let Stream::Plain(socket) = self.reader.get_ref() else {
+            return Ok(());
+        };
+        let socket = socket.try_clone()?;
+        let host = host_of(&self.addr);
+        let mut tls = TlsStream::client(socket, config, host)?;
+        tls.handshake().map_err(|error| {
+            io::Error::new(
+                error.kind(),
+                format!(
+                    "{}: TLS handshake failed: {error} (does the node run with --tls-cert, \
+                     and is its certificate signed by --tls-ca?)",
+                    self.addr
+                ),
+            )
+        })?;
+        self.reader = BufReader::new(Stream::Tls(Box::new(tls)));
+        Ok(())
+    }
+
+    fn authenticate(&mut self, token: &str) -> io::Result<()> {
+        self.out.clear();
+        super::token::encode_auth(token, &mut self.out);
+        self.reader.get_mut().write_all(&self.out)?;
+        match self.recv()? {
+            Response::Authenticated => Ok(()),
+            Response::Unauthorized { message } => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{} refused the client token: {message}", self.addr),
+            )),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} answered auth with {other:?}", self.addr),
+            )),
+        }
+    }
+
+    fn connect_plain(addr: &str, timeout: Duration) -> io::Result<Connection> {
         let mut last_error = None;
         for socket_addr in addr.to_socket_addrs()? {
             match TcpStream::connect_timeout(&socket_addr, timeout) {
@@ -73,8 +151,8 @@ impl Connection {
                     stream.set_write_timeout(Some(timeout))?;
                     return Ok(Connection {
                         addr: addr.to_string(),
-                        reader: BufReader::new(stream.try_clone()?),
-                        writer: stream,
+                        reader: BufReader::new(Stream::Plain(stream.try_clone()?)),
+                        socket: stream,
                         out: Vec::new(),
                         line: Vec::new(),
                     });
@@ -93,7 +171,7 @@ impl Connection {
     pub fn send(&mut self, request: &Request) -> io::Result<()> {
         self.out.clear();
         request.encode(&mut self.out);
-        self.writer.write_all(&self.out)
+        self.reader.get_mut().write_all(&self.out)
     }
 
     /// The next answer. A closed connection is `UnexpectedEof`.
@@ -120,7 +198,7 @@ impl Connection {
 
     /// How long a `recv` waits for a line; `None`: for ever (a `follow` stream).
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.writer.set_read_timeout(timeout)
+        self.socket.set_read_timeout(timeout)
     }
 
     /// Whether bytes of a next line are already here (so a caller that batches output
@@ -224,14 +302,34 @@ pub fn append(
     command: &str,
     timeout: Duration,
 ) -> Result<Appended, AppendError> {
+    append_with(targets, command, timeout, &ClientOptions::default())
+}
+
+/// [`append`], connecting with `options`.
+pub fn append_with(
+    targets: &[String],
+    command: &str,
+    timeout: Duration,
+    options: &ClientOptions,
+) -> Result<Appended, AppendError> {
     let request = append_request(command).map_err(|message| AppendError::Rejected { message })?;
-    submit(targets, &request, timeout)
+    submit(targets, &request, timeout, options)
 }
 
 /// Proposes a retention point through `targets` as [`append`] proposes a command: the
 /// entries before `before` are dropped from every node's storage once it is committed.
 pub fn trim(targets: &[String], before: u64, timeout: Duration) -> Result<Appended, AppendError> {
-    submit(targets, &Request::Trim { before }, timeout)
+    trim_with(targets, before, timeout, &ClientOptions::default())
+}
+
+/// [`trim`], connecting with `options`.
+pub fn trim_with(
+    targets: &[String],
+    before: u64,
+    timeout: Duration,
+    options: &ClientOptions,
+) -> Result<Appended, AppendError> {
+    submit(targets, &Request::Trim { before }, timeout, options)
 }
 
 /// Sends a request that the leader answers once it is committed (an append or a trim),
@@ -240,6 +338,7 @@ fn submit(
     targets: &[String],
     request: &Request,
     timeout: Duration,
+    options: &ClientOptions,
 ) -> Result<Appended, AppendError> {
     assert!(!targets.is_empty(), "a request needs a target");
     let deadline = Instant::now() + timeout;
@@ -250,7 +349,7 @@ fn submit(
     // The given targets that refused since any node last answered, with why.
     let mut refused: BTreeMap<String, String> = BTreeMap::new();
     while Instant::now() < deadline {
-        match attempt(&target, request, deadline) {
+        match attempt(&target, request, deadline, options) {
             Attempt::Done(result) => return result,
             Attempt::Redirected { leader, problem } => {
                 // Two nodes naming each other (an election settling): do not spin.
@@ -319,12 +418,23 @@ enum Attempt {
     },
 }
 
-fn attempt(target: &str, request: &Request, deadline: Instant) -> Attempt {
+fn attempt(target: &str, request: &Request, deadline: Instant, options: &ClientOptions) -> Attempt {
     let io_timeout = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(100));
-    let mut connection = match Connection::connect(target, io_timeout.min(Duration::from_secs(2))) {
+    let connect_timeout = io_timeout.min(Duration::from_secs(2));
+    let mut connection = match Connection::connect_with(target, connect_timeout, options) {
         Ok(connection) => connection,
+        // Never sent: another node would refuse the same credentials.
+        Err(error)
+            if matches!(
+                error.kind(),
+                io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidData
+            ) =>
+        {
+            let message = error.to_string();
+            return Attempt::Done(Err(AppendError::Rejected { message }));
+        }
         Err(error) => {
             return Attempt::Retry {
                 elsewhere: true,
@@ -336,7 +446,7 @@ fn attempt(target: &str, request: &Request, deadline: Instant) -> Attempt {
             }
         }
     };
-    let _ = connection.writer.set_read_timeout(Some(io_timeout));
+    let _ = connection.socket.set_read_timeout(Some(io_timeout));
     let unknown = |problem: String| Attempt::Done(Err(AppendError::Unknown { problem }));
     if let Err(error) = connection.send(request) {
         // A failed write may still have delivered the line.
@@ -372,7 +482,7 @@ fn attempt(target: &str, request: &Request, deadline: Instant) -> Attempt {
             problem: format!("{target} is stopping"),
             nobody_there: false,
         },
-        Ok(Response::BadRequest { message }) => {
+        Ok(Response::BadRequest { message } | Response::Unauthorized { message }) => {
             Attempt::Done(Err(AppendError::Rejected { message }))
         }
         Ok(
@@ -380,6 +490,7 @@ fn attempt(target: &str, request: &Request, deadline: Instant) -> Attempt {
             | Response::Read(_)
             | Response::Trimmed { .. }
             | Response::ReadFailed { .. }
+            | Response::Authenticated
             | Response::Encoded(_)),
         ) => unknown(format!("{target} answered {response:?}")),
         Err(error) => unknown(format!("{target}: {error}")),

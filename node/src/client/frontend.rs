@@ -29,26 +29,34 @@
 //!   the front end stops reading the connection while its unsent output exceeds
 //!   [`STREAM_INPUT_PAUSE_BYTES`]. A stream that ends (`trimmed`, `read_failed`) closes
 //!   the connection as a refused one is closed; so does the client's end of input;
+//! - with `--client-token-file`, nothing is carried out for a connection until it has
+//!   shown the token (`token::gate`); a wrong or missing one is answered `unauthorized`
+//!   and the connection closed as a refused one is;
+//! - with `--tls-cert`, a connection's first byte tells TLS from plaintext (`tls`); a
+//!   plaintext one gets one `bad_request` and is closed, unless its first line is a
+//!   `peer_hello` (peers do not speak TLS yet);
 //! - a connection whose first line is a `peer_hello` is a peer: it is handed, with the
 //!   bytes read after that line, to the peer handshake (`transport::handshake`), which
 //!   passes it on to the core thread once accepted.
 
 use super::answers::{Answer, AnswerSink, Phase, ReplyTo, StreamChunk, StreamId};
 use super::protocol::{ParsedLine, Request, Response};
+use super::token::{self, ClientToken, Gate};
 use crate::metrics::requests::Op;
 use crate::metrics::{Metrics, RequestCounts};
 use crate::queue::QueueSender;
 use crate::reader::{ReaderJob, ReaderJobs};
 use crate::runtime::{Control, CoreEvent};
+use crate::tls::{self, FirstByte, Stream, TlsStream};
 use crate::transport::handshake;
 use crate::transport::receiver::PeerContext;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// Requests one connection may have unanswered at once.
 pub const MAX_IN_FLIGHT: usize = 4096;
@@ -86,6 +94,10 @@ pub struct ClientContext {
     pub max_line_bytes: usize,
     /// `--metrics-addr`: where the front end publishes its counts.
     pub metrics: Option<Metrics>,
+    /// Clients must show this token (`--client-token-file`); `None`: tokens are ignored.
+    pub token: Option<Arc<ClientToken>>,
+    /// The port speaks TLS (`--tls-cert`); `None`: plaintext.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// An answer waiting for the answers before it.
@@ -107,7 +119,11 @@ struct Follow {
 }
 
 struct Connection {
-    stream: TcpStream,
+    stream: Stream<TcpStream>,
+    /// Its first byte was seen: it speaks TLS, or plaintext.
+    sniffed: bool,
+    /// Plaintext on a TLS port: only a peer's hello is let through.
+    plaintext_on_tls_port: bool,
     /// No line has been read yet: it may still turn out to be a peer.
     first_line: bool,
     /// Bytes read and not yet parsed; `input[..searched]` holds no newline.
@@ -141,12 +157,16 @@ struct Connection {
     follow: Option<Follow>,
     /// The first index of the stream, once the `follow` is parsed and until it starts.
     follow_from: Option<u64>,
+    /// It showed the client token (see `token`).
+    authenticated: bool,
 }
 
 impl Connection {
     fn new(stream: TcpStream) -> Connection {
         Connection {
-            stream,
+            stream: Stream::Plain(stream),
+            sniffed: false,
+            plaintext_on_tls_port: false,
             first_line: true,
             input: Vec::new(),
             searched: 0,
@@ -163,6 +183,7 @@ impl Connection {
             dirty: false,
             follow: None,
             follow_from: None,
+            authenticated: false,
         }
     }
 
@@ -216,19 +237,24 @@ impl Connection {
                 Err(error) => return Err(error),
             }
         }
+        match self.stream.flush() {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(error) => return Err(error),
+        }
         self.output.clear();
         self.output_sent = 0;
         if self.output.capacity() > OUTPUT_KEEP_BYTES {
             self.output = Vec::new();
         }
         if self.closing {
-            let _ = self.stream.shutdown(Shutdown::Write);
+            let _ = self.stream.shutdown_write();
         }
         Ok(())
     }
 
     fn output_flushed(&self) -> bool {
-        self.output_sent == self.output.len()
+        self.output_sent == self.output.len() && !self.stream.wants_write()
     }
 
     /// Nothing more will be read or written: the connection can be closed.
@@ -472,6 +498,12 @@ impl FrontEnd {
             if connection.eof || connection.paused {
                 break;
             }
+            if !connection.sniffed {
+                if !self.sniff(slot) {
+                    return;
+                }
+                continue;
+            }
             match connection.stream.read(&mut self.scratch) {
                 Ok(0) => {
                     connection.eof = true;
@@ -487,7 +519,9 @@ impl FrontEnd {
                     // edge, and so does an end of input that was not reported yet.
                     // Stopping there saves the `read` that would only say `WouldBlock`:
                     // one system call per request at one request per wake-up.
-                    let drained = count < self.scratch.len() && !connection.input_ended;
+                    let drained = count < self.scratch.len()
+                        && !connection.input_ended
+                        && !connection.stream.is_tls();
                     if connection.refused_until.is_none() {
                         connection.input.extend_from_slice(&self.scratch[..count]);
                         self.parse(slot);
@@ -564,13 +598,37 @@ impl FrontEnd {
             self.mark_dirty(slot);
             return LineOutcome::Stop;
         }
-        let parsed = Request::parse(line);
+        let (parsed, token) = Request::parse_with_token(line);
         let op = Op::of(&parsed);
         if first_line && !matches!(parsed, ParsedLine::PeerHello) {
             self.counts.connection_opened();
         }
+        if connection.plaintext_on_tls_port
+            && !(first_line && matches!(parsed, ParsedLine::PeerHello))
+        {
+            let message = tls::PLAINTEXT_REFUSED.to_string();
+            close_with(connection, Response::BadRequest { message });
+            self.refused += 1;
+            self.mark_dirty(slot);
+            return LineOutcome::Stop;
+        }
+        let required = self.client.token.as_deref();
+        let gate = token::gate(
+            required,
+            &mut connection.authenticated,
+            &parsed,
+            token.as_deref(),
+        );
+        if let Gate::Refuse(message) = gate {
+            debug!("client connection refused: {message}");
+            close_with(connection, Response::Unauthorized { message });
+            self.refused += 1;
+            self.mark_dirty(slot);
+            return LineOutcome::Stop;
+        }
         let answer_now = match parsed {
             ParsedLine::Blank => return LineOutcome::Next,
+            ParsedLine::Auth => Some(Response::Authenticated),
             ParsedLine::Request(_) if self.phase != Phase::Running => {
                 Some(Response::Stopping { accepted: false })
             }
@@ -626,14 +684,71 @@ impl FrontEnd {
         LineOutcome::Next
     }
 
+    /// Looks at the first byte of the connection in `slot`: a TLS handshake is served
+    /// with TLS on a TLS port and closed on a plaintext one; plaintext on a TLS port gets
+    /// its refusal after its first line. False when there is nothing to read yet, or the
+    /// connection is gone.
+    fn sniff(&mut self, slot: usize) -> bool {
+        let Some(mut connection) = self.slots[slot].connection.take() else {
+            return false;
+        };
+        let remote = connection.stream.socket().peer_addr();
+        let remote = remote.map_or("?".to_string(), |addr| addr.to_string());
+        let first = tls::first_byte(connection.stream.socket());
+        let config = self.client.tls.clone();
+        connection.sniffed = !matches!(first, Ok(FirstByte::NotYet));
+        connection.stream = match (first, config, connection.stream) {
+            (Ok(FirstByte::Tls), Some(config), Stream::Plain(socket)) => {
+                match TlsStream::server(socket, config) {
+                    Ok(tls) => Stream::Tls(Box::new(tls)),
+                    Err(error) => {
+                        warn!("cannot start TLS with {remote}: {error}");
+                        return self.drop_taken(slot);
+                    }
+                }
+            }
+            (Ok(FirstByte::Tls), None, _) => {
+                info!("closed a connection from {remote}: it speaks TLS to a plaintext port");
+                return self.drop_taken(slot);
+            }
+            (Ok(FirstByte::Plain), Some(_), stream) => {
+                debug!("plaintext connection from {remote} to a TLS port");
+                connection.plaintext_on_tls_port = true;
+                stream
+            }
+            (Err(error), _, _) => {
+                debug!("client connection read failed: {error}");
+                return self.drop_taken(slot);
+            }
+            (_, _, stream) => stream,
+        };
+        let sniffed = connection.sniffed;
+        self.slots[slot].connection = Some(connection);
+        sniffed
+    }
+
+    /// Lets go of a connection taken out of `slot` for a moment.
+    fn drop_taken(&mut self, slot: usize) -> bool {
+        let entry = &mut self.slots[slot];
+        entry.generation = entry.generation.wrapping_add(1);
+        self.free.push(slot);
+        false
+    }
+
     /// Hands a peer's connection, with the bytes read after its hello, to the peer
     /// handshake, which never blocks this thread.
     fn hand_to_core(&mut self, slot: usize, hello: &[u8], rest: &[u8]) {
         let Some(mut connection) = self.take_connection(slot) else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut connection.stream);
-        handshake::accept(connection.stream, hello, rest, &self.peer);
+        let _ = self
+            .poll
+            .registry()
+            .deregister(connection.stream.socket_mut());
+        match connection.stream {
+            Stream::Plain(socket) => handshake::accept(socket, hello, rest, &self.peer),
+            Stream::Tls(_) => warn!("refused a peer over TLS: peers do not speak TLS yet"),
+        }
     }
 
     fn send_requests(&mut self) {
@@ -794,7 +909,7 @@ impl FrontEnd {
             let answered = connection.waiting.is_empty() && connection.output_flushed();
             if answered && connection.refused_until.is_none() {
                 // The client reads its answers, then sees the end; its close ends it here.
-                let _ = connection.stream.shutdown(Shutdown::Write);
+                let _ = connection.stream.shutdown_write();
                 connection.closing = true;
                 connection.refused_until = Some(deadline);
                 connection.input = Vec::new();
@@ -840,9 +955,14 @@ impl FrontEnd {
 fn refuse(connection: &mut Connection, max_line_bytes: usize) {
     let message =
         format!("request line longer than {max_line_bytes} bytes; closing the connection");
+    close_with(connection, Response::BadRequest { message });
+}
+
+/// Answers `response` after the answers before it and starts closing the connection.
+fn close_with(connection: &mut Connection, response: Response) {
     connection.next_seq += 1;
     connection.waiting.push_back(Some(Ready {
-        response: Response::BadRequest { message },
+        response,
         close: true,
     }));
     connection.ops.push_back(Op::INVALID);

@@ -98,6 +98,9 @@ struct RawRequest<'a> {
     limit: Option<serde_json::Value>,
     #[serde(default)]
     consistency: Option<serde_json::Value>,
+    /// The client token (see `token`), on any request.
+    #[serde(default, borrow)]
+    token: Option<Cow<'a, str>>,
 }
 
 impl RawRequest<'_> {
@@ -184,6 +187,8 @@ pub enum ParsedLine {
     Blank,
     /// The reserved op a peer opens its connection with (see `transport::wire`).
     PeerHello,
+    /// `{"op":"auth","token":...}`: a client shows its token (see `token`).
+    Auth,
     /// Not a request; the message says why, for a `bad_request` answer.
     Bad(String),
 }
@@ -191,20 +196,31 @@ pub enum ParsedLine {
 impl Request {
     /// Parses one line (without its newline).
     pub fn parse(line: &[u8]) -> ParsedLine {
+        Request::parse_with_token(line).0
+    }
+
+    /// Parses one line (without its newline), with the client token it carries, if any.
+    pub fn parse_with_token(line: &[u8]) -> (ParsedLine, Option<Cow<'_, str>>) {
         if line.iter().all(u8::is_ascii_whitespace) {
-            return ParsedLine::Blank;
+            return (ParsedLine::Blank, None);
         }
-        let raw: RawRequest = match serde_json::from_slice(line) {
+        let mut raw: RawRequest = match serde_json::from_slice(line) {
             Ok(raw) => raw,
-            Err(error) => return ParsedLine::Bad(format!("not a JSON request object: {error}")),
+            Err(error) => {
+                let message = format!("not a JSON request object: {error}");
+                return (ParsedLine::Bad(message), None);
+            }
         };
-        if raw.op == crate::transport::wire::PEER_HELLO_OP {
-            return ParsedLine::PeerHello;
-        }
-        match raw.into_request() {
-            Ok(request) => ParsedLine::Request(request),
-            Err(message) => ParsedLine::Bad(message),
-        }
+        let token = raw.token.take();
+        let parsed = match raw.op.as_ref() {
+            crate::transport::wire::PEER_HELLO_OP => return (ParsedLine::PeerHello, None),
+            "auth" => ParsedLine::Auth,
+            _ => match raw.into_request() {
+                Ok(request) => ParsedLine::Request(request),
+                Err(message) => ParsedLine::Bad(message),
+            },
+        };
+        (parsed, token)
     }
 
     /// Appends the request as one line, newline included.
@@ -437,6 +453,12 @@ pub enum Response {
     ReadFailed {
         message: String,
     },
+    /// The `auth` line's token is right (or the node requires none).
+    Authenticated,
+    /// A wrong or missing client token: the node closes the connection after this.
+    Unauthorized {
+        message: String,
+    },
     /// An answer line already encoded, without its newline, by the thread that built it.
     Encoded(Vec<u8>),
 }
@@ -504,6 +526,14 @@ impl Response {
                 serde_json::to_writer(&mut *out, message).expect("serializes");
                 out.push(b'}');
             }
+            Response::Authenticated => {
+                out.extend_from_slice(b"{\"ok\":true,\"authenticated\":true}")
+            }
+            Response::Unauthorized { message } => {
+                out.extend_from_slice(b"{\"ok\":false,\"error\":\"unauthorized\",\"message\":");
+                serde_json::to_writer(&mut *out, message).expect("serializes");
+                out.push(b'}');
+            }
             Response::Encoded(line) => out.extend_from_slice(line),
         }
         out.push(b'\n');
@@ -522,6 +552,7 @@ impl Response {
                     _ => Err(format!("malformed append answer: {value}")),
                 }
             }
+            Some(true) if field("authenticated").is_some() => Ok(Response::Authenticated),
             Some(true) if field("next").is_some() => serde_json::from_value(value.clone())
                 .map(Response::Read)
                 .map_err(|error| format!("malformed read answer ({error}): {value}")),
@@ -543,6 +574,9 @@ impl Response {
                         None => Err(format!("malformed trimmed answer: {value}")),
                     },
                     Some("read_failed") => Ok(Response::ReadFailed {
+                        message: text("message").unwrap_or_default().to_string(),
+                    }),
+                    Some("unauthorized") => Ok(Response::Unauthorized {
                         message: text("message").unwrap_or_default().to_string(),
                     }),
                     _ => Err(format!("unknown error answer: {value}")),
@@ -797,6 +831,10 @@ mod tests {
             Response::Trimmed { first_index: 12 },
             Response::ReadFailed {
                 message: "damaged".into(),
+            },
+            Response::Authenticated,
+            Response::Unauthorized {
+                message: "wrong token".into(),
             },
         ] {
             let text = line(&response);

@@ -10,12 +10,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// Ops as the `op` label spells them; `invalid` is a line that was not a request.
-const OPS: [&str; 7] = [
-    "append", "query", "status", "read", "trim", "follow", "invalid",
+const OPS: [&str; 8] = [
+    "append", "query", "status", "read", "trim", "follow", "invalid", "auth",
 ];
 
 /// Outcomes as the `outcome` label spells them.
-const OUTCOMES: [&str; 7] = [
+const OUTCOMES: [&str; 8] = [
     "ok",
     "not_leader",
     "timeout",
@@ -23,6 +23,7 @@ const OUTCOMES: [&str; 7] = [
     "bad_request",
     "trimmed",
     "read_failed",
+    "unauthorized",
 ];
 
 /// A request's op, as its answer is counted under.
@@ -43,6 +44,7 @@ impl Op {
             ParsedLine::Request(Request::Trim { .. }) => 4,
             ParsedLine::Request(Request::Follow { .. }) => 5,
             ParsedLine::Blank | ParsedLine::PeerHello | ParsedLine::Bad(_) => 6,
+            ParsedLine::Auth => 7,
         })
     }
 }
@@ -52,13 +54,15 @@ fn outcome_of(response: &Response) -> usize {
         Response::Appended { .. }
         | Response::State(_)
         | Response::Read(_)
-        | Response::Encoded(_) => 0,
+        | Response::Encoded(_)
+        | Response::Authenticated => 0,
         Response::NotLeader { .. } => 1,
         Response::Timeout => 2,
         Response::Stopping { .. } => 3,
         Response::BadRequest { .. } => 4,
         Response::Trimmed { .. } => 5,
         Response::ReadFailed { .. } => 6,
+        Response::Unauthorized { .. } => 7,
     }
 }
 

@@ -74,7 +74,7 @@ impl ClusterSecrets {
                     path.display()
                 )));
             }
-            if let Some(warning) = permission_warning(path) {
+            if let Some(warning) = permission_warning("--cluster-secret-file", path) {
                 loaded.warnings.push(warning);
             }
             loaded.secrets.push(secret.to_vec());
@@ -146,13 +146,13 @@ fn mac(secret: &[u8], role: Role, hello_line: &[u8], nonce: &[u8], listener: Nod
     mac
 }
 
-/// A warning if every user of the machine may read the file.
-fn permission_warning(path: &Path) -> Option<String> {
+/// A warning if every user of the machine may read the file `flag` names.
+pub(crate) fn permission_warning(flag: &str, path: &Path) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).ok()?.permissions().mode();
     (mode & 0o004 != 0).then(|| {
         format!(
-            "--cluster-secret-file {} is readable by every user (mode {:o}); `chmod 600` it",
+            "{flag} {} is readable by every user (mode {:o}); `chmod 600` it",
             path.display(),
             mode & 0o777
         )

@@ -1,0 +1,47 @@
+//! TLS on the node's port and in its clients (rustls, with the `ring` provider).
+//!
+//! `config` turns `--tls-cert`, `--tls-key` and `--tls-ca` into rustls configurations,
+//! checked at start: a key that does not match its certificate, or a file that holds no
+//! certificate, is an error naming the file. `stream` wraps a socket, plain or TLS,
+//! behind `Read`/`Write`, for blocking and non-blocking sockets alike, so that the code
+//! around it barely changes.
+//!
+//! The node's port tells TLS from plaintext by a connection's first byte (a TLS
+//! handshake record starts with 22). A node with `--tls-cert` answers a plaintext client
+//! with one `bad_request` line saying that the port speaks TLS, and closes.
+
+pub mod config;
+pub mod stream;
+
+pub use config::{client_config, server_config, TlsFiles};
+pub use stream::{Stream, TlsStream};
+
+/// The first byte of a TLS handshake record (ContentType `handshake`).
+pub const HANDSHAKE_RECORD: u8 = 22;
+
+/// What a connection's first byte says about it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FirstByte {
+    /// Nothing has arrived yet.
+    NotYet,
+    /// Plaintext (or the end of input).
+    Plain,
+    /// A TLS handshake.
+    Tls,
+}
+
+/// Looks at a connection's first byte without taking it.
+pub fn first_byte(socket: &mio::net::TcpStream) -> std::io::Result<FirstByte> {
+    let mut byte = [0u8; 1];
+    match socket.peek(&mut byte) {
+        Ok(0) => Ok(FirstByte::Plain),
+        Ok(_) if byte[0] == HANDSHAKE_RECORD => Ok(FirstByte::Tls),
+        Ok(_) => Ok(FirstByte::Plain),
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Ok(FirstByte::NotYet),
+        Err(error) => Err(error),
+    }
+}
+
+/// The answer a node with `--tls-cert` gives a plaintext client before it closes.
+pub const PLAINTEXT_REFUSED: &str = "this node's port speaks TLS (it runs with --tls-cert): \
+                                     connect with TLS (e.g. replog ... --tls-ca FILE)";
