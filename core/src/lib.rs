@@ -23,6 +23,9 @@
 //! - [`Input::Receive`]: a message from a peer. It may be stale, duplicated, reordered or
 //!   from any term: the core ignores (and counts) what it cannot use, and never panics on it.
 //! - [`Input::Propose`]: a batch of client commands.
+//! - [`Input::ProposeOnce`]: one client command tagged `(client, seq)`, appended at most
+//!   once: a retry is answered from the replicated session table or the log
+//!   (`ProposalOutcome::AlreadyApplied`, or `Accepted` at the original entry).
 //! - [`Input::Persisted`]: every write up to this id is durable.
 //! - [`Input::Trim`]: propose a retention point, a [`Payload::Trim`] entry; once it is
 //!   applied, every node may drop the entries before it from storage.
@@ -38,7 +41,8 @@
 //!   durable id with `Input::Persisted`. Ids increase by one from 1 on every construction.
 //! - [`Output::Send`]: a message. It is always safe to send immediately, in any order.
 //! - [`Output::Commit`]: newly committed entries, in order, each durable locally.
-//! - [`Output::Proposal`]: exactly one per `Propose` or `Trim`, in the same step.
+//! - [`Output::Proposal`]: exactly one per `Propose`, `ProposeOnce` or `Trim`, in the same
+//!   step.
 //! - [`Output::Fetch`]: read back committed entries `from` on (within a count and a byte
 //!   limit, [`take_batch`]) and the id of the entry before `from`, off the core's thread, and
 //!   answer with `Input::Fetched`. The entries asked for are always committed and durable
@@ -72,8 +76,10 @@
 //!
 //! **Storage's side of retention.** When a committed `Payload::Trim { before }` comes out
 //! in `Commit`, the driver may drop entries before `before` from storage, never past what
-//! it has applied; afterwards a `Fetch` below the first kept entry is answered with
-//! `Input::FetchTrimmed`.
+//! it has applied, nor past `through + 1` of the newest durable session checkpoint
+//! (`Write::sessions`, which the core writes at every applied trim: the restart after a
+//! trim replays the table from it); afterwards a `Fetch` below the first kept entry is
+//! answered with `Input::FetchTrimmed`, carrying that checkpoint.
 //!
 //! A driver that crashes loses whatever was not yet reported `Persisted`; it must rebuild the
 //! core from what its storage actually holds.
@@ -90,6 +96,7 @@ mod message;
 mod progress;
 mod quorum;
 mod raft;
+mod sessions;
 mod types;
 mod writes;
 
@@ -98,4 +105,7 @@ pub use io::{FetchRequest, Fetched, Input, Install, Output, ProposalOutcome, Tri
 pub use log::{take_batch, Log, LogError, NotHeld};
 pub use message::{AppendResponse, ConflictHint, Message, MessageBody};
 pub use raft::{RaftCore, Recovered, RecoveryError, Stats};
+pub use sessions::{
+    ClientId, ClientIdError, SessionRecord, SessionsCheckpoint, CLIENT_ID_BYTES_MAX,
+};
 pub use types::{Entry, EntryId, HardState, Index, NodeId, Payload, Role, Term, WriteId};

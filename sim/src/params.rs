@@ -117,6 +117,9 @@ pub struct WorkloadParams {
     /// does on a real node.
     pub trim_interval_us: u64,
     pub trim_keep_max: u64,
+    /// The share of appends that carry a `(client, seq)`: their client retries them, after
+    /// a timeout or a lost entry, with the same sequence number instead of giving up.
+    pub session_appends: Ratio,
 }
 
 impl Params {
@@ -165,6 +168,7 @@ impl Params {
                 timeout_us: 1_000_000,
                 trim_interval_us: 0,
                 trim_keep_max: 0,
+                session_appends: Ratio::NEVER,
             },
         }
     }
@@ -183,7 +187,10 @@ impl Params {
             timeout_us: rng.between(500_000, 2_000_000),
             trim_interval_us: *rng.pick(&[0, 0, 100_000, 500_000, 2_000_000]),
             trim_keep_max: *rng.pick(&[0, 5, 50]),
+            session_appends: Ratio::NEVER,
         };
+        // Drawn last, so that every earlier setting stays what it was for the seed.
+        params.workload.session_appends = *rng.pick(&[Ratio::NEVER, Ratio(1, 2), Ratio(1, 1)]);
         params
     }
 

@@ -42,10 +42,12 @@
 use super::lines::{read_line_limited, LineRead};
 use super::protocol::{NodeState, QueryRange, Request, Response};
 use crate::config::MAX_LINE_BYTES;
+use replog_core::ClientId;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
 /// Longest answer line a client accepts (a `query` of a long log is big).
@@ -224,6 +226,35 @@ pub fn append(
     submit(targets, &request, timeout)
 }
 
+/// Appends `command` at most once, as the `seq`th of `client`: like [`append`], but an
+/// outcome left unknown (a timeout, a lost connection) is retried with the same
+/// `(client, seq)` until `timeout` has passed, which is safe because the cluster appends
+/// a `(client, seq)` once and answers a retry with the original index and term.
+pub fn append_once(
+    targets: &[String],
+    command: &str,
+    client: &ClientId,
+    seq: NonZeroU64,
+    timeout: Duration,
+) -> Result<Appended, AppendError> {
+    append_request(command).map_err(|message| AppendError::Rejected { message })?;
+    let request = Request::AppendOnce {
+        command: command.to_string(),
+        client: client.clone(),
+        seq,
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match submit(targets, &request, left) {
+            Err(AppendError::Unknown { .. }) if Instant::now() + RETRY_PAUSE < deadline => {
+                std::thread::sleep(RETRY_PAUSE);
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 /// Proposes a retention point through `targets` as [`append`] proposes a command: the
 /// entries before `before` are dropped from every node's storage once it is committed.
 pub fn trim(targets: &[String], before: u64, timeout: Duration) -> Result<Appended, AppendError> {
@@ -371,6 +402,9 @@ fn attempt(target: &str, request: &Request, deadline: Instant) -> Attempt {
         Ok(Response::BadRequest { message }) => {
             Attempt::Done(Err(AppendError::Rejected { message }))
         }
+        Ok(Response::SeqBehind { highest }) => Attempt::Done(Err(AppendError::Rejected {
+            message: format!("seq_behind: this client has used seq {highest} already"),
+        })),
         Ok(
             response @ (Response::State(_)
             | Response::Read(_)

@@ -3,9 +3,11 @@
 //! here and nowhere else.
 
 use crate::storage::{StoredEntry, StoredPayload};
+use replog_core::ClientId;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::io::Write as _;
+use std::num::NonZeroU64;
 
 /// What a client can ask.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +26,13 @@ pub enum Request {
     Read { from: u64, limit: usize },
     /// Turns the connection into a stream of committed entries from `from` on.
     Follow { from: u64 },
+    /// Append a command at most once, as the `seq`th of `client`: a retry of an applied
+    /// `(client, seq)` is answered with the original index and term and appends nothing.
+    AppendOnce {
+        command: String,
+        client: ClientId,
+        seq: NonZeroU64,
+    },
 }
 
 /// Which entries a `query` lists: all of them by default.
@@ -54,6 +63,10 @@ struct RawRequest<'a> {
     from: Option<serde_json::Value>,
     #[serde(default)]
     limit: Option<serde_json::Value>,
+    #[serde(default)]
+    client: Option<serde_json::Value>,
+    #[serde(default)]
+    seq: Option<serde_json::Value>,
 }
 
 impl RawRequest<'_> {
@@ -88,10 +101,22 @@ impl RawRequest<'_> {
 
     fn into_request(self) -> Result<Request, String> {
         match self.op.as_ref() {
-            "append" => match self.command {
-                Some(serde_json::Value::String(command)) => Ok(Request::Append { command }),
-                _ => Err("append needs a string \"command\"".into()),
-            },
+            "append" => {
+                let Some(serde_json::Value::String(command)) = self.command else {
+                    return Err("append needs a string \"command\"".into());
+                };
+                match (self.client, self.seq) {
+                    (None, None) => Ok(Request::Append { command }),
+                    (client, seq) => {
+                        let (client, seq) = session(client, seq)?;
+                        Ok(Request::AppendOnce {
+                            command,
+                            client,
+                            seq,
+                        })
+                    }
+                }
+            }
             "query" => Ok(Request::Query(QueryRange {
                 from: self.positive("from")?,
                 limit: self.limit()?,
@@ -111,6 +136,34 @@ impl RawRequest<'_> {
                  \"follow\" or \"trim\""
             )),
         }
+    }
+}
+
+/// The `client` and `seq` of an append at most once: both present, a client id of 1 to
+/// 128 bytes and a whole number from 1.
+fn session(
+    client: Option<serde_json::Value>,
+    seq: Option<serde_json::Value>,
+) -> Result<(ClientId, NonZeroU64), String> {
+    let client = match client {
+        Some(serde_json::Value::String(client)) => {
+            ClientId::new(client).map_err(|error| format!("append: {error}"))?
+        }
+        Some(other) => {
+            return Err(format!(
+                "append needs \"client\" to be a string, got {other}"
+            ))
+        }
+        None => return Err("append with \"seq\" needs a \"client\" id too".into()),
+    };
+    let Some(seq) = seq else {
+        return Err("append with \"client\" needs a \"seq\" too".into());
+    };
+    match seq.as_u64().and_then(NonZeroU64::new) {
+        Some(seq) => Ok((client, seq)),
+        None => Err(format!(
+            "append needs \"seq\" to be a whole number from 1, got {seq}"
+        )),
     }
 }
 
@@ -174,6 +227,17 @@ impl Request {
             Request::Follow { from } => {
                 let _ = writeln!(out, "{{\"op\":\"follow\",\"from\":{from}}}");
             }
+            Request::AppendOnce {
+                command,
+                client,
+                seq,
+            } => {
+                out.extend_from_slice(b"{\"op\":\"append\",\"command\":");
+                serde_json::to_writer(&mut *out, command).expect("a string always serializes");
+                out.extend_from_slice(b",\"client\":");
+                serde_json::to_writer(&mut *out, client.as_str()).expect("serializes");
+                let _ = writeln!(out, ",\"seq\":{seq}}}");
+            }
         }
     }
 }
@@ -227,7 +291,8 @@ impl EntryView {
             index: entry.index.0,
             term: entry.term.0,
             command: match &entry.payload {
-                replog_core::Payload::Command(command) => Some(command.to_string()),
+                replog_core::Payload::Command(command)
+                | replog_core::Payload::Session { command, .. } => Some(command.to_string()),
                 replog_core::Payload::Noop | replog_core::Payload::Trim { .. } => None,
             },
             committed: entry.index <= commit_index,
@@ -261,7 +326,9 @@ impl LogEntry {
             entry.index.0, entry.term.0
         );
         match entry.payload {
-            StoredPayload::Command(json) => out.extend_from_slice(json),
+            StoredPayload::Command(json) | StoredPayload::Session { command: json, .. } => {
+                out.extend_from_slice(json)
+            }
             StoredPayload::Noop => out.extend_from_slice(b"null"),
             StoredPayload::Trim { before } => {
                 let _ = write!(out, "null,\"trim_before\":{}", before.0);
@@ -325,6 +392,11 @@ pub enum Response {
     Stopping {
         accepted: bool,
     },
+    /// An append at most once whose `seq` is below `highest`, the highest its client has
+    /// used: nothing was appended.
+    SeqBehind {
+        highest: u64,
+    },
     /// The line was not a valid request.
     BadRequest {
         message: String,
@@ -383,6 +455,14 @@ impl Response {
                 b"{\"ok\":false,\"error\":\"not_leader\",\"leader\":null,\"message\":\
                   \"the node is stopping; the request was not carried out\"}",
             ),
+            Response::SeqBehind { highest } => {
+                let _ = write!(
+                    out,
+                    "{{\"ok\":false,\"error\":\"seq_behind\",\"highest\":{highest},\
+                     \"message\":\"seq is below the highest this client has used; nothing \
+                     was appended\"}}"
+                );
+            }
             Response::BadRequest { message } => {
                 out.extend_from_slice(b"{\"ok\":false,\"error\":\"bad_request\",\"message\":");
                 serde_json::to_writer(&mut *out, message).expect("serializes");
@@ -441,6 +521,10 @@ impl Response {
                     Some("bad_request") => Ok(Response::BadRequest {
                         message: text("message").unwrap_or_default().to_string(),
                     }),
+                    Some("seq_behind") => match field("highest").and_then(|v| v.as_u64()) {
+                        Some(highest) => Ok(Response::SeqBehind { highest }),
+                        None => Err(format!("malformed seq_behind answer: {value}")),
+                    },
                     Some("trimmed") => match field("first_index").and_then(|v| v.as_u64()) {
                         Some(first_index) => Ok(Response::Trimmed { first_index }),
                         None => Err(format!("malformed trimmed answer: {value}")),
