@@ -544,6 +544,17 @@ impl Response {
 mod tests {
     use super::*;
 
+    #[test]
+    fn seq_behind_names_the_highest_and_parses_back() {
+        let text = line(&Response::SeqBehind { highest: 4 });
+        assert!(
+            text.starts_with(r#"{"ok":false,"error":"seq_behind","highest":4,"#),
+            "{text}"
+        );
+        let parsed = Response::parse(text.trim_end().as_bytes()).unwrap();
+        assert_eq!(parsed, Response::SeqBehind { highest: 4 });
+    }
+
     fn line(response: &Response) -> String {
         let mut out = Vec::new();
         response.encode(&mut out);
@@ -564,6 +575,11 @@ mod tests {
             Request::Status,
             Request::Read { from: 1, limit: 5 },
             Request::Follow { from: 9 },
+            Request::AppendOnce {
+                command: "x".into(),
+                client: ClientId::new("c\"1").unwrap(),
+                seq: NonZeroU64::new(7).unwrap(),
+            },
         ] {
             let mut out = Vec::new();
             request.encode(&mut out);
@@ -586,6 +602,20 @@ mod tests {
         assert!(bad(r#"{"op":"append"}"#).contains("command"));
         assert!(bad(r#"{"op":"append","command":5}"#).contains("command"));
         assert!(bad("[1,2]").contains("not a JSON request"));
+        let once = |fields: &str| bad(&format!(r#"{{"op":"append","command":"x",{fields}}}"#));
+        for seq in ["0", "-1", "1.5", "\"1\"", "true"] {
+            let message = once(&format!(r#""client":"a","seq":{seq}"#));
+            assert!(
+                message.contains("\"seq\" to be a whole number from 1"),
+                "{message}"
+            );
+        }
+        assert!(once(r#""client":"","seq":1"#).contains("client id is empty"));
+        let long = once(&format!(r#""client":"{}","seq":1"#, "x".repeat(129)));
+        assert!(long.contains("129 bytes long; the most is 128"), "{long}");
+        assert!(once(r#""client":5,"seq":1"#).contains("\"client\" to be a string"));
+        assert!(once(r#""seq":1"#).contains("needs a \"client\""));
+        assert!(once(r#""client":"a""#).contains("needs a \"seq\""));
         assert!(matches!(Request::parse(b"  \r"), ParsedLine::Blank));
         for from in ["0", "-1", "1.5", "\"1\"", "true"] {
             let message = bad(&format!(r#"{{"op":"read","from":{from}}}"#));
