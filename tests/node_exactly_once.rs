@@ -188,3 +188,47 @@ fn a_follower_caught_up_by_an_install_after_a_trim_has_the_session_table() {
     let retry = once(&cluster, "erin", 1, "erin's first");
     assert_eq!((retry.index, retry.term), (first.index, first.term));
 }
+
+/// Runs `replog append` against the cluster; returns (success, stdout, stderr).
+fn cli_append(cluster: &TestCluster, extra: &[&str]) -> (bool, String, String) {
+    let targets = cluster.cluster.addrs().join(",");
+    let output = std::process::Command::new(support::exe())
+        .args(["append", "-t", &targets, "--json"])
+        .args(extra)
+        .output()
+        .expect("runs");
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (
+        output.status.success(),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
+
+#[test]
+fn replog_append_sends_an_id_so_a_rerun_with_the_same_id_and_seq_appends_nothing() {
+    let cluster = TestCluster::start("once-cli", 3);
+    cluster.stable_leader(&ALL, TIMEOUT);
+    let fixed = ["--client-id", "deploy-42", "--seq", "3", "-c", "release v1"];
+    let (ok, first, stderr) = cli_append(&cluster, &fixed);
+    assert!(ok, "{stderr}");
+    let (ok, again, stderr) = cli_append(&cluster, &fixed);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        again, first,
+        "the rerun is answered with the original index and term"
+    );
+    // Without --client-id every run is a fresh client: the same command appends again.
+    let (ok, a, _) = cli_append(&cluster, &["-c", "tick"]);
+    let (ok2, b, _) = cli_append(&cluster, &["-c", "tick"]);
+    assert!(ok && ok2 && a != b, "{a} {b}");
+    let (ok, _, stderr) = cli_append(
+        &cluster,
+        &["--client-id", "deploy-42", "--seq", "2", "-c", "x"],
+    );
+    assert!(!ok && stderr.contains("seq_behind"), "{stderr}");
+    let (ok, _, stderr) = cli_append(&cluster, &["--client-id", "", "-c", "x"]);
+    assert!(!ok && stderr.contains("client id is empty"), "{stderr}");
+    let (ok, _, stderr) = cli_append(&cluster, &["--seq", "0", "-c", "x"]);
+    assert!(!ok && stderr.contains("--seq"), "{stderr}");
+}

@@ -255,6 +255,15 @@ pub fn append_once(
     }
 }
 
+/// A fresh client id for [`append_once`]: 128 random bits from the operating system, as
+/// 32 hex digits, so that two clients never share one by chance.
+pub fn random_client_id() -> io::Result<ClientId> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|error| io::Error::other(error.to_string()))?;
+    let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+    ClientId::new(hex).map_err(|error| io::Error::other(error.to_string()))
+}
+
 /// Proposes a retention point through `targets` as [`append`] proposes a command: the
 /// entries before `before` are dropped from every node's storage once it is committed.
 pub fn trim(targets: &[String], before: u64, timeout: Duration) -> Result<Appended, AppendError> {
