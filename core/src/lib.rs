@@ -8,9 +8,10 @@
 //! **Construction.** [`RaftCore::new`] takes a [`Config`] and the [`Recovered`] state the
 //! driver read back from durable storage: hard state (term, vote), the commit index it last
 //! saw, and the log's tail: its last entries and the id (index, term) of the entry just
-//! before them. The tail must reach back at least to the commit index; the whole log is
-//! always a valid tail (then a commit index of zero is safe too). A fresh node passes
-//! `Recovered::default()`.
+//! before them. The tail must reach back at least to the commit index, and to the newest
+//! session checkpoint's `through` if that is lower (the core re-applies the entries after
+//! it to its session table); the whole log is always a valid tail (then a commit index of
+//! zero is safe too). A fresh node passes `Recovered::default()`.
 //!
 //! **The log lives in storage; the core holds a window.** The core keeps in memory every
 //! entry that is not yet committed, durable and applied, plus [`Config::log_cache_bytes`] of
@@ -36,7 +37,8 @@
 //!   (`InstallSnapshot`), which answers with a [`Write`] whose `install` replaces its log.
 //!
 //! **Outputs.** `step` appends [`Output`]s to a buffer the caller owns and drains:
-//! - [`Output::Persist`]: a [`Write`] (hard state, install, truncation point, entries) tagged with a
+//! - [`Output::Persist`]: a [`Write`] (hard state, install, truncation point, entries, and
+//!   sometimes a session checkpoint, which storage keeps if newer than its own) tagged with a
 //!   [`WriteId`]. The driver makes writes durable *in id order* and reports the highest
 //!   durable id with `Input::Persisted`. Ids increase by one from 1 on every construction.
 //! - [`Output::Send`]: a message. It is always safe to send immediately, in any order.

@@ -271,9 +271,9 @@ impl PendingSessions {
     pub fn appended(&mut self, entry: &Entry) {
         if let Payload::Session { client, seq, .. } = &entry.payload {
             let rows = self.by_client.entry(client.clone()).or_default();
-            // A leader appends a (client, seq) at most once, but an inherited log may hold
-            // it twice (uncommitted copies from two earlier leaders): the first is the one
-            // that will be applied as new, so keep it.
+            // A log holds a (client, seq) twice only if the table evicted the client in
+            // between (the argument in the module doc, with Log Matching); the first copy
+            // is the one the table will take, so it answers.
             if rows.contains_key(seq) {
                 return;
             }
