@@ -41,6 +41,23 @@ pub struct Config {
     pub read_lease: bool,
     /// Seeds the election-timeout jitter. The core has no other source of randomness.
     pub rng_seed: u64,
+    /// The most clients the session table remembers (`sessions.rs`); beyond it, the one
+    /// applied longest ago is forgotten, and its retries append again.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// A session checkpoint is written once this many entries (or as many as the table
+    /// has rows, if more) were applied since the last, and at every applied trim: it
+    /// bounds what a restart replays, and what storage keeps beyond the trim point.
+    #[serde(default = "default_sessions_checkpoint_entries")]
+    pub sessions_checkpoint_entries: u64,
+}
+
+fn default_max_sessions() -> usize {
+    65_536
+}
+
+fn default_sessions_checkpoint_entries() -> u64 {
+    4096
 }
 
 impl Config {
@@ -60,6 +77,8 @@ impl Config {
             check_quorum: true,
             read_lease: false,
             rng_seed: 0,
+            max_sessions: default_max_sessions(),
+            sessions_checkpoint_entries: default_sessions_checkpoint_entries(),
         }
     }
 
@@ -129,6 +148,11 @@ impl Config {
                 "read_lease needs check_quorum: without it followers do not refuse votes \
                  while they hear a leader, so no lease holds"
                     .into(),
+            ));
+        }
+        if self.max_sessions == 0 || self.sessions_checkpoint_entries == 0 {
+            return Err(ConfigError(
+                "max_sessions and sessions_checkpoint_entries must be at least 1".into(),
             ));
         }
         if self.max_inflight_appends == 0 {

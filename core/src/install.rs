@@ -16,6 +16,7 @@ use crate::io::{Install, Output, Trimmed};
 use crate::log::Log;
 use crate::message::{AppendResponse, ConflictHint, Message, MessageBody};
 use crate::raft::RaftCore;
+use crate::sessions::SessionsCheckpoint;
 use crate::types::{EntryId, Index, Role, Term};
 
 impl RaftCore {
@@ -30,7 +31,9 @@ impl RaftCore {
             && boundary.index > Index::ZERO
             && boundary.term > Term(0)
             && boundary.term <= self.term
-            && boundary.index <= self.commit_index;
+            && boundary.index <= self.commit_index
+            && trimmed.sessions.through >= boundary.index
+            && trimmed.sessions.through <= self.commit_index;
         if progress.fetching != Some(trimmed.from) || !sound {
             self.stats.bad_fetched_ignored += 1;
             return;
@@ -45,13 +48,19 @@ impl RaftCore {
         let body = MessageBody::InstallSnapshot {
             last: boundary,
             data: trimmed.data,
+            sessions: trimmed.sessions,
         };
         outputs.push(Output::Send(self.message(trimmed.peer, body)));
     }
 
     /// A leader's install. The term rule has already run, so `message.term <= self.term`.
     pub(crate) fn handle_install(&mut self, message: Message, outputs: &mut Vec<Output>) {
-        let MessageBody::InstallSnapshot { last, data } = message.body else {
+        let MessageBody::InstallSnapshot {
+            last,
+            data,
+            sessions,
+        } = message.body
+        else {
             unreachable!("dispatched by body");
         };
         if message.term < self.term {
@@ -63,8 +72,10 @@ impl RaftCore {
             self.reply_to_install(message.from, last.index, Some(hint), outputs);
             return;
         }
-        let well_formed =
-            last.index > Index::ZERO && last.term > Term(0) && last.term <= message.term;
+        let well_formed = last.index > Index::ZERO
+            && last.term > Term(0)
+            && last.term <= message.term
+            && sessions.through >= last.index;
         if self.role == Role::Leader || !well_formed {
             self.stats.messages_ignored += 1;
             return;
@@ -81,7 +92,7 @@ impl RaftCore {
                 self.stats.unsafe_truncations_refused += 1;
                 return;
             } else {
-                self.install(last, data);
+                self.install(last, data, sessions);
             }
             if last.index > self.verified_in_term() {
                 self.verified = (self.term, last.index);
@@ -90,12 +101,21 @@ impl RaftCore {
         self.reply_to_install(message.from, last.index, None, outputs);
     }
 
-    /// Replaces the whole log with an empty one after `last`, which is committed.
-    fn install(&mut self, last: EntryId, data: Vec<u8>) {
+    /// Replaces the whole log with an empty one after `last`, which is committed, and the
+    /// session table with the leader's (as of `sessions.through >= last.index`: entries
+    /// after `last` that it covers change nothing when they are applied here later).
+    fn install(&mut self, last: EntryId, data: Vec<u8>, sessions: SessionsCheckpoint) {
         self.log = Log::from_tail(last, Vec::new()).expect("a checked boundary");
         self.commit_index = last.index;
         self.applied_index = last.index;
-        self.writes.stage_install(Install { last, data });
+        self.sessions.replace_if_newer(sessions);
+        self.sessions_checkpointed = self.sessions.through();
+        let sessions = self.sessions.checkpoint();
+        self.writes.stage_install(Install {
+            last,
+            data,
+            sessions,
+        });
         self.stats.installs_received += 1;
     }
 

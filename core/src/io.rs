@@ -1,10 +1,12 @@
 //! The core's inputs and outputs: the whole surface a driver touches.
 
 use crate::message::Message;
+use crate::sessions::{ClientId, SessionsCheckpoint};
 use crate::types::{
     Entry, EntryId, HardState, Index, NodeId, ReadId, ReadMode, Role, Term, WriteId,
 };
 use serde::{Deserialize, Serialize};
+use std::num::NonZeroU64;
 
 /// Everything that can happen to a node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +31,14 @@ pub enum Input {
     /// A client wants to read the log linearizably. Answered once, later, with
     /// `Output::ReadReady` or `Output::ReadFailed` naming `id` (see `reads.rs`).
     Read { id: ReadId, mode: ReadMode },
+    /// A client asks to append `command` as its `seq`th, at most once: a retry of an
+    /// applied or appended `(client, seq)` appends nothing (`sessions.rs`). Answered like
+    /// `Propose`, with one `Output::Proposal`.
+    ProposeOnce {
+        client: ClientId,
+        seq: NonZeroU64,
+        command: String,
+    },
 }
 
 /// Everything a node asks its driver to do. Plain data, drained from a caller-owned buffer.
@@ -101,6 +111,10 @@ pub struct Trimmed {
     /// What the follower keeps in place of the entries up to `boundary`: empty for
     /// replog's log service, an embedder's state snapshot otherwise.
     pub data: Vec<u8>,
+    /// The newest durable session table; storage never trims past it, so its `through`
+    /// is at least `boundary.index`. Storage that holds none answers with an empty table
+    /// as of `boundary` (no session entry was applied up to its commit index).
+    pub sessions: SessionsCheckpoint,
 }
 
 /// One durable write: apply `hard_state`, then `install`, then truncate, then append.
@@ -121,12 +135,19 @@ pub struct Write {
     pub truncate_after: Option<Index>,
     /// Entries to append after the (possibly truncated) log.
     pub entries: Vec<Entry>,
+    /// Keep this session table in place of the one stored, after the entries: every entry
+    /// up to its `through` is durable already. A restart hands it back in
+    /// [`crate::Recovered`], with the log's tail from its `through` (or the commit index,
+    /// if lower), so storage must keep those entries: it never trims past `through + 1`.
+    #[serde(default)]
+    pub sessions: Option<SessionsCheckpoint>,
 }
 
 impl Write {
     pub fn is_empty(&self) -> bool {
         self.hard_state.is_none()
             && self.install.is_none()
+            && self.sessions.is_none()
             && self.truncate_after.is_none()
             && self.entries.is_empty()
     }
@@ -140,6 +161,10 @@ impl Write {
 pub struct Install {
     pub last: EntryId,
     pub data: Vec<u8>,
+    /// The session table that goes with the new log (`through >= last.index`); storage
+    /// keeps it as its newest checkpoint.
+    #[serde(default)]
+    pub sessions: SessionsCheckpoint,
 }
 
 /// What became of a proposal.
@@ -155,4 +180,10 @@ pub enum ProposalOutcome {
     },
     /// This node is not the leader; `leader` is the one it knows of, if any.
     NotLeader { leader: Option<NodeId> },
+    /// A `ProposeOnce` whose `(client, seq)` is committed and applied already, at `index`
+    /// in `term`: nothing was appended.
+    AlreadyApplied { index: Index, term: Term },
+    /// A `ProposeOnce` whose `seq` is below the highest the client has used (`highest`):
+    /// nothing was appended.
+    SeqBehind { highest: NonZeroU64 },
 }

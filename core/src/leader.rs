@@ -7,7 +7,9 @@ use crate::planted::{self, Bug};
 use crate::progress::{Progress, ReplicationState};
 use crate::quorum::{committed_index, majority};
 use crate::raft::RaftCore;
+use crate::sessions::{decide, ClientId, Decision, PendingSessions};
 use crate::types::{Entry, EntryId, Index, NodeId, Payload, Role};
+use std::num::NonZeroU64;
 
 impl RaftCore {
     pub(crate) fn become_leader(&mut self, outputs: &mut Vec<Output>) {
@@ -29,6 +31,9 @@ impl RaftCore {
             .iter()
             .map(|&peer| (peer, Progress::new(next)))
             .collect();
+        // Its log holds every entry not yet applied, so it knows every session entry the
+        // table lacks.
+        self.pending_sessions = PendingSessions::from_log(self.log.held(), self.sessions.through());
         // A leader commits entries of earlier terms only through one of its own (§5.4.2), so
         // it appends a no-op at once (thesis §6.4).
         self.append_as_leader(vec![Payload::Noop]);
@@ -41,6 +46,44 @@ impl RaftCore {
             .map(|command| Payload::Command(command.into()))
             .collect();
         self.propose_payloads(payloads, outputs);
+    }
+
+    /// A command to append at most once: the session table and the log decide
+    /// (`sessions::decide`); only a new `(client, seq)` is appended.
+    pub(crate) fn propose_once(
+        &mut self,
+        client: ClientId,
+        seq: NonZeroU64,
+        command: String,
+        outputs: &mut Vec<Output>,
+    ) {
+        if self.role != Role::Leader {
+            let leader = self.leader;
+            outputs.push(Output::Proposal(ProposalOutcome::NotLeader { leader }));
+            return;
+        }
+        let outcome = match decide(&self.sessions, &self.pending_sessions, &client, seq) {
+            Decision::Applied(at) => ProposalOutcome::AlreadyApplied {
+                index: at.index,
+                term: at.term,
+            },
+            Decision::InLog(at) => ProposalOutcome::Accepted {
+                first_index: at.index,
+                count: 1,
+                term: at.term,
+            },
+            Decision::Behind { highest } => ProposalOutcome::SeqBehind { highest },
+            Decision::Append => {
+                let command = command.into();
+                let payload = Payload::Session {
+                    client,
+                    seq,
+                    command,
+                };
+                return self.propose_payloads(vec![payload], outputs);
+            }
+        };
+        outputs.push(Output::Proposal(outcome));
     }
 
     pub(crate) fn propose_payloads(&mut self, payloads: Vec<Payload>, outputs: &mut Vec<Output>) {
@@ -74,6 +117,9 @@ impl RaftCore {
                 payload,
             })
             .collect();
+        for entry in &entries {
+            self.pending_sessions.appended(entry);
+        }
         self.log.append(&entries);
         self.writes.stage_entries(&entries);
     }

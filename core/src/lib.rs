@@ -8,9 +8,10 @@
 //! **Construction.** [`RaftCore::new`] takes a [`Config`] and the [`Recovered`] state the
 //! driver read back from durable storage: hard state (term, vote), the commit index it last
 //! saw, and the log's tail: its last entries and the id (index, term) of the entry just
-//! before them. The tail must reach back at least to the commit index; the whole log is
-//! always a valid tail (then a commit index of zero is safe too). A fresh node passes
-//! `Recovered::default()`.
+//! before them. The tail must reach back at least to the commit index, and to the newest
+//! session checkpoint's `through` if that is lower (the core re-applies the entries after
+//! it to its session table); the whole log is always a valid tail (then a commit index of
+//! zero is safe too). A fresh node passes `Recovered::default()`.
 //!
 //! **The log lives in storage; the core holds a window.** The core keeps in memory every
 //! entry that is not yet committed, durable and applied, plus [`Config::log_cache_bytes`] of
@@ -23,6 +24,9 @@
 //! - [`Input::Receive`]: a message from a peer. It may be stale, duplicated, reordered or
 //!   from any term: the core ignores (and counts) what it cannot use, and never panics on it.
 //! - [`Input::Propose`]: a batch of client commands.
+//! - [`Input::ProposeOnce`]: one client command tagged `(client, seq)`, appended at most
+//!   once: a retry is answered from the replicated session table or the log
+//!   (`ProposalOutcome::AlreadyApplied`, or `Accepted` at the original entry).
 //! - [`Input::Persisted`]: every write up to this id is durable.
 //! - [`Input::Trim`]: propose a retention point, a [`Payload::Trim`] entry; once it is
 //!   applied, every node may drop the entries before it from storage.
@@ -37,12 +41,14 @@
 //!   `ReadReady` or `ReadFailed`. A read of what a node happens to hold needs no input.
 //!
 //! **Outputs.** `step` appends [`Output`]s to a buffer the caller owns and drains:
-//! - [`Output::Persist`]: a [`Write`] (hard state, install, truncation point, entries) tagged with a
+//! - [`Output::Persist`]: a [`Write`] (hard state, install, truncation point, entries, and
+//!   sometimes a session checkpoint, which storage keeps if newer than its own) tagged with a
 //!   [`WriteId`]. The driver makes writes durable *in id order* and reports the highest
 //!   durable id with `Input::Persisted`. Ids increase by one from 1 on every construction.
 //! - [`Output::Send`]: a message. It is always safe to send immediately, in any order.
 //! - [`Output::Commit`]: newly committed entries, in order, each durable locally.
-//! - [`Output::Proposal`]: exactly one per `Propose` or `Trim`, in the same step.
+//! - [`Output::Proposal`]: exactly one per `Propose`, `ProposeOnce` or `Trim`, in the same
+//!   step.
 //! - [`Output::Fetch`]: read back committed entries `from` on (within a count and a byte
 //!   limit, [`take_batch`]) and the id of the entry before `from`, off the core's thread, and
 //!   answer with `Input::Fetched`. The entries asked for are always committed and durable
@@ -81,8 +87,10 @@
 //!
 //! **Storage's side of retention.** When a committed `Payload::Trim { before }` comes out
 //! in `Commit`, the driver may drop entries before `before` from storage, never past what
-//! it has applied; afterwards a `Fetch` below the first kept entry is answered with
-//! `Input::FetchTrimmed`.
+//! it has applied, nor past `through + 1` of the newest durable session checkpoint
+//! (`Write::sessions`, which the core writes at every applied trim: the restart after a
+//! trim replays the table from it); afterwards a `Fetch` below the first kept entry is
+//! answered with `Input::FetchTrimmed`, carrying that checkpoint.
 //!
 //! **Leases and time.** With [`Config::read_lease`], a leader's lease is counted in its own
 //! ticks, so the driver must deliver ticks at their real rate: after a stall (a stopped
@@ -106,6 +114,7 @@ mod progress;
 mod quorum;
 mod raft;
 mod reads;
+mod sessions;
 mod types;
 mod writes;
 
@@ -116,6 +125,9 @@ pub use message::{AppendResponse, ConflictHint, Message, MessageBody};
 #[cfg(feature = "planted-bugs")]
 pub use planted::{plant, Bug};
 pub use raft::{RaftCore, Recovered, RecoveryError, Stats};
+pub use sessions::{
+    ClientId, ClientIdError, SessionRecord, SessionsCheckpoint, CLIENT_ID_BYTES_MAX,
+};
 pub use types::{
     Entry, EntryId, HardState, Index, NodeId, Payload, ReadId, ReadMode, Role, Term, WriteId,
 };

@@ -1,5 +1,6 @@
 //! Messages between Raft peers. Plain data: drivers serialize them however they like.
 
+use crate::sessions::SessionsCheckpoint;
 use crate::types::{Entry, EntryId, Index, NodeId, ReadId, Term};
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +44,9 @@ pub enum MessageBody {
     InstallSnapshot {
         last: EntryId,
         data: Vec<u8>,
+        /// The leader's session table, as of `sessions.through >= last.index`.
+        #[serde(default)]
+        sessions: SessionsCheckpoint,
     },
     /// A follower asks its leader for a read index for its driver's read `id`.
     ReadIndex {

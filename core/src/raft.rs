@@ -8,6 +8,7 @@ use crate::message::{Message, MessageBody};
 use crate::planted::{self, Bug};
 use crate::progress::Progress;
 use crate::reads::Reads;
+use crate::sessions::{PendingSessions, Sessions, SessionsCheckpoint};
 use crate::types::{Entry, EntryId, HardState, Index, NodeId, Payload, Role, Term};
 use crate::writes::WriteTracker;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -31,6 +32,12 @@ pub struct Recovered {
     /// The commit index the driver last recorded; entries up to it count as applied.
     /// Zero is always safe with the whole log; with a tail it must be at least `prev.index`.
     pub commit_index: Index,
+    /// The newest durable session table. The tail must reach back to its `through` when
+    /// that is below `commit_index`: the core re-applies the committed entries after it.
+    /// `None` when storage holds none, and an empty one, mean an empty table up to
+    /// `commit_index` at least ([`SessionsCheckpoint::through_given`]): drivers record a
+    /// commit index only after the writes of the step that produced it.
+    pub sessions: Option<SessionsCheckpoint>,
 }
 
 /// Durable state that cannot belong to a Raft node.
@@ -58,6 +65,12 @@ pub enum RecoveryError {
     TailAfterCommit {
         prev_index: Index,
         commit_index: Index,
+    },
+    /// The tail starts after the session checkpoint: the committed entries between them,
+    /// which the table must still apply, are missing.
+    TailAfterSessions {
+        prev_index: Index,
+        sessions_through: Index,
     },
 }
 
@@ -93,6 +106,15 @@ impl fmt::Display for RecoveryError {
                 f,
                 "the recovered log tail starts after index {} but only {} is known committed",
                 prev_index.0, commit_index.0
+            ),
+            RecoveryError::TailAfterSessions {
+                prev_index,
+                sessions_through,
+            } => write!(
+                f,
+                "the recovered log tail starts after index {} but the session checkpoint \
+                 covers only up to {}",
+                prev_index.0, sessions_through.0
             ),
         }
     }
@@ -177,6 +199,14 @@ pub struct RaftCore {
 
     /// Linearizable reads under way (`reads.rs`).
     pub(crate) reads: Reads,
+    /// The replicated session table (`sessions.rs`).
+    /// Invariant: `sessions.through() >= applied_index`.
+    pub(crate) sessions: Sessions,
+    /// The `through` of the last session checkpoint written (or recovered).
+    pub(crate) sessions_checkpointed: Index,
+    /// Leader only: session entries in the log that the table does not hold yet.
+    /// Invariant: empty unless `role == Leader`.
+    pub(crate) pending_sessions: PendingSessions,
 
     pub(crate) stats: Stats,
     /// The (role, term, leader) last reported with `RoleChanged`.
@@ -213,6 +243,25 @@ impl RaftCore {
                 return Err(RecoveryError::UnknownVote { voted_for });
             }
         }
+        let sessions_through =
+            SessionsCheckpoint::through_given(recovered.sessions.as_ref(), recovered.commit_index);
+        let checkpoint = SessionsCheckpoint {
+            through: sessions_through,
+            records: recovered.sessions.map(|s| s.records).unwrap_or_default(),
+        };
+        if sessions_through < recovered.commit_index && recovered.prev.index > sessions_through {
+            return Err(RecoveryError::TailAfterSessions {
+                prev_index: recovered.prev.index,
+                sessions_through,
+            });
+        }
+        let mut sessions = Sessions::from_checkpoint(checkpoint, config.max_sessions);
+        for index in sessions_through.next().0..=recovered.commit_index.0 {
+            let entry = log
+                .entry(Index(index))
+                .expect("checked: the tail reaches back");
+            sessions.apply(entry);
+        }
         let mut peers: Vec<NodeId> = config
             .voters
             .iter()
@@ -243,6 +292,9 @@ impl RaftCore {
             votes: BTreeMap::new(),
             progress: BTreeMap::new(),
             reads: Reads::default(),
+            sessions,
+            sessions_checkpointed: sessions_through,
+            pending_sessions: PendingSessions::default(),
             stats: Stats::default(),
             reported: (Role::Follower, hard_state.term, None),
             config,
@@ -261,6 +313,11 @@ impl RaftCore {
             Input::Trim { before } => {
                 self.propose_payloads(vec![Payload::Trim { before }], outputs)
             }
+            Input::ProposeOnce {
+                client,
+                seq,
+                command,
+            } => self.propose_once(client, seq, command, outputs),
             Input::Persisted { write_id } => self.persisted(write_id, outputs),
             Input::Fetched(fetched) => self.handle_fetched(fetched, outputs),
             Input::FetchTrimmed(trimmed) => self.handle_fetch_trimmed(trimmed, outputs),
@@ -390,6 +447,7 @@ impl RaftCore {
         self.leader = leader;
         self.votes.clear();
         self.progress.clear();
+        self.pending_sessions.clear();
         if was_leader {
             self.reset_election_timer();
         }
@@ -435,7 +493,33 @@ impl RaftCore {
                 .expect("unapplied entries stay in memory")
                 .to_vec();
             self.applied_index = target;
+            self.apply_sessions(&entries);
             outputs.push(Output::Commit(entries));
+        }
+    }
+
+    /// Applies committed entries to the session table, and writes a checkpoint of it when
+    /// the first client appears (storage without one means an empty table), at a trim
+    /// (storage trims only up to a durable checkpoint) and once enough entries were
+    /// applied since the last one (a restart replays from it). The interval grows with the
+    /// table, so that writing it costs a bounded amount per applied entry. An empty table
+    /// needs none: a log service that never sees a session writes nothing new.
+    fn apply_sessions(&mut self, entries: &[Entry]) {
+        let was_empty = self.sessions.len() == 0;
+        let mut trimmed = false;
+        for entry in entries {
+            self.sessions.apply(entry);
+            trimmed |= matches!(entry.payload, Payload::Trim { .. });
+        }
+        self.pending_sessions.applied(self.applied_index);
+        if self.sessions.len() == 0 {
+            return;
+        }
+        let interval = (self.config.sessions_checkpoint_entries).max(self.sessions.len() as u64);
+        let since = self.sessions_checkpointed.count_to(self.sessions.through());
+        if was_empty || trimmed || since >= interval {
+            self.sessions_checkpointed = self.sessions.through();
+            self.writes.stage_sessions(self.sessions.checkpoint());
         }
     }
 
@@ -494,6 +578,11 @@ impl RaftCore {
             "an unapplied entry left memory"
         );
         assert!(
+            self.sessions.through() >= self.applied_index,
+            "session table behind the applied index"
+        );
+        self.sessions.check_invariants();
+        assert!(
             self.writes.durable_hard_state.term <= self.term,
             "durable term ahead"
         );
@@ -544,6 +633,10 @@ impl RaftCore {
                 }
             }
             Role::Candidate => {
+                assert!(
+                    self.pending_sessions.is_empty(),
+                    "non-leader tracks sessions"
+                );
                 assert_eq!(
                     self.voted_for,
                     Some(self.config.id),
@@ -553,6 +646,10 @@ impl RaftCore {
             }
             Role::Follower | Role::PreCandidate => {
                 assert!(self.progress.is_empty(), "non-leader tracks progress");
+                assert!(
+                    self.pending_sessions.is_empty(),
+                    "non-leader tracks sessions"
+                );
                 assert_ne!(
                     self.leader,
                     Some(self.config.id),
@@ -611,5 +708,9 @@ impl RaftCore {
         self.progress
             .get(&peer)
             .map(|progress| progress.match_index)
+    }
+    /// The session table as of the applied index (at least).
+    pub fn sessions(&self) -> SessionsCheckpoint {
+        self.sessions.checkpoint()
     }
 }

@@ -1,7 +1,9 @@
 //! Newtypes for the numbers Raft must never mix up, and the log entry itself.
 
+use crate::sessions::ClientId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 macro_rules! number_newtype {
@@ -108,6 +110,13 @@ pub enum Payload {
     /// `before` from its storage (whole segments, never past what it has applied). Going
     /// through the log makes every node agree on the point.
     Trim { before: Index },
+    /// A client command appended at most once: the `seq`th of `client` (`sessions.rs`).
+    /// Last of the variants, so that earlier ones keep their encodings and trace hashes.
+    Session {
+        client: ClientId,
+        seq: NonZeroU64,
+        command: Arc<str>,
+    },
 }
 
 impl Payload {
@@ -117,6 +126,9 @@ impl Payload {
             Payload::Noop => 1,
             Payload::Trim { .. } => 8,
             Payload::Command(command) => command.len(),
+            Payload::Session {
+                client, command, ..
+            } => client.as_str().len() + 8 + command.len(),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::io::{Install, Write};
 use crate::message::Message;
+use crate::sessions::SessionsCheckpoint;
 use crate::types::{Entry, HardState, Index, WriteId};
 use std::collections::VecDeque;
 
@@ -83,6 +84,11 @@ impl WriteTracker {
         // nothing was acknowledged on the strength of the new one (replies wait for it).
         self.install_floor = at;
         self.durable_index = at;
+    }
+
+    /// Storage keeps this session table (if newer than the one it holds).
+    pub fn stage_sessions(&mut self, checkpoint: SessionsCheckpoint) {
+        self.staged.sessions = Some(checkpoint);
     }
 
     pub fn stage_entries(&mut self, entries: &[Entry]) {

@@ -119,6 +119,7 @@ fn a_follower_checks_an_append_that_starts_before_its_window_at_the_windows_edge
         },
         entries: vec![command(4, 2, "d")],
         commit_index: Index(3),
+        sessions: None,
     };
     let mut core = RaftCore::new(config, recovered).expect("a valid tail");
     // The leader of term 2 sends from index 2: entries 2 and 3 are committed here and skipped;
@@ -170,6 +171,7 @@ fn recovery_refuses_a_tail_that_starts_after_the_commit_index() {
         },
         entries: vec![command(6, 1, "f")],
         commit_index: Index(4),
+        sessions: Default::default(),
     };
     assert_eq!(
         RaftCore::new(support::config(1, 3), recovered).err(),
@@ -191,6 +193,10 @@ fn install_message(term: u64, last: (u64, u64)) -> replog_core::Message {
                 term: Term(last.1),
             },
             data: Vec::new(),
+            sessions: replog_core::SessionsCheckpoint {
+                through: Index(last.0),
+                records: Vec::new(),
+            },
         },
     }
 }
@@ -207,6 +213,7 @@ fn s5_4_1_a_follower_behind_the_leaders_retained_log_installs_its_boundary_durab
         prev: EntryId::ZERO,
         entries: vec![command(1, 1, "a"), command(2, 1, "stale")],
         commit_index: Index(1),
+        sessions: Default::default(),
     };
     let mut core = RaftCore::new(support::config(2, 3), recovered).expect("valid");
     let mut outputs = Vec::new();
@@ -283,6 +290,7 @@ fn an_install_that_the_log_already_holds_only_advances_the_commit_index() {
         prev: EntryId::ZERO,
         entries: vec![command(1, 1, "a"), command(2, 2, "b"), command(3, 2, "c")],
         commit_index: Index(1),
+        sessions: Default::default(),
     };
     let mut core = RaftCore::new(support::config(2, 3), recovered).expect("valid");
     let mut outputs = Vec::new();

@@ -36,6 +36,7 @@ fn node_with(
         },
         entries,
         commit_index: Index(0),
+        sessions: Default::default(),
     };
     RaftCore::new(config, recovered).expect("valid recovery")
 }
@@ -819,6 +820,7 @@ fn recovery_restores_term_vote_and_log() {
         },
         entries: vec![entry(1, 1), entry(2, 4)],
         commit_index: Index(1),
+        sessions: Default::default(),
     };
     let core = RaftCore::new(config(1, 3), recovered).unwrap();
     assert_eq!((core.term(), core.voted_for()), (Term(4), Some(NodeId(2))));
@@ -836,6 +838,7 @@ fn recovery_rejects_state_no_raft_node_could_have_written() {
         },
         entries: vec![entry(1, 1)],
         commit_index: Index(3),
+        sessions: Default::default(),
     };
     let future = Recovered {
         hard_state: HardState {

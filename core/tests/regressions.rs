@@ -49,6 +49,7 @@ fn refused_vote_requests_from_higher_terms_do_not_restart_the_election_timer() {
             payload: Payload::Noop,
         }],
         commit_index: Index(0),
+        sessions: Default::default(),
     };
     let mut node = RaftCore::new(config.clone(), recovered).expect("valid recovery");
     // A disruptive candidate with an empty log asks every 5 ticks, each time in a new term:

@@ -126,6 +126,7 @@ fn persist_throughput(dir: &Path, batch: usize, mode: AppendMode) {
             install: None,
             truncate_after: None,
             entries: vec![],
+            sessions: None,
         }])
         .unwrap();
     let command = "c".repeat(COMMAND_BYTES);
@@ -146,6 +147,7 @@ fn persist_throughput(dir: &Path, batch: usize, mode: AppendMode) {
                     term,
                     payload: Payload::Command(command.as_str().into()),
                 }],
+                sessions: None,
             })
             .collect();
         let start = Instant::now();

@@ -138,6 +138,9 @@ pub struct Runtime {
     /// The commit hint last sent to storage. Invariant: `<= core.applied_index()`.
     hint_sent: Index,
     pending: PendingAppends,
+    /// Retries of appends at most once that wait for their original entry, which sits
+    /// anywhere in the log, not after the newest proposal (`pending`'s order).
+    retries: PendingAppends,
     /// Reads that arrived while appends were waiting, answered once those are answered.
     /// Invariant: barriers never decrease along the queue.
     deferred_reads: VecDeque<DeferredRead>,
@@ -189,6 +192,7 @@ impl Runtime {
             published: (Index::ZERO, Index::ZERO),
             hint_sent,
             pending: PendingAppends::default(),
+            retries: PendingAppends::default(),
             deferred_reads: VecDeque::new(),
             confirming: BTreeMap::new(),
             next_read_id: 1,
@@ -252,6 +256,7 @@ impl Runtime {
                 self.step(Input::Tick);
                 self.retain(now);
                 self.pending.expire(now, &mut self.answers);
+                self.retries.expire(now, &mut self.answers);
                 self.watch_links(&mut inputs.inbox, now);
                 self.metrics.publish(&self.core, &self.senders);
                 // After a stall, carry on from now rather than catching up with a burst.
@@ -374,8 +379,9 @@ impl Runtime {
                 }
             }
         }
-        self.pending
-            .abandon(&Response::Stopping { accepted: true }, &mut self.answers);
+        for pending in [&mut self.pending, &mut self.retries] {
+            pending.abandon(&Response::Stopping { accepted: true }, &mut self.answers);
+        }
         self.answer_deferred_reads();
         // Reads the core was still confirming: nothing was read, so a retry is safe.
         for (_, (_, reply)) in std::mem::take(&mut self.confirming) {
@@ -412,8 +418,21 @@ impl Runtime {
         let mut waiters = Vec::new();
         let mut reads: Vec<(ReadKind, Consistency, ReplyTo)> = Vec::new();
         let mut trims = Vec::new();
+        let mut once = Vec::new();
         for ClientRequest { request, reply } in requests {
             match request {
+                Request::AppendOnce {
+                    command,
+                    client,
+                    seq,
+                } => once.push((
+                    Input::ProposeOnce {
+                        client,
+                        seq,
+                        command,
+                    },
+                    reply,
+                )),
                 Request::Append { command } => {
                     commands.push(command);
                     waiters.push(reply);
@@ -437,6 +456,9 @@ impl Runtime {
         }
         if !commands.is_empty() {
             self.propose(Input::Propose(commands), waiters);
+        }
+        for (input, reply) in once {
+            self.propose(input, vec![reply]);
         }
         for (before, reply) in trims {
             self.propose_trim(before, reply);
@@ -500,6 +522,7 @@ impl Runtime {
     }
 
     fn propose(&mut self, input: Input, waiters: Vec<ReplyTo>) {
+        let last_index = self.core.log().last_index();
         self.step(input);
         let outcome = self
             .proposal
@@ -513,8 +536,30 @@ impl Runtime {
             } => {
                 assert_eq!(count, waiters.len() as u64, "one index per command");
                 let deadline = Instant::now() + self.timing.append_timeout;
-                self.pending
-                    .accepted(first_index, term, waiters, deadline, &mut self.answers);
+                // At or below the log's end before the step: a retry of an append at most
+                // once whose original entry is still uncommitted.
+                let pending = match first_index <= last_index {
+                    true => &mut self.retries,
+                    false => &mut self.pending,
+                };
+                pending.accepted(first_index, term, waiters, deadline, &mut self.answers);
+            }
+            ProposalOutcome::AlreadyApplied { index, term } => {
+                let answer = Response::Appended {
+                    index: index.0,
+                    term: term.0,
+                };
+                for waiter in waiters {
+                    waiter.answer(answer.clone(), &mut self.answers);
+                }
+            }
+            ProposalOutcome::SeqBehind { highest } => {
+                let answer = Response::SeqBehind {
+                    highest: highest.get(),
+                };
+                for waiter in waiters {
+                    waiter.answer(answer.clone(), &mut self.answers);
+                }
             }
             ProposalOutcome::NotLeader { .. } => {
                 // The outcome names the leader the core knows, as `not_leader()` does.
@@ -555,12 +600,13 @@ impl Runtime {
                         }
                     }
                 }
-                if !self.pending.is_empty() {
-                    // Built only for the rare append overwritten by another leader's entry.
-                    let overwritten = || not_leader(&self.core, &self.members);
-                    let latency = self.metrics.append_latency();
-                    self.pending
-                        .committed(&entries, overwritten, &mut self.answers, latency);
+                for pending in [&mut self.pending, &mut self.retries] {
+                    if !pending.is_empty() {
+                        // Built only for the rare append overwritten by another leader's entry.
+                        let overwritten = || not_leader(&self.core, &self.members);
+                        let latency = self.metrics.append_latency();
+                        pending.committed(&entries, overwritten, &mut self.answers, latency);
+                    }
                 }
             }
             Output::Proposal(outcome) => {

@@ -213,6 +213,7 @@ fn serve_fetches(
                     term: prev_term,
                 },
                 data: Vec::new(),
+                sessions: storage.sessions(),
             }),
             Err(error) => return Err(error),
         };

@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 use replog_core::{
     Config, Entry, EntryId, FetchRequest, HardState, Index, Install, NodeId, Payload, RaftCore,
-    Recovered, Term, Write, WriteId,
+    Recovered, SessionsCheckpoint, Term, Write, WriteId,
 };
 use replog_node::storage::{
     AppendMode, RecoveryReport, Storage, StorageError, StorageOptions, TrimOutcome,
@@ -102,6 +102,7 @@ fn storage_with_entries(dir: &Path, count: u64) -> Vec<Entry> {
             install: None,
             truncate_after: None,
             entries: entries.clone(),
+            sessions: Default::default(),
         }])
         .unwrap();
     entries
@@ -142,6 +143,7 @@ fn persisted_writes_round_trip_through_reopen() {
                 install: None,
                 truncate_after: None,
                 entries: vec![],
+                sessions: Default::default(),
             },
             Write {
                 id: WriteId(2),
@@ -149,6 +151,7 @@ fn persisted_writes_round_trip_through_reopen() {
                 install: None,
                 truncate_after: None,
                 entries: vec![noop(1, 2), command(2, 2, "set x=\"1\"\n")],
+                sessions: Default::default(),
             },
         ])
         .unwrap();
@@ -159,6 +162,7 @@ fn persisted_writes_round_trip_through_reopen() {
             install: None,
             truncate_after: None,
             entries: vec![command(3, 2, "")],
+            sessions: Default::default(),
         }])
         .unwrap();
     storage.record_commit_index(Index(2)).unwrap();
@@ -175,6 +179,7 @@ fn persisted_writes_round_trip_through_reopen() {
             prev: command(2, 2, "set x=\"1\"\n").id(),
             entries: vec![command(3, 2, "")],
             commit_index: Index(2),
+            sessions: Default::default(),
         }
     );
     assert_eq!(
@@ -204,6 +209,7 @@ fn truncation_then_append_survives_reopen() {
             install: None,
             truncate_after: Some(Index(2)),
             entries: vec![command(3, 2, "new 3"), command(4, 2, "new 4")],
+            sessions: Default::default(),
         }])
         .unwrap();
     drop(storage);
@@ -231,6 +237,7 @@ fn truncations_inside_one_batch_apply_in_order() {
         install: None,
         truncate_after: truncate_after.map(Index),
         entries,
+        sessions: Default::default(),
     };
     storage
         .persist(&[
@@ -251,6 +258,11 @@ fn truncations_inside_one_batch_apply_in_order() {
             Payload::Command(text) => text.to_string(),
             Payload::Noop => "noop".to_string(),
             Payload::Trim { before } => format!("trim<{}", before.0),
+            Payload::Session {
+                client,
+                seq,
+                command,
+            } => format!("{client}#{seq}:{command}"),
         })
         .collect();
     assert_eq!(commands, ["command 1", "command 2", "c3", "d4"]);
@@ -285,6 +297,7 @@ fn torn_final_line_at_every_byte_offset_recovers_with_a_warning() {
                 install: None,
                 truncate_after: None,
                 entries: vec![command(3, 1, "again")],
+                sessions: Default::default(),
             }])
             .unwrap();
         drop(storage);
@@ -309,6 +322,7 @@ fn crash_at_any_byte_of_a_group_commit_recovers_its_complete_lines() {
             install: None,
             truncate_after: None,
             entries: vec![entry.clone()],
+            sessions: Default::default(),
         })
         .collect();
     storage.persist(&writes).unwrap();
@@ -372,6 +386,7 @@ fn a_kill_9_state_of_lines_and_preallocated_zeros_recovers_without_a_warning() {
             install: None,
             truncate_after: None,
             entries: entries.clone(),
+            sessions: Default::default(),
         }])
         .unwrap();
     // What the file holds while the node runs; a clean close would trim the zeros.
@@ -456,6 +471,7 @@ fn two_batches(dir: &Path, durable: &[Entry], unfinished: &[Entry]) -> (Vec<u8>,
         install: None,
         truncate_after: None,
         entries: durable.to_vec(),
+        sessions: Default::default(),
     };
     storage.persist(std::slice::from_ref(&write)).unwrap();
     write.id = WriteId(2);
@@ -537,6 +553,7 @@ fn reopen_cuts_at_the_hole(
             install: None,
             truncate_after: None,
             entries: vec![again.clone()],
+            sessions: Default::default(),
         }])
         .unwrap();
     drop(storage);
@@ -831,6 +848,7 @@ fn commit_index_rides_along_with_the_next_hard_state_change() {
             install: None,
             truncate_after: None,
             entries: vec![],
+            sessions: Default::default(),
         }])
         .unwrap();
     drop(storage);
@@ -858,6 +876,7 @@ fn a_failed_write_poisons_the_handle() {
         install: None,
         truncate_after: None,
         entries: vec![],
+        sessions: Default::default(),
     };
     let first = storage.persist(std::slice::from_ref(&vote)).unwrap_err();
     assert!(matches!(first, StorageError::Io { .. }), "{first}");
@@ -934,6 +953,7 @@ impl Model {
             install: None,
             truncate_after,
             entries: vec![],
+            sessions: Default::default(),
         }
     }
 
@@ -1103,6 +1123,7 @@ fn write_batches(dir: &Path, mode: AppendMode, batches: &[Batch]) -> (Vec<u8>, V
             install: None,
             truncate_after: None,
             entries: vec![],
+            sessions: Default::default(),
         };
         if term == 0 || batch.cut_to.is_some() {
             term += 1;
@@ -1202,6 +1223,7 @@ fn append_batches(
             install: None,
             truncate_after: None,
             entries: vec![],
+            sessions: Default::default(),
         };
         for _ in 0..per_batch.min(count - written) {
             let index = log.len() as u64 + 1;
@@ -1308,6 +1330,7 @@ fn truncation_into_a_sealed_segment_removes_the_later_ones_and_reopens_it() {
             install: None,
             truncate_after: Some(Index(keep)),
             entries: vec![replacement.clone()],
+            sessions: Default::default(),
         }])
         .unwrap();
     log.push(replacement);
@@ -1411,6 +1434,7 @@ fn a_failed_write_while_sealing_stops_storage_and_loses_nothing_acknowledged() {
         entries: (11..=80)
             .map(|index| command(index, 1, &"y".repeat(60)))
             .collect(),
+        sessions: Default::default(),
     };
     let error = storage.persist(std::slice::from_ref(&big)).unwrap_err();
     assert!(error.to_string().contains("idx.tmp"), "{error}");
@@ -1454,6 +1478,11 @@ fn an_old_format_directory_is_converted_with_nothing_lost() {
             Payload::Command(text) => text.to_string(),
             Payload::Noop => "noop".to_string(),
             Payload::Trim { before } => format!("trim<{}", before.0),
+            Payload::Session {
+                client,
+                seq,
+                command,
+            } => format!("{client}#{seq}:{command}"),
         })
         .collect();
     assert_eq!(commands, ["noop", "set a=1", "set b=2", "set c=3"]);
@@ -1540,6 +1569,7 @@ proptest! {
                 install: None,
                 truncate_after: None,
                 entries: vec![],
+                sessions: Default::default(),
             };
             if let Some(per_mille) = batch.cut_per_mille {
                 term += 1;
@@ -1875,9 +1905,14 @@ fn install_write(last: (u64, u64), data: &[u8], entries: Vec<Entry>) -> Write {
                 term: Term(last.1),
             },
             data: data.to_vec(),
+            sessions: SessionsCheckpoint {
+                through: Index(last.0),
+                records: Vec::new(),
+            },
         }),
         truncate_after: None,
         entries,
+        sessions: Default::default(),
     }
 }
 
@@ -1925,6 +1960,11 @@ fn an_install_replaces_the_log_by_an_empty_one_after_its_last_entry() {
             },
             entries: after.clone(),
             commit_index: Index(900),
+            // The install's session table is kept with it.
+            sessions: Some(SessionsCheckpoint {
+                through: Index(900),
+                records: Vec::new(),
+            }),
         }
     );
     let snapshot = storage.snapshot().unwrap();
@@ -2248,6 +2288,7 @@ fn run_retention_model(batches: &[RetentionBatch]) -> Result<(), TestCaseError> 
             install: None,
             truncate_after: None,
             entries: vec![],
+            sessions: Default::default(),
         };
         if let Some(ahead) = batch.install_ahead {
             term += 1;
@@ -2259,6 +2300,10 @@ fn run_retention_model(batches: &[RetentionBatch]) -> Result<(), TestCaseError> 
             write.install = Some(Install {
                 last,
                 data: format!("state at {}", last.index.0).into_bytes(),
+                sessions: SessionsCheckpoint {
+                    through: last.index,
+                    records: Vec::new(),
+                },
             });
             model = RetentionModel {
                 boundary: last,

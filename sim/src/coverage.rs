@@ -71,6 +71,8 @@ const SLOTS: &[(&str, &str)] = &[
     ("client", "proposal accepted"),
     ("client", "proposal refused: not leader"),
     ("client", "read answered"),
+    ("client", "session append retried"),
+    ("client", "session append given up"),
     ("client", "read asked of the core"),
 ];
 
@@ -220,6 +222,8 @@ impl Tally {
                 "failed" => bump!(self, "failed"),
                 "redirect" => bump!(self, "redirect"),
                 "read" => bump!(self, "read answered"),
+                "failed, retrying" => bump!(self, "session append retried"),
+                "failed, giving up" => bump!(self, "session append given up"),
                 _ => bump!(self, "no leader"),
             },
             What::ClientTimeout { .. } => bump!(self, "timed out (unknown)"),

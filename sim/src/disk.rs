@@ -11,7 +11,7 @@ use crate::report::Violation;
 use crate::rng::SimRng;
 use replog_core::{
     take_batch, Entry, EntryId, FetchRequest, Fetched, HardState, Index, NodeId, Recovered,
-    Trimmed, Write, WriteId,
+    SessionsCheckpoint, Trimmed, Write, WriteId,
 };
 
 /// What storage answers a `Fetch` with.
@@ -33,6 +33,10 @@ pub struct Durable {
     pub entries: Vec<Entry>,
     /// The commit index the driver last recorded (the node keeps it in `metadata.json`).
     pub commit_index: Index,
+    /// The newest session checkpoint written (the node keeps it in `sessions.json`);
+    /// `None` until the first, which means no session entry up to `commit_index`.
+    /// Invariant: `boundary.index <= sessions.through`: a trim waits for it.
+    pub sessions: Option<SessionsCheckpoint>,
 }
 
 impl Durable {
@@ -55,6 +59,12 @@ impl Durable {
 
     pub fn last_index(&self) -> Index {
         self.boundary.index.plus(self.entries.len() as u64)
+    }
+
+    /// Up to where the session table is known: without a checkpoint (or with an empty
+    /// one), it is empty up to the commit index.
+    pub fn sessions_through(&self) -> Index {
+        SessionsCheckpoint::through_given(self.sessions.as_ref(), self.commit_index)
     }
 
     /// The entries from `from` on (`from` past the boundary).
@@ -88,6 +98,9 @@ pub struct Disk {
     syncing: usize,
     /// How many of `unsynced` are core writes (not commit-index notes).
     unsynced_writes: usize,
+    /// The last entry a trim asked for may go (within the durable commit index); what a
+    /// durable session checkpoint does not cover yet waits for one ([`Disk::retry_trim`]).
+    trim_wanted: Index,
 }
 
 impl Disk {
@@ -98,6 +111,7 @@ impl Disk {
             unsynced: VecDeque::new(),
             syncing: 0,
             unsynced_writes: 0,
+            trim_wanted: Index::ZERO,
         }
     }
 
@@ -168,6 +182,7 @@ impl Disk {
     /// maybe torn, and forget the rest.
     pub fn crash(&mut self, params: &DiskParams, rng: &mut SimRng) -> Result<CrashLoss, Violation> {
         self.syncing = 0;
+        self.trim_wanted = Index::ZERO; // The process's memory, not the disk's.
         let total = self.unsynced.len();
         let mut loss = CrashLoss::default();
         if total > 0 && rng.chance(params.unsynced_survive) {
@@ -198,11 +213,14 @@ impl Disk {
     pub fn recovered(&self) -> Recovered {
         let durable = &self.durable;
         let commit = durable.commit_index;
+        // The table re-applies the committed entries after its checkpoint.
+        let from = commit.min(durable.sessions_through());
         Recovered {
             hard_state: durable.hard_state,
-            prev: durable.id_at(commit).expect("the commit index is on disk"),
-            entries: durable.from(commit.next()).to_vec(),
+            prev: durable.id_at(from).expect("the tail's start is on disk"),
+            entries: durable.from(from.next()).to_vec(),
             commit_index: commit,
+            sessions: durable.sessions.clone(),
         }
     }
 
@@ -225,6 +243,10 @@ impl Disk {
                 from: request.from,
                 boundary: durable.boundary,
                 data: Vec::new(),
+                sessions: SessionsCheckpoint::for_install(
+                    durable.sessions.as_ref(),
+                    durable.boundary.index,
+                ),
             }));
         };
         let entries = durable.from(request.from);
@@ -237,13 +259,23 @@ impl Disk {
     }
 
     /// Retention: drops the durable entries before `before`, never past the durable commit
-    /// index (the node's storage refuses the same). Returns the new boundary if it moved.
+    /// index (the node's storage refuses the same), nor past the durable session
+    /// checkpoint's `through` (a restart replays the table from there); the rest of the
+    /// way waits for [`Disk::retry_trim`]. Returns the new boundary if it moved.
     pub fn trim(&mut self, before: Index) -> Option<EntryId> {
-        let durable = &mut self.durable;
-        let point = before
+        let durable = &self.durable;
+        let allowed = before
             .prev()
             .min(durable.commit_index)
             .min(durable.last_index());
+        self.trim_wanted = self.trim_wanted.max(allowed);
+        self.retry_trim()
+    }
+
+    /// Trims as far as asked for, now that a later checkpoint may be durable.
+    pub fn retry_trim(&mut self) -> Option<EntryId> {
+        let durable = &mut self.durable;
+        let point = self.trim_wanted.min(durable.sessions_through());
         if point <= durable.boundary.index {
             return None;
         }
@@ -288,6 +320,7 @@ impl Disk {
             durable.boundary = install.last;
             durable.entries.clear();
             durable.commit_index = durable.commit_index.max(install.last.index);
+            keep_newest(&mut durable.sessions, install.sessions);
         }
         if let Some(after) = write.truncate_after {
             if budget == 0 {
@@ -303,10 +336,16 @@ impl Disk {
             let keep = self.durable.boundary.index.count_to(after) as usize;
             self.durable.entries.truncate(keep);
         }
+        let count = write.entries.len();
         for entry in write.entries.into_iter().take(budget) {
             let expected = self.durable.last_index().next();
             assert_eq!(entry.index, expected, "durable log would have a gap");
             self.durable.entries.push(entry);
+        }
+        if let Some(sessions) = write.sessions {
+            if budget > count {
+                keep_newest(&mut self.durable.sessions, sessions);
+            }
         }
         Ok(())
     }
@@ -339,6 +378,17 @@ impl Disk {
     }
 }
 
+/// Storage keeps the newest checkpoint: one written before an install in the same batch
+/// may be older than the install's.
+fn keep_newest(kept: &mut Option<SessionsCheckpoint>, offered: SessionsCheckpoint) {
+    if kept
+        .as_ref()
+        .is_none_or(|kept| offered.through > kept.through)
+    {
+        *kept = Some(offered);
+    }
+}
+
 /// The pieces a torn write can stop between.
 fn record_parts(record: &Record) -> usize {
     match record {
@@ -348,6 +398,7 @@ fn record_parts(record: &Record) -> usize {
                 + usize::from(write.install.is_some())
                 + usize::from(write.truncate_after.is_some())
                 + write.entries.len()
+                + usize::from(write.sessions.is_some())
         }
     }
 }
@@ -377,6 +428,7 @@ mod tests {
             install: None,
             truncate_after: None,
             entries,
+            sessions: None,
         }
     }
 

@@ -119,6 +119,9 @@ pub struct WorkloadParams {
     pub trim_keep_max: u64,
     /// Percent of client operations that are reads (of a consistency drawn per read).
     pub read_percent: u64,
+    /// The share of appends that carry a `(client, seq)`: their client retries them, after
+    /// a timeout or a lost entry, with the same sequence number instead of giving up.
+    pub session_appends: Ratio,
 }
 
 impl Params {
@@ -168,6 +171,7 @@ impl Params {
                 trim_interval_us: 0,
                 trim_keep_max: 0,
                 read_percent: 0,
+                session_appends: Ratio::NEVER,
             },
         }
     }
@@ -187,6 +191,7 @@ impl Params {
             trim_interval_us: *rng.pick(&[0, 0, 100_000, 500_000, 2_000_000]),
             trim_keep_max: *rng.pick(&[0, 5, 50]),
             read_percent: 0,
+            session_appends: Ratio::NEVER,
         };
         // Drawn last, so that every earlier draw stays what it was.
         params.workload.read_percent = *rng.pick(&[0, 10, 30, 60]);
@@ -195,6 +200,7 @@ impl Params {
             // Leases are safe only within the clock bound `Config::lease_ticks` states.
             params.skew_percent_max = params.skew_percent_max.min(LEASE_SKEW_PERCENT_MAX);
         }
+        params.workload.session_appends = *rng.pick(&[Ratio::NEVER, Ratio(1, 2), Ratio(1, 1)]);
         params
     }
 

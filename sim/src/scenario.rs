@@ -97,6 +97,9 @@ pub struct WorkloadOverrides {
     pub think_us_max: Option<u64>,
     /// A client gives up on an operation (outcome unknown) after this long.
     pub timeout_us: Option<u64>,
+    /// The share of appends that carry a `(client, seq)` and are retried with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_appends: Option<Ratio>,
 }
 
 /// `"reads": { "percent": P, "lease": true }`: P % of client operations are reads, each
@@ -280,7 +283,11 @@ impl Scenario {
         let disk = &self.disk;
         let ratios = [net.loss, net.duplicate, net.reorder, disk.slow_fsync]
             .into_iter()
-            .chain([disk.unsynced_survive, disk.torn]);
+            .chain([
+                disk.unsynced_survive,
+                disk.torn,
+                self.workload.session_appends,
+            ]);
         for ratio in ratios.flatten() {
             ratio.validate()?;
         }
@@ -322,6 +329,10 @@ impl Scenario {
         let workload = &mut params.workload;
         workload.think_us_max = self.workload.think_us_max.unwrap_or(workload.think_us_max);
         workload.timeout_us = self.workload.timeout_us.unwrap_or(workload.timeout_us);
+        workload.session_appends = self
+            .workload
+            .session_appends
+            .unwrap_or(workload.session_appends);
         if let Some(clients) = self.clients {
             params.workload.clients = clients;
         }
@@ -378,6 +389,7 @@ impl Scenario {
             workload: WorkloadOverrides {
                 think_us_max: Some(params.workload.think_us_max),
                 timeout_us: Some(params.workload.timeout_us),
+                session_appends: Some(params.workload.session_appends),
             },
             log_cache_bytes: Some(core.log_cache_bytes),
             reads: (workload.read_percent > 0 || core.read_lease).then_some(Reads {

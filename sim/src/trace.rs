@@ -91,7 +91,7 @@ impl MessageSummary {
             MessageBody::AppendEntriesResponse(response) => {
                 [response.index.0, u64::from(response.reject.is_some()), 0, 0]
             }
-            MessageBody::InstallSnapshot { last, data } => {
+            MessageBody::InstallSnapshot { last, data, .. } => {
                 [last.index.0, last.term.0, data.len() as u64, 0]
             }
             MessageBody::ReadIndex { id } => [id.0, 0, 0, 0],

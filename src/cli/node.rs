@@ -4,6 +4,7 @@
 use crate::cli::client_args::ClientArgs;
 use crate::cli::duration::parse_duration;
 use clap::{Args, ValueEnum};
+use replog_core::ClientId;
 use replog_node::client::blocking::{self, ClientOptions, Connection};
 use replog_node::client::token::ClientToken;
 use replog_node::client::{Consistency, NodeState, QueryRange, Request, Response};
@@ -207,11 +208,20 @@ pub struct AppendArgs {
     #[arg(long)]
     json: bool,
     /// Give up when no leader has accepted the command within this long (e.g. 10s, 500ms;
-    /// a bare number is seconds).
+    /// a bare number is seconds). Until then a timeout or a lost connection is retried
+    /// with the same client id and seq, which the cluster appends at most once.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
     #[command(flatten)]
     client: ClientArgs,
+    /// The client id the append carries (1 to 128 bytes); by default a fresh random one
+    /// (128 bits, hex) per invocation.
+    #[arg(long, value_name = "ID")]
+    client_id: Option<String>,
+    /// The append's sequence number for its client id: with a fixed --client-id, give
+    /// each new command a higher one.
+    #[arg(long, default_value = "1", value_name = "N")]
+    seq: std::num::NonZeroU64,
 }
 
 #[derive(Args)]
@@ -375,7 +385,16 @@ pub fn append(args: AppendArgs) -> ExitCode {
         Ok(options) => options,
         Err(problem) => return fail(&problem),
     };
-    match blocking::append_with(&targets, &command, args.timeout, &options) {
+    let client = match &args.client_id {
+        Some(id) => ClientId::new(id.as_str()).map_err(|error| format!("--client-id: {error}")),
+        None => blocking::random_client_id().map_err(|error| format!("no client id: {error}")),
+    };
+    let client = match client {
+        Ok(client) => client,
+        Err(problem) => return fail(&problem),
+    };
+    let session = (&client, args.seq);
+    match blocking::append_once_with(&targets, &command, session, args.timeout, &options) {
         Ok(appended) => {
             let text = if args.json {
                 let mut line = Vec::new();

@@ -4,7 +4,8 @@
 
 use replog_core::{
     take_batch, Config, Entry, EntryId, FetchRequest, Fetched, HardState, Index, Input, Message,
-    NodeId, Output, Payload, ProposalOutcome, RaftCore, ReadId, Recovered, Role, Term, Write,
+    NodeId, Output, Payload, ProposalOutcome, RaftCore, ReadId, Recovered, Role,
+    SessionsCheckpoint, Term, Write,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -14,6 +15,8 @@ use std::fmt::Write as _;
 pub struct Disk {
     pub hard_state: HardState,
     pub entries: Vec<Entry>,
+    /// The newest session checkpoint written.
+    pub sessions: Option<SessionsCheckpoint>,
 }
 
 impl Disk {
@@ -25,6 +28,15 @@ impl Disk {
             self.entries.truncate(after.0 as usize);
         }
         self.entries.extend(write.entries.iter().cloned());
+        if let Some(sessions) = &write.sessions {
+            if self
+                .sessions
+                .as_ref()
+                .is_none_or(|s| s.through < sessions.through)
+            {
+                self.sessions = Some(sessions.clone());
+            }
+        }
     }
 
     /// Reads entries back for a catch-up, as a driver's storage does.
@@ -278,6 +290,10 @@ impl Cluster {
             prev: EntryId::ZERO,
             entries: node.disk.entries.clone(),
             commit_index: Index(node.committed.len() as u64),
+            // Only sound while the checkpoint written with the first session entry is
+            // durable whenever that entry counts as committed here: tests that crash with
+            // writes pending use no sessions.
+            sessions: node.disk.sessions.clone(),
         };
         node.pending.clear();
         node.core = RaftCore::new(config, recovered).expect("recovers from its own disk");
@@ -305,6 +321,11 @@ impl Cluster {
                     Payload::Noop => format!("{}:noop", e.term.0),
                     Payload::Command(c) => format!("{}:{}", e.term.0, c),
                     Payload::Trim { before } => format!("{}:trim<{}", e.term.0, before.0),
+                    Payload::Session {
+                        client,
+                        seq,
+                        command,
+                    } => format!("{}:{}#{}:{}", e.term.0, client, seq, command),
                 })
                 .collect();
             let _ = writeln!(

@@ -43,10 +43,12 @@ use super::lines::{read_line_limited, LineRead};
 use super::protocol::{Consistency, NodeState, QueryRange, Request, Response};
 use crate::config::MAX_LINE_BYTES;
 use crate::tls::{Stream, TlsStream};
+use replog_core::ClientId;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -316,6 +318,56 @@ pub fn append_with(
     submit(targets, &request, timeout, options)
 }
 
+/// Appends `command` at most once, as the `seq`th of `client`: like [`append`], but an
+/// outcome left unknown (a timeout, a lost connection) is retried with the same
+/// `(client, seq)` until `timeout` has passed, which is safe because the cluster appends
+/// a `(client, seq)` once and answers a retry with the original index and term.
+pub fn append_once(
+    targets: &[String],
+    command: &str,
+    client: &ClientId,
+    seq: NonZeroU64,
+    timeout: Duration,
+) -> Result<Appended, AppendError> {
+    let options = ClientOptions::default();
+    append_once_with(targets, command, (client, seq), timeout, &options)
+}
+
+/// [`append_once`], connecting with `options`.
+pub fn append_once_with(
+    targets: &[String],
+    command: &str,
+    (client, seq): (&ClientId, NonZeroU64),
+    timeout: Duration,
+    options: &ClientOptions,
+) -> Result<Appended, AppendError> {
+    append_request(command).map_err(|message| AppendError::Rejected { message })?;
+    let request = Request::AppendOnce {
+        command: command.to_string(),
+        client: client.clone(),
+        seq,
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match submit(targets, &request, left, options) {
+            Err(AppendError::Unknown { .. }) if Instant::now() + RETRY_PAUSE < deadline => {
+                std::thread::sleep(RETRY_PAUSE);
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// A fresh client id for [`append_once`]: 128 random bits from the operating system, as
+/// 32 hex digits, so that two clients never share one by chance.
+pub fn random_client_id() -> io::Result<ClientId> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|error| io::Error::other(error.to_string()))?;
+    let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+    ClientId::new(hex).map_err(|error| io::Error::other(error.to_string()))
+}
+
 /// Proposes a retention point through `targets` as [`append`] proposes a command: the
 /// entries before `before` are dropped from every node's storage once it is committed.
 pub fn trim(targets: &[String], before: u64, timeout: Duration) -> Result<Appended, AppendError> {
@@ -485,6 +537,9 @@ fn attempt(target: &str, request: &Request, deadline: Instant, options: &ClientO
         Ok(Response::BadRequest { message } | Response::Unauthorized { message }) => {
             Attempt::Done(Err(AppendError::Rejected { message }))
         }
+        Ok(Response::SeqBehind { highest }) => Attempt::Done(Err(AppendError::Rejected {
+            message: format!("seq_behind: this client has used seq {highest} already"),
+        })),
         Ok(
             response @ (Response::State(_)
             | Response::Read(_)

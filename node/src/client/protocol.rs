@@ -3,9 +3,11 @@
 //! here and nowhere else.
 
 use crate::storage::{StoredEntry, StoredPayload};
+use replog_core::ClientId;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::io::Write as _;
+use std::num::NonZeroU64;
 
 /// What a client can ask.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +33,13 @@ pub enum Request {
     },
     /// Turns the connection into a stream of committed entries from `from` on.
     Follow { from: u64 },
+    /// Append a command at most once, as the `seq`th of `client`: a retry of an applied
+    /// `(client, seq)` is answered with the original index and term and appends nothing.
+    AppendOnce {
+        command: String,
+        client: ClientId,
+        seq: NonZeroU64,
+    },
 }
 
 /// How fresh a `read` or `query` must be.
@@ -101,6 +110,10 @@ struct RawRequest<'a> {
     /// The client token (see `token`), on any request.
     #[serde(default, borrow)]
     token: Option<Cow<'a, str>>,
+    #[serde(default)]
+    client: Option<serde_json::Value>,
+    #[serde(default)]
+    seq: Option<serde_json::Value>,
 }
 
 impl RawRequest<'_> {
@@ -149,10 +162,22 @@ impl RawRequest<'_> {
 
     fn into_request(self) -> Result<Request, String> {
         match self.op.as_ref() {
-            "append" => match self.command {
-                Some(serde_json::Value::String(command)) => Ok(Request::Append { command }),
-                _ => Err("append needs a string \"command\"".into()),
-            },
+            "append" => {
+                let Some(serde_json::Value::String(command)) = self.command else {
+                    return Err("append needs a string \"command\"".into());
+                };
+                match (self.client, self.seq) {
+                    (None, None) => Ok(Request::Append { command }),
+                    (client, seq) => {
+                        let (client, seq) = session(client, seq)?;
+                        Ok(Request::AppendOnce {
+                            command,
+                            client,
+                            seq,
+                        })
+                    }
+                }
+            }
             "query" => Ok(Request::Query {
                 range: QueryRange {
                     from: self.positive("from")?,
@@ -176,6 +201,34 @@ impl RawRequest<'_> {
                  \"follow\" or \"trim\""
             )),
         }
+    }
+}
+
+/// The `client` and `seq` of an append at most once: both present, a client id of 1 to
+/// 128 bytes and a whole number from 1.
+fn session(
+    client: Option<serde_json::Value>,
+    seq: Option<serde_json::Value>,
+) -> Result<(ClientId, NonZeroU64), String> {
+    let client = match client {
+        Some(serde_json::Value::String(client)) => {
+            ClientId::new(client).map_err(|error| format!("append: {error}"))?
+        }
+        Some(other) => {
+            return Err(format!(
+                "append needs \"client\" to be a string, got {other}"
+            ))
+        }
+        None => return Err("append with \"seq\" needs a \"client\" id too".into()),
+    };
+    let Some(seq) = seq else {
+        return Err("append with \"client\" needs a \"seq\" too".into());
+    };
+    match seq.as_u64().and_then(NonZeroU64::new) {
+        Some(seq) => Ok((client, seq)),
+        None => Err(format!(
+            "append needs \"seq\" to be a whole number from 1, got {seq}"
+        )),
     }
 }
 
@@ -259,6 +312,17 @@ impl Request {
             Request::Follow { from } => {
                 let _ = writeln!(out, "{{\"op\":\"follow\",\"from\":{from}}}");
             }
+            Request::AppendOnce {
+                command,
+                client,
+                seq,
+            } => {
+                out.extend_from_slice(b"{\"op\":\"append\",\"command\":");
+                serde_json::to_writer(&mut *out, command).expect("a string always serializes");
+                out.extend_from_slice(b",\"client\":");
+                serde_json::to_writer(&mut *out, client.as_str()).expect("serializes");
+                let _ = writeln!(out, ",\"seq\":{seq}}}");
+            }
         }
     }
 }
@@ -319,7 +383,8 @@ impl EntryView {
             index: entry.index.0,
             term: entry.term.0,
             command: match &entry.payload {
-                replog_core::Payload::Command(command) => Some(command.to_string()),
+                replog_core::Payload::Command(command)
+                | replog_core::Payload::Session { command, .. } => Some(command.to_string()),
                 replog_core::Payload::Noop | replog_core::Payload::Trim { .. } => None,
             },
             committed: entry.index <= commit_index,
@@ -353,7 +418,8 @@ impl LogEntry {
             entry.index.0, entry.term.0
         );
         match &entry.payload {
-            replog_core::Payload::Command(command) => {
+            replog_core::Payload::Command(command)
+            | replog_core::Payload::Session { command, .. } => {
                 serde_json::to_writer(&mut *out, &**command).expect("a string always serializes")
             }
             replog_core::Payload::Noop => out.extend_from_slice(b"null"),
@@ -374,7 +440,9 @@ impl LogEntry {
             entry.index.0, entry.term.0
         );
         match entry.payload {
-            StoredPayload::Command(json) => out.extend_from_slice(json),
+            StoredPayload::Command(json) | StoredPayload::Session { command: json, .. } => {
+                out.extend_from_slice(json)
+            }
             StoredPayload::Noop => out.extend_from_slice(b"null"),
             StoredPayload::Trim { before } => {
                 let _ = write!(out, "null,\"trim_before\":{}", before.0);
@@ -437,6 +505,11 @@ pub enum Response {
     /// elsewhere is safe). Parses back as those.
     Stopping {
         accepted: bool,
+    },
+    /// An append at most once whose `seq` is below `highest`, the highest its client has
+    /// used: nothing was appended.
+    SeqBehind {
+        highest: u64,
     },
     /// The line was not a valid request.
     BadRequest {
@@ -502,6 +575,14 @@ impl Response {
                 b"{\"ok\":false,\"error\":\"not_leader\",\"leader\":null,\"message\":\
                   \"the node is stopping; the request was not carried out\"}",
             ),
+            Response::SeqBehind { highest } => {
+                let _ = write!(
+                    out,
+                    "{{\"ok\":false,\"error\":\"seq_behind\",\"highest\":{highest},\
+                     \"message\":\"seq is below the highest this client has used; nothing \
+                     was appended\"}}"
+                );
+            }
             Response::BadRequest { message } => {
                 out.extend_from_slice(b"{\"ok\":false,\"error\":\"bad_request\",\"message\":");
                 serde_json::to_writer(&mut *out, message).expect("serializes");
@@ -569,6 +650,10 @@ impl Response {
                     Some("bad_request") => Ok(Response::BadRequest {
                         message: text("message").unwrap_or_default().to_string(),
                     }),
+                    Some("seq_behind") => match field("highest").and_then(|v| v.as_u64()) {
+                        Some(highest) => Ok(Response::SeqBehind { highest }),
+                        None => Err(format!("malformed seq_behind answer: {value}")),
+                    },
                     Some("trimmed") => match field("first_index").and_then(|v| v.as_u64()) {
                         Some(first_index) => Ok(Response::Trimmed { first_index }),
                         None => Err(format!("malformed trimmed answer: {value}")),
@@ -590,6 +675,17 @@ impl Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seq_behind_names_the_highest_and_parses_back() {
+        let text = line(&Response::SeqBehind { highest: 4 });
+        assert!(
+            text.starts_with(r#"{"ok":false,"error":"seq_behind","highest":4,"#),
+            "{text}"
+        );
+        let parsed = Response::parse(text.trim_end().as_bytes()).unwrap();
+        assert_eq!(parsed, Response::SeqBehind { highest: 4 });
+    }
 
     fn line(response: &Response) -> String {
         let mut out = Vec::new();
@@ -621,6 +717,11 @@ mod tests {
                 consistency: Consistency::Lease,
             },
             Request::Follow { from: 9 },
+            Request::AppendOnce {
+                command: "x".into(),
+                client: ClientId::new("c\"1").unwrap(),
+                seq: NonZeroU64::new(7).unwrap(),
+            },
         ] {
             let mut out = Vec::new();
             request.encode(&mut out);
@@ -643,6 +744,20 @@ mod tests {
         assert!(bad(r#"{"op":"append"}"#).contains("command"));
         assert!(bad(r#"{"op":"append","command":5}"#).contains("command"));
         assert!(bad("[1,2]").contains("not a JSON request"));
+        let once = |fields: &str| bad(&format!(r#"{{"op":"append","command":"x",{fields}}}"#));
+        for seq in ["0", "-1", "1.5", "\"1\"", "true"] {
+            let message = once(&format!(r#""client":"a","seq":{seq}"#));
+            assert!(
+                message.contains("\"seq\" to be a whole number from 1"),
+                "{message}"
+            );
+        }
+        assert!(once(r#""client":"","seq":1"#).contains("client id is empty"));
+        let long = once(&format!(r#""client":"{}","seq":1"#, "x".repeat(129)));
+        assert!(long.contains("129 bytes long; the most is 128"), "{long}");
+        assert!(once(r#""client":5,"seq":1"#).contains("\"client\" to be a string"));
+        assert!(once(r#""seq":1"#).contains("needs a \"client\""));
+        assert!(once(r#""client":"a""#).contains("needs a \"seq\""));
         assert!(matches!(Request::parse(b"  \r"), ParsedLine::Blank));
         for from in ["0", "-1", "1.5", "\"1\"", "true"] {
             let message = bad(&format!(r#"{{"op":"read","from":{from}}}"#));
@@ -699,7 +814,20 @@ mod tests {
                     StoredPayload::Trim { before: Index(4) },
                 ),
             ];
-            for (payload, stored) in payloads {
+            let client = replog_core::ClientId::new("c1").unwrap();
+            let session = (
+                Payload::Session {
+                    client,
+                    seq: std::num::NonZeroU64::new(3).unwrap(),
+                    command: command.into(),
+                },
+                StoredPayload::Session {
+                    client: "c1",
+                    seq: std::num::NonZeroU64::new(3).unwrap(),
+                    command: &json,
+                },
+            );
+            for (payload, stored) in payloads.into_iter().chain([session]) {
                 let entry = Entry {
                     index: Index(9),
                     term: Term(2),

@@ -15,7 +15,7 @@ const OPS: [&str; 8] = [
 ];
 
 /// Outcomes as the `outcome` label spells them.
-const OUTCOMES: [&str; 8] = [
+const OUTCOMES: [&str; 9] = [
     "ok",
     "not_leader",
     "timeout",
@@ -24,6 +24,7 @@ const OUTCOMES: [&str; 8] = [
     "trimmed",
     "read_failed",
     "unauthorized",
+    "seq_behind",
 ];
 
 /// A request's op, as its answer is counted under.
@@ -37,7 +38,7 @@ impl Op {
     /// The op of a parsed line (blank lines get no answer and are not counted).
     pub fn of(line: &ParsedLine) -> Op {
         Op(match line {
-            ParsedLine::Request(Request::Append { .. }) => 0,
+            ParsedLine::Request(Request::Append { .. } | Request::AppendOnce { .. }) => 0,
             ParsedLine::Request(Request::Query { .. }) => 1,
             ParsedLine::Request(Request::Status) => 2,
             ParsedLine::Request(Request::Read { .. }) => 3,
@@ -63,6 +64,7 @@ fn outcome_of(response: &Response) -> usize {
         Response::Trimmed { .. } => 5,
         Response::ReadFailed { .. } => 6,
         Response::Unauthorized { .. } => 7,
+        Response::SeqBehind { .. } => 8,
     }
 }
 

@@ -3,6 +3,7 @@
 //! ```text
 //! {"crc":"574e94ba","index":7,"term":2,"command":"set x=1"}
 //! {"crc":"4f36157d","index":8,"term":3,"noop":true}
+//! {"crc":"0c1d2e3f","index":9,"term":3,"client":"a1b2","seq":4,"command":"set y=2"}
 //! ```
 //!
 //! The line is plain JSON (so `jq` reads the log), but the checksum sits in a fixed-width
@@ -11,9 +12,10 @@
 //! only trusted once its checksum matches, and only then parsed.
 
 use super::error::LineProblem;
-use replog_core::{Entry, Index, Payload, Term};
+use replog_core::{ClientId, Entry, Index, Payload, Term};
 use serde::Deserialize;
 use std::io::Write as _;
+use std::num::NonZeroU64;
 
 /// `{"crc":"` + 8 hex digits + `",`.
 const HEADER_LEN: usize = 18;
@@ -41,6 +43,16 @@ pub(crate) fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
         }
         Payload::Trim { before } => {
             let _ = write!(out, "\"trim_before\":{}", before.0);
+        }
+        Payload::Session {
+            client,
+            seq,
+            command,
+        } => {
+            out.extend_from_slice(b"\"client\":");
+            serde_json::to_writer(&mut *out, client.as_str()).expect("a string serializes");
+            let _ = write!(out, ",\"seq\":{seq},\"command\":");
+            serde_json::to_writer(&mut *out, command).expect("a string always serializes");
         }
     }
     out.push(b'}');
@@ -91,12 +103,43 @@ struct LineRecord {
     noop: Option<bool>,
     #[serde(default)]
     trim_before: Option<u64>,
+    #[serde(default)]
+    client: Option<String>,
+    #[serde(default)]
+    seq: Option<u64>,
 }
 
 impl LineRecord {
     fn into_entry(self) -> Result<Entry, LineProblem> {
+        let session = match (self.client, self.seq) {
+            (None, None) => None,
+            (Some(client), Some(seq)) => {
+                let client =
+                    ClientId::new(client).map_err(|error| LineProblem::Parse(error.to_string()))?;
+                let seq = NonZeroU64::new(seq)
+                    .ok_or_else(|| LineProblem::Parse("\"seq\" must be positive".into()))?;
+                Some((client, seq))
+            }
+            _ => {
+                return Err(LineProblem::Parse(
+                    "\"client\" and \"seq\" go together".to_string(),
+                ))
+            }
+        };
         let payload = match (self.command, self.noop, self.trim_before) {
-            (Some(command), None, None) => Payload::Command(command.into()),
+            (Some(command), None, None) => match session {
+                Some((client, seq)) => Payload::Session {
+                    client,
+                    seq,
+                    command: command.into(),
+                },
+                None => Payload::Command(command.into()),
+            },
+            _ if session.is_some() => {
+                return Err(LineProblem::Parse(
+                    "\"client\" and \"seq\" go with a \"command\"".to_string(),
+                ))
+            }
             (None, Some(true), None) => Payload::Noop,
             (None, None, Some(before)) if before > 0 => Payload::Trim {
                 before: Index(before),

@@ -95,6 +95,7 @@ mod old_format;
 mod reader;
 mod recovery;
 mod segment;
+mod sessions;
 mod snapshot;
 
 pub use error::{LineProblem, StorageError};
@@ -106,7 +107,7 @@ use metadata::Metadata;
 use recovery::Start;
 use replog_core::{
     take_batch, Entry, EntryId, FetchRequest, Fetched, HardState, Index, Install, NodeId,
-    Recovered, Term, Write,
+    Recovered, SessionsCheckpoint, Term, Write,
 };
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -189,6 +190,9 @@ pub struct Storage {
     commit_index: Index,
     /// What the last install put before the log. Invariant: ends before `first_index`.
     snapshot: Option<Install>,
+    /// The newest durable session checkpoint (`sessions.rs`); `None` until the first.
+    /// Invariant: `sessions.through >= first_index - 1`: trims wait for it.
+    sessions: Option<SessionsCheckpoint>,
     last_metadata_write: Instant,
     /// Set by any failed call: the files may no longer match this handle.
     poisoned: bool,
@@ -282,12 +286,17 @@ impl Storage {
         // The core needs only the tail after the recorded commit index (the rest is
         // committed; the core reads it back with `Fetch` when a follower needs it), so
         // restart reads no sealed segment beyond the one entry before the tail.
-        let (prev, entries) = tail_after(&opened, &meta)?;
+        let sessions = sessions::read(&dir)?;
+        // The core re-applies the committed entries after the checkpoint to its table.
+        let through = SessionsCheckpoint::through_given(sessions.as_ref(), meta.commit_index);
+        let from = meta.commit_index.min(through);
+        let (prev, entries) = tail_after(&opened, &meta, from)?;
         let recovered = Recovered {
             hard_state: meta.hard_state,
             prev,
             entries,
             commit_index: meta.commit_index,
+            sessions: sessions.clone(),
         };
         let storage = Storage {
             dir,
@@ -296,6 +305,7 @@ impl Storage {
             metadata: meta,
             commit_index: meta.commit_index,
             snapshot,
+            sessions,
             last_metadata_write: Instant::now(),
             poisoned: false,
         };
@@ -470,7 +480,16 @@ impl Storage {
     fn persist_batch(&mut self, writes: &[Write]) -> Result<(), StorageError> {
         let mut hard_state = self.metadata.hard_state;
         let mut install = None;
+        let mut checkpoint: Option<&SessionsCheckpoint> = None;
         for write in writes {
+            let offered = (write.install.iter().map(|install| &install.sessions))
+                .chain(write.sessions.as_ref());
+            for next in offered {
+                let newest = checkpoint.or(self.sessions.as_ref());
+                if newest.is_none_or(|newest| next.through > newest.through) {
+                    checkpoint = Some(next);
+                }
+            }
             if let Some(next) = write.hard_state {
                 assert!(
                     next.term >= hard_state.term,
@@ -498,6 +517,11 @@ impl Storage {
                     "{:?} outruns the term",
                     write.id
                 );
+                assert!(
+                    next.sessions.through >= last.index,
+                    "{:?} installs a session table older than its log",
+                    write.id
+                );
                 self.commit_index = last.index;
                 self.log.stage_install(last);
                 install = Some(next);
@@ -521,12 +545,24 @@ impl Storage {
             }
             self.log.stage_append(&write.entries);
         }
+        // Before an install: its log may start after the stored checkpoint's `through`.
+        // Otherwise the checkpoint covers only entries an earlier batch made durable.
+        if let Some(checkpoint) = checkpoint {
+            sessions::write(&self.dir, checkpoint)?;
+            self.sessions = Some(checkpoint.clone());
+        }
         if let Some(install) = install {
             self.install(hard_state, install)?;
         } else if hard_state != self.metadata.hard_state {
             self.write_metadata(hard_state)?;
         }
         self.log.commit()
+    }
+
+    /// The session table a fetch answered `Trimmed` carries, as of the log's boundary or
+    /// later.
+    pub fn sessions(&self) -> SessionsCheckpoint {
+        SessionsCheckpoint::for_install(self.sessions.as_ref(), self.boundary().index)
     }
 
     /// The steps of an install before the batch's appends; see the module doc for why in
@@ -567,7 +603,7 @@ impl Storage {
     /// before it: segments go whole.
     ///
     /// `metadata.json` names the new first index before any file goes; see the module doc.
-    pub fn trim_before(&mut self, before: Index) -> Result<TrimOutcome, StorageError> {
+    pub fn trim_before(&mut self, mut before: Index) -> Result<TrimOutcome, StorageError> {
         self.check_not_poisoned()?;
         if before > self.commit_index.next() {
             return Err(StorageError::TrimBeyondCommit {
@@ -576,6 +612,9 @@ impl Storage {
                 commit_index: self.commit_index,
             });
         }
+        // A restart replays the session table from its checkpoint: keep what follows it.
+        let through = SessionsCheckpoint::through_given(self.sessions.as_ref(), self.commit_index);
+        before = before.min(through.next());
         let Some((count, start)) = self.log.trim_point(before) else {
             return Ok(TrimOutcome {
                 first_index: self.first_index(),
@@ -788,9 +827,10 @@ fn lines(count: u64) -> String {
 fn tail_after(
     opened: &log_dir::Opened,
     meta: &Metadata,
+    from: Index,
 ) -> Result<(EntryId, Vec<Entry>), StorageError> {
     let log = &opened.log;
-    let commit = meta.commit_index;
+    let commit = from;
     let open_first = log.open_first_index();
     let open_entries = &opened.scanned.entries;
     let prev = if commit < meta.first_index {

@@ -24,10 +24,11 @@ use super::error::{io_error, StorageError};
 use super::line::{check_record, decode_line, UNSEALED_HEADER};
 use super::metadata;
 use super::segment::{self, Name};
-use replog_core::{Entry, Index, Payload, Term};
+use replog_core::{ClientId, Entry, Index, Payload, Term};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, ErrorKind, Seek, SeekFrom};
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 
 /// Why a read gave no (more) entries.
@@ -65,6 +66,13 @@ pub enum StoredPayload<'a> {
     Trim {
         before: Index,
     },
+    /// An append at most once: the client id as stored (its bytes, unquoted) and the
+    /// command as a JSON string.
+    Session {
+        client: &'a str,
+        seq: NonZeroU64,
+        command: &'a [u8],
+    },
 }
 
 /// One entry as read from a segment.
@@ -86,6 +94,21 @@ impl StoredEntry<'_> {
             ),
             StoredPayload::Noop => Payload::Noop,
             StoredPayload::Trim { before } => Payload::Trim { before },
+            StoredPayload::Session {
+                client,
+                seq,
+                command,
+            } => match ClientId::new(client) {
+                Ok(client) => Payload::Session {
+                    client,
+                    seq,
+                    command: serde_json::from_slice::<String>(command)
+                        .unwrap_or_default()
+                        .into(),
+                },
+                // Checked when the line was parsed; a command keeps the bytes readable.
+                Err(_) => Payload::Command(client.into()),
+            },
         };
         Entry {
             index: self.index,
@@ -408,6 +431,21 @@ fn parse<'a>(
         }
         Payload::Noop => StoredPayload::Noop,
         Payload::Trim { before } => StoredPayload::Trim { before: *before },
+        Payload::Session {
+            client,
+            seq,
+            command,
+        } => {
+            serde_json::to_writer(&mut *scratch, &**command).expect("a string serializes");
+            let json_len = scratch.len();
+            scratch.extend_from_slice(client.as_str().as_bytes());
+            let (json, client) = scratch.split_at(json_len);
+            StoredPayload::Session {
+                client: std::str::from_utf8(client).expect("copied from a str"),
+                seq: *seq,
+                command: json,
+            }
+        }
     };
     Ok(StoredEntry {
         index: entry.index,
@@ -500,6 +538,7 @@ mod tests {
                     install: None,
                     truncate_after: None,
                     entries: vec![entry.clone()],
+                    sessions: None,
                 }])
                 .unwrap();
             all.push(entry);

@@ -91,6 +91,8 @@ fn decode(bytes: &[u8]) -> Result<Install, String> {
             term: Term(header.last_term),
         },
         data: data.to_vec(),
+        // The table that came with it is kept in `sessions.json`.
+        sessions: Default::default(),
     })
 }
 
@@ -207,6 +209,7 @@ mod tests {
                 term: Term(3),
             },
             data: data.to_vec(),
+            sessions: Default::default(),
         }
     }
 

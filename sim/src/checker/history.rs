@@ -3,7 +3,8 @@
 //! An append's command is `op<N>`, unique per operation, so the committed log names the
 //! operation behind every entry. As entries commit and replies arrive, this checks:
 //! - no phantom: every committed command was invoked;
-//! - at most once: no command is committed twice (also for unknown outcomes);
+//! - at most once: no command is committed twice (also for unknown outcomes, and for
+//!   appends with a session that their client retried however often);
 //! - acknowledged means committed, at the acknowledged index; failed means never committed;
 //! - real-time order: if A was acknowledged before B was invoked, index(A) < index(B).
 //!
@@ -18,6 +19,7 @@
 
 use crate::report::Violation;
 use replog_core::{Index, Term};
+use std::num::NonZeroU64;
 
 pub type OpId = usize;
 
@@ -68,6 +70,9 @@ pub struct Op {
     pub outcome: Outcome,
     /// Where this operation's command sits in the committed log, once it does.
     pub committed_at: Option<Index>,
+    /// The sequence number an append at most once carries (its client id names the
+    /// client); `None` for a plain append.
+    pub seq: Option<NonZeroU64>,
 }
 
 #[derive(Default)]
@@ -108,8 +113,16 @@ impl History {
             complete_us: None,
             outcome: Outcome::Pending,
             committed_at: None,
+            seq: None,
         });
         self.ops.len() - 1
+    }
+
+    /// An append that `client` retries with the same `seq` until it learns the outcome.
+    pub fn invoke_once(&mut self, client: usize, seq: NonZeroU64, now_us: u64) -> OpId {
+        let op = self.invoke(Some(client), now_us);
+        self.ops[op].seq = Some(seq);
+        op
     }
 
     pub fn command(op: OpId) -> String {

@@ -292,7 +292,9 @@ impl Checker {
                     seen_in_term: term,
                 });
                 match &entry.payload {
-                    Payload::Command(command) => self.history.committed(command, entry.index),
+                    Payload::Command(command) | Payload::Session { command, .. } => {
+                        self.history.committed(command, entry.index)
+                    }
                     Payload::Noop | Payload::Trim { .. } => Ok(()),
                 }
             }

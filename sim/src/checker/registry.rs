@@ -80,12 +80,28 @@ impl Registry {
 pub fn fingerprint(payload: &Payload) -> u64 {
     let mut hash: u64 = 0xCBF2_9CE4_8422_2325;
     let trim;
+    let session;
     let bytes: &[u8] = match payload {
         Payload::Noop => b"\x00noop",
         Payload::Command(command) => command.as_bytes(),
         Payload::Trim { before } => {
             trim = [b"\x00trim".as_slice(), &before.0.to_le_bytes()].concat();
             &trim
+        }
+        Payload::Session {
+            client,
+            seq,
+            command,
+        } => {
+            let parts: [&[u8]; 5] = [
+                b"\x00session",
+                client.as_str().as_bytes(),
+                b"\x00",
+                &seq.get().to_le_bytes(),
+                command.as_bytes(),
+            ];
+            session = parts.concat();
+            &session
         }
     };
     for &byte in bytes {

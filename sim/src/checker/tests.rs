@@ -28,6 +28,7 @@ fn append(entries: &[Entry]) -> Output {
         install: None,
         truncate_after: None,
         entries: entries.to_vec(),
+        sessions: None,
     })
 }
 
@@ -137,6 +138,7 @@ fn log_matching_stale_truncation_of_current_term_entries() {
             install: None,
             truncate_after: Some(Index(after)),
             entries: Vec::new(),
+            sessions: None,
         })
     };
     let short = log(&[1, 3]);
@@ -157,6 +159,7 @@ fn log_matching_stale_truncation_of_current_term_entries() {
         install: None,
         truncate_after: Some(Index(1)),
         entries: repaired[1..].to_vec(),
+        sessions: None,
     });
     checker
         .after_step(0, &state(1, Role::Follower, 3, 0, &repaired), &[repair])
@@ -261,6 +264,7 @@ fn durability_of_the_newest_committed_entry() {
         boundary: replog_core::EntryId::ZERO,
         entries: log(terms),
         commit_index: Index(0),
+        sessions: Default::default(),
     };
     let (full, short) = (on_disk(&[1, 1]), on_disk(&[1]));
     let disks = [(NodeId(1), &full), (NodeId(2), &full), (NodeId(3), &short)];

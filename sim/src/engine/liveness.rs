@@ -141,7 +141,9 @@ impl Simulation {
         let op = self.checker.history.invoke(None, self.now_us);
         match self.propose(node, op)? {
             ProposalOutcome::Accepted { .. } => Ok(()),
-            ProposalOutcome::NotLeader { .. } => Err(Violation::new(
+            ProposalOutcome::NotLeader { .. }
+            | ProposalOutcome::AlreadyApplied { .. }
+            | ProposalOutcome::SeqBehind { .. } => Err(Violation::new(
                 "Proposal Contract",
                 &[self.nodes[node].id],
                 "a leader refused a proposal",

@@ -62,6 +62,8 @@ pub(crate) enum Event {
     },
     ClientTimeout {
         op: OpId,
+        /// Which attempt this timeout is for: a retry starts a new one.
+        attempt: u32,
     },
     Fault(Fault),
     SwarmFault,
@@ -119,6 +121,8 @@ pub(crate) enum Reply {
         index: Index,
         term: Term,
     },
+    /// A session append below its client's highest sequence number.
+    SeqBehind,
 }
 
 /// One simulated process and its disk.
@@ -150,6 +154,10 @@ impl Node {
 
 pub(crate) struct Client {
     pub leader_guess: Option<usize>,
+    /// The sequence number of this client's last append at most once.
+    pub last_seq: u64,
+    /// Attempts made at the current operation.
+    pub attempt: u32,
 }
 
 pub(crate) struct Rngs {
@@ -251,7 +259,11 @@ impl Simulation {
             net: Network::new(params.nodes, params.net.clone()),
             checker: Checker::new(params.nodes),
             clients: (0..params.workload.clients)
-                .map(|_| Client { leader_guess: None })
+                .map(|_| Client {
+                    leader_guess: None,
+                    last_seq: 0,
+                    attempt: 0,
+                })
                 .collect(),
             workload_active: true,
             trace,
@@ -400,7 +412,7 @@ impl Simulation {
             }
             Event::ClientArrive { op, node } => self.on_client_arrive(op, node),
             Event::ClientReply { op, reply } => self.on_client_reply(op, reply),
-            Event::ClientTimeout { op } => self.on_client_timeout(op),
+            Event::ClientTimeout { op, attempt } => self.on_client_timeout(op, attempt),
             Event::Fault(fault) => self.apply_fault(&fault),
             Event::SwarmFault => self.on_swarm_fault(),
             Event::Trim => self.on_trim(),

@@ -74,6 +74,12 @@ impl Simulation {
             return Ok(()); // The crash already decided what this fsync saved.
         }
         let durable = state.disk.fsync_done()?;
+        if let Some(boundary) = state.disk.retry_trim() {
+            let what = What::Trimmed {
+                boundary: boundary.index.0,
+            };
+            self.record(Some(node), what);
+        }
         self.start_fsync(node);
         match durable {
             Some(write_id) => self.on_persisted(node, incarnation, write_id),
@@ -208,6 +214,13 @@ impl Simulation {
         let sent = outputs
             .iter()
             .any(|output| matches!(output, Output::Send(_)));
+        // A commit index recorded before the step's session checkpoint could survive a
+        // crash that loses it, and storage without one means no session entry up to the
+        // commit index: record it after the write, as the node's storage thread does.
+        let checkpoint = outputs
+            .iter()
+            .any(|output| matches!(output, Output::Persist(write) if write.sessions.is_some()));
+        let mut deferred_commit = None;
         for output in outputs.drain(..) {
             match output {
                 Output::Persist(write) => {
@@ -221,6 +234,11 @@ impl Simulation {
                     }
                 }
                 Output::Commit(entries) => {
+                    if checkpoint {
+                        deferred_commit = entries.last().map(|entry| entry.index);
+                    } else if let Some(last) = entries.last() {
+                        self.nodes[node].disk.note_commit(last.index);
+                    }
                     if result.is_ok() {
                         result = self.on_commit(node, &entries);
                     }
@@ -262,6 +280,9 @@ impl Simulation {
                     );
                 }
             }
+        }
+        if let Some(index) = deferred_commit {
+            self.nodes[node].disk.note_commit(index);
         }
         self.outputs = outputs;
         if sent {
@@ -386,14 +407,13 @@ impl Simulation {
         self.dispatch_outputs(node).map(|_| ())
     }
 
-    /// Records the commit on disk (lazily), applies retention points, and answers the
+    /// Applies retention points (the caller records the commit on disk, lazily) and answers the
     /// clients whose proposals it settles.
     fn on_commit(&mut self, node: usize, entries: &[Entry]) -> Result<(), Violation> {
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return Ok(());
         };
         let (first_index, last_index) = (first.index, last.index);
-        self.nodes[node].disk.note_commit(last_index);
         self.viewer_committed(node, last_index);
         for entry in entries {
             if let Payload::Trim { before } = entry.payload {
@@ -458,7 +478,7 @@ impl Simulation {
         let outcome = match reply {
             Reply::Acknowledged { index, term } => Outcome::Acknowledged { index, term },
             Reply::Failed => Outcome::Failed,
-            Reply::Redirect(_) | Reply::Read { .. } => Outcome::Unknown,
+            Reply::Redirect(_) | Reply::Read { .. } | Reply::SeqBehind => Outcome::Unknown,
         };
         self.checker.history.complete(op, outcome, self.now_us)?;
         if let Outcome::Acknowledged { .. } = outcome {
@@ -472,7 +492,17 @@ impl Simulation {
 
     /// Proposes `op`'s command on a running node; returns the node's answer.
     pub(crate) fn propose(&mut self, node: usize, op: OpId) -> Result<ProposalOutcome, Violation> {
-        self.step_core(node, Input::Propose(vec![History::command(op)]))?;
+        let record = &self.checker.history.ops[op];
+        let command = History::command(op);
+        let input = match (record.client, record.seq) {
+            (Some(client), Some(seq)) => Input::ProposeOnce {
+                client: Simulation::client_id(client),
+                seq,
+                command,
+            },
+            _ => Input::Propose(vec![command]),
+        };
+        self.step_core(node, input)?;
         let outcome = self.dispatch_outputs(node)?.ok_or_else(|| {
             Violation::new(
                 "Proposal Contract",
@@ -486,6 +516,14 @@ impl Simulation {
             } => {
                 self.nodes[node].proposals.insert(first_index, (term, op));
                 first_index.0
+            }
+            ProposalOutcome::AlreadyApplied { index, term } => {
+                self.reply_to_client(op, Reply::Acknowledged { index, term })?;
+                index.0
+            }
+            ProposalOutcome::SeqBehind { .. } => {
+                self.reply_to_client(op, Reply::SeqBehind)?;
+                0
             }
             ProposalOutcome::NotLeader { .. } => 0,
         };
