@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::TestCluster;
+use support::{signal, TestCluster};
 
 const ALL: [usize; 3] = [0, 1, 2];
 const ELECTION: Duration = Duration::from_secs(20);
@@ -294,16 +294,6 @@ fn append_stream(writer: usize, addrs: &[String], history: &Mutex<History>, stop
             Err(error @ AppendError::Rejected { .. }) => panic!("{error}"),
         }
     }
-}
-
-/// Sends `signal` (e.g. "STOP", "CONT") to node `k` with the `kill` command.
-fn signal(cluster: &TestCluster, k: usize, signal: &str) {
-    let pid = cluster.cluster.pid(k).expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args([format!("-{signal}"), pid])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 mod node_support;
 
-use node_support::TestCluster;
+use node_support::{signal, TestCluster};
 use replog_node::client::blocking::Connection;
 use replog_node::client::{Consistency, QueryRange, ReadPage, Request, Response};
 use std::io::{BufRead, BufReader, Write};
@@ -38,16 +38,6 @@ fn commands(page: &ReadPage) -> Vec<String> {
         .iter()
         .filter_map(|entry| entry.command.clone())
         .collect()
-}
-
-/// Sends `signal` (e.g. "STOP", "CONT") to node `k` with the `kill` command.
-fn signal(cluster: &TestCluster, k: usize, signal: &str) {
-    let pid = cluster.cluster.pid(k).expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args([format!("-{signal}"), pid])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
 }
 
 #[test]

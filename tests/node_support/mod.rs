@@ -184,3 +184,13 @@ pub fn status_of(addr: &str) -> Option<NodeState> {
         .and_then(|mut connection| connection.state(false))
         .ok()
 }
+
+/// Sends `signal` (e.g. "STOP", "CONT") to node `k` of `cluster` with the `kill` command.
+pub fn signal(cluster: &TestCluster, k: usize, signal: &str) {
+    let pid = cluster.cluster.pid(k).expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}

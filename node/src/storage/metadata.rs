@@ -107,15 +107,23 @@ pub(crate) fn write(dir: &Path, metadata: &Metadata) -> Result<(), StorageError>
     };
     let mut bytes = serde_json::to_vec(&file).expect("metadata always serializes");
     bytes.push(b'\n');
-    let temp_path = dir.join(TEMP_FILE_NAME);
-    let mut temp = File::create(&temp_path).map_err(io_error(&temp_path, "creating"))?;
-    temp.write_all(&bytes)
-        .map_err(io_error(&temp_path, "writing"))?;
-    temp.sync_all().map_err(io_error(&temp_path, "fsync"))?;
+    replace_durably(&dir.join(FILE_NAME), &dir.join(TEMP_FILE_NAME), &bytes)
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old file or the new one, never a
+/// mix: write `temp_path`, fsync it, rename it over `path`, fsync the directory.
+pub(crate) fn replace_durably(
+    path: &Path,
+    temp_path: &Path,
+    bytes: &[u8],
+) -> Result<(), StorageError> {
+    let mut temp = File::create(temp_path).map_err(io_error(temp_path, "creating"))?;
+    temp.write_all(bytes)
+        .map_err(io_error(temp_path, "writing"))?;
+    temp.sync_all().map_err(io_error(temp_path, "fsync"))?;
     drop(temp);
-    let path = dir.join(FILE_NAME);
-    fs::rename(&temp_path, &path).map_err(io_error(&path, "renaming the temp file over"))?;
-    sync_dir(dir)
+    fs::rename(temp_path, path).map_err(io_error(path, "renaming the temp file over"))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 /// Fsyncs a directory, which makes creations, renames and removals inside it durable.

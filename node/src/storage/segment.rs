@@ -15,11 +15,11 @@
 
 use super::error::{io_error, LineProblem, StorageError};
 use super::line::{check_record, decode_line, seal_record, UNSEALED_HEADER};
-use super::metadata::sync_dir;
+use super::metadata::replace_durably;
 use replog_core::{Entry, Index, Term};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, ErrorKind, Read, Seek, SeekFrom, Write as _};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// The name of the directory holding the segments, inside the node's directory.
@@ -203,17 +203,7 @@ pub(crate) fn read_index(
 pub(crate) fn write_index(segment: &Path, index: &SparseIndex) -> Result<(), StorageError> {
     let path = index_path(segment);
     let temp_path = path.with_extension("idx.tmp");
-    let mut temp = File::create(&temp_path).map_err(io_error(&temp_path, "creating"))?;
-    temp.write_all(&index.encode())
-        .map_err(io_error(&temp_path, "writing"))?;
-    temp.sync_all().map_err(io_error(&temp_path, "fsync"))?;
-    drop(temp);
-    fs::rename(&temp_path, &path).map_err(io_error(&path, "renaming the temp file over"))?;
-    sync_dir(parent(segment))
-}
-
-pub(crate) fn parent(path: &Path) -> &Path {
-    path.parent().unwrap_or(Path::new("."))
+    replace_durably(&path, &temp_path, &index.encode())
 }
 
 /// Removes `path` if it exists (not yet durable: fsync its directory after).

@@ -10,10 +10,10 @@
 //! metadata (its log may start after the old checkpoint's `through`).
 
 use super::error::{io_error, StorageError};
-use super::metadata::sync_dir;
+use super::metadata::replace_durably;
 use replog_core::SessionsCheckpoint;
-use std::fs::{self, File};
-use std::io::{ErrorKind, Write as _};
+use std::fs;
+use std::io::ErrorKind;
 use std::path::Path;
 
 pub(crate) const FILE_NAME: &str = "sessions.json";
@@ -39,15 +39,7 @@ pub(crate) fn read(dir: &Path) -> Result<Option<SessionsCheckpoint>, StorageErro
 pub(crate) fn write(dir: &Path, checkpoint: &SessionsCheckpoint) -> Result<(), StorageError> {
     let mut bytes = serde_json::to_vec(checkpoint).expect("a checkpoint always serializes");
     bytes.push(b'\n');
-    let temp_path = dir.join(TEMP_FILE_NAME);
-    let mut temp = File::create(&temp_path).map_err(io_error(&temp_path, "creating"))?;
-    temp.write_all(&bytes)
-        .map_err(io_error(&temp_path, "writing"))?;
-    temp.sync_all().map_err(io_error(&temp_path, "fsync"))?;
-    drop(temp);
-    let path = dir.join(FILE_NAME);
-    fs::rename(&temp_path, &path).map_err(io_error(&path, "renaming the temp file over"))?;
-    sync_dir(dir)
+    replace_durably(&dir.join(FILE_NAME), &dir.join(TEMP_FILE_NAME), &bytes)
 }
 
 #[cfg(test)]
