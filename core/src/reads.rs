@@ -106,7 +106,7 @@ impl Reads {
 impl RaftCore {
     /// `Input::Read`.
     pub(crate) fn read(&mut self, id: ReadId, mode: ReadMode, outputs: &mut Vec<Output>) {
-        let deadline = self.reads.ticks + 2 * self.config.election_timeout_ticks_max;
+        let deadline = self.read_deadline();
         match self.role {
             Role::Leader => {
                 if mode == ReadMode::Lease && self.lease_holds() {
@@ -132,6 +132,11 @@ impl RaftCore {
         }
     }
 
+    /// The tick count at which a read that arrives now fails if still unconfirmed.
+    fn read_deadline(&self) -> u64 {
+        self.reads.ticks + 2 * self.config.election_timeout_ticks_max
+    }
+
     /// The leader has committed an entry of its own term, so its commit index is at least
     /// every earlier leader's (thesis §6.4, step 1).
     fn committed_in_term(&self) -> bool {
@@ -155,7 +160,7 @@ impl RaftCore {
             outputs.push(Output::Send(self.message(message.from, body)));
             return;
         }
-        let deadline = self.reads.ticks + 2 * self.config.election_timeout_ticks_max;
+        let deadline = self.read_deadline();
         let origin = Origin::Peer(message.from, id);
         self.reads.queued.push(Waiter { origin, deadline });
     }

@@ -21,7 +21,7 @@ use crate::client::answers::Phase;
 use crate::client::protocol::READ_MAX_BYTES;
 use crate::client::{
     Answer, AnswerSink, ClientRequest, Consistency, EntryView, LogEntry, NodeState, QueryRange,
-    ReplyTo, Request, Response,
+    ReadPage, ReplyTo, Request, Response,
 };
 use crate::config::{Members, Timing};
 use crate::metrics::core::MessageKind;
@@ -38,7 +38,6 @@ use replog_core::{
     ReadId, ReadMode, Role, Term, Write,
 };
 use std::collections::{BTreeMap, VecDeque};
-use std::io::Write as _;
 use std::time::{Duration, Instant};
 use tracing::{error, info};
 
@@ -740,7 +739,7 @@ impl Runtime {
             return None;
         }
         let applied = self.core.applied_index();
-        let mut line = b"{\"ok\":true,\"entries\":[".to_vec();
+        let mut line = ReadPage::HEAD.to_vec();
         let mut next = from;
         let mut bytes = 0;
         while next <= applied && next.0 - from.0 < limit as u64 {
@@ -757,14 +756,8 @@ impl Runtime {
             }
             next = next.next();
         }
-        // Writing into a Vec cannot fail.
-        let _ = write!(
-            line,
-            "],\"next\":{},\"first_index\":{},\"commit_index\":{}}}",
-            next.0,
-            first_index.0,
-            self.core.commit_index().0
-        );
+        let commit = self.core.commit_index();
+        ReadPage::finish(&mut line, next.0, first_index.0, commit.0);
         Some(line)
     }
 

@@ -469,6 +469,21 @@ pub struct ReadPage {
     pub commit_index: u64,
 }
 
+impl ReadPage {
+    /// How a `read` answer line starts, before its entries (each a [`LogEntry`] encoding,
+    /// comma-separated). The storage reader and the core thread's window both write it.
+    pub const HEAD: &'static [u8] = b"{\"ok\":true,\"entries\":[";
+
+    /// Ends a `read` answer line begun with [`ReadPage::HEAD`].
+    pub fn finish(line: &mut Vec<u8>, next: u64, first_index: u64, commit_index: u64) {
+        // Writing into a Vec cannot fail.
+        let _ = write!(
+            line,
+            "],\"next\":{next},\"first_index\":{first_index},\"commit_index\":{commit_index}}}"
+        );
+    }
+}
+
 /// The answer to `query` (with `entries`) and `status` (without).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeState {

@@ -21,12 +21,11 @@ pub use jobs::{Progress, ReaderJob};
 
 use crate::client::answers::{Answer, AnswerSink, StreamChunk, StreamId};
 use crate::client::protocol::READ_MAX_BYTES;
-use crate::client::{EntryView, LogEntry, NodeState, QueryRange, ReplyTo, Response};
+use crate::client::{EntryView, LogEntry, NodeState, QueryRange, ReadPage, ReplyTo, Response};
 use crate::queue::{QueueReceiver, QueueSender};
 use crate::storage::{Cursor, LogReader, ReadError, ReadLimits};
 use replog_core::Index;
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::Path;
 use std::thread::JoinHandle;
 use tracing::warn;
@@ -128,7 +127,7 @@ impl Reader {
             max_entries: limit,
             max_bytes: READ_MAX_BYTES,
         };
-        let mut line = b"{\"ok\":true,\"entries\":[".to_vec();
+        let mut line = ReadPage::HEAD.to_vec();
         let result = self.log.cursor(from).and_then(|mut cursor| {
             self.log.read(&mut cursor, applied, limits, |entry| {
                 if line.last() == Some(&b'}') {
@@ -136,16 +135,22 @@ impl Reader {
                 }
                 LogEntry::encode_stored(entry, &mut line);
             })?;
-            Ok((cursor.next(), self.log.first_index()?))
+            Ok(cursor.next())
         });
         let response = match result {
-            Ok((next, first)) => {
-                // Writing into a Vec cannot fail.
-                let _ = write!(
-                    line,
-                    "],\"next\":{},\"first_index\":{},\"commit_index\":{}}}",
-                    next.0, first.0, commit.0
-                );
+            Ok(next) => {
+                // The storage thread publishes the first index after every change; the
+                // cursor above already read metadata.json to check `from` against it.
+                let first = match self.progress.first_index() {
+                    Some(first) => first,
+                    None => match self.log.first_index() {
+                        Ok(first) => first,
+                        Err(error) => {
+                            return reply.answer(failed(&error.into()), &mut self.answers)
+                        }
+                    },
+                };
+                ReadPage::finish(&mut line, next.0, first.0, commit.0);
                 Response::Encoded(line)
             }
             Err(error) => failed(&error),
