@@ -610,6 +610,12 @@ impl RaftCore {
 
     /// The invariants that depend on the role.
     fn check_role_invariants(&self) {
+        if self.role != Role::Leader {
+            assert!(
+                self.pending_sessions.is_empty(),
+                "non-leader tracks sessions"
+            );
+        }
         match self.role {
             Role::Leader => {
                 assert_eq!(
@@ -633,10 +639,6 @@ impl RaftCore {
                 }
             }
             Role::Candidate => {
-                assert!(
-                    self.pending_sessions.is_empty(),
-                    "non-leader tracks sessions"
-                );
                 assert_eq!(
                     self.voted_for,
                     Some(self.config.id),
@@ -646,10 +648,6 @@ impl RaftCore {
             }
             Role::Follower | Role::PreCandidate => {
                 assert!(self.progress.is_empty(), "non-leader tracks progress");
-                assert!(
-                    self.pending_sessions.is_empty(),
-                    "non-leader tracks sessions"
-                );
                 assert_ne!(
                     self.leader,
                     Some(self.config.id),

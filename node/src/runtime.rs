@@ -659,13 +659,7 @@ impl Runtime {
     /// Sends this iteration's writes to storage, messages to peers and answers to clients.
     fn flush(&mut self) {
         let hint = self.core.applied_index();
-        let indexes = (hint, self.core.commit_index());
-        // Two locked instructions per publication: only when an index moved.
-        if indexes != self.published && self.progress.publish(indexes.0, indexes.1) {
-            // Fails only if the reader thread is gone, i.e. the node is stopping.
-            let _ = self.reader_jobs.send(ReaderJob::Wake);
-        }
-        self.published = indexes;
+        self.publish_progress();
         let reads_waiting = !self.fetches.is_empty() || self.trim_before.is_some();
         if !self.writes.is_empty() || hint > self.hint_sent || reads_waiting {
             let job = StorageJob {
@@ -723,10 +717,21 @@ impl Runtime {
             },
         };
         // What a `read` may see is what the core applied by now: publish before it goes.
-        self.progress
-            .publish(self.core.applied_index(), self.core.commit_index());
+        self.publish_progress();
         // Fails only if the reader thread is gone, i.e. the node is stopping.
         let _ = self.reader_jobs.send(job);
+    }
+
+    /// Publishes the applied and commit indexes for the reader thread, waking it if a
+    /// stream waits for them. Two locked instructions per publication: only when an index
+    /// moved.
+    fn publish_progress(&mut self) {
+        let indexes = (self.core.applied_index(), self.core.commit_index());
+        if indexes != self.published && self.progress.publish(indexes.0, indexes.1) {
+            // Fails only if the reader thread is gone, i.e. the node is stopping.
+            let _ = self.reader_jobs.send(ReaderJob::Wake);
+        }
+        self.published = indexes;
     }
 
     /// A `read` answered from the core's window when it holds `from` (the common case:

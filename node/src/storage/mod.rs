@@ -827,10 +827,9 @@ fn lines(count: u64) -> String {
 fn tail_after(
     opened: &log_dir::Opened,
     meta: &Metadata,
-    from: Index,
+    commit: Index,
 ) -> Result<(EntryId, Vec<Entry>), StorageError> {
     let log = &opened.log;
-    let commit = from;
     let open_first = log.open_first_index();
     let open_entries = &opened.scanned.entries;
     let prev = if commit < meta.first_index {
