@@ -280,6 +280,12 @@ pub fn append_request(command: &str) -> Result<Request, String> {
     let request = Request::Append {
         command: command.to_string(),
     };
+    check_line_length(&request, command)?;
+    Ok(request)
+}
+
+/// Refuses `request` (which carries `command`) if its line exceeds the protocol's limit.
+fn check_line_length(request: &Request, command: &str) -> Result<(), String> {
     let mut line = Vec::new();
     request.encode(&mut line);
     let line_bytes = line.len() - 1; // Without its newline.
@@ -290,7 +296,7 @@ pub fn append_request(command: &str) -> Result<Request, String> {
             command.len()
         ));
     }
-    Ok(request)
+    Ok(())
 }
 
 /// Appends `command` through `targets`, following `not_leader` redirects and trying the
@@ -341,12 +347,13 @@ pub fn append_once_with(
     timeout: Duration,
     options: &ClientOptions,
 ) -> Result<Appended, AppendError> {
-    append_request(command).map_err(|message| AppendError::Rejected { message })?;
     let request = Request::AppendOnce {
         command: command.to_string(),
         client: client.clone(),
         seq,
     };
+    // The line that goes out, client id and seq included, is the one to measure.
+    check_line_length(&request, command).map_err(|message| AppendError::Rejected { message })?;
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -549,5 +556,35 @@ fn attempt(target: &str, request: &Request, deadline: Instant, options: &ClientO
             | Response::Encoded(_)),
         ) => unknown(format!("{target} answered {response:?}")),
         Err(error) => unknown(format!("{target}: {error}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An at-most-once append is measured as the line that goes out: its client id and
+    /// seq make it longer than a plain append of the same command.
+    #[test]
+    fn an_append_once_is_refused_when_its_own_line_is_too_long() {
+        let frame = br#"{"op":"append","command":""}"#.len();
+        let command = "x".repeat(MAX_LINE_BYTES - frame);
+        assert!(append_request(&command).is_ok(), "the plain append fits exactly");
+        let client = ClientId::new("c").unwrap();
+        let seq = NonZeroU64::new(1).unwrap();
+        // Nothing listens there: a refusal must come before any connection is tried.
+        let targets = ["127.0.0.1:1".to_string()];
+        let options = ClientOptions::default();
+        let outcome = append_once_with(
+            &targets,
+            &command,
+            (&client, seq),
+            Duration::from_millis(1),
+            &options,
+        );
+        assert!(
+            matches!(outcome, Err(AppendError::Rejected { .. })),
+            "{outcome:?}"
+        );
     }
 }
