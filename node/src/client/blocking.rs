@@ -569,7 +569,10 @@ mod tests {
     fn an_append_once_is_refused_when_its_own_line_is_too_long() {
         let frame = br#"{"op":"append","command":""}"#.len();
         let command = "x".repeat(MAX_LINE_BYTES - frame);
-        assert!(append_request(&command).is_ok(), "the plain append fits exactly");
+        assert!(
+            append_request(&command).is_ok(),
+            "the plain append fits exactly"
+        );
         let client = ClientId::new("c").unwrap();
         let seq = NonZeroU64::new(1).unwrap();
         // Nothing listens there: a refusal must come before any connection is tried.
