@@ -694,29 +694,53 @@ fn demo_names_the_leaders_pid_its_hints_outlive_the_leader_and_ctrl_c_leaves_no_
         }
     }
     let text = seen.join("\n");
-    // "  node K  ADDR  pid PID  (log: ...)"
-    let nodes: Vec<(String, u32)> = seen
+    // "  node K  ADDR  pid PID  (log: PATH)"
+    let nodes: Vec<(String, u32, String)> = seen
         .iter()
         .filter(|line| line.trim_start().starts_with("node "))
         .map(|line| {
             let words: Vec<&str> = line.split_whitespace().collect();
             assert_eq!(words[3], "pid", "{line}");
-            (words[2].to_string(), words[4].parse().expect("a pid"))
+            let log = words[6].trim_end_matches(')').to_string();
+            (words[2].to_string(), words[4].parse().expect("a pid"), log)
         })
         .collect();
     assert_eq!(nodes.len(), 3, "{text}");
-    let leader_pid: u32 = seen
+    // "  kill -9 PID   # the leader (term T), node K; ..."
+    let hint = seen
         .iter()
         .find_map(|line| line.trim_start().strip_prefix("kill -9 "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|pid| pid.parse().ok())
         .unwrap_or_else(|| panic!("no kill -9 PID hint in {text}"));
-    let (leader_addr, _) = nodes
+    let leader_pid: u32 = hint
+        .split_whitespace()
+        .next()
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in the hint {hint}"));
+    let term: u64 = hint
+        .split_once("(term ")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .and_then(|(term, _)| term.parse().ok())
+        .unwrap_or_else(|| panic!("no term in the hint {hint}"));
+    let (leader_addr, _, leader_log) = nodes
         .iter()
-        .find(|(_, pid)| *pid == leader_pid)
+        .find(|(_, pid, _)| *pid == leader_pid)
         .unwrap_or_else(|| panic!("{leader_pid} is no node's pid: {text}"));
+    // The hint names the leader of the term it gives: that node's own log says it became
+    // leader in that term, and no other node's does. (It may have lost leadership since, on
+    // a loaded machine; then it has moved on to a later term.)
+    let became = format!("became leader term={term} ");
+    for (addr, _, log) in &nodes {
+        let log = std::fs::read_to_string(log).expect("a node's log");
+        assert_eq!(log.contains(&became), addr == leader_addr, "{addr}: {log}");
+    }
     let state = support::status_of(leader_addr).expect("the leader answers");
-    assert_eq!(state.role, RoleName::Leader, "the hint names {leader_addr}");
+    assert!(
+        state.role == RoleName::Leader && state.term == term || state.term > term,
+        "the hint names {leader_addr} as leader of term {term}, it is {:?} in term {}: {}",
+        state.role,
+        state.term,
+        std::fs::read_to_string(leader_log).unwrap_or_default()
+    );
 
     assert!(Command::new("kill")
         .args(["-9", &leader_pid.to_string()])
@@ -746,7 +770,7 @@ fn demo_names_the_leaders_pid_its_hints_outlive_the_leader_and_ctrl_c_leaves_no_
         .iter()
         .find_map(|line| line.strip_prefix("Stopped. Data kept in "))
         .unwrap_or_else(|| panic!("no stop message in {rest:?}"));
-    for (addr, pid) in &nodes {
+    for (addr, pid, _) in &nodes {
         assert!(
             !process_runs(*pid),
             "node {addr} (pid {pid}) outlived the demo"

@@ -118,14 +118,21 @@ impl LocalCluster {
 
     /// Polls every node's status until one reports itself leader; returns its address.
     pub fn wait_for_leader(&self, timeout: Duration) -> Result<String, String> {
+        self.wait_for_leader_term(timeout).map(|(addr, _)| addr)
+    }
+
+    /// Like [`LocalCluster::wait_for_leader`], with the term the node said it leads.
+    pub fn wait_for_leader_term(&self, timeout: Duration) -> Result<(String, u64), String> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             for node in &self.nodes {
                 let timeout = Duration::from_millis(500);
                 let state = Connection::connect_with(&node.addr, timeout, &self.client)
                     .and_then(|mut connection| connection.state(false));
-                if matches!(state, Ok(ref state) if state.role == RoleName::Leader) {
-                    return Ok(node.addr.clone());
+                if let Ok(state) = state {
+                    if state.role == RoleName::Leader {
+                        return Ok((node.addr.clone(), state.term));
+                    }
                 }
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -629,6 +629,9 @@ fn run_demo(nodes: usize, log_format: LogFormatArg) -> Result<(), String> {
             Err(error) => return Err(format!("appending {command:?} failed: {error}")),
         }
     }
+    // Leadership may have moved while the commands were appended (a loaded machine misses
+    // heartbeats): the hint names the leader as it is now, with its term.
+    let leader = cluster.wait_for_leader_term(Duration::from_secs(15))?;
     print_demo_help(&cluster, &exe.display().to_string(), &leader);
     // Only now: with input at its end already (`< /dev/null`), the demo still shows its
     // cluster before it stops.
@@ -704,7 +707,7 @@ fn say(line: &str) {
     let _ = writeln!(io::stdout().lock(), "{line}");
 }
 
-fn print_demo_help(cluster: &LocalCluster, exe: &str, leader: &str) {
+fn print_demo_help(cluster: &LocalCluster, exe: &str, (leader, term): &(String, u64)) {
     let mut text = String::from("\nThe cluster is running:\n");
     for k in 0..cluster.len() {
         let pid = cluster
@@ -724,12 +727,12 @@ fn print_demo_help(cluster: &LocalCluster, exe: &str, leader: &str) {
     text += &format!("  {exe} query -t {all}\n");
     text += &format!("  {exe} status -t {all} --json\n");
     text += &format!("  {exe} follow -t {all} --from 1   # every committed entry, then live\n");
-    let leader_k = (0..cluster.len()).find(|&k| cluster.addr(k) == leader);
+    let leader_k = (0..cluster.len()).find(|&k| cluster.addr(k) == leader.as_str());
     // nc talks to one node: a follower, which outlives the leader's kill.
     let follower = (0..cluster.len())
         .find(|&k| Some(k) != leader_k)
         .or(leader_k)
-        .map_or(leader, |k| cluster.addr(k));
+        .map_or(leader.as_str(), |k| cluster.addr(k));
     if let Some((host, port)) = follower.rsplit_once(':') {
         text += &format!("  printf '{{\"op\":\"status\"}}\\n' | nc -q1 {host} {port}\n");
     }
@@ -738,7 +741,8 @@ fn print_demo_help(cluster: &LocalCluster, exe: &str, leader: &str) {
             .pid(k)
             .map_or("?".to_string(), |pid| pid.to_string());
         text += &format!(
-            "  kill -9 {pid}   # the leader, node {}; then `status` shows another take over\n",
+            "  kill -9 {pid}   # the leader (term {term}), node {}; then `status` shows another \
+             take over\n",
             k + 1
         );
     }
