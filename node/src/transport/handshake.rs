@@ -145,8 +145,12 @@ fn check_answered_as(from: u64, peer: NodeId) -> Result<(), String> {
 pub fn accept(stream: mio::net::TcpStream, hello_line: &[u8], rest: &[u8], context: &PeerContext) {
     let stream = TcpStream::from(stream);
     let remote = Remote::of(&stream);
-    let checked = Hello::parse(hello_line)
-        .and_then(|hello| hello.check(&context.hello).map(|peer| (hello, peer)));
+    let checked = Hello::parse(hello_line).and_then(|hello| {
+        context
+            .roster
+            .check(hello.claim())
+            .map(|peer| (hello, peer))
+    });
     let (hello, peer) = match checked {
         Ok(checked) => checked,
         Err(problem) => return refuse(stream, &remote, &problem),
