@@ -270,9 +270,14 @@ fn establish(
 ) -> Result<Arc<Roster>, NodeError> {
     let loaded = match loaded.origin {
         Origin::Recorded => loaded,
-        Origin::Founded | Origin::Upgraded => {
-            identity::load(node_dir, flags).map_err(NodeError::Identity)?
-        }
+        // Storage has created metadata.json meanwhile, so the origin is the first look's.
+        first => match identity::load(node_dir, flags).map_err(NodeError::Identity)? {
+            again if again.origin == Origin::Recorded => again,
+            again => identity::Loaded {
+                origin: first,
+                ..again
+            },
+        },
     };
     let record = &loaded.record;
     let shown = node_dir.join(identity::record::FILE_NAME);

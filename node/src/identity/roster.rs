@@ -117,7 +117,7 @@ impl Roster {
                     ));
                 }
                 members.names.insert(id, claim.name.clone());
-                info!("peer {} at {addr} is named {}", id.0, claim.name);
+                info!("peer n{} at {addr} is named {}", id.0, claim.name);
                 self.record_soon(members);
                 Ok(id)
             }
