@@ -451,3 +451,54 @@ fn bad_names_are_refused_by_the_cli_naming_the_rule() {
     );
     let _ = fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_peer_that_fails_the_cluster_secret_teaches_no_name() {
+    use replog_node::identity::{ClusterId, NodeName};
+    use replog_node::transport::wire::{Hello, PEER_HELLO_OP, PROTOCOL_VERSION};
+    use std::io::{BufRead, BufReader, Write};
+    let dir = fresh_temp_dir("names-secret").unwrap();
+    let addrs = free_addrs(2).unwrap();
+    let secret = dir.join("secret");
+    fs::write(&secret, "the cluster's secret").unwrap();
+    let secret = secret.display().to_string();
+    let args = ["-i", "a", "-a", &addrs[0], "-p", &addrs[1]];
+    let node = Node::start(
+        &dir,
+        "a",
+        &[&args[..], &["--cluster-secret-file", &secret]].concat(),
+    );
+    node.wait_status("a status", |_| true);
+    let record = replog_node::identity::record::read(&dir.join("data/a"))
+        .unwrap()
+        .expect("recorded");
+    // Member 2's hello, typed by someone without the secret, under a name of their own.
+    let hello = Hello {
+        op: PEER_HELLO_OP.into(),
+        version: PROTOCOL_VERSION,
+        cluster: "replog".into(),
+        cluster_id: ClusterId::parse(record.cluster_id.as_str()).unwrap(),
+        from: 2,
+        name: NodeName::parse("mallory").unwrap(),
+        addr: addrs[1].clone(),
+        members: record.members.fingerprint(),
+        nonce: Some("ab".repeat(32)),
+    };
+    let mut stream = std::net::TcpStream::connect(&addrs[0]).unwrap();
+    stream.write_all(&hello.encode_line()).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut challenge = String::new();
+    BufReader::new(&stream).read_line(&mut challenge).unwrap();
+    assert!(challenge.contains("peer_challenge"), "{challenge}");
+    stream
+        .write_all(b"{\"op\":\"peer_proof\",\"proof\":\"00\"}\n")
+        .unwrap();
+    node.wait_log("wrong proof of the cluster secret");
+    let state = node.status().expect("status");
+    assert_eq!(
+        members_of(&state),
+        format!("1=a@{},2=?@{}", addrs[0], addrs[1])
+    );
+    node.stop();
+    let _ = fs::remove_dir_all(dir);
+}

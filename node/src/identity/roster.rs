@@ -62,10 +62,21 @@ impl Roster {
         lock(&self.members).clone()
     }
 
-    /// Checks a peer's claim (see the module docs); the peer's id if it is admitted. A
-    /// name heard for the first time is recorded, off this thread (the caller may be the
-    /// client front end, which must never block on a disk).
+    /// Checks a peer's claim (see the module docs), changing nothing: the peer's id if it
+    /// may be admitted.
     pub fn check(&self, claim: Claim) -> Result<NodeId, String> {
+        self.judge(claim, false)
+    }
+
+    /// Checks a claim again and admits it: a name heard for the first time is learned and
+    /// recorded, off this thread (the caller may be the client front end, which must never
+    /// block on a disk). Called only once the peer has proved the cluster secret, if there
+    /// is one, so that no stranger can take a name.
+    pub fn admit(&self, claim: Claim) -> Result<NodeId, String> {
+        self.judge(claim, true)
+    }
+
+    fn judge(&self, claim: Claim, learn: bool) -> Result<NodeId, String> {
         let addr = claim.addr;
         if claim.cluster != self.cluster || *claim.cluster_id != self.cluster_id {
             return Err(format!(
@@ -115,6 +126,9 @@ impl Roster {
                         "peer at {addr} (node {}) calls itself {}, the number of node {}",
                         id.0, claim.name, number.0
                     ));
+                }
+                if !learn {
+                    return Ok(id);
                 }
                 members.names.insert(id, claim.name.clone());
                 info!("peer n{} at {addr} is named {}", id.0, claim.name);
@@ -180,7 +194,7 @@ mod tests {
 
     fn check(roster: &Roster, id: u64, name: &str, addr: &str) -> Result<NodeId, String> {
         let name = NodeName::parse(name).unwrap();
-        roster.check(Claim {
+        roster.admit(Claim {
             cluster: "replog",
             cluster_id: &ClusterId::parse("c1").unwrap(),
             id: NodeId(id),
@@ -214,6 +228,23 @@ mod tests {
             roster.members().describe_named(),
             "1=node1@127.0.0.1:8080,2=node2@127.0.0.1:8081,3=?@127.0.0.1:8082"
         );
+    }
+
+    #[test]
+    fn a_claim_only_checked_teaches_no_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let roster = roster(dir.path());
+        let name = NodeName::parse("node2").unwrap();
+        let claim = Claim {
+            cluster: "replog",
+            cluster_id: &ClusterId::parse("c1").unwrap(),
+            id: NodeId(2),
+            name: &name,
+            addr: "127.0.0.1:8081",
+        };
+        assert_eq!(roster.check(claim), Ok(NodeId(2)));
+        assert_eq!(roster.members().name_of(NodeId(2)), None);
+        assert_eq!(check(&roster, 2, "other", "127.0.0.1:8081"), Ok(NodeId(2)));
     }
 
     #[test]
