@@ -264,13 +264,8 @@ fn the_original_readme_sequence_works_as_written_and_names_survive_restarts() {
     let state = alone.wait_status("a status", |_| true);
     assert_eq!((state.node, state.name.as_deref()), (2, Some("node2")));
     assert_eq!(members_of(&state), everyone);
-    assert!(
-        alone
-            .log()
-            .contains("no -p given: the members are the recorded ones"),
-        "{}",
-        alone.log()
-    );
+    // The logging thread writes on its own time: wait for the line.
+    alone.wait_log("no -p given: the members are the recorded ones");
     alone.stop();
     let _ = fs::remove_dir_all(dir);
 }
@@ -299,7 +294,7 @@ fn an_old_numeric_data_directory_starts_unchanged() {
         stdout(&queried).contains(" Command:before names"),
         "{queried:?}"
     );
-    assert!(node.log().contains("predates names"), "{}", node.log());
+    node.wait_log("predates names");
     node.stop();
     let text = fs::read_to_string(&record).expect("recorded at this start");
     assert!(
@@ -368,6 +363,26 @@ fn a_node_of_another_cluster_is_refused_and_the_log_says_which() {
         error.contains("data directory data/a belongs to cluster ")
             && error.contains(&format!("founded with 1={},2={}", addrs[0], addrs[1]))
             && error.contains(&format!("describe 1={},2={}", addrs[0], addrs[2])),
+        "{error}"
+    );
+    let started = run(
+        &dir,
+        &[
+            "start",
+            "-i",
+            "a",
+            "-a",
+            &addrs[0],
+            "--cluster-id",
+            "elsewhere",
+            "--stop-on-stdin-eof",
+        ],
+    );
+    let error = String::from_utf8_lossy(&started.stderr);
+    assert!(!started.status.success(), "{error}");
+    assert!(
+        error.contains("data directory data/a belongs to cluster id ")
+            && error.contains("but --cluster-id says elsewhere"),
         "{error}"
     );
     let _ = fs::remove_dir_all(dir);

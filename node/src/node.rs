@@ -117,19 +117,7 @@ fn run_logged(
     node_dir: &Path,
     (founding, loaded): (Members, identity::Loaded),
 ) -> Result<(), NodeError> {
-    info!(
-        "starting node {} (id {}) on {} in cluster {:?} (id {}; members {}), data in {}",
-        config.members.own_name(),
-        config.members.own_id.0,
-        config.members.own_addr(),
-        config.cluster,
-        loaded.record.cluster_id,
-        config.members.describe_named(),
-        node_dir.display()
-    );
-    for note in &loaded.notes {
-        info!("{note}");
-    }
+    log_start(&config, node_dir, &loaded);
     log_authentication(&config);
     // Before storage is opened, so that a taken address leaves the data directory alone.
     let metrics = start_metrics(&config)?;
@@ -194,6 +182,23 @@ fn run_logged(
             info!("stopped cleanly");
             Ok(())
         }
+    }
+}
+
+/// Says who this node is, in which cluster, and where its identity came from.
+fn log_start(config: &NodeConfig, node_dir: &Path, loaded: &identity::Loaded) {
+    info!(
+        "starting node {} (id {}) on {} in cluster {:?} (id {}; members {}), data in {}",
+        config.members.own_name(),
+        config.members.own_id.0,
+        config.members.own_addr(),
+        config.cluster,
+        loaded.record.cluster_id,
+        config.members.describe_named(),
+        node_dir.display()
+    );
+    for note in &loaded.notes {
+        info!("{note}");
     }
 }
 
