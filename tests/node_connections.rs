@@ -5,7 +5,7 @@
 mod support;
 
 use replog_core::{Index, Message, MessageBody, NodeId, Term};
-use replog_node::transport::wire::{encode_frames, Hello, PEER_HELLO_OP, PROTOCOL_VERSION};
+use replog_node::transport::wire::{encode_frames, Hello};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
@@ -130,15 +130,7 @@ fn a_peer_connection_that_sends_a_frame_and_half_closes_is_closed_by_the_node() 
     // Speak as node 2, which is down, so that its own connections do not come and go.
     cluster.cluster.kill(1);
     let pid = cluster.cluster.pid(0).expect("running");
-    let hello = Hello {
-        op: PEER_HELLO_OP.into(),
-        version: PROTOCOL_VERSION,
-        cluster: "replog".into(),
-        members: format!("1={},2={}", cluster.addr(0), cluster.addr(1)),
-        from: 2,
-        addr: cluster.addr(1),
-        nonce: None,
-    };
+    let hello = cluster.hello_as(1);
     std::thread::sleep(Duration::from_millis(200));
     let baseline = open_fds(pid);
     let streams = peer_connections(&cluster, 0, &hello, HALF_CLOSING_PEERS);

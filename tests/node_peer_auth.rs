@@ -9,7 +9,6 @@ mod support;
 
 use replog_node::client::RoleName;
 use replog_node::local_cluster::fresh_temp_dir;
-use replog_node::transport::wire::{Hello, PEER_HELLO_OP, PROTOCOL_VERSION};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -37,13 +36,6 @@ fn log_of(cluster: &TestCluster, k: usize) -> String {
     std::fs::read_to_string(cluster.cluster.log_path(k)).unwrap_or_default()
 }
 
-fn members(cluster: &TestCluster, count: usize) -> String {
-    (0..count)
-        .map(|k| format!("{}={}", k + 1, cluster.addr(k)))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 #[test]
 fn a_hand_typed_hello_without_proof_is_refused_and_logged_with_its_address() {
     let secrets = secrets_dir("secret-hello");
@@ -58,15 +50,7 @@ fn a_hand_typed_hello_without_proof_is_refused_and_logged_with_its_address() {
     }
     // Node 3 is down: its hello, typed by hand, is what `nc` would send.
     cluster.cluster.kill(2);
-    let hello = Hello {
-        op: PEER_HELLO_OP.into(),
-        version: PROTOCOL_VERSION,
-        cluster: "replog".into(),
-        members: members(&cluster, 3),
-        from: 3,
-        addr: cluster.addr(2),
-        nonce: None,
-    };
+    let hello = cluster.hello_as(2);
     let mut stream = TcpStream::connect(cluster.addr(0)).unwrap();
     let local = stream.local_addr().unwrap().to_string();
     stream.write_all(&hello.encode_line()).unwrap();

@@ -7,7 +7,7 @@ mod support;
 
 use replog_core::{Index, Message, MessageBody, NodeId, Term};
 use replog_node::client::RoleName;
-use replog_node::transport::wire::{encode_frames, Hello, PEER_HELLO_OP, PROTOCOL_VERSION};
+use replog_node::transport::wire::encode_frames;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -49,18 +49,7 @@ fn a_peer_connection_speaks_only_for_its_own_node_and_bad_frames_change_nothing(
     let impostor = (leader + 1) % 3;
     let third = (leader + 2) % 3;
     cluster.cluster.kill(impostor);
-    let members: Vec<String> = (0..3)
-        .map(|k| format!("{}={}", k + 1, cluster.addr(k)))
-        .collect();
-    let hello = Hello {
-        op: PEER_HELLO_OP.into(),
-        version: PROTOCOL_VERSION,
-        cluster: "replog".into(),
-        members: members.join(","),
-        from: impostor as u64 + 1,
-        addr: cluster.addr(impostor),
-        nonce: None,
-    };
+    let hello = cluster.hello_as(impostor);
     let mut stream = TcpStream::connect(cluster.addr(target)).unwrap();
     stream.write_all(&hello.encode_line()).unwrap();
     let (target_id, impostor_id, third_id) =

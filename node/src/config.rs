@@ -1,21 +1,24 @@
 //! A node's static configuration: who is in the cluster, where they listen, and the timing
 //! and size limits the runtime uses.
 //!
-//! ## Node ids and addresses
+//! ## Node names, ids and addresses
 //!
-//! The command line names peers by address (`-p "ADDR,ADDR"`), but Raft needs a stable id
-//! for every voter (votes are stored by id). [`Members::resolve`] maps one to the other:
-//! - **Explicit:** every peer written `ID=ADDR` (e.g. `-p "2=10.0.0.2:7000,3=10.0.0.3:7000"`);
-//!   this node's own id is `-i`.
-//! - **Derived:** plain addresses. The ids are `1..=N` in the sorted order of every address in
-//!   the cluster (this node's `-a` and the peers), so every node derives the same mapping
-//!   from the same address list. `-i` must then equal this node's position; a mismatch is
-//!   refused with the mapping spelled out, never silently renumbered.
+//! A node is called by a name (`-i node1`, `[A-Za-z0-9_.-]{1,64}`), but Raft needs a
+//! numeric id for every voter (votes are stored by id), identical on every node and never
+//! changed. [`Members::resolve`] derives the founding members' ids from the command line:
+//! - **Numbered:** this node's name and every peer's are numbers (`-i 1 -p
+//!   "2=10.0.0.2:7000,3=10.0.0.3:7000"`): the numbers are the ids, as before names existed.
+//! - **Derived:** otherwise (plain addresses `-p "ADDR,ADDR"`, or `NAME=ADDR` peers with a
+//!   name that is not a number), the ids are `1..=N` in the sorted order of every address
+//!   in the cluster (this node's `-a` and the peers), so every node derives the same
+//!   mapping from the same address list. A numeric name must then equal its position; a
+//!   mismatch is refused with the mapping spelled out, never silently renumbered.
 //!
-//! Either way the peer handshake carries the sender's id, address, cluster name and the
-//! whole membership, and a node refuses a peer whose view differs from its own, so two
-//! nodes that were configured inconsistently never exchange a Raft message.
+//! A peer named only by its address gets its name from its hello (`transport::wire`). The
+//! mapping is fixed at a node's first start: `identity` records it in the data directory
+//! (`cluster.json`) with the cluster's id, and later starts take it from there.
 
+use crate::identity::NodeName;
 use crate::scheduling::Scheduling;
 use replog_core::NodeId;
 use std::collections::BTreeMap;
@@ -24,37 +27,51 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Every voter's id and address (its single port serves peers and clients alike).
+/// Every voter's id and address (its single port serves peers and clients alike), and the
+/// names known so far.
 ///
-/// Invariant: holds at least this node; addresses are distinct; no id is 0.
+/// Invariant: holds at least this node, and this node's name; addresses are distinct; no
+/// id is 0; names are distinct and each belongs to a member; a numeric name is its id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Members {
     pub own_id: NodeId,
     pub addrs: BTreeMap<NodeId, String>,
+    pub names: BTreeMap<NodeId, NodeName>,
+}
+
+/// One `-p` entry: an address, named or not.
+struct PeerEntry {
+    text: String,
+    name: Option<NodeName>,
+    addr: String,
 }
 
 impl Members {
-    /// Builds the membership from `-i`, `-a` and the `-p` entries (see the module docs).
-    /// This node's own address may appear among the peers, so one list serves every node.
-    pub fn resolve(own_id: u64, own_addr: &str, peers: &[String]) -> Result<Members, ConfigError> {
-        if own_id == 0 {
-            return Err(ConfigError("node id 0 is reserved; ids start at 1".into()));
-        }
+    /// Builds the founding membership from `-i`, `-a` and the `-p` entries (see the module
+    /// docs). This node's own address may appear among the peers, so one list serves every
+    /// node.
+    pub fn resolve(
+        own_name: &NodeName,
+        own_addr: &str,
+        peers: &[String],
+    ) -> Result<Members, ConfigError> {
         check_addr(own_addr).map_err(|error| ConfigError(format!("-a: {error}")))?;
-        let peers: Vec<&str> = peers
-            .iter()
-            .map(|peer| peer.trim())
-            .filter(|peer| !peer.is_empty())
-            .collect();
-        let explicit = peers.iter().filter(|peer| peer.contains('=')).count();
-        let addrs = if explicit == 0 {
-            derived_ids(own_id, own_addr, &peers)?
-        } else if explicit == peers.len() {
-            explicit_ids(own_id, own_addr, &peers)?
-        } else {
+        let entries = parse_peers(peers)?;
+        let named = entries.iter().filter(|entry| entry.name.is_some()).count();
+        if named != 0 && named != entries.len() {
             return Err(ConfigError(
-                "peers must be all plain addresses or all ID=ADDR, not a mix".into(),
+                "peers must be all plain addresses or all NAME=ADDR, not a mix".into(),
             ));
+        }
+        let numbered = named == entries.len()
+            && own_name.number().is_some()
+            && entries
+                .iter()
+                .all(|entry| entry.name.as_ref().and_then(NodeName::number).is_some());
+        let (own_id, addrs, names) = if named > 0 && numbered {
+            numbered_ids(own_name, own_addr, &entries)?
+        } else {
+            derived_ids(own_name, own_addr, &entries)?
         };
         let mut seen: Vec<&String> = addrs.values().collect();
         seen.sort();
@@ -64,14 +81,21 @@ impl Members {
                 describe(&addrs)
             )));
         }
-        Ok(Members {
-            own_id: NodeId(own_id),
+        let members = Members {
+            own_id,
             addrs,
-        })
+            names,
+        };
+        members.check_names()?;
+        Ok(members)
     }
 
     pub fn own_addr(&self) -> &str {
         &self.addrs[&self.own_id]
+    }
+
+    pub fn own_name(&self) -> &NodeName {
+        &self.names[&self.own_id]
     }
 
     pub fn voters(&self) -> Vec<NodeId> {
@@ -89,9 +113,68 @@ impl Members {
         self.addrs.get(&id).map(String::as_str)
     }
 
-    /// The membership in one line, `1=ADDR,2=ADDR`: compared in the peer handshake.
+    pub fn name_of(&self, id: NodeId) -> Option<&NodeName> {
+        self.names.get(&id)
+    }
+
+    /// The member called `name`, if any.
+    pub fn id_named(&self, name: &NodeName) -> Option<NodeId> {
+        self.names
+            .iter()
+            .find(|(_, known)| *known == name)
+            .map(|(&id, _)| id)
+    }
+
+    /// The ids and addresses in one line, `1=ADDR,2=ADDR` (what a derived cluster id is
+    /// made of, and what error messages show).
     pub fn fingerprint(&self) -> String {
         describe(&self.addrs)
+    }
+
+    /// Every member in one line, `1=node1@ADDR,2=?@ADDR` (`?`: name not learned yet).
+    pub fn describe_named(&self) -> String {
+        let parts: Vec<String> = self
+            .addrs
+            .iter()
+            .map(|(id, addr)| {
+                let name = self.names.get(id).map_or("?", NodeName::as_str);
+                format!("{}={name}@{addr}", id.0)
+            })
+            .collect();
+        parts.join(",")
+    }
+
+    /// Checks the invariant on names (a value read from a file, or built from flags).
+    pub fn check_names(&self) -> Result<(), ConfigError> {
+        if !self.addrs.contains_key(&self.own_id) || !self.names.contains_key(&self.own_id) {
+            return Err(ConfigError(format!(
+                "this node's own id {} has no address or name in {}",
+                self.own_id.0,
+                self.describe_named()
+            )));
+        }
+        if self.addrs.contains_key(&NodeId(0)) {
+            return Err(ConfigError("node id 0 is reserved; ids start at 1".into()));
+        }
+        let mut seen = BTreeMap::new();
+        for (id, name) in &self.names {
+            if !self.addrs.contains_key(id) {
+                return Err(ConfigError(format!("name {name} is given to no member")));
+            }
+            if let Some(number) = name.number().filter(|number| number != id) {
+                return Err(ConfigError(format!(
+                    "node {} is named {name}, which is the number of node {}",
+                    id.0, number.0
+                )));
+            }
+            if let Some(other) = seen.insert(name, id) {
+                return Err(ConfigError(format!(
+                    "two nodes are named {name}: {} and {}",
+                    other.0, id.0
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -103,63 +186,117 @@ fn describe(addrs: &BTreeMap<NodeId, String>) -> String {
     parts.join(",")
 }
 
-fn explicit_ids(
-    own_id: u64,
-    own_addr: &str,
-    peers: &[&str],
-) -> Result<BTreeMap<NodeId, String>, ConfigError> {
-    let mut addrs = BTreeMap::from([(NodeId(own_id), own_addr.to_string())]);
-    for peer in peers {
-        let (id, addr) = peer.split_once('=').expect("counted as explicit");
-        let id: u64 = id.trim().parse().map_err(|_| {
-            ConfigError(format!("peer {peer:?}: {id:?} is not a node id (a number)"))
-        })?;
-        if id == 0 {
-            return Err(ConfigError(format!("peer {peer:?}: node id 0 is reserved")));
+fn parse_peers(peers: &[String]) -> Result<Vec<PeerEntry>, ConfigError> {
+    let mut entries = Vec::new();
+    for peer in peers.iter().map(|peer| peer.trim()) {
+        if peer.is_empty() {
+            continue;
         }
-        let addr = addr.trim().to_string();
-        check_addr(&addr).map_err(|error| ConfigError(format!("peer {peer:?}: {error}")))?;
-        match addrs.get(&NodeId(id)) {
-            Some(known) if *known == addr => {} // This node itself, or a repeat.
+        let (name, addr) = match peer.split_once('=') {
+            Some((name, addr)) => {
+                let name = NodeName::parse(name.trim())
+                    .map_err(|error| ConfigError(format!("peer {peer:?}: {error}")))?;
+                (Some(name), addr.trim())
+            }
+            None => (None, peer),
+        };
+        check_addr(addr).map_err(|error| ConfigError(format!("peer {peer:?}: {error}")))?;
+        entries.push(PeerEntry {
+            text: peer.to_string(),
+            name,
+            addr: addr.to_string(),
+        });
+    }
+    Ok(entries)
+}
+
+type Resolved = (NodeId, BTreeMap<NodeId, String>, BTreeMap<NodeId, NodeName>);
+
+/// Every name is a number: the numbers are the ids.
+fn numbered_ids(
+    own_name: &NodeName,
+    own_addr: &str,
+    peers: &[PeerEntry],
+) -> Result<Resolved, ConfigError> {
+    let own_id = own_name.number().expect("checked numbered");
+    let mut addrs = BTreeMap::from([(own_id, own_addr.to_string())]);
+    for peer in peers {
+        let name = peer.name.as_ref().expect("checked named");
+        let id = name.number().expect("checked numbered");
+        match addrs.get(&id) {
+            Some(known) if *known == peer.addr => {} // This node itself, or a repeat.
             Some(known) => {
                 return Err(ConfigError(format!(
-                    "node id {id} is given two addresses: {known} and {addr}"
+                    "node id {} is given two addresses: {known} and {}",
+                    id.0, peer.addr
                 )))
             }
             None => {
-                addrs.insert(NodeId(id), addr);
+                addrs.insert(id, peer.addr.clone());
             }
         }
     }
-    Ok(addrs)
+    let names = addrs
+        .keys()
+        .map(|&id| (id, NodeName::of_number(id)))
+        .collect();
+    Ok((own_id, addrs, names))
 }
 
+/// Ids follow the sorted address list; names, where given, are attached to them.
 fn derived_ids(
-    own_id: u64,
+    own_name: &NodeName,
     own_addr: &str,
-    peers: &[&str],
-) -> Result<BTreeMap<NodeId, String>, ConfigError> {
-    for peer in peers {
-        check_addr(peer).map_err(|error| ConfigError(format!("peer {peer:?}: {error}")))?;
-    }
-    let mut all: Vec<&str> = peers.to_vec();
-    all.push(own_addr);
-    all.sort_by(|a, b| address_order(a, b));
-    all.dedup();
-    let addrs: BTreeMap<NodeId, String> = all
+    peers: &[PeerEntry],
+) -> Result<Resolved, ConfigError> {
+    let mut all: Vec<(&str, Option<&NodeName>, &str)> = peers
         .iter()
-        .enumerate()
-        .map(|(position, addr)| (NodeId(position as u64 + 1), addr.to_string()))
+        .map(|peer| (peer.addr.as_str(), peer.name.as_ref(), peer.text.as_str()))
         .collect();
-    if addrs.get(&NodeId(own_id)).map(String::as_str) != Some(own_addr) {
-        return Err(ConfigError(format!(
-            "with plain peer addresses, node ids follow the sorted address list ({}), so \
-             {own_addr} is not node {own_id}; pass the matching -i, or name every peer \
-             as ID=ADDR",
-            describe(&addrs)
-        )));
+    all.push((own_addr, Some(own_name), "-i and -a"));
+    all.sort_by(|a, b| address_order(a.0, b.0));
+    let mut addrs = BTreeMap::new();
+    let mut names: BTreeMap<NodeId, NodeName> = BTreeMap::new();
+    for (addr, name, text) in all {
+        let next = NodeId(addrs.len() as u64 + 1);
+        let id = match addrs.iter().find(|(_, known)| *known == addr) {
+            Some((&id, _)) => id,
+            None => {
+                addrs.insert(next, addr.to_string());
+                next
+            }
+        };
+        let Some(name) = name else { continue };
+        match names.get(&id) {
+            Some(known) if known != name => {
+                return Err(ConfigError(format!(
+                    "{addr} is named both {known} and {name} ({text})"
+                )))
+            }
+            _ => {
+                names.insert(id, name.clone());
+            }
+        }
     }
-    Ok(addrs)
+    let own_id = *addrs
+        .iter()
+        .find(|(_, addr)| *addr == own_addr)
+        .expect("own address inserted")
+        .0;
+    for (id, name) in &names {
+        if let Some(number) = name.number().filter(|number| number != id) {
+            let whose = if *id == own_id {
+                format!("{own_addr} is not node {}", number.0)
+            } else {
+                format!("{} is not node {}", addrs[id], number.0)
+            };
+            return Err(ConfigError(format!(
+                "node ids follow the sorted address list ({}), so {whose}; pass the                  matching number, name nodes with names that are not numbers, or number                  every peer as ID=ADDR",
+                describe(&addrs)
+            )));
+        }
+    }
+    Ok((own_id, addrs, names))
 }
 
 /// Checks that `addr` has the form `HOST:PORT` (a host name, an IPv4 address or a bracketed
@@ -218,6 +355,9 @@ pub struct NodeConfig {
     pub listen: String,
     /// Named in the peer handshake; nodes of different clusters refuse each other.
     pub cluster: String,
+    /// `--cluster-id`: the cluster's id, recorded at the first start; `None` derives it
+    /// from the cluster's name and founding members (`identity::ClusterId::derive`).
+    pub cluster_id: Option<crate::identity::ClusterId>,
     /// Peers prove knowledge of these (`--cluster-secret-file`); none: no authentication.
     pub secrets: crate::transport::ClusterSecrets,
     /// Clients must show this token (`--client-token-file`); `None`: they need none.
@@ -332,10 +472,14 @@ mod tests {
         list.iter().map(|s| s.to_string()).collect()
     }
 
+    fn name(text: &str) -> NodeName {
+        NodeName::parse(text).unwrap()
+    }
+
     #[test]
     fn derived_ids_follow_sorted_addresses_numerically() {
         let peers = strings(&["127.0.0.1:10000", "127.0.0.1:9000"]);
-        let members = Members::resolve(2, "127.0.0.1:9500", &peers).unwrap();
+        let members = Members::resolve(&name("2"), "127.0.0.1:9500", &peers).unwrap();
         assert_eq!(
             members.fingerprint(),
             "1=127.0.0.1:9000,2=127.0.0.1:9500,3=127.0.0.1:10000"
@@ -346,21 +490,21 @@ mod tests {
     #[test]
     fn derived_ids_refuse_a_mismatched_own_id() {
         let peers = strings(&["127.0.0.1:7002"]);
-        let error = Members::resolve(2, "127.0.0.1:7001", &peers).unwrap_err();
+        let error = Members::resolve(&name("2"), "127.0.0.1:7001", &peers).unwrap_err();
         assert!(error.0.contains("1=127.0.0.1:7001"), "{error}");
     }
 
     #[test]
     fn own_address_in_the_peer_list_is_ignored() {
         let peers = strings(&["127.0.0.1:7001", "127.0.0.1:7002"]);
-        let members = Members::resolve(1, "127.0.0.1:7001", &peers).unwrap();
+        let members = Members::resolve(&name("1"), "127.0.0.1:7001", &peers).unwrap();
         assert_eq!(members.voters(), vec![NodeId(1), NodeId(2)]);
     }
 
     #[test]
     fn explicit_ids_are_taken_as_given() {
         let peers = strings(&["7=127.0.0.1:7002", "3=127.0.0.1:7003"]);
-        let members = Members::resolve(5, "127.0.0.1:7001", &peers).unwrap();
+        let members = Members::resolve(&name("5"), "127.0.0.1:7001", &peers).unwrap();
         assert_eq!(members.voters(), vec![NodeId(3), NodeId(5), NodeId(7)]);
         assert_eq!(members.addr_of(NodeId(7)), Some("127.0.0.1:7002"));
     }
@@ -392,20 +536,60 @@ mod tests {
                 "{bad}: {error}"
             );
         }
-        let error = Members::resolve(1, "notanaddress", &[]).unwrap_err();
+        let error = Members::resolve(&name("1"), "notanaddress", &[]).unwrap_err();
         assert!(error.0.starts_with("-a: "), "{error}");
-        let error = Members::resolve(1, "127.0.0.1:7001", &strings(&["7002"])).unwrap_err();
+        let error =
+            Members::resolve(&name("1"), "127.0.0.1:7001", &strings(&["7002"])).unwrap_err();
         assert!(error.0.contains("peer \"7002\""), "{error}");
     }
 
     #[test]
     fn mixed_and_conflicting_peer_lists_are_refused() {
         let mixed = strings(&["2=127.0.0.1:7002", "127.0.0.1:7003"]);
-        assert!(Members::resolve(1, "127.0.0.1:7001", &mixed).is_err());
+        assert!(Members::resolve(&name("1"), "127.0.0.1:7001", &mixed).is_err());
         let conflict = strings(&["1=127.0.0.1:7002"]);
-        assert!(Members::resolve(1, "127.0.0.1:7001", &conflict).is_err());
+        assert!(Members::resolve(&name("1"), "127.0.0.1:7001", &conflict).is_err());
         let shared = strings(&["2=127.0.0.1:7001"]);
-        assert!(Members::resolve(1, "127.0.0.1:7001", &shared).is_err());
-        assert!(Members::resolve(0, "127.0.0.1:7001", &[]).is_err());
+        assert!(Members::resolve(&name("1"), "127.0.0.1:7001", &shared).is_err());
+        assert!(NodeName::parse("0").is_err());
+    }
+
+    #[test]
+    fn named_nodes_take_derived_ids_and_peers_may_be_named() {
+        let plain = strings(&["127.0.0.1:8081", "127.0.0.1:8082"]);
+        let members = Members::resolve(&name("node1"), "127.0.0.1:8080", &plain).unwrap();
+        assert_eq!(members.own_id, NodeId(1));
+        assert_eq!(
+            members.describe_named(),
+            "1=node1@127.0.0.1:8080,2=?@127.0.0.1:8081,3=?@127.0.0.1:8082"
+        );
+        let named = strings(&["b=127.0.0.1:8081", "c=127.0.0.1:8080", "a=127.0.0.1:8082"]);
+        let members = Members::resolve(&name("a"), "127.0.0.1:8082", &named).unwrap();
+        assert_eq!(members.own_id, NodeId(3));
+        assert_eq!(
+            members.describe_named(),
+            "1=c@127.0.0.1:8080,2=b@127.0.0.1:8081,3=a@127.0.0.1:8082"
+        );
+        assert_eq!(members.id_named(&name("b")), Some(NodeId(2)));
+    }
+
+    #[test]
+    fn names_that_clash_are_refused() {
+        let own_listed_otherwise = strings(&["x=127.0.0.1:8080", "b=127.0.0.1:8081"]);
+        let error =
+            Members::resolve(&name("a"), "127.0.0.1:8080", &own_listed_otherwise).unwrap_err();
+        assert!(error.0.contains("named both"), "{error}");
+        let twice = strings(&["b=127.0.0.1:8081", "b=127.0.0.1:8082"]);
+        let error = Members::resolve(&name("a"), "127.0.0.1:8080", &twice).unwrap_err();
+        assert!(error.0.contains("two nodes are named b"), "{error}");
+        let wrong_number = strings(&["b=127.0.0.1:8081", "1=127.0.0.1:8082"]);
+        let error = Members::resolve(&name("a"), "127.0.0.1:8080", &wrong_number).unwrap_err();
+        assert!(error.0.contains("127.0.0.1:8082 is not node 1"), "{error}");
+        let bad = strings(&["no name=127.0.0.1:8081"]);
+        let error = Members::resolve(&name("a"), "127.0.0.1:8080", &bad).unwrap_err();
+        assert!(
+            error.0.contains("peer \"no name=127.0.0.1:8081\""),
+            "{error}"
+        );
     }
 }

@@ -19,6 +19,8 @@
 //! - `metrics` serves Prometheus metrics and a health check over HTTP (`--metrics-addr`);
 //! - `retention` decides when a leader proposes a trim point (`--retain-entries`);
 //! - `config` maps `-i`/`-a`/`-p` to node ids and holds timing and limits;
+//! - `identity` records the node's name, id and cluster in its data directory at its first
+//!   start, checks later starts against it, and learns peers' names from their hellos;
 //! - `signals` turns SIGINT and SIGTERM into a clean stop (a second one exits at once);
 //! - `node` wires it all up; `local_cluster` starts whole clusters of node processes (for
 //!   `replog demo`, the benchmark and the tests).
@@ -29,6 +31,7 @@ pub mod logging;
 
 pub mod client;
 pub mod config;
+pub mod identity;
 pub mod listener;
 pub mod local_cluster;
 pub mod metrics;

@@ -13,7 +13,8 @@
 //! ```
 
 use crate::client::ClientContext;
-use crate::config::NodeConfig;
+use crate::config::{Members, NodeConfig};
+use crate::identity::{self, Origin, Roster};
 use crate::listener::{self, ListenerContext};
 use crate::metrics::{self, Metrics};
 use crate::queue::{polled_queue, queue, PolledReceiver, QueueSender};
@@ -29,6 +30,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Read};
 use std::net::TcpListener;
+use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -56,6 +58,9 @@ pub enum NodeError {
     Thread(io::Error),
     /// Storage failed while running; the node stopped rather than risk lying.
     StorageFailed(String),
+    /// The data directory's recorded identity (`cluster.json`) is unreadable, or the
+    /// flags describe another node or cluster than it records.
+    Identity(String),
 }
 
 impl fmt::Display for NodeError {
@@ -74,6 +79,7 @@ impl fmt::Display for NodeError {
             NodeError::StorageFailed(problem) => {
                 write!(f, "storage failed, node stopped: {problem}")
             }
+            NodeError::Identity(problem) => write!(f, "{problem}"),
         }
     }
 }
@@ -83,26 +89,42 @@ impl std::error::Error for NodeError {}
 /// Runs a node until it is asked to stop (SIGINT or SIGTERM, or standard input closing
 /// with `stop_on_stdin_eof`) or storage fails. Being killed instead is safe at any moment:
 /// nothing is acknowledged before it is durable.
-pub fn run(config: NodeConfig) -> Result<(), NodeError> {
+pub fn run(mut config: NodeConfig) -> Result<(), NodeError> {
+    // Before anything is logged or opened: the node's id, and so its log lines, come from
+    // the recorded identity, and another cluster's directory is refused untouched.
+    let node_dir = config.data_dir.join(config.members.own_name().as_str());
+    let founding = config.members.clone();
+    let loaded = identity::load(&node_dir, &identity_flags(&config, &founding))
+        .map_err(NodeError::Identity)?;
+    config.members = loaded.record.members.clone();
     logging::init(&config.log, config.members.own_id.0);
-    let result = run_logged(config);
+    let result = run_logged(config, &node_dir, (founding, loaded));
     logging::flush();
     result
 }
 
-fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
-    info!(
-        "starting node {} on {} in cluster {:?} ({}), data in {}",
-        config.members.own_id.0,
-        config.members.own_addr(),
-        config.cluster,
-        config.members.fingerprint(),
-        config.data_dir.display()
-    );
+fn identity_flags<'a>(config: &'a NodeConfig, founding: &'a Members) -> identity::Flags<'a> {
+    identity::Flags {
+        cluster: &config.cluster,
+        cluster_id: config.cluster_id.as_ref(),
+        members: founding,
+        peers_given: founding.addrs.len() > 1,
+    }
+}
+
+fn run_logged(
+    config: NodeConfig,
+    node_dir: &Path,
+    (founding, loaded): (Members, identity::Loaded),
+) -> Result<(), NodeError> {
+    log_start(&config, node_dir, &loaded);
     log_authentication(&config);
     // Before storage is opened, so that a taken address leaves the data directory alone.
     let metrics = start_metrics(&config)?;
-    let (storage, core) = recover(&config)?;
+    let (storage, core) = recover(&config, node_dir)?;
+    // Under the directory's lock (the storage handle holds it), so no other process can
+    // record another identity between this check and the write.
+    let roster = establish(node_dir, &identity_flags(&config, &founding), loaded)?;
     let node_dir = storage.dir().to_path_buf();
     let own_addr = config.members.own_addr();
     let listener = TcpListener::bind(&config.listen).map_err(|source| NodeError::Listen {
@@ -126,7 +148,7 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
     )
     .map_err(NodeError::Thread)?;
     let (runtime, inputs, front_end) = start_threads(
-        &config,
+        (&config, roster),
         core,
         (listener, &node_dir),
         (storage_thread.jobs, metrics, progress),
@@ -160,6 +182,23 @@ fn run_logged(config: NodeConfig) -> Result<(), NodeError> {
             info!("stopped cleanly");
             Ok(())
         }
+    }
+}
+
+/// Says who this node is, in which cluster, and where its identity came from.
+fn log_start(config: &NodeConfig, node_dir: &Path, loaded: &identity::Loaded) {
+    info!(
+        "starting node {} (id {}) on {} in cluster {:?} (id {}; members {}), data in {}",
+        config.members.own_name(),
+        config.members.own_id.0,
+        config.members.own_addr(),
+        config.cluster,
+        loaded.record.cluster_id,
+        config.members.describe_named(),
+        node_dir.display()
+    );
+    for note in &loaded.notes {
+        info!("{note}");
     }
 }
 
@@ -227,15 +266,59 @@ fn wait_for_front_end(front_end: &JoinHandle<()>) {
     }
 }
 
+/// Records the identity at a first start (or in a directory from before names), having
+/// read it again; returns the members as the handshake will check them.
+fn establish(
+    node_dir: &Path,
+    flags: &identity::Flags,
+    loaded: identity::Loaded,
+) -> Result<Arc<Roster>, NodeError> {
+    let loaded = match loaded.origin {
+        Origin::Recorded => loaded,
+        // Storage has created metadata.json meanwhile, so the origin is the first look's.
+        first => match identity::load(node_dir, flags).map_err(NodeError::Identity)? {
+            again if again.origin == Origin::Recorded => again,
+            again => identity::Loaded {
+                origin: first,
+                ..again
+            },
+        },
+    };
+    let record = &loaded.record;
+    let shown = node_dir.join(identity::record::FILE_NAME);
+    match loaded.origin {
+        Origin::Recorded => {}
+        Origin::Founded => info!(
+            "first start: recorded node {} (id {}) of cluster {:?} (id {}) in {}",
+            record.members.own_name(),
+            record.members.own_id.0,
+            record.cluster,
+            record.cluster_id,
+            shown.display()
+        ),
+        Origin::Upgraded => info!(
+            "recorded this node's identity in {} (the data directory predates names): node \
+             {} of cluster {:?} (id {})",
+            shown.display(),
+            record.members.own_id.0,
+            record.cluster,
+            record.cluster_id
+        ),
+    }
+    if loaded.origin != Origin::Recorded {
+        identity::record::write(node_dir, record).map_err(NodeError::Storage)?;
+    }
+    Ok(Arc::new(Roster::new(loaded.record, node_dir.to_path_buf())))
+}
+
 /// Reads back what storage holds and rebuilds the core from it.
-fn recover(config: &NodeConfig) -> Result<(Storage, RaftCore), NodeError> {
+fn recover(config: &NodeConfig, node_dir: &Path) -> Result<(Storage, RaftCore), NodeError> {
     let options = StorageOptions {
         segment_bytes: config.limits.segment_bytes,
         ..StorageOptions::default()
     };
     let (storage, recovered, report) =
-        Storage::open_with_options(&config.data_dir, config.members.own_id, options)
-            .map_err(NodeError::Storage)?;
+        Storage::open_dir(node_dir, options).map_err(NodeError::Storage)?;
     for warning in &report.warnings {
         warn!("recovery: {warning}");
     }
@@ -268,13 +351,13 @@ fn recover(config: &NodeConfig) -> Result<(Storage, RaftCore), NodeError> {
 /// Starts the peer senders, the listener, the reader thread, the signal watcher and the
 /// stdin watcher, and builds the runtime with the queue it waits on.
 fn start_threads(
-    config: &NodeConfig,
+    (config, roster): (&NodeConfig, Arc<Roster>),
     core: RaftCore,
     (listener, node_dir): (TcpListener, &std::path::Path),
     (storage_jobs, metrics, progress): (QueueSender<StorageJob>, Option<Metrics>, Progress),
     (events, events_rx, inbox): (QueueSender<CoreEvent>, PolledReceiver<CoreEvent>, PeerInbox),
 ) -> io::Result<(Runtime, Inputs, JoinHandle<()>)> {
-    let hello = Arc::new(Hello::new(config));
+    let hello = Arc::new(Hello::new(config, &roster));
     let (reader_jobs, reader_rx) = queue();
     let secrets = Arc::new(config.secrets.clone());
     let mut senders = BTreeMap::new();
@@ -287,6 +370,7 @@ fn start_threads(
     let context = ListenerContext {
         peer: PeerContext {
             hello,
+            roster: roster.clone(),
             secrets,
             core: events.clone(),
         },
@@ -323,7 +407,8 @@ fn start_threads(
         config.limits.retain_entries,
         config.limits.retain_bytes.is_some(),
     )
-    .with_metrics(metrics.as_ref().map(Metrics::core).unwrap_or_default());
+    .with_metrics(metrics.as_ref().map(Metrics::core).unwrap_or_default())
+    .with_roster(roster);
     let inputs = Inputs {
         events: events_rx,
         inbox,

@@ -20,10 +20,11 @@
 use crate::client::answers::Phase;
 use crate::client::protocol::READ_MAX_BYTES;
 use crate::client::{
-    Answer, AnswerSink, ClientRequest, Consistency, EntryView, LogEntry, NodeState, QueryRange,
-    ReadPage, ReplyTo, Request, Response,
+    Answer, AnswerSink, ClientRequest, Consistency, EntryView, LogEntry, MemberView, NodeState,
+    QueryRange, ReadPage, ReplyTo, Request, Response,
 };
 use crate::config::{Members, Timing};
+use crate::identity::Roster;
 use crate::metrics::core::MessageKind;
 use crate::metrics::CoreMetrics;
 use crate::pending::PendingAppends;
@@ -38,6 +39,7 @@ use replog_core::{
     ReadId, ReadMode, Role, Term, Write,
 };
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{error, info};
 
@@ -155,6 +157,8 @@ pub struct Runtime {
     answer_sink: AnswerSink,
     /// Counted here, published once per tick (`--metrics-addr`).
     metrics: CoreMetrics,
+    /// The members' names as the handshake learns them, for `status` and `query`.
+    roster: Option<Arc<Roster>>,
 }
 
 impl Runtime {
@@ -199,10 +203,17 @@ impl Runtime {
             answers: Vec::new(),
             answer_sink,
             metrics: CoreMetrics::default(),
+            roster: None,
         }
     }
 
     /// Publishes the core thread's metrics there.
+    /// Shows the members' names, as `roster` learns them, in `status` and `query`.
+    pub fn with_roster(mut self, roster: Arc<Roster>) -> Runtime {
+        self.roster = Some(roster);
+        self
+    }
+
     pub fn with_metrics(mut self, metrics: CoreMetrics) -> Runtime {
         self.metrics = metrics;
         self
@@ -776,8 +787,24 @@ impl Runtime {
                 .map(|entry| EntryView::of(entry, commit_index))
                 .collect()
         });
+        let members = self
+            .roster
+            .as_ref()
+            .map_or_else(|| self.members.clone(), |roster| roster.members());
         NodeState {
             node: self.core.id().0,
+            name: members.name_of(members.own_id).map(ToString::to_string),
+            members: Some(
+                members
+                    .addrs
+                    .iter()
+                    .map(|(&id, addr)| MemberView {
+                        id: id.0,
+                        name: members.name_of(id).map(ToString::to_string),
+                        addr: addr.clone(),
+                    })
+                    .collect(),
+            ),
             role: self.core.role().into(),
             term: self.core.term().0,
             leader: self.leader_addr(),

@@ -7,8 +7,9 @@ use clap::{Args, ValueEnum};
 use replog_core::ClientId;
 use replog_node::client::blocking::{self, ClientOptions, Connection};
 use replog_node::client::token::ClientToken;
-use replog_node::client::{Consistency, NodeState, QueryRange, Request, Response};
+use replog_node::client::{Consistency, MemberView, NodeState, QueryRange, Request, Response};
 use replog_node::config::{check_addr, Limits, Members, NodeConfig, Timing};
+use replog_node::identity::{ClusterId, NodeName};
 use replog_node::local_cluster::{fresh_temp_dir, LocalCluster};
 use replog_node::logging::{LogFormat, LogSettings};
 use replog_node::scheduling::Scheduling;
@@ -22,11 +23,13 @@ use std::time::Duration;
 
 #[derive(Args)]
 pub struct StartArgs {
-    /// This node's id (a number from 1; required, here or in the --config file). With
-    /// plain peer addresses, ids follow the sorted address list (the lowest address is 1);
-    /// name them explicitly with `-p ID=ADDR,...`.
-    #[arg(short = 'i', long = "id", required_unless_present = "config")]
-    id: Option<u64>,
+    /// This node's name (required, here or in the --config file): 1 to 64 characters
+    /// from A-Z, a-z, 0-9, '_', '.' and '-', e.g. node1. Its data lives in
+    /// DATA_DIR/<name>/. A number is an old-style numeric id. Numeric ids follow the
+    /// sorted address list (the lowest address is 1) unless every node is numbered
+    /// (`-i 1 -p 2=ADDR,...`); they are fixed at the first start.
+    #[arg(short = 'i', long = "id", value_name = "NAME", required_unless_present = "config", value_parser = parse_node_name)]
+    id: Option<NodeName>,
     /// The address peers and clients reach this node at (one port serves both): what the
     /// membership holds and what clients are told when this node leads.
     #[arg(
@@ -40,19 +43,26 @@ pub struct StartArgs {
     /// -a 10.0.0.5:7001` binds every interface and advertises one). Default: `-a`.
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
-    /// The other nodes: "ADDR,ADDR" or "ID=ADDR,ID=ADDR" (this node's own may be listed).
+    /// The other nodes: "ADDR,ADDR" or "NAME=ADDR,NAME=ADDR" (this node's own may be
+    /// listed). A peer given by address alone is named by its hello. Recorded at the first
+    /// start; later starts may leave it out.
     #[arg(short = 'p', long = "peers", default_value = "")]
     peers: String,
     /// Campaign at once instead of after an election timeout (leadership still takes a
     /// majority's votes).
     #[arg(short = 'l', long)]
     leader: bool,
-    /// Data lives in DIR/<id>/.
+    /// Data lives in DIR/<name>/.
     #[arg(long, default_value = "data")]
     data_dir: PathBuf,
     /// Nodes only talk to peers that name the same cluster.
     #[arg(long, default_value = "replog")]
     cluster: String,
+    /// The cluster's id, recorded at the first start (same rule as names); nodes only
+    /// talk to peers of the same id. Default: derived from --cluster and the founding
+    /// members, so that founding nodes agree without talking.
+    #[arg(long, value_name = "ID", value_parser = parse_cluster_id)]
+    cluster_id: Option<ClusterId>,
     /// Peers must prove they know the secret in FILE (HMAC challenge-response; the secret
     /// never crosses the network). Repeat to rotate: a node proves with the first file's
     /// secret and accepts any of them. Without it, peers are not authenticated.
@@ -147,6 +157,14 @@ impl From<LogFormatArg> for LogFormat {
             LogFormatArg::Json => LogFormat::Json,
         }
     }
+}
+
+fn parse_node_name(text: &str) -> Result<NodeName, String> {
+    NodeName::parse(text).map_err(|error| error.0)
+}
+
+fn parse_cluster_id(text: &str) -> Result<ClusterId, String> {
+    ClusterId::parse(text).map_err(|error| error.0)
 }
 
 fn parse_segment_bytes(text: &str) -> Result<u64, String> {
@@ -308,11 +326,11 @@ pub fn start(args: StartArgs) -> ExitCode {
         Ok(log) => log,
         Err(problem) => return fail(&problem),
     };
-    let Some(id) = args.id else {
+    let Some(name) = args.id else {
         return fail("--id is missing: give it, or `id` in the --config file");
     };
     let peers: Vec<String> = args.peers.split(',').map(str::to_string).collect();
-    let members = match Members::resolve(id, &args.addr, &peers) {
+    let members = match Members::resolve(&name, &args.addr, &peers) {
         Ok(members) => members,
         Err(error) => return fail(&format!("bad cluster configuration: {error}")),
     };
@@ -342,6 +360,7 @@ pub fn start(args: StartArgs) -> ExitCode {
         members,
         listen,
         cluster: args.cluster,
+        cluster_id: args.cluster_id,
         secrets,
         client_token,
         tls,
@@ -541,17 +560,24 @@ fn print_answer(target: &str, line: &[u8], json: bool) -> ExitCode {
     }
 }
 
-/// The status line, then the seed's listing format for each entry, if any.
+/// The status line, then the members (`status`) or the seed's listing format for each
+/// entry (`query`).
 fn print_state(state: &NodeState) {
+    let who = match state.name.as_deref() {
+        Some(name) if name != state.node.to_string() => format!("{name} (id {})", state.node),
+        _ => state.node.to_string(),
+    };
     println!(
-        "node {}: {}, term {}, leader {}, commit index {}, last index {}",
-        state.node,
+        "node {who}: {}, term {}, leader {}, commit index {}, last index {}",
         state.role,
         state.term,
         state.leader.as_deref().unwrap_or("unknown"),
         state.commit_index,
         state.last_index
     );
+    if let (None, Some(members)) = (&state.entries, &state.members) {
+        println!("members: {}", members_line(members));
+    }
     for (position, entry) in state.entries.iter().flatten().enumerate() {
         let line = entry_line(
             position + 1,
@@ -561,6 +587,18 @@ fn print_state(state: &NodeState) {
         );
         println!("{line}");
     }
+}
+
+/// `1=node1@127.0.0.1:8080, 2=?@127.0.0.1:8081`: `?` for a name not heard yet.
+fn members_line(members: &[MemberView]) -> String {
+    let shown: Vec<String> = members
+        .iter()
+        .map(|member| {
+            let name = member.name.as_deref().unwrap_or("?");
+            format!("{}={name}@{}", member.id, member.addr)
+        })
+        .collect();
+    shown.join(", ")
 }
 
 /// One entry in the seed's listing format: `3. ID:3 Term:1 Committed:true Command:set x=1`.

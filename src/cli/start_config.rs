@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Integer,
+    /// A name that may be a number: a string, or an integer.
+    Name,
     String,
     /// A flag without a value: `true` gives it; `false` is its default.
     Boolean,
@@ -30,6 +32,7 @@ impl Kind {
     fn expected(self) -> &'static str {
         match self {
             Kind::Integer => "an integer",
+            Kind::Name => "a string or an integer",
             Kind::String => "a string",
             Kind::Boolean => "true or false",
             Kind::Strings => "an array of strings",
@@ -40,13 +43,14 @@ impl Kind {
 
 /// Every `replog start` flag's key (its long name) and type.
 const KEYS: &[(&str, Kind)] = &[
-    ("id", Kind::Integer),
+    ("id", Kind::Name),
     ("addr", Kind::String),
     ("listen", Kind::String),
     ("peers", Kind::CommaList),
     ("leader", Kind::Boolean),
     ("data-dir", Kind::String),
     ("cluster", Kind::String),
+    ("cluster-id", Kind::String),
     ("cluster-secret-file", Kind::Strings),
     ("stop-on-stdin-eof", Kind::Boolean),
     ("scheduling", Kind::String),
@@ -156,7 +160,10 @@ fn flags_for(key: &str, kind: Kind, value: &toml::Value) -> Option<Vec<OsString>
             .collect()
     };
     match (kind, value) {
-        (Kind::Integer, toml::Value::Integer(number)) => Some(vec![flag(&number.to_string())]),
+        (Kind::Integer | Kind::Name, toml::Value::Integer(number)) => {
+            Some(vec![flag(&number.to_string())])
+        }
+        (Kind::Name, toml::Value::String(text)) => Some(vec![flag(text)]),
         (Kind::String | Kind::CommaList, toml::Value::String(text)) => Some(vec![flag(text)]),
         (Kind::Boolean, toml::Value::Boolean(true)) => Some(vec![format!("--{key}").into()]),
         (Kind::Boolean, toml::Value::Boolean(false)) => Some(Vec::new()),
@@ -228,7 +235,9 @@ fn fits(kind: Kind, action: &clap::ArgAction) -> bool {
     match kind {
         Kind::Boolean => matches!(action, ArgAction::SetTrue),
         Kind::Strings => matches!(action, ArgAction::Append),
-        Kind::Integer | Kind::String | Kind::CommaList => matches!(action, ArgAction::Set),
+        Kind::Integer | Kind::Name | Kind::String | Kind::CommaList => {
+            matches!(action, ArgAction::Set)
+        }
     }
 }
 
@@ -236,6 +245,7 @@ fn fits(kind: Kind, action: &clap::ArgAction) -> bool {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use replog_node::identity::NodeName;
 
     fn start_command() -> Command {
         crate::Cli::command()
@@ -301,10 +311,13 @@ mod tests {
         let path = example_path();
         let text = std::fs::read_to_string(&path).expect("examples/node.toml");
         let start = parsed(&["--config", &path.display().to_string()]).expect("accepted");
-        assert_eq!(start.get_one::<u64>("id"), Some(&1));
+        assert_eq!(
+            start.get_one::<NodeName>("id").map(NodeName::as_str),
+            Some("node1")
+        );
         assert_eq!(
             start.get_one::<String>("peers").map(String::as_str),
-            Some("1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003")
+            Some("node1=127.0.0.1:7001,node2=127.0.0.1:7002,node3=127.0.0.1:7003")
         );
         // The keys without a default are there as `# key = example`: with those lines
         // uncommented the file must hold every key, and be accepted still.
@@ -355,7 +368,10 @@ mod tests {
             .expect("secret files")
             .collect();
         assert_eq!(secrets, [&PathBuf::from("c")], "the flags replace the list");
-        assert_eq!(start.get_one::<u64>("id"), Some(&2));
+        assert_eq!(
+            start.get_one::<NodeName>("id").map(NodeName::as_str),
+            Some("2")
+        );
         assert_eq!(
             start.get_one::<String>("cluster").map(String::as_str),
             Some("from-file")
@@ -382,12 +398,24 @@ mod tests {
 
     #[test]
     fn a_value_of_the_wrong_type_is_refused_naming_the_key_and_the_type() {
-        let path = write_config("type", "id = \"one\"\n");
+        let path = write_config("type", "id = 1\nsegment-bytes = \"big\"\n");
         let config = path.display().to_string();
         let problem = parsed(&["--config", &config]).unwrap_err();
         assert_eq!(
             problem,
-            format!("{config}: `id` must be an integer, not a string")
+            format!("{config}: `segment-bytes` must be an integer, not a string")
+        );
+        std::fs::write(&path, "id = true\n").unwrap();
+        let problem = parsed(&["--config", &config]).unwrap_err();
+        assert_eq!(
+            problem,
+            format!("{config}: `id` must be a string or an integer, not a boolean")
+        );
+        std::fs::write(&path, "id = \"node 1\"\n").unwrap();
+        let problem = parsed(&["--config", &config]).unwrap_err();
+        assert!(
+            problem.contains("it must be 1 to 64 characters"),
+            "{problem}"
         );
         std::fs::write(&path, "id = 1\ncluster-secret-file = \"s\"\n").unwrap();
         let problem = parsed(&["--config", &config]).unwrap_err();

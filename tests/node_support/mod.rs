@@ -5,7 +5,9 @@
 
 use replog_node::client::blocking::{self, Appended, ClientOptions, Connection};
 use replog_node::client::{NodeState, RoleName};
+use replog_node::identity::{ClusterId, NodeName};
 use replog_node::local_cluster::{fresh_temp_dir, LocalCluster};
+use replog_node::transport::wire::{Hello, PEER_HELLO_OP, PROTOCOL_VERSION};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -50,6 +52,33 @@ impl TestCluster {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The hello node `k` sends its peers (what `nc` would type, speaking as it).
+    pub fn hello_as(&self, k: usize) -> Hello {
+        let members: Vec<String> = (0..self.cluster.len())
+            .map(|j| format!("{}={}", j + 1, self.addr(j)))
+            .collect();
+        Hello {
+            op: PEER_HELLO_OP.into(),
+            version: PROTOCOL_VERSION,
+            cluster: "replog".into(),
+            cluster_id: self.cluster_id(),
+            from: k as u64 + 1,
+            name: NodeName::of_number(replog_core::NodeId(k as u64 + 1)),
+            addr: self.addr(k),
+            members: members.join(","),
+            nonce: None,
+        }
+    }
+
+    /// The cluster id node 1 recorded at its first start (its `cluster.json`).
+    pub fn cluster_id(&self) -> ClusterId {
+        let node_dir = self.dir.join("data").join("1");
+        replog_node::identity::record::read(&node_dir)
+            .expect("a readable cluster.json")
+            .expect("node 1 recorded its identity")
+            .cluster_id
     }
 
     pub fn addr(&self, k: usize) -> String {

@@ -487,7 +487,14 @@ impl ReadPage {
 /// The answer to `query` (with `entries`) and `status` (without).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeState {
+    /// This node's numeric id.
     pub node: u64,
+    /// This node's name (`-i`); absent from nodes older than names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Every member, with the names known so far; absent from nodes older than names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<MemberView>>,
     pub role: RoleName,
     pub term: u64,
     /// The leader's address, as clients should dial it.
@@ -496,6 +503,15 @@ pub struct NodeState {
     pub last_index: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entries: Option<Vec<EntryView>>,
+}
+
+/// A member as `status` and `query` show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    pub id: u64,
+    /// `null` until the node has heard this peer's hello.
+    pub name: Option<String>,
+    pub addr: String,
 }
 
 /// Every answer a node gives.
@@ -904,6 +920,8 @@ mod tests {
         );
         let state = NodeState {
             node: 1,
+            name: None,
+            members: None,
             role: RoleName::Leader,
             term: 2,
             leader: Some("127.0.0.1:7001".into()),
@@ -936,6 +954,12 @@ mod tests {
     fn responses_parse_back() {
         let state = NodeState {
             node: 2,
+            name: Some("node2".into()),
+            members: Some(vec![MemberView {
+                id: 2,
+                name: Some("node2".into()),
+                addr: "127.0.0.1:2".into(),
+            }]),
             role: RoleName::Follower,
             term: 4,
             leader: None,

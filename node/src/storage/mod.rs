@@ -99,6 +99,7 @@ mod sessions;
 mod snapshot;
 
 pub use error::{LineProblem, StorageError};
+pub(crate) use metadata::replace_durably;
 pub use reader::{Cursor, LogReader, ReadError, ReadLimits, StoredEntry, StoredPayload};
 
 use error::io_error;
@@ -231,6 +232,15 @@ impl Storage {
         node_id: NodeId,
         options: StorageOptions,
     ) -> Result<(Storage, Recovered, RecoveryReport), StorageError> {
+        Storage::open_dir(&data_dir.join(node_id.0.to_string()), options)
+    }
+
+    /// [`Storage::open_with_options`] for the node directory `dir` itself (a named node's
+    /// `<data_dir>/<name>/`).
+    pub fn open_dir(
+        dir: &Path,
+        options: StorageOptions,
+    ) -> Result<(Storage, Recovered, RecoveryReport), StorageError> {
         if options.segment_bytes < MIN_SEGMENT_BYTES {
             return Err(StorageError::BadOption {
                 problem: format!(
@@ -239,7 +249,7 @@ impl Storage {
                 ),
             });
         }
-        let dir = data_dir.join(node_id.0.to_string());
+        let dir = dir.to_path_buf();
         create_dir_durably(&dir)?;
         let lock = lock_dir(&dir)?;
         let stored = metadata::read(&dir)?;

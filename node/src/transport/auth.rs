@@ -6,7 +6,8 @@
 //! dialer checks that and answers with the same HMAC under the "dialer" label. Each proof
 //! covers both nonces, so a recorded handshake is worthless on a new connection, and the
 //! labels differ, so a listener's proof can never be replayed as a dialer's. The hello line
-//! is covered whole, so its cluster, ids and membership are authenticated too.
+//! is covered whole, so its cluster, cluster id and the sender's name, id and address are
+//! authenticated too (and a peer's name is learned only once its proof checks out).
 //!
 //! During a rotation a node holds several secrets: it proves with the first and accepts a
 //! proof made with any of them.

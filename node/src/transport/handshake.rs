@@ -145,14 +145,18 @@ fn check_answered_as(from: u64, peer: NodeId) -> Result<(), String> {
 pub fn accept(stream: mio::net::TcpStream, hello_line: &[u8], rest: &[u8], context: &PeerContext) {
     let stream = TcpStream::from(stream);
     let remote = Remote::of(&stream);
-    let checked = Hello::parse(hello_line)
-        .and_then(|hello| hello.check(&context.hello).map(|peer| (hello, peer)));
+    let checked = Hello::parse(hello_line).and_then(|hello| {
+        context
+            .roster
+            .check(hello.claim())
+            .map(|peer| (hello, peer))
+    });
     let (hello, peer) = match checked {
         Ok(checked) => checked,
         Err(problem) => return refuse(stream, &remote, &problem),
     };
     if !context.secrets.is_enabled() {
-        return admit(stream, peer, rest.to_vec(), remote, context);
+        return admit(stream, (&hello, peer), rest.to_vec(), remote, context);
     }
     let Some(nonce) = hello.nonce.as_deref() else {
         let problem = "no proof of the cluster secret: this node requires one (start the \
@@ -173,7 +177,7 @@ pub fn accept(stream: mio::net::TcpStream, hello_line: &[u8], rest: &[u8], conte
         .name("peer-handshake".into())
         .spawn(move || {
             match challenge(&stream, &hello_line, rest, &context) {
-                Ok(rest) => admit(stream, peer, rest, remote, &context),
+                Ok(rest) => admit(stream, (&hello, peer), rest, remote, &context),
                 Err(problem) => refuse(stream, &remote, &problem),
             }
             PENDING.fetch_sub(1, Ordering::SeqCst);
@@ -237,8 +241,19 @@ fn challenge(
     Ok(reader.buffer)
 }
 
-/// Says `peer_accepted` and hands the connection to the core thread.
-fn admit(stream: TcpStream, peer: NodeId, rest: Vec<u8>, remote: Remote, context: &PeerContext) {
+/// Admits the hello's claim (learning the peer's name, now that it is authenticated),
+/// says `peer_accepted` and hands the connection to the core thread.
+fn admit(
+    stream: TcpStream,
+    (hello, peer): (&Hello, NodeId),
+    rest: Vec<u8>,
+    remote: Remote,
+    context: &PeerContext,
+) {
+    // Checked again: another connection may have taken the name since the first look.
+    if let Err(problem) = context.roster.admit(hello.claim()) {
+        return refuse(stream, &remote, &problem);
+    }
     let line = HandshakeLine::PeerAccepted {
         from: context.hello.from,
     }

@@ -37,6 +37,8 @@ const INPUT_KEEP_BYTES: usize = 4 << 20;
 #[derive(Clone)]
 pub struct PeerContext {
     pub hello: Arc<Hello>,
+    /// Checks each hello's claim, and learns peers' names.
+    pub roster: Arc<crate::identity::Roster>,
     /// Empty when peers are not authenticated.
     pub secrets: Arc<ClusterSecrets>,
     /// The core thread's queue.

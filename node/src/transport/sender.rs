@@ -84,11 +84,18 @@ struct Link {
     lost: Option<io::Error>,
     core_alive: bool,
     helper_asleep: bool,
+    /// Dial even with nothing to send, until a first connection is made: so that every
+    /// peer hears this node's hello, and learns its name (`identity::Roster`), also one
+    /// this node never needs to send to (a follower, to another follower).
+    greet: bool,
 }
 
 impl Link {
     fn has_work(&self) -> bool {
-        !self.backlog.is_empty() || self.lost.is_some() || !self.core_alive
+        !self.backlog.is_empty()
+            || self.lost.is_some()
+            || !self.core_alive
+            || (self.greet && self.stream.is_none())
     }
 
     fn drop_connection(&mut self) {
@@ -156,6 +163,7 @@ impl PeerSender {
                 lost: None,
                 core_alive: true,
                 helper_asleep: false,
+                greet: true,
             }),
             wake: Condvar::new(),
             connects: AtomicU64::new(0),
@@ -497,6 +505,7 @@ impl Helper {
                 self.shared.connects.fetch_add(1, Ordering::Relaxed);
                 let mut link = self.shared.lock();
                 link.stream = Some(Arc::new(stream));
+                link.greet = false;
             }
             Err(DialError::Unreachable(error)) => {
                 self.report(

@@ -7,26 +7,34 @@
 //! apart:
 //!
 //! ```text
-//! dialer:   {"op":"peer_hello",...,"nonce":N1}      (nonce only with a cluster secret)
+//! dialer:   {"op":"peer_hello","version":3,"cluster":C,"cluster_id":I,"from":ID,
+//!            "name":NAME,"addr":ADDR,"members":M,"nonce":N1}  (nonce only with a secret)
 //! listener: {"op":"peer_challenge","nonce":N2,"proof":P1}   (only with a cluster secret)
 //! dialer:   {"op":"peer_proof","proof":P2}                  (only with a cluster secret)
 //! listener: {"op":"peer_accepted","from":ID}   or a bad_request line saying why not
 //! ```
 //!
-//! (`transport::auth` says what the proofs are.) After `peer_accepted` the dialer sends
+//! The listener admits the dialer if its claim (cluster, cluster id, id, name, address)
+//! agrees with what it knows of the members (`identity::Roster::check`, which also learns
+//! the dialer's name if it was known only by its address). (`transport::auth` says what
+//! the proofs are; they cover the whole hello line, so every field of the claim.) After `peer_accepted` the dialer sends
 //! frames: a 4-byte big-endian length, then that many bytes holding a JSON array of Raft
 //! [`Message`]s. The listener only writes [`LINK_ACK`] bytes back, at most every
 //! [`ACK_INTERVAL`] while frames arrive, so that the dialer can tell a link that delivers
 //! from one whose packets vanish.
 
 use crate::config::NodeConfig;
+use crate::identity::{Claim, ClusterId, NodeName, Roster};
 use replog_core::{Message, NodeId};
 use serde::{Deserialize, Serialize};
 
 /// The op of the first line of a peer connection.
 pub const PEER_HELLO_OP: &str = "peer_hello";
-/// Bumped when the frame format changes; peers of another version are refused.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Bumped when the hello or the frame format changes; peers of another version are
+/// refused.
+/// Version 3: the hello names the cluster's id and the sender's name, instead of
+/// carrying a membership every node must match.
+pub const PROTOCOL_VERSION: u32 = 3;
 /// The byte a listener writes back on a peer connection to say that frames arrive.
 pub const LINK_ACK: u8 = 0x06;
 /// How often, at most, a listener acknowledges a connection's frames.
@@ -34,19 +42,35 @@ pub const ACK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1
 /// A sender closes a frame once it passes this size (one message may exceed it).
 pub const FRAME_SOFT_LIMIT_BYTES: usize = 1 << 20;
 
-/// The first line of a peer connection: who is speaking, and its view of the cluster.
+/// The first line of a peer connection: who is speaking, and of which cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     pub op: String,
     pub version: u32,
+    /// The cluster's name (`--cluster`).
     pub cluster: String,
-    /// The sender's whole membership, `1=ADDR,2=ADDR,...` (see `Members::fingerprint`).
-    pub members: String,
+    /// The cluster's id (`identity::ClusterId`), recorded by every node at its first start.
+    pub cluster_id: ClusterId,
+    /// The sender's numeric id.
     pub from: u64,
+    /// The sender's name (`-i`).
+    pub name: NodeName,
+    /// The address the sender is reached at (its `-a`).
     pub addr: String,
+    /// The sender's members, `1=ADDR,2=ADDR,...`. Not checked: sent only so that a node
+    /// of protocol 2, which requires the field, reads this hello as far as its version
+    /// and refuses it by that, naming both versions.
+    pub members: String,
     /// The dialer's fresh nonce (hex), when it authenticates with a cluster secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+}
+
+/// What every version's hello holds: read first, so that a hello of another version is
+/// refused by its version rather than by a field it lacks.
+#[derive(Deserialize)]
+struct Versioned {
+    version: u32,
 }
 
 /// The handshake lines after the hello (a refusal is a client `bad_request` line instead).
@@ -71,14 +95,17 @@ impl HandshakeLine {
 
 impl Hello {
     /// This node's hello.
-    pub fn new(config: &NodeConfig) -> Hello {
+    pub fn new(config: &NodeConfig, roster: &Roster) -> Hello {
+        let members = roster.members();
         Hello {
             op: PEER_HELLO_OP.to_string(),
             version: PROTOCOL_VERSION,
             cluster: config.cluster.clone(),
-            members: config.members.fingerprint(),
-            from: config.members.own_id.0,
-            addr: config.members.own_addr().to_string(),
+            cluster_id: roster.cluster_id().clone(),
+            from: members.own_id.0,
+            name: members.own_name().clone(),
+            addr: members.own_addr().to_string(),
+            members: members.fingerprint(),
             nonce: None,
         }
     }
@@ -89,42 +116,30 @@ impl Hello {
         line
     }
 
+    /// A hello line as a checked value; one of another protocol version is refused naming
+    /// both versions.
     pub fn parse(line: &[u8]) -> Result<Hello, String> {
-        serde_json::from_slice(line).map_err(|error| format!("malformed peer hello: {error}"))
+        let malformed = |error: serde_json::Error| format!("malformed peer hello: {error}");
+        let versioned: Versioned = serde_json::from_slice(line).map_err(malformed)?;
+        if versioned.version != PROTOCOL_VERSION {
+            return Err(format!(
+                "protocol version {} (ours is {PROTOCOL_VERSION}): run the same replog \
+                 version on every node",
+                versioned.version
+            ));
+        }
+        serde_json::from_slice(line).map_err(malformed)
     }
 
-    /// Checks a peer's hello against `ours`: same version, cluster and membership, and a
-    /// sender that is another member at the address we know it by. Returns the sender's id.
-    pub fn check(&self, ours: &Hello) -> Result<NodeId, String> {
-        if self.version != ours.version {
-            return Err(format!(
-                "protocol version {} (ours is {})",
-                self.version, ours.version
-            ));
+    /// What the hello claims, for `Roster::check`.
+    pub fn claim(&self) -> Claim<'_> {
+        Claim {
+            cluster: &self.cluster,
+            cluster_id: &self.cluster_id,
+            id: NodeId(self.from),
+            name: &self.name,
+            addr: &self.addr,
         }
-        if self.cluster != ours.cluster {
-            return Err(format!(
-                "cluster {:?} (ours is {:?})",
-                self.cluster, ours.cluster
-            ));
-        }
-        if self.members != ours.members {
-            return Err(format!(
-                "membership {} differs from ours {}; check -i and -p on both nodes",
-                self.members, ours.members
-            ));
-        }
-        if self.from == ours.from {
-            return Err(format!("claims our own id {}", self.from));
-        }
-        let expected = format!("{}={}", self.from, self.addr);
-        if !self.members.split(',').any(|member| member == expected) {
-            return Err(format!(
-                "claims to be node {} at {}, which the membership does not list",
-                self.from, self.addr
-            ));
-        }
-        Ok(NodeId(self.from))
     }
 }
 
@@ -225,29 +240,29 @@ mod tests {
         assert_eq!(frames, 3);
     }
 
-    fn hello(from: u64, addr: &str, members: &str) -> Hello {
-        Hello {
+    #[test]
+    fn a_hello_of_another_version_is_refused_naming_both() {
+        let old = br#"{"op":"peer_hello","version":2,"cluster":"replog","members":"1=a:1","from":1,"addr":"a:1"}"#;
+        let error = Hello::parse(old).unwrap_err();
+        assert!(error.contains("protocol version 2 (ours is 3)"), "{error}");
+        let hello = Hello {
             op: PEER_HELLO_OP.into(),
             version: PROTOCOL_VERSION,
             cluster: "replog".into(),
-            members: members.into(),
-            from,
-            addr: addr.into(),
+            cluster_id: ClusterId::parse("c1").unwrap(),
+            from: 2,
+            name: NodeName::parse("node2").unwrap(),
+            addr: "b:2".into(),
+            members: "1=a:1,2=b:2".into(),
             nonce: None,
-        }
-    }
-
-    #[test]
-    fn hello_check_refuses_strangers_and_mismatched_views() {
-        let members = "1=a:1,2=b:2,3=c:3";
-        let ours = hello(1, "a:1", members);
-        assert_eq!(hello(2, "b:2", members).check(&ours), Ok(NodeId(2)));
-        assert!(hello(2, "c:3", members).check(&ours).is_err());
-        assert!(hello(1, "a:1", members).check(&ours).is_err());
-        assert!(hello(4, "d:4", members).check(&ours).is_err());
-        assert!(hello(2, "b:2", "1=a:1,2=b:2").check(&ours).is_err());
-        let mut other_cluster = hello(2, "b:2", members);
-        other_cluster.cluster = "other".into();
-        assert!(other_cluster.check(&ours).is_err());
+        };
+        let line = hello.encode_line();
+        assert_eq!(Hello::parse(&line[..line.len() - 1]), Ok(hello));
+        let bad_name = String::from_utf8(line).unwrap().replace("node2", "no/de");
+        let error = Hello::parse(bad_name.trim_end().as_bytes()).unwrap_err();
+        assert!(
+            error.contains("malformed peer hello") && error.contains("'/'"),
+            "{error}"
+        );
     }
 }
