@@ -10,20 +10,24 @@
 //! (at most [`MAX_PENDING_HANDSHAKES`] at once). Every refusal is answered with a
 //! `bad_request` line saying why and logged with the remote address, rate-limited per
 //! address, since a misconfigured peer redials every backoff period.
+//!
+//! On a node with TLS both ends speak through the link's TLS session (`peer_tls`), and
+//! a hello that did not come over mutual TLS is refused before it is read.
 
 use super::auth::{self, ClusterSecrets, Role};
+use super::peer_tls;
 use super::receiver::{PeerConnection, PeerContext};
 use super::socket::tune_peer_socket;
 use super::wire::{HandshakeLine, Hello};
 use crate::client::Response;
-use crate::logging::RateLimit;
+use crate::logging::PerAddress;
 use crate::runtime::CoreEvent;
+use crate::tls::Stream;
 use replog_core::NodeId;
-use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
@@ -49,7 +53,7 @@ pub struct DialFailure {
 
 /// Says hello on a fresh connection to `peer` and completes the handshake.
 pub fn dial(
-    stream: &mut TcpStream,
+    stream: &mut Stream<TcpStream>,
     hello: &Hello,
     secrets: &ClusterSecrets,
     peer: NodeId,
@@ -62,7 +66,7 @@ pub fn dial(
 }
 
 fn dial_with(
-    stream: &mut TcpStream,
+    stream: &mut Stream<TcpStream>,
     hello: &Hello,
     secrets: &ClusterSecrets,
     peer: NodeId,
@@ -78,6 +82,7 @@ fn dial_with(
     let fail = |problem: String| format!("did not complete the peer handshake: it {problem}");
     let send_failed = |error: io::Error| format!("could not be sent the handshake: {error}");
     stream
+        .socket()
         .set_write_timeout(Some(HELLO_TIMEOUT))
         .map_err(send_failed)?;
     stream.write_all(&line).map_err(send_failed)?;
@@ -142,9 +147,17 @@ fn check_answered_as(from: u64, peer: NodeId) -> Result<(), String> {
 
 /// The listener's side, given the hello line the front end read and the bytes after it.
 /// Never blocks; the connection goes to the core thread once it is accepted.
-pub fn accept(stream: mio::net::TcpStream, hello_line: &[u8], rest: &[u8], context: &PeerContext) {
-    let stream = TcpStream::from(stream);
-    let remote = Remote::of(&stream);
+pub fn accept(
+    stream: Stream<mio::net::TcpStream>,
+    hello_line: &[u8],
+    rest: &[u8],
+    context: &PeerContext,
+) {
+    let stream = stream.map_socket(TcpStream::from);
+    let remote = Remote::of(stream.socket());
+    if let Err(problem) = peer_tls::check_accepted(&stream, context.tls_required) {
+        return refuse(stream, &remote, &problem);
+    }
     let checked = Hello::parse(hello_line)
         .and_then(|hello| hello.check(&context.hello).map(|peer| (hello, peer)));
     let (hello, peer) = match checked {
@@ -172,7 +185,8 @@ pub fn accept(stream: mio::net::TcpStream, hello_line: &[u8], rest: &[u8], conte
     let spawned = std::thread::Builder::new()
         .name("peer-handshake".into())
         .spawn(move || {
-            match challenge(&stream, &hello_line, rest, &context) {
+            let mut stream = stream;
+            match challenge(&mut stream, &hello_line, rest, &context) {
                 Ok(rest) => admit(stream, peer, rest, remote, &context),
                 Err(problem) => refuse(stream, &remote, &problem),
             }
@@ -187,14 +201,15 @@ pub fn accept(stream: mio::net::TcpStream, hello_line: &[u8], rest: &[u8], conte
 /// Sends our nonce and proof, and checks the dialer's proof; returns the bytes read after
 /// its proof line.
 fn challenge(
-    mut stream: &TcpStream,
+    stream: &mut Stream<TcpStream>,
     hello_line: &[u8],
     rest: Vec<u8>,
     context: &PeerContext,
 ) -> Result<Vec<u8>, String> {
     let io_failed = |error: io::Error| format!("handshake failed: {error}");
-    stream.set_nonblocking(false).map_err(io_failed)?;
-    stream
+    let socket = stream.socket();
+    socket.set_nonblocking(false).map_err(io_failed)?;
+    socket
         .set_write_timeout(Some(HELLO_TIMEOUT))
         .map_err(io_failed)?;
     let own = NodeId(context.hello.from);
@@ -238,29 +253,36 @@ fn challenge(
 }
 
 /// Says `peer_accepted` and hands the connection to the core thread.
-fn admit(stream: TcpStream, peer: NodeId, rest: Vec<u8>, remote: Remote, context: &PeerContext) {
+fn admit(
+    mut stream: Stream<TcpStream>,
+    peer: NodeId,
+    rest: Vec<u8>,
+    remote: Remote,
+    context: &PeerContext,
+) {
     let line = HandshakeLine::PeerAccepted {
         from: context.hello.from,
     }
     .encode_line();
-    // A fresh socket's buffer always has room for one line, blocking or not.
-    if let Err(error) = (&stream).write_all(&line) {
+    // A fresh socket's buffer always has room for one line, blocking or not. (TLS
+    // records it did not take would go out with the first acknowledgement.)
+    if let Err(error) = stream.write_all(&line) {
         debug!("peer {peer} from {}: cannot accept: {error}", remote.text);
         return;
     }
-    if let Err(error) = tune_peer_socket(&stream) {
+    if let Err(error) = tune_peer_socket(stream.socket()) {
         debug!(
             "peer {peer} from {}: cannot set socket options: {error}",
             remote.text
         );
     }
-    if let Err(error) = stream.set_nonblocking(true) {
+    if let Err(error) = stream.socket().set_nonblocking(true) {
         warn!("peer {peer} from {}: {error}", remote.text);
         return;
     }
     let connection = PeerConnection {
         peer,
-        stream: mio::net::TcpStream::from_std(stream),
+        stream: stream.map_socket(mio::net::TcpStream::from_std),
         rest,
         remote: remote.text,
     };
@@ -269,7 +291,7 @@ fn admit(stream: TcpStream, peer: NodeId, rest: Vec<u8>, remote: Remote, context
 }
 
 /// Answers a refused hello with a `bad_request` line and logs why.
-fn refuse(mut stream: TcpStream, remote: &Remote, problem: &str) {
+fn refuse(mut stream: Stream<TcpStream>, remote: &Remote, problem: &str) {
     log_refusal(remote, problem);
     let mut answer = Vec::new();
     Response::BadRequest {
@@ -278,6 +300,7 @@ fn refuse(mut stream: TcpStream, remote: &Remote, problem: &str) {
     .encode(&mut answer);
     // A fresh socket's buffer takes one line; if not, the peer learns nothing.
     let _ = stream.write(&answer);
+    let _ = stream.flush();
 }
 
 /// Where a connection comes from: for the log, and to rate-limit refusals per address.
@@ -302,18 +325,8 @@ impl Remote {
 }
 
 fn log_refusal(remote: &Remote, problem: &str) {
-    static LIMITS: OnceLock<Mutex<HashMap<Option<IpAddr>, RateLimit>>> = OnceLock::new();
-    let limits = LIMITS.get_or_init(|| Mutex::new(HashMap::new()));
-    let allowed = limits.lock().map_or(Some(0), |mut limits| {
-        if limits.len() > 1024 {
-            limits.clear(); // Many addresses: forget them rather than grow without bound.
-        }
-        limits
-            .entry(remote.ip)
-            .or_insert_with(|| RateLimit::new(REFUSAL_LOG_INTERVAL))
-            .allow()
-    });
-    match allowed {
+    static LIMITS: LazyLock<PerAddress> = LazyLock::new(|| PerAddress::new(REFUSAL_LOG_INTERVAL));
+    match LIMITS.allow(remote.ip) {
         Some(0) => warn!("refused peer connection from {}: {problem}", remote.text),
         Some(suppressed) => warn!(
             "refused peer connection from {}: {problem} ({suppressed} more refusals from that \
@@ -345,7 +358,7 @@ impl LineReader {
     }
 
     /// The next line, without its newline; the error is worded to follow "it".
-    fn line(&mut self, mut stream: &TcpStream) -> Result<Vec<u8>, String> {
+    fn line(&mut self, stream: &mut Stream<TcpStream>) -> Result<Vec<u8>, String> {
         let mut chunk = [0u8; 4096];
         loop {
             if let Some(end) = self.buffer.iter().position(|&byte| byte == b'\n') {
@@ -361,6 +374,7 @@ impl LineReader {
                 return Err(self.silence());
             }
             stream
+                .socket()
                 .set_read_timeout(Some(left))
                 .map_err(|error| error.to_string())?;
             match stream.read(&mut chunk) {

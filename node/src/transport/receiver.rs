@@ -13,12 +13,20 @@
 //! connection (the peer redials). Frames are acknowledged with a byte back, at most
 //! every `ACK_INTERVAL` ([`PeerInbox::send_acks`], at the core's ticks), which is how the
 //! sender tells a link that delivers from a dead one.
+//!
+//! Over TLS, a socket's readiness does not tell everything: rustls may already hold
+//! records, or plaintext, read from the socket (during the handshake, or a read that
+//! filled the caller's buffer), and an edge-triggered poll will not report them again.
+//! So a TLS connection is read until `WouldBlock` every time, and once as soon as it
+//! arrives; and the records an acknowledgement left inside the session are flushed at
+//! the next ticks.
 
 use super::auth::ClusterSecrets;
 use super::wire::{decode_frame, Hello, ACK_INTERVAL, LINK_ACK};
 use crate::logging::RateLimit;
 use crate::queue::QueueSender;
 use crate::runtime::CoreEvent;
+use crate::tls::Stream;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use replog_core::{Message, NodeId};
@@ -41,12 +49,14 @@ pub struct PeerContext {
     pub secrets: Arc<ClusterSecrets>,
     /// The core thread's queue.
     pub core: QueueSender<CoreEvent>,
+    /// The port speaks TLS: a peer must come over mutual TLS (`peer_tls`).
+    pub tls_required: bool,
 }
 
 /// A peer connection whose hello was accepted, on its way to the core thread.
 pub struct PeerConnection {
     pub peer: NodeId,
-    pub stream: TcpStream,
+    pub stream: Stream<TcpStream>,
     /// Bytes already read after the hello line.
     pub rest: Vec<u8>,
     pub remote: String,
@@ -54,7 +64,7 @@ pub struct PeerConnection {
 
 struct Inbound {
     peer: NodeId,
-    stream: TcpStream,
+    stream: Stream<TcpStream>,
     remote: String,
     /// Bytes read and not yet taken as frames; starts at a frame's length prefix.
     input: Vec<u8>,
@@ -113,7 +123,7 @@ impl PeerInbox {
         let registered =
             self.poll
                 .registry()
-                .register(&mut stream, Token(slot), Interest::READABLE);
+                .register(stream.socket_mut(), Token(slot), Interest::READABLE);
         if let Err(error) = registered {
             warn!("cannot watch the connection of peer {peer}: {error}");
             return;
@@ -128,9 +138,11 @@ impl PeerInbox {
             ack_owed: false,
             last_ack: None,
         });
-        // Registering an already readable socket raises an event, so the socket is read at
-        // the next poll; the bytes in hand are taken now.
-        self.take_frames(slot, out);
+        // The bytes in hand are taken now, and so is what the TLS session holds, which no
+        // readiness event would report.
+        if self.take_frames(slot, out) {
+            self.read(slot, false, out);
+        }
     }
 
     /// Waits up to `timeout` (`None`: no limit) for a peer's bytes or the waker, and
@@ -168,12 +180,13 @@ impl PeerInbox {
             match inbound.stream.read(&mut self.scratch) {
                 Ok(0) => return self.close(slot, "closed"),
                 Ok(count) => {
+                    let tls = inbound.stream.is_tls();
                     inbound.ack_owed = true;
                     inbound.input.extend_from_slice(&self.scratch[..count]);
                     if !self.take_frames(slot, out) {
                         return;
                     }
-                    if count < self.scratch.len() && !input_ended {
+                    if count < self.scratch.len() && !input_ended && !tls {
                         return; // A short read emptied the socket.
                     }
                 }
@@ -231,6 +244,10 @@ impl PeerInbox {
     /// holds bytes we have not read, and our reading will be acknowledged later.
     pub fn send_acks(&mut self, now: Instant) {
         for inbound in self.connections.iter_mut().flatten() {
+            if inbound.stream.wants_write() {
+                // An earlier acknowledgement's record, or TLS's own (a key update).
+                let _ = inbound.stream.flush();
+            }
             let due = inbound
                 .last_ack
                 .is_none_or(|last| now.saturating_duration_since(last) >= ACK_INTERVAL);
@@ -245,7 +262,7 @@ impl PeerInbox {
 
     fn close(&mut self, slot: usize, reason: &str) {
         if let Some(mut inbound) = self.connections[slot].take() {
-            let _ = self.poll.registry().deregister(&mut inbound.stream);
+            let _ = self.poll.registry().deregister(inbound.stream.socket_mut());
             info!(
                 "peer {} disconnected ({reason}; it connected from {})",
                 inbound.peer, inbound.remote
