@@ -9,7 +9,8 @@
 //!
 //! The node's port tells TLS from plaintext by a connection's first byte (a TLS
 //! handshake record starts with 22). A node with `--tls-cert` answers a plaintext client
-//! with one `bad_request` line saying that the port speaks TLS, and closes.
+//! with one `bad_request` line saying that the port speaks TLS, and closes; a plaintext
+//! peer is refused by the peer handshake (`transport::peer_tls`).
 
 pub mod config;
 pub mod stream;

@@ -265,7 +265,7 @@ fn admit(
     }
     .encode_line();
     // A fresh socket's buffer always has room for one line, blocking or not. (TLS
-    // records it did not take would go out with the first acknowledgement.)
+    // records it did not take would go out at the core's next tick, `send_acks`.)
     if let Err(error) = stream.write_all(&line) {
         debug!("peer {peer} from {}: cannot accept: {error}", remote.text);
         return;

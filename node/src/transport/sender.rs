@@ -47,7 +47,7 @@ use rustls::ClientConfig;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
@@ -225,7 +225,13 @@ impl PeerSender {
             self.unacked_since = None; // Redialing already; the clock starts on a new one.
             return;
         };
-        let read = read_acks(&mut lock_stream(&stream));
+        // The helper may be encrypting a long backlog under the stream's lock: the
+        // acknowledgements wait for the next check rather than the core for the helper.
+        let read = match stream.try_lock() {
+            Ok(mut locked) => read_acks(&mut locked),
+            Err(TryLockError::Poisoned(poisoned)) => read_acks(&mut poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => return,
+        };
         let lost = match read {
             Ok(true) => {
                 self.unacked_since = None;
