@@ -362,8 +362,9 @@ pub struct NodeConfig {
     pub secrets: crate::transport::ClusterSecrets,
     /// Clients must show this token (`--client-token-file`); `None`: they need none.
     pub client_token: Option<crate::client::token::ClientToken>,
-    /// The port speaks TLS with this (`--tls-cert`, `--tls-key`, `--tls-ca`).
-    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// The port speaks TLS, and peers dial each other with mutual TLS, with this
+    /// (`--tls-cert`, `--tls-key`, `--tls-ca`).
+    pub tls: Option<crate::tls::NodeTls>,
     pub data_dir: PathBuf,
     /// Campaign at once instead of waiting out a first election timeout.
     pub campaign_at_start: bool,

@@ -414,6 +414,36 @@ impl RateLimit {
     }
 }
 
+/// A [`RateLimit`] per remote address, for refusals that a misconfigured peer repeats
+/// each time it redials: the limit on one address does not hide another's refusals.
+pub struct PerAddress {
+    interval: std::time::Duration,
+    limits: std::sync::Mutex<std::collections::HashMap<Option<std::net::IpAddr>, RateLimit>>,
+}
+
+impl PerAddress {
+    pub fn new(interval: std::time::Duration) -> PerAddress {
+        PerAddress {
+            interval,
+            limits: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// As [`RateLimit::allow`], for lines about `ip` (`None`: an unknown address).
+    pub fn allow(&self, ip: Option<std::net::IpAddr>) -> Option<u64> {
+        let Ok(mut limits) = self.limits.lock() else {
+            return Some(0); // A panic elsewhere while logging: log rather than lose it.
+        };
+        if limits.len() > 1024 {
+            limits.clear(); // Many addresses: forget them rather than grow without bound.
+        }
+        limits
+            .entry(ip)
+            .or_insert_with(|| RateLimit::new(self.interval))
+            .allow()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

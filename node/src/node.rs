@@ -249,7 +249,10 @@ fn log_authentication(config: &NodeConfig) {
         None => info!("clients need no token (no --client-token-file)"),
     }
     if config.tls.is_some() {
-        info!("clients must connect with TLS (--tls-cert); peers still dial in plaintext");
+        info!(
+            "clients must connect with TLS (--tls-cert), and peers with mutual TLS: each \
+             presents a certificate that --tls-ca signed"
+        );
     }
 }
 
@@ -364,7 +367,8 @@ fn start_threads(
     for (peer, addr) in config.members.peers() {
         let queue = config.limits.peer_queue_batches;
         let (hello, secrets) = (hello.clone(), secrets.clone());
-        let sender = PeerSender::spawn(peer, addr.to_string(), hello, secrets, queue)?;
+        let tls = config.tls.as_ref().map(|tls| tls.peer.clone());
+        let sender = PeerSender::spawn(peer, addr.to_string(), hello, secrets, tls, queue)?;
         senders.insert(peer, sender);
     }
     let context = ListenerContext {
@@ -373,6 +377,7 @@ fn start_threads(
             roster: roster.clone(),
             secrets,
             core: events.clone(),
+            tls_required: config.tls.is_some(),
         },
         client: ClientContext {
             requests: events.clone(),
@@ -380,7 +385,7 @@ fn start_threads(
             max_line_bytes: config.limits.max_line_bytes,
             metrics: metrics.clone(),
             token: config.client_token.clone().map(Arc::new),
-            tls: config.tls.clone(),
+            tls: config.tls.as_ref().map(|tls| tls.server.clone()),
         },
     };
     let (answer_sink, front_end) = listener::spawn(listener, context)?;

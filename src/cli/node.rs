@@ -78,14 +78,15 @@ pub struct StartArgs {
     /// Without it, tokens are ignored.
     #[arg(long, value_name = "FILE")]
     client_token_file: Option<PathBuf>,
-    /// Serve TLS with this certificate chain (PEM); needs --tls-key and --tls-ca. The
-    /// port then refuses plaintext clients.
+    /// Serve TLS with this certificate chain (PEM), and present it to peers (mutual TLS);
+    /// needs --tls-key and --tls-ca. The port then refuses plaintext clients and peers.
     #[arg(long, value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
     tls_cert: Option<PathBuf>,
     /// The private key (PEM) of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// The CA (PEM) whose certificates this node accepts from clients that present one.
+    /// The CA (PEM) that signs the peers' certificates (checked both ways) and those of
+    /// clients that present one.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_ca: Option<PathBuf>,
     /// Stop cleanly when standard input closes (for supervisors such as `replog demo`).
@@ -349,7 +350,7 @@ pub fn start(args: StartArgs) -> ExitCode {
     };
     let tls = match (args.tls_cert, args.tls_key, args.tls_ca) {
         (Some(cert), Some(key), Some(ca)) => {
-            match replog_node::tls::server_config(&TlsFiles { cert, key, ca }) {
+            match replog_node::tls::node_config(&TlsFiles { cert, key, ca }) {
                 Ok(config) => Some(config),
                 Err(error) => return fail(&error.to_string()),
             }

@@ -52,11 +52,7 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The host part of `addr` (`HOST:PORT`, `[V6]:PORT`), as TLS checks a certificate for.
-pub fn host_of(addr: &str) -> &str {
-    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
-    host.trim_start_matches('[').trim_end_matches(']')
-}
+pub use crate::tls::host_of;
 
 /// Longest answer line a client accepts (a `query` of a long log is big).
 const MAX_ANSWER_BYTES: usize = 1 << 30;

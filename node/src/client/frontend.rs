@@ -34,7 +34,9 @@
 //!   and the connection closed as a refused one is;
 //! - with `--tls-cert`, a connection's first byte tells TLS from plaintext (`tls`); a
 //!   plaintext one gets one `bad_request` and is closed, unless its first line is a
-//!   `peer_hello` (peers do not speak TLS yet);
+//!   `peer_hello`, which goes to the peer handshake to be refused there, as peers' are;
+//!   a TLS handshake that fails (a certificate `--tls-ca` did not sign, an expired one)
+//!   is logged with the address, rate-limited per address;
 //! - a connection whose first line is a `peer_hello` is a peer: it is handed, with the
 //!   bytes read after that line, to the peer handshake (`transport::handshake`), which
 //!   passes it on to the core thread once accepted.
@@ -42,6 +44,7 @@
 use super::answers::{Answer, AnswerSink, Phase, ReplyTo, StreamChunk, StreamId};
 use super::protocol::{ParsedLine, Request, Response};
 use super::token::{self, ClientToken, Gate};
+use crate::logging::PerAddress;
 use crate::metrics::requests::Op;
 use crate::metrics::{Metrics, RequestCounts};
 use crate::queue::QueueSender;
@@ -54,9 +57,9 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 /// Requests one connection may have unanswered at once.
 pub const MAX_IN_FLIGHT: usize = 4096;
@@ -532,6 +535,12 @@ impl FrontEnd {
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if connection.stream.is_handshaking() => {
+                    let remote = connection.stream.socket().peer_addr().ok();
+                    log_tls_refusal(remote, &format!("its TLS handshake failed: {error}"));
+                    self.remove(slot);
+                    return;
+                }
                 Err(error) => {
                     debug!("client connection read failed: {error}");
                     self.remove(slot);
@@ -692,8 +701,7 @@ impl FrontEnd {
         let Some(mut connection) = self.slots[slot].connection.take() else {
             return false;
         };
-        let remote = connection.stream.socket().peer_addr();
-        let remote = remote.map_or("?".to_string(), |addr| addr.to_string());
+        let remote = connection.stream.socket().peer_addr().ok();
         let first = tls::first_byte(connection.stream.socket());
         let config = self.client.tls.clone();
         connection.sniffed = !matches!(first, Ok(FirstByte::NotYet));
@@ -702,17 +710,19 @@ impl FrontEnd {
                 match TlsStream::server(socket, config) {
                     Ok(tls) => Stream::Tls(Box::new(tls)),
                     Err(error) => {
-                        warn!("cannot start TLS with {remote}: {error}");
+                        log_tls_refusal(remote, &format!("cannot start TLS: {error}"));
                         return self.drop_taken(slot);
                     }
                 }
             }
             (Ok(FirstByte::Tls), None, _) => {
-                info!("closed a connection from {remote}: it speaks TLS to a plaintext port");
+                let problem = "it speaks TLS to a plaintext port (this node runs without \
+                               --tls-cert)";
+                log_tls_refusal(remote, problem);
                 return self.drop_taken(slot);
             }
             (Ok(FirstByte::Plain), Some(_), stream) => {
-                debug!("plaintext connection from {remote} to a TLS port");
+                debug!("plaintext connection from {remote:?} to a TLS port");
                 connection.plaintext_on_tls_port = true;
                 stream
             }
@@ -745,10 +755,8 @@ impl FrontEnd {
             .poll
             .registry()
             .deregister(connection.stream.socket_mut());
-        match connection.stream {
-            Stream::Plain(socket) => handshake::accept(socket, hello, rest, &self.peer),
-            Stream::Tls(_) => warn!("refused a peer over TLS: peers do not speak TLS yet"),
-        }
+        // The handshake decides whether this transport may carry a peer (`peer_tls`).
+        handshake::accept(connection.stream, hello, rest, &self.peer);
     }
 
     fn send_requests(&mut self) {
@@ -948,6 +956,22 @@ impl FrontEnd {
             self.refused -= 1;
         }
         Some(connection)
+    }
+}
+
+/// Logs a connection closed for its TLS, at most once per interval per address: a
+/// misconfigured peer retries every few seconds.
+fn log_tls_refusal(remote: Option<std::net::SocketAddr>, problem: &str) {
+    static LIMITS: LazyLock<PerAddress> =
+        LazyLock::new(|| PerAddress::new(Duration::from_secs(10)));
+    let shown = remote.map_or("an unknown address".to_string(), |addr| addr.to_string());
+    match LIMITS.allow(remote.map(|addr| addr.ip())) {
+        Some(0) => warn!("closed a connection from {shown}: {problem}"),
+        Some(suppressed) => warn!(
+            "closed a connection from {shown}: {problem} ({suppressed} more from that \
+             address since the last report)"
+        ),
+        None => {}
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A node's TLS files: its certificate chain and key, and the CA that signs the
-/// certificates it accepts from clients.
+/// certificates it accepts from clients and peers, and those of the peers it dials.
 #[derive(Clone, Debug)]
 pub struct TlsFiles {
     pub cert: PathBuf,
@@ -17,12 +17,28 @@ pub struct TlsFiles {
     pub ca: PathBuf,
 }
 
+/// A node's two TLS roles: serving its port, and dialling its peers (mutual TLS: it
+/// presents its own certificate, and checks theirs against `--tls-ca`).
+#[derive(Clone, Debug)]
+pub struct NodeTls {
+    pub server: Arc<ServerConfig>,
+    pub peer: Arc<ClientConfig>,
+}
+
+/// Both of a node's configurations from its files; the errors name the flag and file.
+pub fn node_config(files: &TlsFiles) -> Result<NodeTls, ConfigError> {
+    let server = server_config(files)?;
+    let peer = client_config(&files.ca, Some((&files.cert, &files.key))).map_err(ConfigError)?;
+    Ok(NodeTls { server, peer })
+}
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// The node's side. A client may present no certificate (clients prove themselves with a
-/// token, if at all); one that does must present a certificate signed by `--tls-ca`.
+/// token, if at all); one that does must present a certificate signed by `--tls-ca`. A
+/// peer must present one (`transport::peer_tls` checks that it did).
 pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, ConfigError> {
     let certs = certificates("--tls-cert", &files.cert)?;
     let key = private_key("--tls-key", &files.key)?;

@@ -1,4 +1,5 @@
-//! TLS on the node's port and in its clients (rustls, with the `ring` provider).
+//! TLS on the node's port, on its links to its peers (`transport::peer_tls`) and in its
+//! clients (rustls, with the `ring` provider).
 //!
 //! `config` turns `--tls-cert`, `--tls-key` and `--tls-ca` into rustls configurations,
 //! checked at start: a key that does not match its certificate, or a file that holds no
@@ -8,13 +9,21 @@
 //!
 //! The node's port tells TLS from plaintext by a connection's first byte (a TLS
 //! handshake record starts with 22). A node with `--tls-cert` answers a plaintext client
-//! with one `bad_request` line saying that the port speaks TLS, and closes.
+//! with one `bad_request` line saying that the port speaks TLS, and closes; a plaintext
+//! peer is refused by the peer handshake (`transport::peer_tls`).
 
 pub mod config;
 pub mod stream;
 
-pub use config::{client_config, server_config, TlsFiles};
+pub use config::{client_config, node_config, server_config, NodeTls, TlsFiles};
 pub use stream::{Stream, TlsStream};
+
+/// The host part of `addr` (`HOST:PORT`, `[V6]:PORT`), as TLS checks a certificate for:
+/// clients check the node they dial, nodes the peers they dial.
+pub fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
 
 /// The first byte of a TLS handshake record (ContentType `handshake`).
 pub const HANDSHAKE_RECORD: u8 = 22;

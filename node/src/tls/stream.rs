@@ -183,6 +183,48 @@ impl<S: Socket> Stream<S> {
         matches!(self, Stream::Tls(_))
     }
 
+    /// A TLS session still in its handshake: an error now is a refused handshake.
+    pub fn is_handshaking(&self) -> bool {
+        matches!(self, Stream::Tls(tls) if tls.tls.is_handshaking())
+    }
+
+    /// The other end presented a certificate, which rustls verified (a certificate that
+    /// fails verification fails the handshake instead).
+    pub fn peer_certified(&self) -> bool {
+        match self {
+            Stream::Plain(_) => false,
+            Stream::Tls(tls) => {
+                !tls.tls.is_handshaking()
+                    && tls
+                        .tls
+                        .peer_certificates()
+                        .is_some_and(|certs| !certs.is_empty())
+            }
+        }
+    }
+
+    /// The same stream over another type of socket (blocking std to mio and back), with
+    /// whatever the TLS session holds: records to send, plaintext not yet read.
+    pub fn map_socket<T: Socket>(self, convert: impl FnOnce(S) -> T) -> Stream<T> {
+        match self {
+            Stream::Plain(socket) => Stream::Plain(convert(socket)),
+            Stream::Tls(tls) => {
+                let TlsStream {
+                    socket,
+                    tls,
+                    eof,
+                    shut,
+                } = *tls;
+                Stream::Tls(Box::new(TlsStream {
+                    socket: convert(socket),
+                    tls,
+                    eof,
+                    shut,
+                }))
+            }
+        }
+    }
+
     /// TLS records are waiting for room in the socket.
     pub fn wants_write(&self) -> bool {
         match self {

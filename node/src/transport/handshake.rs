@@ -10,20 +10,24 @@
 //! (at most [`MAX_PENDING_HANDSHAKES`] at once). Every refusal is answered with a
 //! `bad_request` line saying why and logged with the remote address, rate-limited per
 //! address, since a misconfigured peer redials every backoff period.
+//!
+//! On a node with TLS both ends speak through the link's TLS session (`peer_tls`), and
+//! a hello that did not come over mutual TLS is refused before it is read.
 
 use super::auth::{self, ClusterSecrets, Role};
+use super::peer_tls;
 use super::receiver::{PeerConnection, PeerContext};
 use super::socket::tune_peer_socket;
 use super::wire::{HandshakeLine, Hello};
 use crate::client::Response;
-use crate::logging::RateLimit;
+use crate::logging::PerAddress;
 use crate::runtime::CoreEvent;
+use crate::tls::Stream;
 use replog_core::NodeId;
-use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
@@ -49,7 +53,7 @@ pub struct DialFailure {
 
 /// Says hello on a fresh connection to `peer` and completes the handshake.
 pub fn dial(
-    stream: &mut TcpStream,
+    stream: &mut Stream<TcpStream>,
     hello: &Hello,
     secrets: &ClusterSecrets,
     peer: NodeId,
@@ -62,7 +66,7 @@ pub fn dial(
 }
 
 fn dial_with(
-    stream: &mut TcpStream,
+    stream: &mut Stream<TcpStream>,
     hello: &Hello,
     secrets: &ClusterSecrets,
     peer: NodeId,
@@ -78,6 +82,7 @@ fn dial_with(
     let fail = |problem: String| format!("did not complete the peer handshake: it {problem}");
     let send_failed = |error: io::Error| format!("could not be sent the handshake: {error}");
     stream
+        .socket()
         .set_write_timeout(Some(HELLO_TIMEOUT))
         .map_err(send_failed)?;
     stream.write_all(&line).map_err(send_failed)?;
@@ -142,9 +147,17 @@ fn check_answered_as(from: u64, peer: NodeId) -> Result<(), String> {
 
 /// The listener's side, given the hello line the front end read and the bytes after it.
 /// Never blocks; the connection goes to the core thread once it is accepted.
-pub fn accept(stream: mio::net::TcpStream, hello_line: &[u8], rest: &[u8], context: &PeerContext) {
-    let stream = TcpStream::from(stream);
-    let remote = Remote::of(&stream);
+pub fn accept(
+    stream: Stream<mio::net::TcpStream>,
+    hello_line: &[u8],
+    rest: &[u8],
+    context: &PeerContext,
+) {
+    let stream = stream.map_socket(TcpStream::from);
+    let remote = Remote::of(stream.socket());
+    if let Err(problem) = peer_tls::check_accepted(&stream, context.tls_required) {
+        return refuse(stream, &remote, &problem);
+    }
     let checked = Hello::parse(hello_line).and_then(|hello| {
         context
             .roster
@@ -176,7 +189,8 @@ pub fn accept(stream: mio::net::TcpStream, hello_line: &[u8], rest: &[u8], conte
     let spawned = std::thread::Builder::new()
         .name("peer-handshake".into())
         .spawn(move || {
-            match challenge(&stream, &hello_line, rest, &context) {
+            let mut stream = stream;
+            match challenge(&mut stream, &hello_line, rest, &context) {
                 Ok(rest) => admit(stream, (&hello, peer), rest, remote, &context),
                 Err(problem) => refuse(stream, &remote, &problem),
             }
@@ -191,14 +205,15 @@ pub fn accept(stream: mio::net::TcpStream, hello_line: &[u8], rest: &[u8], conte
 /// Sends our nonce and proof, and checks the dialer's proof; returns the bytes read after
 /// its proof line.
 fn challenge(
-    mut stream: &TcpStream,
+    stream: &mut Stream<TcpStream>,
     hello_line: &[u8],
     rest: Vec<u8>,
     context: &PeerContext,
 ) -> Result<Vec<u8>, String> {
     let io_failed = |error: io::Error| format!("handshake failed: {error}");
-    stream.set_nonblocking(false).map_err(io_failed)?;
-    stream
+    let socket = stream.socket();
+    socket.set_nonblocking(false).map_err(io_failed)?;
+    socket
         .set_write_timeout(Some(HELLO_TIMEOUT))
         .map_err(io_failed)?;
     let own = NodeId(context.hello.from);
@@ -244,7 +259,7 @@ fn challenge(
 /// Admits the hello's claim (learning the peer's name, now that it is authenticated),
 /// says `peer_accepted` and hands the connection to the core thread.
 fn admit(
-    stream: TcpStream,
+    mut stream: Stream<TcpStream>,
     (hello, peer): (&Hello, NodeId),
     rest: Vec<u8>,
     remote: Remote,
@@ -258,24 +273,25 @@ fn admit(
         from: context.hello.from,
     }
     .encode_line();
-    // A fresh socket's buffer always has room for one line, blocking or not.
-    if let Err(error) = (&stream).write_all(&line) {
+    // A fresh socket's buffer always has room for one line, blocking or not. (TLS
+    // records it did not take would go out at the core's next tick, `send_acks`.)
+    if let Err(error) = stream.write_all(&line) {
         debug!("peer {peer} from {}: cannot accept: {error}", remote.text);
         return;
     }
-    if let Err(error) = tune_peer_socket(&stream) {
+    if let Err(error) = tune_peer_socket(stream.socket()) {
         debug!(
             "peer {peer} from {}: cannot set socket options: {error}",
             remote.text
         );
     }
-    if let Err(error) = stream.set_nonblocking(true) {
+    if let Err(error) = stream.socket().set_nonblocking(true) {
         warn!("peer {peer} from {}: {error}", remote.text);
         return;
     }
     let connection = PeerConnection {
         peer,
-        stream: mio::net::TcpStream::from_std(stream),
+        stream: stream.map_socket(mio::net::TcpStream::from_std),
         rest,
         remote: remote.text,
     };
@@ -284,7 +300,7 @@ fn admit(
 }
 
 /// Answers a refused hello with a `bad_request` line and logs why.
-fn refuse(mut stream: TcpStream, remote: &Remote, problem: &str) {
+fn refuse(mut stream: Stream<TcpStream>, remote: &Remote, problem: &str) {
     log_refusal(remote, problem);
     let mut answer = Vec::new();
     Response::BadRequest {
@@ -293,6 +309,7 @@ fn refuse(mut stream: TcpStream, remote: &Remote, problem: &str) {
     .encode(&mut answer);
     // A fresh socket's buffer takes one line; if not, the peer learns nothing.
     let _ = stream.write(&answer);
+    let _ = stream.flush();
 }
 
 /// Where a connection comes from: for the log, and to rate-limit refusals per address.
@@ -317,18 +334,8 @@ impl Remote {
 }
 
 fn log_refusal(remote: &Remote, problem: &str) {
-    static LIMITS: OnceLock<Mutex<HashMap<Option<IpAddr>, RateLimit>>> = OnceLock::new();
-    let limits = LIMITS.get_or_init(|| Mutex::new(HashMap::new()));
-    let allowed = limits.lock().map_or(Some(0), |mut limits| {
-        if limits.len() > 1024 {
-            limits.clear(); // Many addresses: forget them rather than grow without bound.
-        }
-        limits
-            .entry(remote.ip)
-            .or_insert_with(|| RateLimit::new(REFUSAL_LOG_INTERVAL))
-            .allow()
-    });
-    match allowed {
+    static LIMITS: LazyLock<PerAddress> = LazyLock::new(|| PerAddress::new(REFUSAL_LOG_INTERVAL));
+    match LIMITS.allow(remote.ip) {
         Some(0) => warn!("refused peer connection from {}: {problem}", remote.text),
         Some(suppressed) => warn!(
             "refused peer connection from {}: {problem} ({suppressed} more refusals from that \
@@ -360,7 +367,7 @@ impl LineReader {
     }
 
     /// The next line, without its newline; the error is worded to follow "it".
-    fn line(&mut self, mut stream: &TcpStream) -> Result<Vec<u8>, String> {
+    fn line(&mut self, stream: &mut Stream<TcpStream>) -> Result<Vec<u8>, String> {
         let mut chunk = [0u8; 4096];
         loop {
             if let Some(end) = self.buffer.iter().position(|&byte| byte == b'\n') {
@@ -376,6 +383,7 @@ impl LineReader {
                 return Err(self.silence());
             }
             stream
+                .socket()
                 .set_read_timeout(Some(left))
                 .map_err(|error| error.to_string())?;
             match stream.read(&mut chunk) {

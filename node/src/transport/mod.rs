@@ -1,5 +1,6 @@
-//! Peer-to-peer transport: the wire format (`wire`), the handshake at both ends
-//! (`handshake`) and its proofs of the cluster secret (`auth`), the sending end of
+//! Peer-to-peer transport: the wire format (`wire`), mutual TLS on the links
+//! (`peer_tls`), the handshake at both ends (`handshake`) and its proofs of the cluster
+//! secret (`auth`), the sending end of
 //! peer connections (`sender`: the core thread writes, a helper thread per peer dials and
 //! writes what the socket would not take at once), and the receiving end (`receiver`: the
 //! core thread reads every peer connection in the poll it sleeps in). Connections arrive
@@ -7,6 +8,7 @@
 
 pub mod auth;
 pub mod handshake;
+pub mod peer_tls;
 pub mod receiver;
 pub mod sender;
 mod socket;

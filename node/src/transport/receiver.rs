@@ -13,12 +13,20 @@
 //! connection (the peer redials). Frames are acknowledged with a byte back, at most
 //! every `ACK_INTERVAL` ([`PeerInbox::send_acks`], at the core's ticks), which is how the
 //! sender tells a link that delivers from a dead one.
+//!
+//! Over TLS, a socket's readiness does not tell everything: rustls may already hold
+//! records, or plaintext, read from the socket (during the handshake, or a read that
+//! filled the caller's buffer), and an edge-triggered poll will not report them again.
+//! So a TLS connection is read until `WouldBlock` every time, and once as soon as it
+//! arrives; and the records an acknowledgement left inside the session are flushed at
+//! the next ticks.
 
 use super::auth::ClusterSecrets;
 use super::wire::{decode_frame, Hello, ACK_INTERVAL, LINK_ACK};
 use crate::logging::RateLimit;
 use crate::queue::QueueSender;
 use crate::runtime::CoreEvent;
+use crate::tls::Stream;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use replog_core::{Message, NodeId};
@@ -43,12 +51,14 @@ pub struct PeerContext {
     pub secrets: Arc<ClusterSecrets>,
     /// The core thread's queue.
     pub core: QueueSender<CoreEvent>,
+    /// The port speaks TLS: a peer must come over mutual TLS (`peer_tls`).
+    pub tls_required: bool,
 }
 
 /// A peer connection whose hello was accepted, on its way to the core thread.
 pub struct PeerConnection {
     pub peer: NodeId,
-    pub stream: TcpStream,
+    pub stream: Stream<TcpStream>,
     /// Bytes already read after the hello line.
     pub rest: Vec<u8>,
     pub remote: String,
@@ -56,7 +66,7 @@ pub struct PeerConnection {
 
 struct Inbound {
     peer: NodeId,
-    stream: TcpStream,
+    stream: Stream<TcpStream>,
     remote: String,
     /// Bytes read and not yet taken as frames; starts at a frame's length prefix.
     input: Vec<u8>,
@@ -115,7 +125,7 @@ impl PeerInbox {
         let registered =
             self.poll
                 .registry()
-                .register(&mut stream, Token(slot), Interest::READABLE);
+                .register(stream.socket_mut(), Token(slot), Interest::READABLE);
         if let Err(error) = registered {
             warn!("cannot watch the connection of peer {peer}: {error}");
             return;
@@ -130,9 +140,11 @@ impl PeerInbox {
             ack_owed: false,
             last_ack: None,
         });
-        // Registering an already readable socket raises an event, so the socket is read at
-        // the next poll; the bytes in hand are taken now.
-        self.take_frames(slot, out);
+        // The bytes in hand are taken now, and so is what the TLS session holds, which no
+        // readiness event would report.
+        if self.take_frames(slot, out) {
+            self.read(slot, false, out);
+        }
     }
 
     /// Waits up to `timeout` (`None`: no limit) for a peer's bytes or the waker, and
@@ -170,12 +182,13 @@ impl PeerInbox {
             match inbound.stream.read(&mut self.scratch) {
                 Ok(0) => return self.close(slot, "closed"),
                 Ok(count) => {
+                    let tls = inbound.stream.is_tls();
                     inbound.ack_owed = true;
                     inbound.input.extend_from_slice(&self.scratch[..count]);
                     if !self.take_frames(slot, out) {
                         return;
                     }
-                    if count < self.scratch.len() && !input_ended {
+                    if count < self.scratch.len() && !input_ended && !tls {
                         return; // A short read emptied the socket.
                     }
                 }
@@ -233,6 +246,10 @@ impl PeerInbox {
     /// holds bytes we have not read, and our reading will be acknowledged later.
     pub fn send_acks(&mut self, now: Instant) {
         for inbound in self.connections.iter_mut().flatten() {
+            if inbound.stream.wants_write() {
+                // An earlier acknowledgement's record, or TLS's own (a key update).
+                let _ = inbound.stream.flush();
+            }
             let due = inbound
                 .last_ack
                 .is_none_or(|last| now.saturating_duration_since(last) >= ACK_INTERVAL);
@@ -247,7 +264,7 @@ impl PeerInbox {
 
     fn close(&mut self, slot: usize, reason: &str) {
         if let Some(mut inbound) = self.connections[slot].take() {
-            let _ = self.poll.registry().deregister(&mut inbound.stream);
+            let _ = self.poll.registry().deregister(inbound.stream.socket_mut());
             info!(
                 "peer {} disconnected ({reason}; it connected from {})",
                 inbound.peer, inbound.remote
@@ -276,5 +293,96 @@ impl Inbound {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::TlsStream;
+    use crate::transport::wire::encode_frames;
+    use replog_core::{Index, MessageBody, Term};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    /// Both ends of a TLS session over loopback, handshake done, blocking.
+    fn tls_pair() -> (Stream<std::net::TcpStream>, Stream<std::net::TcpStream>) {
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let cert = CertificateDer::from(certified.cert.der().to_vec());
+        let key = PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
+        let server_config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], PrivateKeyDer::Pkcs8(key))
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client_config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let socket = std::net::TcpStream::connect(addr).unwrap();
+            let mut tls = TlsStream::client(socket, Arc::new(client_config), "127.0.0.1").unwrap();
+            tls.handshake().unwrap();
+            Stream::Tls(Box::new(tls))
+        });
+        let (socket, _) = listener.accept().unwrap();
+        let mut server = TlsStream::server(socket, Arc::new(server_config)).unwrap();
+        server.handshake().unwrap();
+        (client.join().unwrap(), Stream::Tls(Box::new(server)))
+    }
+
+    fn heartbeat(from: u64, to: u64, term: u64) -> Message {
+        Message {
+            from: NodeId(from),
+            to: NodeId(to),
+            term: Term(term),
+            body: MessageBody::AppendEntries {
+                prev_log_index: Index(0),
+                prev_log_term: Term(0),
+                entries: Vec::new(),
+                leader_commit: Index(0),
+            },
+        }
+    }
+
+    /// The rule the edge-triggered poll depends on: plaintext that rustls decrypted before
+    /// the connection reached the inbox (the socket itself being empty) is delivered when
+    /// it arrives, since no readiness event will ever report it.
+    #[test]
+    fn frames_held_inside_the_tls_session_are_delivered_when_the_connection_arrives() {
+        let (mut dialer, mut listener) = tls_pair();
+        let sent: Vec<Message> = (1..=3).map(|term| heartbeat(2, 1, term)).collect();
+        let mut frames = Vec::new();
+        encode_frames(&sent, &mut frames);
+        assert!(
+            frames.len() < 16 << 10,
+            "one TLS record: decrypted all at once"
+        );
+        dialer.write_all(&frames).unwrap();
+        dialer.flush().unwrap();
+        // Reading a few bytes takes the whole record off the socket; rustls keeps the rest.
+        let mut first = [0u8; 6];
+        listener.read_exact(&mut first).unwrap();
+        listener.socket().set_nonblocking(true).unwrap();
+        let connection = PeerConnection {
+            peer: NodeId(2),
+            stream: listener.map_socket(TcpStream::from_std),
+            rest: first.to_vec(),
+            remote: "test".into(),
+        };
+        let (mut inbox, _waker) = PeerInbox::new(NodeId(1), 1 << 20).unwrap();
+        let mut delivered = Vec::new();
+        inbox.add(connection, &mut delivered);
+        assert_eq!(delivered, sent);
     }
 }

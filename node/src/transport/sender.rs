@@ -27,18 +27,27 @@
 //! ticks, drops and redials a connection on which it has written and heard no
 //! acknowledgement for [`SILENCE_TIMEOUT`]; `TCP_USER_TIMEOUT` and keepalive
 //! (`socket::tune_peer_socket`) back that up.
+//!
+//! With TLS (`peer_tls`) the link is one rustls session, which writes and reads alike
+//! change, so the core's writes and acknowledgement reads and the helper's writes take
+//! the stream's own lock in turn (never across a wait). A write the session took may
+//! leave records inside it when the socket is full; the core then hands the flush to
+//! the helper, which waits for room as it does for a backlog.
 
 use super::auth::ClusterSecrets;
 use super::handshake;
+use super::peer_tls;
 use super::socket::tune_peer_socket;
 use super::wire::{encode_frames, Hello, ACK_INTERVAL};
 use crate::logging::RateLimit;
+use crate::tls::Stream;
 use mio::{Events, Interest, Poll, Token};
 use replog_core::{Message, NodeId};
+use rustls::ClientConfig;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
@@ -64,11 +73,24 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(1);
 /// A backlog buffer that grew beyond this is let go once written.
 const BACKLOG_KEEP_BYTES: usize = 4 << 20;
 
+/// A peer connection, non-blocking, plain or TLS, behind its own lock: a TLS session
+/// cannot be written by one thread while another reads it. Nobody holds the lock across
+/// a wait; the link's lock, when both are taken, comes first.
+type SharedStream = Arc<Mutex<Stream<mio::net::TcpStream>>>;
+
+fn lock_stream(stream: &SharedStream) -> MutexGuard<'_, Stream<mio::net::TcpStream>> {
+    // A panic while holding the lock leaves a session that the next write or read
+    // reports broken, if it is: the connection is then dropped and redialed.
+    stream
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// What the core thread and the helper thread share, behind one lock that neither holds
 /// across a blocking call (the core's write under it never blocks).
 struct Link {
-    /// The connection, non-blocking, once dialed.
-    stream: Option<Arc<mio::net::TcpStream>>,
+    /// The connection, once dialed.
+    stream: Option<SharedStream>,
     /// Bytes for the helper thread to write, in order. Without a connection it holds
     /// whole frames only; with one it may begin with the rest of a frame the core wrote
     /// in part, so it is cleared whenever the connection goes.
@@ -79,6 +101,9 @@ struct Link {
     /// The helper is writing bytes it took from `backlog` (outside the lock): the core
     /// must append, not write, or frames would interleave.
     helper_writing: bool,
+    /// The core's last write left TLS records inside the session (the socket was full):
+    /// the helper sends them. Invariant: false without a connection.
+    unflushed: bool,
     /// The core's write failed and it dropped the connection: why, for the helper to
     /// report and back off.
     lost: Option<io::Error>,
@@ -93,6 +118,7 @@ struct Link {
 impl Link {
     fn has_work(&self) -> bool {
         !self.backlog.is_empty()
+            || self.unflushed
             || self.lost.is_some()
             || !self.core_alive
             || (self.greet && self.stream.is_none())
@@ -100,6 +126,7 @@ impl Link {
 
     fn drop_connection(&mut self) {
         self.stream = None;
+        self.unflushed = false;
         self.backlog.clear();
         self.backlog_batches = 0;
     }
@@ -145,13 +172,15 @@ pub struct PeerSender {
 }
 
 impl PeerSender {
-    /// Starts the helper thread for `peer` at `addr`, which dials it. At most
-    /// `queue_batches` batches wait for a slow or absent peer; later ones are dropped.
+    /// Starts the helper thread for `peer` at `addr`, which dials it (over TLS with
+    /// `tls`). At most `queue_batches` batches wait for a slow or absent peer; later ones
+    /// are dropped.
     pub fn spawn(
         peer: NodeId,
         addr: String,
         hello: Arc<Hello>,
         secrets: Arc<ClusterSecrets>,
+        tls: Option<Arc<ClientConfig>>,
         queue_batches: usize,
     ) -> io::Result<PeerSender> {
         let shared = Arc::new(Shared {
@@ -160,6 +189,7 @@ impl PeerSender {
                 backlog: Vec::new(),
                 backlog_batches: 0,
                 helper_writing: false,
+                unflushed: false,
                 lost: None,
                 core_alive: true,
                 helper_asleep: false,
@@ -168,7 +198,7 @@ impl PeerSender {
             wake: Condvar::new(),
             connects: AtomicU64::new(0),
         });
-        let helper = Helper::new(peer, addr, hello, secrets, shared.clone())?;
+        let helper = Helper::new(peer, addr, hello, secrets, tls, shared.clone())?;
         std::thread::Builder::new()
             .name(format!("peer-sender-{}", peer.0))
             .spawn(move || helper.run())?;
@@ -204,7 +234,14 @@ impl PeerSender {
             self.unacked_since = None; // Redialing already; the clock starts on a new one.
             return;
         };
-        let lost = match read_acks(&stream) {
+        // The helper may be encrypting a long backlog under the stream's lock: the
+        // acknowledgements wait for the next check rather than the core for the helper.
+        let read = match stream.try_lock() {
+            Ok(mut locked) => read_acks(&mut locked),
+            Err(TryLockError::Poisoned(poisoned)) => read_acks(&mut poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        let lost = match read {
             Ok(true) => {
                 self.unacked_since = None;
                 None
@@ -249,8 +286,17 @@ impl PeerSender {
             self.queue(&mut link, 0);
             return;
         };
-        match write_nonblocking(&stream, &self.out) {
-            Ok(written) if written == self.out.len() => {}
+        let mut locked = lock_stream(&stream);
+        let written = write_nonblocking(&mut locked, &self.out);
+        let unflushed = locked.wants_write();
+        drop(locked);
+        match written {
+            Ok(written) if written == self.out.len() => {
+                if unflushed {
+                    link.unflushed = true;
+                    shared.wake_helper(&mut link);
+                }
+            }
             Ok(written) => self.queue(&mut link, written),
             Err(error) => {
                 link.drop_connection();
@@ -292,7 +338,8 @@ impl Drop for PeerSender {
 }
 
 /// Writes as much of `bytes` as the socket takes now. `Err` when the connection broke.
-fn write_nonblocking(mut stream: &mio::net::TcpStream, bytes: &[u8]) -> io::Result<usize> {
+/// Over TLS, bytes taken may wait inside the session as records (`wants_write`).
+fn write_nonblocking(stream: &mut Stream<mio::net::TcpStream>, bytes: &[u8]) -> io::Result<usize> {
     let mut written = 0;
     while written < bytes.len() {
         match stream.write(&bytes[written..]) {
@@ -306,9 +353,18 @@ fn write_nonblocking(mut stream: &mio::net::TcpStream, bytes: &[u8]) -> io::Resu
     Ok(written)
 }
 
+/// Sends the TLS records the session holds, as far as the socket takes them now.
+fn flush_nonblocking(stream: &mut Stream<mio::net::TcpStream>) -> io::Result<()> {
+    match stream.flush() {
+        Err(error) if error.kind() != io::ErrorKind::WouldBlock => Err(error),
+        _ => Ok(()),
+    }
+}
+
 /// Reads what the peer wrote back without blocking: `true` if an acknowledgement came.
-/// The peer's end of input, or an error, means the connection is gone.
-fn read_acks(mut stream: &mio::net::TcpStream) -> io::Result<bool> {
+/// The peer's end of input, or an error, means the connection is gone. (Over TLS the
+/// session's own records, a session ticket, are no acknowledgement: they read as none.)
+fn read_acks(stream: &mut Stream<mio::net::TcpStream>) -> io::Result<bool> {
     let mut acks = [0u8; 64];
     let mut acked = false;
     loop {
@@ -333,6 +389,8 @@ struct Helper {
     addr: String,
     hello: Arc<Hello>,
     secrets: Arc<ClusterSecrets>,
+    /// Dial over TLS with this (`--tls-cert`).
+    tls: Option<Arc<ClientConfig>>,
     shared: Arc<Shared>,
     /// Waits for the socket to take more bytes.
     poll: Poll,
@@ -372,8 +430,9 @@ enum Job {
     /// The core lost the connection: report and back off.
     Lost(io::Error),
     Dial,
-    /// Write these bytes (swapped out of the backlog) on this connection.
-    Write(Arc<mio::net::TcpStream>),
+    /// Write these bytes (swapped out of the backlog, perhaps none) on this connection,
+    /// and the TLS records the session holds.
+    Write(SharedStream),
 }
 
 impl Helper {
@@ -382,6 +441,7 @@ impl Helper {
         addr: String,
         hello: Arc<Hello>,
         secrets: Arc<ClusterSecrets>,
+        tls: Option<Arc<ClientConfig>>,
         shared: Arc<Shared>,
     ) -> io::Result<Helper> {
         Ok(Helper {
@@ -389,6 +449,7 @@ impl Helper {
             addr,
             hello,
             secrets,
+            tls,
             shared,
             poll: Poll::new()?,
             events: Events::with_capacity(4),
@@ -448,6 +509,7 @@ impl Helper {
         self.writing.clear();
         std::mem::swap(&mut self.writing, &mut link.backlog);
         link.backlog_batches = 0;
+        link.unflushed = false;
         link.helper_writing = true;
         Job::Write(stream)
     }
@@ -472,23 +534,29 @@ impl Helper {
         self.back_off(UNREACHABLE_BACKOFF_MAX);
     }
 
-    /// Writes `self.writing` on `stream`, waiting for room at most `WRITE_TIMEOUT` at a
-    /// time.
-    fn write_all(&mut self, stream: &mio::net::TcpStream) -> io::Result<()> {
+    /// Writes `self.writing` on `stream`, and then the TLS records the session holds,
+    /// waiting for room at most `WRITE_TIMEOUT` at a time.
+    fn write_all(&mut self, stream: &SharedStream) -> io::Result<()> {
         let mut written = 0;
-        while written < self.writing.len() {
-            written += write_nonblocking(stream, &self.writing[written..])?;
-            if written < self.writing.len() {
-                self.poll.poll(&mut self.events, Some(WRITE_TIMEOUT))?;
-                if self.events.is_empty() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the peer accepted no bytes for 2 s",
-                    ));
+        loop {
+            let mut locked = lock_stream(stream);
+            written += write_nonblocking(&mut locked, &self.writing[written..])?;
+            if written == self.writing.len() {
+                flush_nonblocking(&mut locked)?;
+                if !locked.wants_write() {
+                    return Ok(());
                 }
             }
+            // Not across the wait: the core reads acknowledgements meanwhile.
+            drop(locked);
+            self.poll.poll(&mut self.events, Some(WRITE_TIMEOUT))?;
+            if self.events.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the peer accepted no bytes for 2 s",
+                ));
+            }
         }
-        Ok(())
     }
 
     /// Connects and installs the connection (the backlog queued meanwhile goes out
@@ -504,7 +572,7 @@ impl Helper {
                 self.connected_at = Some(Instant::now());
                 self.shared.connects.fetch_add(1, Ordering::Relaxed);
                 let mut link = self.shared.lock();
-                link.stream = Some(Arc::new(stream));
+                link.stream = Some(Arc::new(Mutex::new(stream)));
                 link.greet = false;
             }
             Err(DialError::Unreachable(error)) => {
@@ -536,16 +604,16 @@ impl Helper {
         }
     }
 
-    /// Dials and completes the handshake (blocking, with timeouts), then makes the socket
-    /// non-blocking and watches it for room to write.
-    fn connect(&self) -> Result<mio::net::TcpStream, DialError> {
+    /// Dials, starts TLS if the node has it, and completes the handshake (blocking, with
+    /// timeouts), then makes the socket non-blocking and watches it for room to write.
+    fn connect(&self) -> Result<Stream<mio::net::TcpStream>, DialError> {
         let mut last_error = io::Error::new(io::ErrorKind::NotFound, "address resolves to nothing");
         let addrs = self
             .addr
             .to_socket_addrs()
             .map_err(DialError::Unreachable)?;
         for socket_addr in addrs {
-            let mut stream = match TcpStream::connect_timeout(&socket_addr, CONNECT_TIMEOUT) {
+            let stream = match TcpStream::connect_timeout(&socket_addr, CONNECT_TIMEOUT) {
                 Ok(stream) => stream,
                 Err(error) => {
                     last_error = error;
@@ -557,14 +625,16 @@ impl Helper {
                 tune_peer_socket(stream)
             };
             setup(&stream).map_err(DialError::Unreachable)?;
+            let mut stream = peer_tls::dial(stream, self.tls.as_ref(), &self.addr)
+                .map_err(DialError::Handshake)?;
             handshake::dial(&mut stream, &self.hello, &self.secrets, self.peer)
                 .map_err(DialError::Handshake)?;
             let installed = (|| {
-                stream.set_nonblocking(true)?;
-                let mut stream = mio::net::TcpStream::from_std(stream);
+                stream.socket().set_nonblocking(true)?;
+                let mut stream = stream.map_socket(mio::net::TcpStream::from_std);
                 self.poll
                     .registry()
-                    .register(&mut stream, Token(0), Interest::WRITABLE)?;
+                    .register(stream.socket_mut(), Token(0), Interest::WRITABLE)?;
                 Ok(stream)
             })();
             return installed.map_err(DialError::Unreachable);
