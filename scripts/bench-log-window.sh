@@ -40,8 +40,9 @@ catch-up)
     ;;
 restart)
     data=${2:?restart needs the DATA_DIR of replog bench --local --data-dir}
-    addr=$(sed -n 's/.*starting node 1 on \([0-9.:]*\) .*/\1/p' "$data/node-1.log" | head -1)
-    members=$(sed -n 's/.*(1=\([^,]*\),2=\([^,]*\),3=\([^)]*\)).*/\1,\2,\3/p' "$data/node-1.log" | head -1)
+    # "starting node 1 (id 1) on ADDR in cluster ... (id ...; members 1=NAME@ADDR,2=NAME@ADDR,...)"
+    addr=$(sed -n 's/.*starting node 1 (id 1) on \([0-9.:]*\) .*/\1/p' "$data/node-1.log" | head -1)
+    members=$(sed -n 's/.*members \([^)]*\)).*/\1/p' "$data/node-1.log" | head -1 | sed 's/[0-9]*=[^@]*@//g')
     start=$(now)
     "$bin" start -i 1 -a "$addr" -p "$members" --data-dir "$data/data" 2>"$dir/restart.log" &
     pids[1]=$!
