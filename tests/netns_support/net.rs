@@ -40,7 +40,8 @@ pub fn ip(args: &[&str]) -> io::Result<()> {
     let output = Command::new("ip")
         .args(args)
         .stdin(Stdio::null())
-        .output()?;
+        .output()
+        .map_err(|error| io::Error::other(format!("cannot run `ip` (iproute2): {error}")))?;
     if output.status.success() {
         return Ok(());
     }
@@ -76,16 +77,31 @@ impl Net {
         }
     }
 
-    /// Deletes the namespaces earlier runs left behind (their process is gone).
+    /// Removes what earlier runs left behind when they were killed (their test process is
+    /// gone): the nodes still running in their namespaces, the namespaces, and the nodes'
+    /// directories on tmpfs.
     pub fn clean_leftovers() {
         for ns in namespaces() {
-            let Some(rest) = ns.strip_prefix(PREFIX) else {
+            if !ns.starts_with(PREFIX) || !left_behind(&ns) {
                 continue;
-            };
-            let pid = rest.split('-').next().unwrap_or("");
-            let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
-            if !alive || pid == std::process::id().to_string() {
-                let _ = ip(&["netns", "del", &ns]);
+            }
+            if let Ok(output) = Command::new("ip").args(["netns", "pids", &ns]).output() {
+                for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse::<libc::pid_t>() {
+                        // SAFETY: kill(2); the pid was just listed in a namespace of ours.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            }
+            let _ = ip(&["netns", "del", &ns]);
+        }
+        let Ok(dirs) = std::fs::read_dir("/dev/shm") else {
+            return;
+        };
+        for dir in dirs.flatten() {
+            let name = dir.file_name().to_string_lossy().into_owned();
+            if name.starts_with(PREFIX) && left_behind(&name) {
+                let _ = std::fs::remove_dir_all(dir.path());
             }
         }
     }
@@ -186,6 +202,12 @@ impl Drop for Net {
         }
         let _ = ip(&["netns", "del", &self.bridge_ns]);
     }
+}
+
+/// Whether `name` (`rlnn-<pid>-...`) belongs to a test process that is gone.
+fn left_behind(name: &str) -> bool {
+    let pid = name[PREFIX.len()..].split('-').next().unwrap_or("");
+    pid != std::process::id().to_string() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Moves the calling thread into namespace `ns`: the sockets it makes from now on live
