@@ -99,6 +99,40 @@ impl Cluster {
         .flatten()
     }
 
+    /// Every node's status, asked at once, returned as soon as the answers so far satisfy
+    /// `enough` (so that a slow node does not delay a decision a majority already makes),
+    /// or when every node has answered or given up after `timeout`.
+    pub fn statuses_until(
+        &self,
+        timeout: Duration,
+        enough: impl Fn(&[Option<NodeState>]) -> bool,
+    ) -> Vec<Option<NodeState>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for k in 0..self.len() {
+            let addr = self.addr(k);
+            let tx = tx.clone();
+            // Detached: a late answer goes to a closed channel.
+            drop(in_ns(&self.net.nodes[k].0, move || {
+                let state = Connection::connect(&addr, timeout)
+                    .and_then(|mut connection| {
+                        connection.set_read_timeout(Some(timeout))?;
+                        connection.state(false)
+                    })
+                    .ok();
+                let _ = tx.send((k, state));
+            }));
+        }
+        drop(tx);
+        let mut states: Vec<Option<NodeState>> = vec![None; self.len()];
+        for (k, state) in rx {
+            states[k] = state;
+            if enough(&states) {
+                break;
+            }
+        }
+        states
+    }
+
     /// Every node's status, asked at once.
     pub fn statuses(&self, timeout: Duration) -> Vec<Option<NodeState>> {
         let handles: Vec<_> = (0..self.len())
@@ -119,7 +153,11 @@ impl Cluster {
 
     /// The leader a majority of the answering nodes agree on: (node, its commit index).
     pub fn leader(&self, timeout: Duration) -> Option<(usize, u64)> {
-        let states = self.statuses(timeout);
+        self.leader_of(&self.statuses(timeout))
+    }
+
+    /// [`Cluster::leader`] from statuses already asked.
+    pub fn leader_of(&self, states: &[Option<NodeState>]) -> Option<(usize, u64)> {
         let majority = self.len() / 2 + 1;
         let (k, state) = states
             .iter()
