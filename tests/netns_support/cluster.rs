@@ -20,8 +20,10 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(net: Net) -> Cluster {
-        let dir = PathBuf::from("/dev/shm").join(net.bridge_ns.trim_end_matches("-br"));
-        std::fs::create_dir_all(&dir).expect("a data directory on /dev/shm");
+        // REPLOG_NETNS_DATA_DIR puts the data elsewhere, e.g. on a disk, to compare.
+        let base = std::env::var_os("REPLOG_NETNS_DATA_DIR").unwrap_or("/dev/shm".into());
+        let dir = PathBuf::from(base).join(net.bridge_ns.trim_end_matches("-br"));
+        std::fs::create_dir_all(&dir).expect("a data directory for the nodes");
         let mut cluster = Cluster {
             children: (0..net.nodes.len()).map(|_| None).collect(),
             net,
