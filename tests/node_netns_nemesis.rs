@@ -153,6 +153,15 @@ fn the_cluster_heals_within_the_goal_and_its_history_is_linearizable_under_real_
     std::thread::sleep(Duration::from_secs(1));
 
     nemesis(&mut run);
+    // Liveness after the last heal: appends keep being acknowledged.
+    let before = tally.ok.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(1));
+    let after = tally.ok.load(Ordering::Relaxed);
+    assert!(
+        after > before + 100,
+        "only {} appends acknowledged in the second after the last heal",
+        after - before
+    );
 
     stop.store(true, Ordering::Relaxed);
     for handle in clients {
