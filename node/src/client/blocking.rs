@@ -351,11 +351,23 @@ pub fn append_once_with(
     // The line that goes out, client id and seq included, is the one to measure.
     check_line_length(&request, command).map_err(|message| AppendError::Rejected { message })?;
     let deadline = Instant::now() + timeout;
+    // Once an attempt may have been appended, a later one that reaches no leader does not
+    // make it certainly absent: the outcome stays unknown.
+    let mut sent: Option<String> = None;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match submit(targets, &request, left, options) {
-            Err(AppendError::Unknown { .. }) if Instant::now() + RETRY_PAUSE < deadline => {
+            Err(AppendError::Unknown { problem }) if Instant::now() + RETRY_PAUSE < deadline => {
+                sent = Some(problem);
                 std::thread::sleep(RETRY_PAUSE);
+            }
+            Err(AppendError::NoLeader { last_problem }) => {
+                return Err(match sent {
+                    Some(problem) => AppendError::Unknown {
+                        problem: format!("{problem}; then {last_problem}"),
+                    },
+                    None => AppendError::NoLeader { last_problem },
+                })
             }
             outcome => return outcome,
         }
@@ -558,6 +570,7 @@ fn attempt(target: &str, request: &Request, deadline: Instant, options: &ClientO
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::BufRead;
 
     /// An at-most-once append is measured as the line that goes out: its client id and
     /// seq make it longer than a plain append of the same command.
@@ -585,5 +598,45 @@ mod tests {
             matches!(outcome, Err(AppendError::Rejected { .. })),
             "{outcome:?}"
         );
+    }
+
+    /// A retry that finds nobody after an attempt whose fate is unknown leaves the append
+    /// unknown (it may have been appended by the first attempt), not `NoLeader`, which
+    /// says it never was.
+    #[test]
+    fn an_append_once_stays_unknown_when_its_retry_reaches_no_one() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = listener.local_addr().unwrap().to_string();
+        // Reads the request, then goes away: the listener before the connection, so the
+        // retry that follows the lost answer is refused.
+        let node = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            std::io::BufReader::new(&stream)
+                .read_line(&mut line)
+                .unwrap();
+            drop(listener);
+            drop(stream);
+            line
+        });
+        let client = ClientId::new("c").unwrap();
+        let seq = NonZeroU64::new(1).unwrap();
+        let outcome = append_once(
+            std::slice::from_ref(&target),
+            "x",
+            &client,
+            seq,
+            Duration::from_secs(5),
+        );
+        assert!(
+            node.join().unwrap().contains("\"x\""),
+            "the request was sent"
+        );
+        match outcome {
+            Err(AppendError::Unknown { problem }) => {
+                assert!(problem.contains("no node is reachable"), "{problem}")
+            }
+            other => panic!("expected Unknown, got {other:?}"),
+        }
     }
 }

@@ -39,9 +39,10 @@ enum Line {
         /// An ok read: the index of its first entry (default 1).
         #[serde(default)]
         from: Option<u64>,
-        /// An ok read: the committed entries it returned, from `from` on.
+        /// An ok read: the committed entries it returned, from `from` on (`null` for an
+        /// entry no client appended: a leader's no-op, a retention point).
         #[serde(default)]
-        entries: Option<Vec<String>>,
+        entries: Option<Vec<Entry>>,
     },
     /// A node's committed log at the end, from index `from` (default 1; later when the
     /// node trimmed its log).
@@ -49,9 +50,13 @@ enum Line {
         node: u64,
         #[serde(default)]
         from: Option<u64>,
-        entries: Vec<String>,
+        entries: Vec<Entry>,
     },
 }
+
+/// A committed entry: an appended value, or `None` (JSON `null`) for an entry no client
+/// appended (a leader's no-op, a retention point), which still takes its index.
+type Entry = Option<String>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -89,7 +94,7 @@ enum Kind {
 #[derive(Clone, Debug)]
 enum Completion {
     Appended(Index),
-    Read { from: u64, entries: Vec<String> },
+    Read { from: u64, entries: Vec<Entry> },
     Failed,
     Unknown,
 }
@@ -98,7 +103,7 @@ enum Completion {
 #[derive(Clone, Debug, Default)]
 pub struct Recorded {
     ops: Vec<Operation>,
-    logs: BTreeMap<u64, (usize, u64, Vec<String>)>,
+    logs: BTreeMap<u64, (usize, u64, Vec<Entry>)>,
 }
 
 /// What a check found, for the summary line.
@@ -239,7 +244,7 @@ impl Recorded {
     }
 
     /// The longest final log, once every other is checked to be a piece of it.
-    fn committed_log(&self) -> Result<Vec<String>, Violation> {
+    fn committed_log(&self) -> Result<Vec<Entry>, Violation> {
         let (&longest_node, (_, longest_from, longest)) = self
             .logs
             .iter()
@@ -264,9 +269,9 @@ impl Recorded {
                         "State Machine Safety",
                         &[],
                         format!(
-                            "node {node} committed {entry:?} at index {index}, node \
-                             {longest_node} {:?}",
-                            longest.get(index - 1)
+                            "node {node} committed {} at index {index}, node {longest_node} {}",
+                            shown(Some(entry)),
+                            shown(longest.get(index - 1))
                         ),
                     ));
                 }
@@ -279,7 +284,7 @@ impl Recorded {
     /// acknowledged value marked committed (where the log holds it) just before its
     /// acknowledgement, then the rest of the log. `History` checks every commitment against
     /// the acknowledgements before its invocation, so the order below loses no check.
-    fn check_appends(&self, committed: &[String]) -> Result<Checked, Violation> {
+    fn check_appends(&self, committed: &[Entry]) -> Result<Checked, Violation> {
         let appends: Vec<&Operation> = self
             .ops
             .iter()
@@ -293,11 +298,15 @@ impl Recorded {
             };
             by_value.insert(value, history.invoke(Some(0), op.invoke_us));
         }
-        let position: BTreeMap<&str, Index> = committed
-            .iter()
-            .enumerate()
-            .map(|(k, value)| (value.as_str(), Index(k as u64 + 1)))
-            .collect();
+        // Where each value first sits; a second place is caught below, as committed twice.
+        let mut position: BTreeMap<&str, Index> = BTreeMap::new();
+        for (k, value) in committed.iter().enumerate() {
+            if let Some(value) = value {
+                position
+                    .entry(value.as_str())
+                    .or_insert(Index(k as u64 + 1));
+            }
+        }
         let named = |violation: Violation| self.named(violation, &appends);
         let mut completions: Vec<(u64, usize, OpId, &Completion)> = appends
             .iter()
@@ -324,6 +333,9 @@ impl Recorded {
         }
         for (k, value) in committed.iter().enumerate() {
             let index = Index(k as u64 + 1);
+            let Some(value) = value else {
+                continue;
+            };
             let Some(&op) = by_value.get(value.as_str()) else {
                 return Err(linearizability(format!(
                     "the committed log holds {value:?} at index {}, which no append invoked \
@@ -331,7 +343,9 @@ impl Recorded {
                     index.0
                 )));
             };
-            if history.ops[op].committed_at.is_none() {
+            // Marked already when acknowledged, at its first place; any other place is a
+            // second commitment, which `History` reports.
+            if history.ops[op].committed_at != Some(index) {
                 history
                     .committed(&History::command(op), index)
                     .map_err(named)?;
@@ -354,7 +368,7 @@ impl Recorded {
     /// was at some instant between its invocation and completion: its entries are the
     /// log's, it holds every append acknowledged before it was invoked (and everything an
     /// earlier read returned), and nothing invoked after it completed.
-    fn check_reads(&self, committed: &[String]) -> Result<usize, Violation> {
+    fn check_reads(&self, committed: &[Entry]) -> Result<usize, Violation> {
         let acked_before = |time_us: u64| {
             self.ops
                 .iter()
@@ -395,15 +409,18 @@ impl Recorded {
                 let index = from + k as u64;
                 if committed.get(index as usize - 1) != Some(entry) {
                     return fail(format!(
-                        "returned {entry:?} at index {index}, but the committed log holds {:?}",
-                        committed.get(index as usize - 1)
+                        "returned {} at index {index}, but the committed log holds {}",
+                        shown(Some(entry)),
+                        shown(committed.get(index as usize - 1))
                     ));
                 }
-                if let Some(&(invoke_us, append)) = invoked_at.get(entry.as_str()) {
+                let appended = entry.as_deref().and_then(|entry| invoked_at.get(entry));
+                if let Some(&(invoke_us, append)) = appended {
                     if invoke_us > *done_us {
                         return fail(format!(
-                            "returned {entry:?}, appended by op {append}, invoked only after \
-                             the read completed"
+                            "returned {}, appended by op {append}, invoked only after the \
+                             read completed",
+                            shown(Some(entry))
                         ));
                     }
                 }
@@ -470,7 +487,7 @@ fn completion(
     outcome: Reported,
     index: Option<u64>,
     from: Option<u64>,
-    entries: Option<Vec<String>>,
+    entries: Option<Vec<Entry>>,
 ) -> Result<Completion, String> {
     Ok(match (kind, outcome) {
         (Kind::Append(_), Reported::Ok) => {
@@ -496,6 +513,16 @@ fn completion(
         (_, Reported::Failed) => Completion::Failed,
         (_, Reported::Unknown) => Completion::Unknown,
     })
+}
+
+/// An entry for a message: its value quoted, `null` for an entry no client appended,
+/// `nothing` past the end of a log.
+fn shown(entry: Option<&Entry>) -> String {
+    match entry {
+        Some(Some(value)) => format!("{value:?}"),
+        Some(None) => "null".into(),
+        None => "nothing".into(),
+    }
 }
 
 fn linearizability(detail: String) -> Violation {
@@ -640,6 +667,42 @@ mod tests {
         assert!(
             future.contains("invoked only after the read completed"),
             "{future}"
+        );
+    }
+
+    #[test]
+    fn a_value_committed_twice_is_reported() {
+        // Acknowledged at its first place, and unknown: both must be caught at the second.
+        let text = detail(&[invoke(1, 0, "a"), ok(1, 10, 1), log(1, &["a", "a"])]);
+        assert!(text.contains("committed twice, at i1 and at i2"), "{text}");
+        let text = detail(&[
+            invoke(1, 0, "a"),
+            invoke(2, 0, "b"),
+            log(1, &["a", "b", "a"]),
+        ]);
+        assert!(text.contains("committed twice, at i1 and at i3"), "{text}");
+    }
+
+    #[test]
+    fn null_entries_take_an_index_and_belong_to_no_append() {
+        let lines = [
+            invoke(1, 0, "a"),
+            ok(1, 10, 2),
+            read(2, 20),
+            r#"{"type":"complete","op":2,"time_us":30,"outcome":"ok","entries":[null,"a"]}"#
+                .to_string(),
+            r#"{"type":"log","node":1,"entries":[null,"a",null]}"#.to_string(),
+            r#"{"type":"log","node":2,"entries":[null,"a"]}"#.to_string(),
+        ];
+        let checked = check(&lines).expect("linearizable");
+        assert_eq!((checked.acknowledged, checked.committed), (1, 3));
+        let mut wrong = lines.clone();
+        wrong[3] =
+            r#"{"type":"complete","op":2,"time_us":30,"outcome":"ok","entries":["a"]}"#.into();
+        let text = detail(&wrong);
+        assert!(
+            text.contains("returned \"a\" at index 1, but the committed log holds null"),
+            "{text}"
         );
     }
 
