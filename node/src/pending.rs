@@ -9,31 +9,8 @@
 use crate::client::{Answer, ReplyTo, Response};
 use crate::metrics::LocalHistogram;
 use replog_core::{Entry, Index, Term};
-use std::collections::VecDeque;
+use replog_driver::settle::{Settlement, Settler};
 use std::time::Instant;
-
-/// One accepted proposal: consecutive indexes, one waiting client each.
-struct Batch {
-    /// The index of the next waiter.
-    next_index: Index,
-    term: Term,
-    /// Invariant: one waiter per index from `next_index` on.
-    waiters: std::vec::IntoIter<ReplyTo>,
-    accepted_at: Instant,
-    deadline: Instant,
-}
-
-impl Batch {
-    fn last_index(&self) -> Index {
-        self.next_index.plus(self.waiters.len() as u64).prev()
-    }
-
-    fn answer_rest(self, response: &Response, answers: &mut Vec<Answer>) {
-        for waiter in self.waiters {
-            waiter.answer(response.clone(), answers);
-        }
-    }
-}
 
 /// Successful appends accepted at the same moment, counted together into a histogram.
 struct LatencyRun<'a> {
@@ -73,20 +50,36 @@ impl<'a> LatencyRun<'a> {
     }
 }
 
-/// Invariant: batches are in increasing index order and in increasing deadline order (both
-/// follow the order proposals were accepted in), and none is empty.
+/// The node's side of settlement: the shared [`Settler`] (which decides), answers in the
+/// client protocol's words, and commit latencies.
 #[derive(Default)]
 pub struct PendingAppends {
-    batches: VecDeque<Batch>,
+    settler: Settler<ReplyTo, Instant>,
+}
+
+/// A settlement in the client protocol: an unknown fate is `timeout`.
+fn response(settlement: Settlement, overwritten: &impl Fn() -> Response) -> Response {
+    match settlement {
+        Settlement::Committed { index, term } => Response::Appended {
+            index: index.0,
+            term: term.0,
+        },
+        Settlement::Overwritten => overwritten(),
+        Settlement::Unknown => Response::Timeout,
+    }
+}
+
+fn unknown_is_timeout(answers: &mut Vec<Answer>) -> impl FnMut(ReplyTo, Settlement, Instant) + '_ {
+    move |waiter, settlement, _| {
+        debug_assert_eq!(settlement, Settlement::Unknown);
+        waiter.answer(Response::Timeout, answers);
+    }
 }
 
 impl PendingAppends {
     /// Records a proposal accepted at `first_index..` in `term`, one waiter per command.
-    ///
-    /// Older batches at or above `first_index` were truncated from our log before we led
-    /// again. That does not prove them lost: another node may still hold them, win a later
-    /// election and commit them. Their fate is unknown, so they are answered `timeout`,
-    /// never `not_leader` (which tells the client it is safe to resend).
+    /// Older waiters at or above `first_index` are answered `timeout` (see
+    /// [`Settler::accepted`]).
     pub fn accepted(
         &mut self,
         first_index: Index,
@@ -95,24 +88,10 @@ impl PendingAppends {
         deadline: Instant,
         answers: &mut Vec<Answer>,
     ) {
-        while self
-            .batches
-            .back()
-            .is_some_and(|batch| batch.last_index() >= first_index)
-        {
-            let batch = self.batches.pop_back().expect("checked non-empty");
-            batch.answer_rest(&Response::Timeout, answers);
-        }
-        if waiters.is_empty() {
-            return;
-        }
-        self.batches.push_back(Batch {
-            next_index: first_index,
-            term,
-            waiters: waiters.into_iter(),
-            accepted_at: Instant::now(),
-            deadline,
-        });
+        let now = Instant::now();
+        let settle = unknown_is_timeout(answers);
+        self.settler
+            .accepted(first_index, term, waiters, now, deadline, settle);
     }
 
     /// Answers the waiters for `entries`, which were just committed (in order), and
@@ -126,70 +105,40 @@ impl PendingAppends {
     ) {
         // The appends of one batch waited alike: one observation per batch, not per entry.
         let mut run = LatencyRun::new(latency);
-        for entry in entries {
-            while let Some(batch) = self.batches.front_mut() {
-                if batch.next_index > entry.index {
-                    break; // Not ours (a no-op, or another leader's entry).
+        self.settler
+            .committed(entries, |waiter, settlement, accepted_at| {
+                if let Settlement::Committed { .. } = settlement {
+                    run.add(accepted_at);
                 }
-                if batch.next_index < entry.index {
-                    // Commits are contiguous, so this cannot happen; if it did, the fate of
-                    // these appends is unknown and that is all we may say.
-                    let batch = self.batches.pop_front().expect("checked non-empty");
-                    batch.answer_rest(&Response::Timeout, answers);
-                    continue;
-                }
-                let waiter = batch.waiters.next().expect("batches are never empty");
-                let response = if entry.term == batch.term {
-                    run.add(batch.accepted_at);
-                    Response::Appended {
-                        index: entry.index.0,
-                        term: entry.term.0,
-                    }
-                } else {
-                    overwritten()
-                };
-                waiter.answer(response, answers);
-                batch.next_index = batch.next_index.next();
-                if batch.waiters.len() == 0 {
-                    self.batches.pop_front();
-                }
-                break;
-            }
-        }
+                waiter.answer(response(settlement, &overwritten), answers);
+            });
         run.finish();
     }
 
     /// Answers `timeout` to every batch whose deadline has passed.
     pub fn expire(&mut self, now: Instant, answers: &mut Vec<Answer>) {
-        while self
-            .batches
-            .front()
-            .is_some_and(|batch| batch.deadline <= now)
-        {
-            let batch = self.batches.pop_front().expect("checked non-empty");
-            batch.answer_rest(&Response::Timeout, answers);
-        }
+        self.settler.expire(now, unknown_is_timeout(answers));
     }
 
     /// Answers every waiter (the node is stopping).
     pub fn abandon(&mut self, response: &Response, answers: &mut Vec<Answer>) {
-        for batch in self.batches.drain(..) {
-            batch.answer_rest(response, answers);
+        for waiter in self.settler.drain() {
+            waiter.answer(response.clone(), answers);
         }
     }
 
     /// The lowest index still waiting, if any.
     pub fn first_waiting(&self) -> Option<Index> {
-        self.batches.front().map(|batch| batch.next_index)
+        self.settler.first_waiting()
     }
 
     /// The highest index waiting, if any.
     pub fn last_waiting(&self) -> Option<Index> {
-        self.batches.back().map(Batch::last_index)
+        self.settler.last_waiting()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.batches.is_empty()
+        self.settler.is_empty()
     }
 }
 

@@ -24,6 +24,7 @@ use crate::rng::{SimRng, Stream};
 use crate::trace::{Trace, TraceRecord, What};
 use liveness::Liveness;
 use replog_core::{Index, Message, NodeId, Output, RaftCore, Term, WriteId};
+use replog_driver::settle::{Settlement, Settler};
 use std::collections::BTreeMap;
 
 /// Something that happens at an instant of simulated time.
@@ -142,8 +143,8 @@ pub(crate) struct Node {
     /// When the current pause began.
     pub paused_at_us: u64,
     pub disk: Disk,
-    /// Proposals this incarnation accepted: index -> (term, operation).
-    pub proposals: BTreeMap<Index, (Term, OpId)>,
+    /// Proposals this incarnation accepted and not yet settled, accepted at (virtual µs).
+    pub proposals: Settler<OpId, u64>,
 }
 
 impl Node {
@@ -194,6 +195,8 @@ pub struct Simulation {
     pub(crate) rng: Rngs,
     /// Reused output buffer: no allocation per step.
     pub(crate) outputs: Vec<Output>,
+    /// Reused buffer: the proposals one commit settled, before they are answered.
+    pub(crate) settled: Vec<(OpId, Settlement)>,
     pub counters: Counters,
     pub(crate) partition_generation: u64,
     pub(crate) liveness: Option<Liveness>,
@@ -246,7 +249,7 @@ impl Simulation {
                     pause_generation: 0,
                     paused_at_us: 0,
                     disk: Disk::new(NodeId(index as u64 + 1)),
-                    proposals: BTreeMap::new(),
+                    proposals: Settler::default(),
                 }
             })
             .collect();
@@ -274,6 +277,7 @@ impl Simulation {
                 clients: SimRng::new(seed, Stream::Clients),
             },
             outputs: Vec::with_capacity(64),
+            settled: Vec::new(),
             counters: Counters::default(),
             partition_generation: 0,
             liveness: None,

@@ -13,6 +13,7 @@ use replog_core::{
     Entry, FetchRequest, Index, Input, Message, Output, Payload, ProposalOutcome, RaftCore, Role,
     WriteId,
 };
+use replog_driver::settle::Settlement;
 
 impl Simulation {
     pub(crate) fn on_tick(&mut self, node: usize, generation: u32) -> Result<(), Violation> {
@@ -410,11 +411,10 @@ impl Simulation {
     /// Applies retention points (the caller records the commit on disk, lazily) and answers the
     /// clients whose proposals it settles.
     fn on_commit(&mut self, node: usize, entries: &[Entry]) -> Result<(), Violation> {
-        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+        let Some(last) = entries.last() else {
             return Ok(());
         };
-        let (first_index, last_index) = (first.index, last.index);
-        self.viewer_committed(node, last_index);
+        self.viewer_committed(node, last.index);
         for entry in entries {
             if let Payload::Trim { before } = entry.payload {
                 if let Some(boundary) = self.nodes[node].disk.trim(before) {
@@ -425,25 +425,25 @@ impl Simulation {
                 }
             }
         }
-        loop {
-            let Some(entry) = self.nodes[node].proposals.first_entry() else {
-                return Ok(());
+        // Settled first, answered after: answering may end the run with a violation.
+        let mut settled = std::mem::take(&mut self.settled);
+        self.nodes[node]
+            .proposals
+            .committed(entries, |op, settlement, _| settled.push((op, settlement)));
+        let mut result = Ok(());
+        for (op, settlement) in settled.drain(..) {
+            let reply = match settlement {
+                Settlement::Committed { index, term } => Reply::Acknowledged { index, term },
+                Settlement::Overwritten => Reply::Failed,
+                // Nobody answers: the client's own timeout leaves the outcome unknown.
+                Settlement::Unknown => continue,
             };
-            if *entry.key() > last_index {
-                return Ok(());
+            if result.is_ok() {
+                result = self.reply_to_client(op, reply);
             }
-            let (index, (term, op)) = entry.remove_entry();
-            if index < first_index {
-                continue; // Settled before this output; cannot happen, but harmless.
-            }
-            // The same index with another term means a new leader replaced the proposal.
-            let reply = if entries[(index.0 - first_index.0) as usize].term == term {
-                Reply::Acknowledged { index, term }
-            } else {
-                Reply::Failed
-            };
-            self.reply_to_client(op, reply)?;
         }
+        self.settled = settled;
+        result
     }
 
     /// Answers reads from what `node` applied: the committed log up to its applied index.
@@ -514,7 +514,11 @@ impl Simulation {
             ProposalOutcome::Accepted {
                 first_index, term, ..
             } => {
-                self.nodes[node].proposals.insert(first_index, (term, op));
+                // A replaced older proposal is not answered (its client times out), as
+                // for any settlement the simulated client cannot be told.
+                let now_us = self.now_us;
+                let proposals = &mut self.nodes[node].proposals;
+                proposals.accepted(first_index, term, vec![op], now_us, u64::MAX, |_, _, _| {});
                 first_index.0
             }
             ProposalOutcome::AlreadyApplied { index, term } => {
@@ -552,7 +556,7 @@ impl Simulation {
         crate::coverage::add_stats(&mut self.counters.past_core_stats, core.stats());
         state.incarnation += 1;
         state.backlog = None;
-        state.proposals.clear();
+        state.proposals.drain().for_each(drop);
         let loss = state.disk.crash(&self.params.disk, &mut self.rng.disk)?;
         let incarnation = state.incarnation;
         self.counters.crashes += 1;
