@@ -3,15 +3,15 @@
 use crate::io::Output;
 use crate::message::{Message, MessageBody};
 use crate::planted::{self, Bug};
-use crate::quorum::majority;
+use crate::quorum::VoteResult;
 use crate::raft::RaftCore;
 use crate::types::{Role, Term};
 
 impl RaftCore {
     /// A tick for a node that is not leader: campaign once the election timeout passes.
     pub(crate) fn tick_election(&mut self, outputs: &mut Vec<Output>) {
-        self.election_elapsed_ticks += 1;
-        if self.election_elapsed_ticks >= self.election_timeout_ticks {
+        self.election_timeout.tick();
+        if self.election_timeout.fired() {
             if self.config.pre_vote {
                 self.start_pre_vote(outputs);
             } else {
@@ -77,14 +77,12 @@ impl RaftCore {
         }
     }
 
-    fn has_vote_quorum(&self) -> bool {
-        let granted = self.votes.values().filter(|&&granted| granted).count();
-        granted >= majority(self.config.voters.len())
+    fn vote_result(&self) -> VoteResult {
+        self.quorum.vote_result(|id| self.votes.get(&id).copied())
     }
 
-    fn has_lost_vote(&self) -> bool {
-        let rejected = self.votes.values().filter(|&&granted| !granted).count();
-        rejected >= majority(self.config.voters.len())
+    fn has_vote_quorum(&self) -> bool {
+        self.vote_result() == VoteResult::Won
     }
 
     /// Answers RequestVote or PreVote. The term rule has already run.
@@ -160,8 +158,8 @@ impl RaftCore {
             return;
         }
         self.votes.insert(message.from, granted);
-        if self.has_vote_quorum() {
-            match self.role {
+        match self.vote_result() {
+            VoteResult::Won => match self.role {
                 Role::PreCandidate => self.start_election(outputs),
                 // Lead only once our own vote is durable: a leader whose term could be
                 // forgotten in a crash might see a second leader elected in the same term.
@@ -170,9 +168,9 @@ impl RaftCore {
                 }
                 Role::Candidate => {}
                 _ => unreachable!("checked above"),
-            }
-        } else if self.has_lost_vote() {
-            self.become_follower(self.term, None);
+            },
+            VoteResult::Lost => self.become_follower(self.term, None),
+            VoteResult::Pending => {}
         }
     }
 }

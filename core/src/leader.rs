@@ -5,7 +5,6 @@ use crate::io::{Output, ProposalOutcome};
 use crate::message::{AppendResponse, Message, MessageBody};
 use crate::planted::{self, Bug};
 use crate::progress::{Progress, ReplicationState};
-use crate::quorum::{committed_index, majority};
 use crate::raft::RaftCore;
 use crate::sessions::{decide, ClientId, Decision, PendingSessions};
 use crate::types::{Entry, EntryId, Index, NodeId, Payload, Role};
@@ -22,8 +21,8 @@ impl RaftCore {
         self.role = Role::Leader;
         self.leader = Some(self.config.id);
         self.votes.clear();
-        self.heartbeat_elapsed_ticks = 0;
-        self.check_quorum_elapsed_ticks = 0;
+        self.heartbeat_timeout.reset();
+        self.check_quorum_timeout.reset();
         self.reset_leader_reads();
         let next = self.log.last_index().next();
         self.progress = self
@@ -125,10 +124,10 @@ impl RaftCore {
     }
 
     pub(crate) fn tick_leader(&mut self, outputs: &mut Vec<Output>) {
-        self.heartbeat_elapsed_ticks += 1;
-        self.check_quorum_elapsed_ticks += 1;
-        if self.check_quorum_elapsed_ticks >= self.config.election_timeout_ticks_min {
-            self.check_quorum_elapsed_ticks = 0;
+        self.heartbeat_timeout.tick();
+        self.check_quorum_timeout.tick();
+        if self.check_quorum_timeout.fired() {
+            self.check_quorum_timeout.reset();
             if self.config.check_quorum && !self.quorum_recently_active() {
                 // Partitioned from a majority: stop accepting proposals that cannot commit
                 // and let the majority side elect a leader undisturbed.
@@ -140,16 +139,17 @@ impl RaftCore {
                 progress.recently_active = false;
             }
         }
-        if self.heartbeat_elapsed_ticks >= self.config.heartbeat_interval_ticks {
-            self.heartbeat_elapsed_ticks = 0;
+        if self.heartbeat_timeout.fired() {
+            self.heartbeat_timeout.reset();
             self.broadcast_heartbeat(outputs);
             self.send_read_probes(outputs);
         }
     }
 
     fn quorum_recently_active(&self) -> bool {
-        let active = 1 + self.progress.values().filter(|p| p.recently_active).count();
-        active >= majority(self.config.voters.len())
+        let me = self.config.id;
+        self.quorum
+            .has_quorum(|id| id == me || self.progress.get(&id).is_some_and(|p| p.recently_active))
     }
 
     /// A heartbeat is an AppendEntries checked like any other, so it also detects lost
@@ -317,14 +317,22 @@ impl RaftCore {
     /// Commits the highest index a majority holds durably, if it is from this term (§5.4.2:
     /// counting replicas never commits an entry of an earlier term directly).
     pub(crate) fn maybe_advance_commit(&mut self, outputs: &mut Vec<Output>) {
-        let mut matches: Vec<Index> = self.progress.values().map(|p| p.match_index).collect();
         // The leader counts its own entries only once they are durable.
-        matches.push(if planted::active(Bug::LeaderCountsUnpersisted) {
+        let own = if planted::active(Bug::LeaderCountsUnpersisted) {
             self.log.last_index()
         } else {
             self.writes.durable_index
+        };
+        let me = self.config.id;
+        let candidate = self.quorum.committed_index(|id| {
+            if id == me {
+                own
+            } else {
+                self.progress
+                    .get(&id)
+                    .map_or(Index::ZERO, |p| p.match_index)
+            }
         });
-        let candidate = committed_index(&mut matches);
         if candidate > self.commit_index && self.log.term_at(candidate) == Ok(self.term) {
             self.commit_index = candidate;
             self.apply_committed(outputs);

@@ -115,6 +115,7 @@ mod quorum;
 mod raft;
 mod reads;
 mod sessions;
+mod timeout;
 mod types;
 mod writes;
 

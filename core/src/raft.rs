@@ -7,8 +7,10 @@ use crate::log::{Log, LogError};
 use crate::message::{Message, MessageBody};
 use crate::planted::{self, Bug};
 use crate::progress::Progress;
+use crate::quorum::JointConfig;
 use crate::reads::Reads;
 use crate::sessions::{PendingSessions, Sessions, SessionsCheckpoint};
+use crate::timeout::Timeout;
 use crate::types::{Entry, EntryId, HardState, Index, NodeId, Payload, Role, Term};
 use crate::writes::WriteTracker;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -182,14 +184,15 @@ pub struct RaftCore {
     pub(crate) verified: (Term, Index),
     pub(crate) writes: WriteTracker,
 
-    /// Ticks since the last election-timer reset (leader contact, vote granted, campaign).
-    pub(crate) election_elapsed_ticks: u64,
-    /// This term's randomized timeout. Invariant: within `[min, max)`.
-    pub(crate) election_timeout_ticks: u64,
-    /// Leader only: ticks since the last heartbeat broadcast.
-    pub(crate) heartbeat_elapsed_ticks: u64,
-    /// Leader only: ticks since the last CheckQuorum.
-    pub(crate) check_quorum_elapsed_ticks: u64,
+    /// The voters and every majority decision over them (`quorum.rs`).
+    pub(crate) quorum: JointConfig,
+    /// Restarted on leader contact, a vote granted and a campaign, each time with a freshly
+    /// drawn length. Invariant: `after_ticks()` within `[min, max)`.
+    pub(crate) election_timeout: Timeout,
+    /// Leader only: until the next heartbeat broadcast.
+    pub(crate) heartbeat_timeout: Timeout,
+    /// Leader only: until the next CheckQuorum.
+    pub(crate) check_quorum_timeout: Timeout,
 
     /// (Pre)candidate only: answers received this campaign. Own vote included once it counts.
     pub(crate) votes: BTreeMap<NodeId, bool>,
@@ -262,13 +265,12 @@ impl RaftCore {
                 .expect("checked: the tail reaches back");
             sessions.apply(entry);
         }
-        let mut peers: Vec<NodeId> = config
-            .voters
-            .iter()
-            .copied()
+        let quorum = JointConfig::single(config.voters.clone());
+        let peers: Vec<NodeId> = quorum
+            .voters()
+            .into_iter()
             .filter(|&id| id != config.id)
             .collect();
-        peers.sort();
         // Mix the node id into the seed so nodes sharing a seed still draw different timeouts.
         let rng = ChaCha8Rng::seed_from_u64(
             config.rng_seed ^ config.id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15),
@@ -285,10 +287,10 @@ impl RaftCore {
             verified: (Term(0), Index::ZERO),
             writes: WriteTracker::new(log.last_index(), hard_state),
             log,
-            election_elapsed_ticks: 0,
-            election_timeout_ticks: 0,
-            heartbeat_elapsed_ticks: 0,
-            check_quorum_elapsed_ticks: 0,
+            quorum,
+            election_timeout: Timeout::new(config.election_timeout_ticks_min),
+            heartbeat_timeout: Timeout::new(config.heartbeat_interval_ticks),
+            check_quorum_timeout: Timeout::new(config.election_timeout_ticks_min),
             votes: BTreeMap::new(),
             progress: BTreeMap::new(),
             reads: Reads::default(),
@@ -404,7 +406,8 @@ impl RaftCore {
             Role::Leader => true,
             _ => {
                 self.leader.is_some()
-                    && self.election_elapsed_ticks < self.config.election_timeout_ticks_min
+                    && self.election_timeout.elapsed_ticks()
+                        < self.config.election_timeout_ticks_min
                     || self.in_start_lease()
             }
         }
@@ -460,8 +463,8 @@ impl RaftCore {
     pub(crate) fn reset_election_timer(&mut self) {
         let min = self.config.election_timeout_ticks_min;
         let spread = self.config.election_timeout_ticks_max - min;
-        self.election_elapsed_ticks = 0;
-        self.election_timeout_ticks = min + self.rng.next_u64() % spread;
+        self.election_timeout
+            .start(min + self.rng.next_u64() % spread);
     }
 
     /// Sends `message` now, or holds it until every write issued so far is durable. Vote
@@ -595,14 +598,11 @@ impl RaftCore {
         self.writes.check_invariants(self.log.last_index());
         let spread = self.config.election_timeout_ticks_min..self.config.election_timeout_ticks_max;
         assert!(
-            spread.contains(&self.election_timeout_ticks),
+            spread.contains(&self.election_timeout.after_ticks()),
             "election timeout out of range"
         );
         if let Some(voted_for) = self.voted_for {
-            assert!(
-                self.config.voters.contains(&voted_for),
-                "voted for a non-voter"
-            );
+            assert!(self.quorum.is_voter(voted_for), "voted for a non-voter");
         }
         self.check_role_invariants();
         self.reads.check_invariants(self.role);

@@ -30,7 +30,6 @@
 
 use crate::io::Output;
 use crate::message::{Message, MessageBody};
-use crate::quorum::majority;
 use crate::raft::RaftCore;
 use crate::types::{Index, NodeId, ReadId, ReadMode, Role, Term};
 use std::collections::BTreeMap;
@@ -234,8 +233,9 @@ impl RaftCore {
     fn advance_read_rounds(&mut self, outputs: &mut Vec<Output>) {
         if self.reads.round_in_flight {
             let round = self.reads.round;
-            let echoed = self.reads.acked.values().filter(|&&r| r >= round).count();
-            if 1 + echoed >= majority(self.config.voters.len()) {
+            let me = self.config.id;
+            let echoed = |id| id == me || self.reads.acked.get(&id).is_some_and(|&r| r >= round);
+            if self.quorum.has_quorum(echoed) {
                 self.confirm_round(outputs);
             }
         }
