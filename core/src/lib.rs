@@ -114,6 +114,7 @@ mod progress;
 mod quorum;
 mod raft;
 mod reads;
+mod role;
 mod sessions;
 mod timeout;
 mod types;

@@ -6,16 +6,15 @@ use crate::io::{Input, Output};
 use crate::log::{Log, LogError};
 use crate::message::{Message, MessageBody};
 use crate::planted::{self, Bug};
-use crate::progress::Progress;
 use crate::quorum::JointConfig;
 use crate::reads::Reads;
+use crate::role::RoleState;
 use crate::sessions::{PendingSessions, Sessions, SessionsCheckpoint};
 use crate::timeout::Timeout;
 use crate::types::{Entry, EntryId, HardState, Index, NodeId, Payload, Role, Term};
 use crate::writes::WriteTracker;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// What the driver read back from durable storage at start.
@@ -166,7 +165,8 @@ pub struct RaftCore {
     pub(crate) term: Term,
     /// Invariant: `Some(id)` only for a voter; fixed once set within a term.
     pub(crate) voted_for: Option<NodeId>,
-    pub(crate) role: Role,
+    /// The role, with the state only that role has (`role.rs`).
+    pub(crate) role: RoleState,
     /// Invariant: `Some(id)` when `role == Leader`; the leader of `term` when known.
     pub(crate) leader: Option<NodeId>,
     /// A window onto the whole log (see `log.rs`).
@@ -189,16 +189,6 @@ pub struct RaftCore {
     /// Restarted on leader contact, a vote granted and a campaign, each time with a freshly
     /// drawn length. Invariant: `after_ticks()` within `[min, max)`.
     pub(crate) election_timeout: Timeout,
-    /// Leader only: until the next heartbeat broadcast.
-    pub(crate) heartbeat_timeout: Timeout,
-    /// Leader only: until the next CheckQuorum.
-    pub(crate) check_quorum_timeout: Timeout,
-
-    /// (Pre)candidate only: answers received this campaign. Own vote included once it counts.
-    pub(crate) votes: BTreeMap<NodeId, bool>,
-    /// Leader only: replication progress of each peer.
-    /// Invariant: holds exactly `peers` when `role == Leader`, empty otherwise.
-    pub(crate) progress: BTreeMap<NodeId, Progress>,
 
     /// Linearizable reads under way (`reads.rs`).
     pub(crate) reads: Reads,
@@ -280,7 +270,7 @@ impl RaftCore {
             rng,
             term: hard_state.term,
             voted_for: hard_state.voted_for,
-            role: Role::Follower,
+            role: RoleState::Follower,
             leader: None,
             commit_index: recovered.commit_index,
             applied_index: recovered.commit_index,
@@ -289,10 +279,6 @@ impl RaftCore {
             log,
             quorum,
             election_timeout: Timeout::new(config.election_timeout_ticks_min),
-            heartbeat_timeout: Timeout::new(config.heartbeat_interval_ticks),
-            check_quorum_timeout: Timeout::new(config.election_timeout_ticks_min),
-            votes: BTreeMap::new(),
-            progress: BTreeMap::new(),
             reads: Reads::default(),
             sessions,
             sessions_checkpointed: sessions_through,
@@ -330,7 +316,7 @@ impl RaftCore {
 
     fn tick(&mut self, outputs: &mut Vec<Output>) {
         self.tick_reads(outputs);
-        match self.role {
+        match self.role() {
             Role::Leader => self.tick_leader(outputs),
             Role::Follower | Role::PreCandidate | Role::Candidate => self.tick_election(outputs),
         }
@@ -402,7 +388,7 @@ impl RaftCore {
         if !self.config.check_quorum {
             return false;
         }
-        match self.role {
+        match self.role() {
             Role::Leader => true,
             _ => {
                 self.leader.is_some()
@@ -423,7 +409,7 @@ impl RaftCore {
         let current = self.term;
         let fresh = released.messages.into_iter().filter(|m| m.term >= current);
         outputs.extend(fresh.map(Output::Send));
-        match self.role {
+        match self.role() {
             Role::Candidate => self.count_own_vote_if_durable(outputs),
             Role::Leader => self.maybe_advance_commit(outputs),
             Role::Follower | Role::PreCandidate => {}
@@ -445,11 +431,9 @@ impl RaftCore {
             self.voted_for = None;
             self.stage_hard_state();
         }
-        let was_leader = self.role == Role::Leader;
-        self.role = Role::Follower;
+        let was_leader = self.role() == Role::Leader;
+        self.role = RoleState::Follower;
         self.leader = leader;
-        self.votes.clear();
-        self.progress.clear();
         self.pending_sessions.clear();
         if was_leader {
             self.reset_election_timer();
@@ -547,11 +531,11 @@ impl RaftCore {
         if let Some(write) = self.writes.flush(self.log.last_index()) {
             outputs.push(Output::Persist(write));
         }
-        let now = (self.role, self.term, self.leader);
+        let now = (self.role(), self.term, self.leader);
         if now != self.reported {
             self.reported = now;
             outputs.push(Output::RoleChanged {
-                role: self.role,
+                role: self.role(),
                 term: self.term,
                 leader: self.leader,
             });
@@ -605,18 +589,18 @@ impl RaftCore {
             assert!(self.quorum.is_voter(voted_for), "voted for a non-voter");
         }
         self.check_role_invariants();
-        self.reads.check_invariants(self.role);
+        self.reads.check_invariants(self.role());
     }
 
     /// The invariants that depend on the role.
     fn check_role_invariants(&self) {
-        if self.role != Role::Leader {
+        if self.role() != Role::Leader {
             assert!(
                 self.pending_sessions.is_empty(),
                 "non-leader tracks sessions"
             );
         }
-        match self.role {
+        match self.role() {
             Role::Leader => {
                 assert_eq!(
                     self.leader,
@@ -628,12 +612,12 @@ impl RaftCore {
                     Some(self.config.id),
                     "leader did not vote for itself"
                 );
-                assert_eq!(
-                    self.progress.len(),
-                    self.peers.len(),
+                let progress = self.role.progress();
+                assert!(
+                    progress.keys().eq(self.peers.iter()),
                     "progress for wrong peers"
                 );
-                for progress in self.progress.values() {
+                for progress in progress.values() {
                     progress
                         .check_invariants(self.log.last_index(), self.config.max_inflight_appends);
                 }
@@ -644,10 +628,8 @@ impl RaftCore {
                     Some(self.config.id),
                     "candidate did not vote for itself"
                 );
-                assert!(self.progress.is_empty(), "non-leader tracks progress");
             }
             Role::Follower | Role::PreCandidate => {
-                assert!(self.progress.is_empty(), "non-leader tracks progress");
                 assert_ne!(
                     self.leader,
                     Some(self.config.id),
@@ -666,7 +648,7 @@ impl RaftCore {
         &self.config
     }
     pub fn role(&self) -> Role {
-        self.role
+        self.role.role()
     }
     pub fn term(&self) -> Term {
         self.term
@@ -703,9 +685,7 @@ impl RaftCore {
     }
     /// Leader only: the highest index known to match `peer`'s log.
     pub fn match_index(&self, peer: NodeId) -> Option<Index> {
-        self.progress
-            .get(&peer)
-            .map(|progress| progress.match_index)
+        self.role.peer(peer).map(|progress| progress.match_index)
     }
     /// The session table as of the applied index (at least).
     pub fn sessions(&self) -> SessionsCheckpoint {
