@@ -1,5 +1,6 @@
 //! `RaftCore`: the state every role shares, the `step` dispatcher and the invariants.
-//! Role-specific behaviour lives in `election.rs`, `follower.rs` and `leader.rs`.
+//! Role-specific behaviour lives in `election.rs`, `follower.rs` and `leader.rs`; the state
+//! only one role has in `role.rs`; every majority decision in `quorum.rs`.
 
 use crate::config::{Config, ConfigError};
 use crate::io::{Input, Output};
