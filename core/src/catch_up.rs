@@ -16,10 +16,7 @@ use crate::types::{Entry, EntryId, NodeId, Role};
 impl RaftCore {
     /// Asks storage for the entries from `peer`'s next index, unless a request is out.
     pub(crate) fn request_fetch(&mut self, peer: NodeId, outputs: &mut Vec<Output>) {
-        let progress = self
-            .progress
-            .get_mut(&peer)
-            .expect("leader tracks every peer");
+        let progress = self.role.peer_mut(peer).expect("leader tracks every peer");
         if progress.fetching.is_some() {
             return;
         }
@@ -39,7 +36,7 @@ impl RaftCore {
     pub(crate) fn handle_fetched(&mut self, fetched: Fetched, outputs: &mut Vec<Output>) {
         let from = fetched.prev.index.next();
         let peer = fetched.peer;
-        let Some(progress) = self.progress.get_mut(&peer) else {
+        let Some(progress) = self.role.peer_mut(peer) else {
             self.stats.bad_fetched_ignored += 1; // Not leader any more, or no such peer.
             return;
         };
@@ -53,7 +50,7 @@ impl RaftCore {
             self.stats.bad_fetched_ignored += 1;
             return;
         }
-        let progress = &self.progress[&peer];
+        let progress = &self.role.progress()[&peer];
         let window = self.config.max_inflight_appends;
         if from == progress.next_index && progress.can_send(window) {
             self.send_entries(peer, fetched.prev, fetched.entries, outputs);
@@ -65,7 +62,7 @@ impl RaftCore {
     /// never decrease and none from the future, within the request's limits, and the same
     /// as the in-memory log where the two overlap.
     fn fetched_is_sound(&self, fetched: &Fetched) -> bool {
-        debug_assert_eq!(self.role, Role::Leader);
+        debug_assert_eq!(self.role(), Role::Leader);
         let max = self.config.max_append_entries;
         if fetched.entries.is_empty() || fetched.entries.len() > max {
             return false;

@@ -3,15 +3,16 @@
 use crate::io::Output;
 use crate::message::{Message, MessageBody};
 use crate::planted::{self, Bug};
-use crate::quorum::majority;
+use crate::quorum::VoteResult;
 use crate::raft::RaftCore;
+use crate::role::{RoleState, Votes};
 use crate::types::{Role, Term};
 
 impl RaftCore {
     /// A tick for a node that is not leader: campaign once the election timeout passes.
     pub(crate) fn tick_election(&mut self, outputs: &mut Vec<Output>) {
-        self.election_elapsed_ticks += 1;
-        if self.election_elapsed_ticks >= self.election_timeout_ticks {
+        self.election_timeout.tick();
+        if self.election_timeout.fired() {
             if self.config.pre_vote {
                 self.start_pre_vote(outputs);
             } else {
@@ -24,10 +25,10 @@ impl RaftCore {
     /// others see, so a node returning from a partition cannot depose a healthy leader.
     fn start_pre_vote(&mut self, outputs: &mut Vec<Output>) {
         self.stats.pre_votes_started += 1;
-        self.role = Role::PreCandidate;
+        self.role = RoleState::PreCandidate {
+            votes: Votes::from([(self.config.id, true)]),
+        };
         self.leader = None;
-        self.votes.clear();
-        self.votes.insert(self.config.id, true);
         self.reset_election_timer();
         if self.has_vote_quorum() {
             self.start_election(outputs);
@@ -43,9 +44,10 @@ impl RaftCore {
         self.term = self.term.next();
         self.voted_for = Some(self.config.id);
         self.stage_hard_state();
-        self.role = Role::Candidate;
+        self.role = RoleState::Candidate {
+            votes: Votes::new(),
+        };
         self.leader = None;
-        self.votes.clear();
         self.reset_election_timer();
         self.request_votes(false, self.term, outputs);
     }
@@ -69,22 +71,23 @@ impl RaftCore {
     /// Counts the candidate's own vote once the write recording it is durable.
     pub(crate) fn count_own_vote_if_durable(&mut self, outputs: &mut Vec<Output>) {
         let own_vote_durable = self.writes.durable_hard_state == self.hard_state();
-        if self.role == Role::Candidate && own_vote_durable {
-            self.votes.insert(self.config.id, true);
+        let me = self.config.id;
+        if let (RoleState::Candidate { votes }, true) = (&mut self.role, own_vote_durable) {
+            votes.insert(me, true);
             if self.has_vote_quorum() {
                 self.become_leader(outputs);
             }
         }
     }
 
-    fn has_vote_quorum(&self) -> bool {
-        let granted = self.votes.values().filter(|&&granted| granted).count();
-        granted >= majority(self.config.voters.len())
+    fn vote_result(&self) -> VoteResult {
+        let votes = self.role.votes();
+        self.quorum
+            .vote_result(|id| votes.and_then(|votes| votes.get(&id).copied()))
     }
 
-    fn has_lost_vote(&self) -> bool {
-        let rejected = self.votes.values().filter(|&&granted| !granted).count();
-        rejected >= majority(self.config.voters.len())
+    fn has_vote_quorum(&self) -> bool {
+        self.vote_result() == VoteResult::Won
     }
 
     /// Answers RequestVote or PreVote. The term rule has already run.
@@ -143,7 +146,7 @@ impl RaftCore {
         let MessageBody::RequestVoteResponse { pre_vote, granted } = message.body else {
             unreachable!("dispatched by body");
         };
-        let expected = match (self.role, pre_vote) {
+        let expected = match (self.role(), pre_vote) {
             (Role::PreCandidate, true) => {
                 // Grants echo term + 1; a refusal carries the voter's (not higher) term.
                 if granted {
@@ -159,20 +162,24 @@ impl RaftCore {
             self.stats.messages_ignored += 1;
             return;
         }
-        self.votes.insert(message.from, granted);
-        if self.has_vote_quorum() {
-            match self.role {
+        self.role
+            .votes_mut()
+            .expect("checked: a campaign is under way")
+            .insert(message.from, granted);
+        let me = self.config.id;
+        match self.vote_result() {
+            VoteResult::Won => match self.role() {
                 Role::PreCandidate => self.start_election(outputs),
                 // Lead only once our own vote is durable: a leader whose term could be
                 // forgotten in a crash might see a second leader elected in the same term.
-                Role::Candidate if self.votes.contains_key(&self.config.id) => {
+                Role::Candidate if self.role.votes().is_some_and(|v| v.contains_key(&me)) => {
                     self.become_leader(outputs)
                 }
                 Role::Candidate => {}
                 _ => unreachable!("checked above"),
-            }
-        } else if self.has_lost_vote() {
-            self.become_follower(self.term, None);
+            },
+            VoteResult::Lost => self.become_follower(self.term, None),
+            VoteResult::Pending => {}
         }
     }
 }

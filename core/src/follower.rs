@@ -29,7 +29,7 @@ impl RaftCore {
             self.send_after_persist(reply, outputs);
             return;
         }
-        if self.role == Role::Leader {
+        if self.role() == Role::Leader {
             // Two leaders in one term: impossible unless a peer is faulty. Ignore it.
             self.stats.messages_ignored += 1;
             return;

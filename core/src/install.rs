@@ -22,7 +22,7 @@ use crate::types::{EntryId, Index, Role, Term};
 impl RaftCore {
     /// Storage answered a fetch with "trimmed": install its boundary on the follower.
     pub(crate) fn handle_fetch_trimmed(&mut self, trimmed: Trimmed, outputs: &mut Vec<Output>) {
-        let Some(progress) = self.progress.get_mut(&trimmed.peer) else {
+        let Some(progress) = self.role.peer_mut(trimmed.peer) else {
             self.stats.bad_fetched_ignored += 1;
             return;
         };
@@ -86,7 +86,7 @@ impl RaftCore {
             && last.term > Term(0)
             && last.term <= message.term
             && sessions.through >= last.index;
-        if self.role == Role::Leader || !well_formed {
+        if self.role() == Role::Leader || !well_formed {
             self.stats.messages_ignored += 1;
             return;
         }

@@ -4,9 +4,9 @@
 use crate::io::{Output, ProposalOutcome};
 use crate::message::{AppendResponse, Message, MessageBody};
 use crate::planted::{self, Bug};
-use crate::progress::{Progress, ReplicationState};
-use crate::quorum::{committed_index, majority};
+use crate::progress::ReplicationState;
 use crate::raft::RaftCore;
+use crate::role::{LeaderState, RoleState};
 use crate::sessions::{decide, ClientId, Decision, PendingSessions};
 use crate::types::{Entry, EntryId, Index, NodeId, Payload, Role};
 use std::num::NonZeroU64;
@@ -14,23 +14,15 @@ use std::num::NonZeroU64;
 impl RaftCore {
     pub(crate) fn become_leader(&mut self, outputs: &mut Vec<Output>) {
         assert_eq!(
-            self.role,
+            self.role(),
             Role::Candidate,
             "only a candidate becomes leader"
         );
         self.stats.terms_led += 1;
-        self.role = Role::Leader;
-        self.leader = Some(self.config.id);
-        self.votes.clear();
-        self.heartbeat_elapsed_ticks = 0;
-        self.check_quorum_elapsed_ticks = 0;
-        self.reset_leader_reads();
         let next = self.log.last_index().next();
-        self.progress = self
-            .peers
-            .iter()
-            .map(|&peer| (peer, Progress::new(next)))
-            .collect();
+        self.role = RoleState::Leader(LeaderState::new(&self.config, &self.peers, next));
+        self.leader = Some(self.config.id);
+        self.reset_leader_reads();
         // Its log holds every entry not yet applied, so it knows every session entry the
         // table lacks.
         self.pending_sessions = PendingSessions::from_log(self.log.held(), self.sessions.through());
@@ -57,7 +49,7 @@ impl RaftCore {
         command: String,
         outputs: &mut Vec<Output>,
     ) {
-        if self.role != Role::Leader {
+        if self.role() != Role::Leader {
             let leader = self.leader;
             outputs.push(Output::Proposal(ProposalOutcome::NotLeader { leader }));
             return;
@@ -87,7 +79,7 @@ impl RaftCore {
     }
 
     pub(crate) fn propose_payloads(&mut self, payloads: Vec<Payload>, outputs: &mut Vec<Output>) {
-        if self.role != Role::Leader {
+        if self.role() != Role::Leader {
             let outcome = ProposalOutcome::NotLeader {
                 leader: self.leader,
             };
@@ -125,10 +117,18 @@ impl RaftCore {
     }
 
     pub(crate) fn tick_leader(&mut self, outputs: &mut Vec<Output>) {
-        self.heartbeat_elapsed_ticks += 1;
-        self.check_quorum_elapsed_ticks += 1;
-        if self.check_quorum_elapsed_ticks >= self.config.election_timeout_ticks_min {
-            self.check_quorum_elapsed_ticks = 0;
+        let leader = self.role.leader_mut().expect("ticked as leader");
+        leader.heartbeat.tick();
+        leader.check_quorum.tick();
+        let check_quorum_due = leader.check_quorum.fired();
+        if check_quorum_due {
+            leader.check_quorum.reset();
+        }
+        let heartbeat_due = leader.heartbeat.fired();
+        if heartbeat_due {
+            leader.heartbeat.reset();
+        }
+        if check_quorum_due {
             if self.config.check_quorum && !self.quorum_recently_active() {
                 // Partitioned from a majority: stop accepting proposals that cannot commit
                 // and let the majority side elect a leader undisturbed.
@@ -136,20 +136,20 @@ impl RaftCore {
                 self.become_follower(self.term, None);
                 return;
             }
-            for progress in self.progress.values_mut() {
+            for progress in self.role.progress_mut().values_mut() {
                 progress.recently_active = false;
             }
         }
-        if self.heartbeat_elapsed_ticks >= self.config.heartbeat_interval_ticks {
-            self.heartbeat_elapsed_ticks = 0;
+        if heartbeat_due {
             self.broadcast_heartbeat(outputs);
             self.send_read_probes(outputs);
         }
     }
 
     fn quorum_recently_active(&self) -> bool {
-        let active = 1 + self.progress.values().filter(|p| p.recently_active).count();
-        active >= majority(self.config.voters.len())
+        let me = self.config.id;
+        self.quorum
+            .has_quorum(|id| id == me || self.role.peer(id).is_some_and(|p| p.recently_active))
     }
 
     /// A heartbeat is an AppendEntries checked like any other, so it also detects lost
@@ -159,10 +159,7 @@ impl RaftCore {
         // would allocate on every heartbeat and proposal.
         for k in 0..self.peers.len() {
             let peer = self.peers[k];
-            let progress = self
-                .progress
-                .get_mut(&peer)
-                .expect("leader tracks every peer");
+            let progress = self.role.peer_mut(peer).expect("leader tracks every peer");
             match progress.state {
                 ReplicationState::Probe => {
                     progress.probe_sent = false;
@@ -183,7 +180,7 @@ impl RaftCore {
     /// furthest back this leader can vouch for without storage. Either keeps the follower's
     /// election timer quiet and its commit index moving.
     fn send_heartbeat(&mut self, peer: NodeId, outputs: &mut Vec<Output>) {
-        let next_prev = self.progress[&peer].next_index.prev();
+        let next_prev = self.role.progress()[&peer].next_index.prev();
         let prev = match self.log.term_at(next_prev) {
             Ok(term) => EntryId {
                 index: next_prev,
@@ -204,7 +201,7 @@ impl RaftCore {
     /// Sends as many AppendEntries to `peer` as its state and window allow.
     pub(crate) fn replicate_to(&mut self, peer: NodeId, outputs: &mut Vec<Output>) {
         loop {
-            let progress = &self.progress[&peer];
+            let progress = &self.role.progress()[&peer];
             let has_new = progress.next_index <= self.log.last_index();
             let window = self.config.max_inflight_appends;
             if !progress.can_send(window)
@@ -217,7 +214,7 @@ impl RaftCore {
             if !self.send_append(peer, outputs) {
                 return; // Waiting for storage.
             }
-            if self.progress[&peer].state == ReplicationState::Probe {
+            if self.role.progress()[&peer].state == ReplicationState::Probe {
                 return;
             }
         }
@@ -227,7 +224,7 @@ impl RaftCore {
     /// when the entry before it has left memory, asks storage for the entries instead
     /// (`catch_up.rs`). Returns whether a message went out.
     fn send_append(&mut self, peer: NodeId, outputs: &mut Vec<Output>) -> bool {
-        let next = self.progress[&peer].next_index;
+        let next = self.role.progress()[&peer].next_index;
         let prev = next.prev();
         let Ok(prev_term) = self.log.term_at(prev) else {
             self.request_fetch(peer, outputs);
@@ -259,8 +256,8 @@ impl RaftCore {
     ) {
         let last = entries.last().map_or(prev.index, |entry| entry.index);
         outputs.push(Output::Send(self.append_message(peer, prev, entries)));
-        self.progress
-            .get_mut(&peer)
+        self.role
+            .peer_mut(peer)
             .expect("leader tracks every peer")
             .sent(last);
     }
@@ -282,7 +279,7 @@ impl RaftCore {
         else {
             unreachable!("dispatched by body");
         };
-        if self.role != Role::Leader || message.term != self.term {
+        if self.role() != Role::Leader || message.term != self.term {
             // Answers from older terms, or to a leadership we no longer hold.
             self.stats.messages_ignored += 1;
             return;
@@ -292,10 +289,7 @@ impl RaftCore {
             return;
         }
         let peer = message.from;
-        let progress = self
-            .progress
-            .get_mut(&peer)
-            .expect("leader tracks every peer");
+        let progress = self.role.peer_mut(peer).expect("leader tracks every peer");
         progress.recently_active = true;
         match reject {
             None => {
@@ -317,14 +311,20 @@ impl RaftCore {
     /// Commits the highest index a majority holds durably, if it is from this term (§5.4.2:
     /// counting replicas never commits an entry of an earlier term directly).
     pub(crate) fn maybe_advance_commit(&mut self, outputs: &mut Vec<Output>) {
-        let mut matches: Vec<Index> = self.progress.values().map(|p| p.match_index).collect();
         // The leader counts its own entries only once they are durable.
-        matches.push(if planted::active(Bug::LeaderCountsUnpersisted) {
+        let own = if planted::active(Bug::LeaderCountsUnpersisted) {
             self.log.last_index()
         } else {
             self.writes.durable_index
+        };
+        let me = self.config.id;
+        let candidate = self.quorum.committed_index(|id| {
+            if id == me {
+                own
+            } else {
+                self.role.peer(id).map_or(Index::ZERO, |p| p.match_index)
+            }
         });
-        let candidate = committed_index(&mut matches);
         if candidate > self.commit_index && self.log.term_at(candidate) == Ok(self.term) {
             self.commit_index = candidate;
             self.apply_committed(outputs);

@@ -114,7 +114,9 @@ mod progress;
 mod quorum;
 mod raft;
 mod reads;
+mod role;
 mod sessions;
+mod timeout;
 mod types;
 mod writes;
 

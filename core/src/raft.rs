@@ -1,19 +1,21 @@
 //! `RaftCore`: the state every role shares, the `step` dispatcher and the invariants.
-//! Role-specific behaviour lives in `election.rs`, `follower.rs` and `leader.rs`.
+//! Role-specific behaviour lives in `election.rs`, `follower.rs` and `leader.rs`; the state
+//! only one role has in `role.rs`; every majority decision in `quorum.rs`.
 
 use crate::config::{Config, ConfigError};
 use crate::io::{Input, Output};
 use crate::log::{Log, LogError};
 use crate::message::{Message, MessageBody};
 use crate::planted::{self, Bug};
-use crate::progress::Progress;
+use crate::quorum::JointConfig;
 use crate::reads::Reads;
+use crate::role::RoleState;
 use crate::sessions::{PendingSessions, Sessions, SessionsCheckpoint};
+use crate::timeout::Timeout;
 use crate::types::{Entry, EntryId, HardState, Index, NodeId, Payload, Role, Term};
 use crate::writes::WriteTracker;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// What the driver read back from durable storage at start.
@@ -164,7 +166,8 @@ pub struct RaftCore {
     pub(crate) term: Term,
     /// Invariant: `Some(id)` only for a voter; fixed once set within a term.
     pub(crate) voted_for: Option<NodeId>,
-    pub(crate) role: Role,
+    /// The role, with the state only that role has (`role.rs`).
+    pub(crate) role: RoleState,
     /// Invariant: `Some(id)` when `role == Leader`; the leader of `term` when known.
     pub(crate) leader: Option<NodeId>,
     /// A window onto the whole log (see `log.rs`).
@@ -182,20 +185,11 @@ pub struct RaftCore {
     pub(crate) verified: (Term, Index),
     pub(crate) writes: WriteTracker,
 
-    /// Ticks since the last election-timer reset (leader contact, vote granted, campaign).
-    pub(crate) election_elapsed_ticks: u64,
-    /// This term's randomized timeout. Invariant: within `[min, max)`.
-    pub(crate) election_timeout_ticks: u64,
-    /// Leader only: ticks since the last heartbeat broadcast.
-    pub(crate) heartbeat_elapsed_ticks: u64,
-    /// Leader only: ticks since the last CheckQuorum.
-    pub(crate) check_quorum_elapsed_ticks: u64,
-
-    /// (Pre)candidate only: answers received this campaign. Own vote included once it counts.
-    pub(crate) votes: BTreeMap<NodeId, bool>,
-    /// Leader only: replication progress of each peer.
-    /// Invariant: holds exactly `peers` when `role == Leader`, empty otherwise.
-    pub(crate) progress: BTreeMap<NodeId, Progress>,
+    /// The voters and every majority decision over them (`quorum.rs`).
+    pub(crate) quorum: JointConfig,
+    /// Restarted on leader contact, a vote granted and a campaign, each time with a freshly
+    /// drawn length. Invariant: `after_ticks()` within `[min, max)`.
+    pub(crate) election_timeout: Timeout,
 
     /// Linearizable reads under way (`reads.rs`).
     pub(crate) reads: Reads,
@@ -262,13 +256,12 @@ impl RaftCore {
                 .expect("checked: the tail reaches back");
             sessions.apply(entry);
         }
-        let mut peers: Vec<NodeId> = config
-            .voters
-            .iter()
-            .copied()
+        let quorum = JointConfig::single(config.voters.clone());
+        let peers: Vec<NodeId> = quorum
+            .voters()
+            .into_iter()
             .filter(|&id| id != config.id)
             .collect();
-        peers.sort();
         // Mix the node id into the seed so nodes sharing a seed still draw different timeouts.
         let rng = ChaCha8Rng::seed_from_u64(
             config.rng_seed ^ config.id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15),
@@ -278,19 +271,15 @@ impl RaftCore {
             rng,
             term: hard_state.term,
             voted_for: hard_state.voted_for,
-            role: Role::Follower,
+            role: RoleState::Follower,
             leader: None,
             commit_index: recovered.commit_index,
             applied_index: recovered.commit_index,
             verified: (Term(0), Index::ZERO),
             writes: WriteTracker::new(log.last_index(), hard_state),
             log,
-            election_elapsed_ticks: 0,
-            election_timeout_ticks: 0,
-            heartbeat_elapsed_ticks: 0,
-            check_quorum_elapsed_ticks: 0,
-            votes: BTreeMap::new(),
-            progress: BTreeMap::new(),
+            quorum,
+            election_timeout: Timeout::new(config.election_timeout_ticks_min),
             reads: Reads::default(),
             sessions,
             sessions_checkpointed: sessions_through,
@@ -328,7 +317,7 @@ impl RaftCore {
 
     fn tick(&mut self, outputs: &mut Vec<Output>) {
         self.tick_reads(outputs);
-        match self.role {
+        match self.role() {
             Role::Leader => self.tick_leader(outputs),
             Role::Follower | Role::PreCandidate | Role::Candidate => self.tick_election(outputs),
         }
@@ -400,11 +389,12 @@ impl RaftCore {
         if !self.config.check_quorum {
             return false;
         }
-        match self.role {
+        match self.role() {
             Role::Leader => true,
             _ => {
                 self.leader.is_some()
-                    && self.election_elapsed_ticks < self.config.election_timeout_ticks_min
+                    && self.election_timeout.elapsed_ticks()
+                        < self.config.election_timeout_ticks_min
                     || self.in_start_lease()
             }
         }
@@ -420,7 +410,7 @@ impl RaftCore {
         let current = self.term;
         let fresh = released.messages.into_iter().filter(|m| m.term >= current);
         outputs.extend(fresh.map(Output::Send));
-        match self.role {
+        match self.role() {
             Role::Candidate => self.count_own_vote_if_durable(outputs),
             Role::Leader => self.maybe_advance_commit(outputs),
             Role::Follower | Role::PreCandidate => {}
@@ -442,11 +432,9 @@ impl RaftCore {
             self.voted_for = None;
             self.stage_hard_state();
         }
-        let was_leader = self.role == Role::Leader;
-        self.role = Role::Follower;
+        let was_leader = self.role() == Role::Leader;
+        self.role = RoleState::Follower;
         self.leader = leader;
-        self.votes.clear();
-        self.progress.clear();
         self.pending_sessions.clear();
         if was_leader {
             self.reset_election_timer();
@@ -460,8 +448,8 @@ impl RaftCore {
     pub(crate) fn reset_election_timer(&mut self) {
         let min = self.config.election_timeout_ticks_min;
         let spread = self.config.election_timeout_ticks_max - min;
-        self.election_elapsed_ticks = 0;
-        self.election_timeout_ticks = min + self.rng.next_u64() % spread;
+        self.election_timeout
+            .start(min + self.rng.next_u64() % spread);
     }
 
     /// Sends `message` now, or holds it until every write issued so far is durable. Vote
@@ -544,11 +532,11 @@ impl RaftCore {
         if let Some(write) = self.writes.flush(self.log.last_index()) {
             outputs.push(Output::Persist(write));
         }
-        let now = (self.role, self.term, self.leader);
+        let now = (self.role(), self.term, self.leader);
         if now != self.reported {
             self.reported = now;
             outputs.push(Output::RoleChanged {
-                role: self.role,
+                role: self.role(),
                 term: self.term,
                 leader: self.leader,
             });
@@ -595,28 +583,25 @@ impl RaftCore {
         self.writes.check_invariants(self.log.last_index());
         let spread = self.config.election_timeout_ticks_min..self.config.election_timeout_ticks_max;
         assert!(
-            spread.contains(&self.election_timeout_ticks),
+            spread.contains(&self.election_timeout.after_ticks()),
             "election timeout out of range"
         );
         if let Some(voted_for) = self.voted_for {
-            assert!(
-                self.config.voters.contains(&voted_for),
-                "voted for a non-voter"
-            );
+            assert!(self.quorum.is_voter(voted_for), "voted for a non-voter");
         }
         self.check_role_invariants();
-        self.reads.check_invariants(self.role);
+        self.reads.check_invariants(self.role());
     }
 
     /// The invariants that depend on the role.
     fn check_role_invariants(&self) {
-        if self.role != Role::Leader {
+        if self.role() != Role::Leader {
             assert!(
                 self.pending_sessions.is_empty(),
                 "non-leader tracks sessions"
             );
         }
-        match self.role {
+        match self.role() {
             Role::Leader => {
                 assert_eq!(
                     self.leader,
@@ -628,12 +613,12 @@ impl RaftCore {
                     Some(self.config.id),
                     "leader did not vote for itself"
                 );
-                assert_eq!(
-                    self.progress.len(),
-                    self.peers.len(),
+                let progress = self.role.progress();
+                assert!(
+                    progress.keys().eq(self.peers.iter()),
                     "progress for wrong peers"
                 );
-                for progress in self.progress.values() {
+                for progress in progress.values() {
                     progress
                         .check_invariants(self.log.last_index(), self.config.max_inflight_appends);
                 }
@@ -644,10 +629,8 @@ impl RaftCore {
                     Some(self.config.id),
                     "candidate did not vote for itself"
                 );
-                assert!(self.progress.is_empty(), "non-leader tracks progress");
             }
             Role::Follower | Role::PreCandidate => {
-                assert!(self.progress.is_empty(), "non-leader tracks progress");
                 assert_ne!(
                     self.leader,
                     Some(self.config.id),
@@ -666,7 +649,7 @@ impl RaftCore {
         &self.config
     }
     pub fn role(&self) -> Role {
-        self.role
+        self.role.role()
     }
     pub fn term(&self) -> Term {
         self.term
@@ -703,9 +686,7 @@ impl RaftCore {
     }
     /// Leader only: the highest index known to match `peer`'s log.
     pub fn match_index(&self, peer: NodeId) -> Option<Index> {
-        self.progress
-            .get(&peer)
-            .map(|progress| progress.match_index)
+        self.role.peer(peer).map(|progress| progress.match_index)
     }
     /// The session table as of the applied index (at least).
     pub fn sessions(&self) -> SessionsCheckpoint {

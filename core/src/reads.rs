@@ -30,7 +30,6 @@
 
 use crate::io::Output;
 use crate::message::{Message, MessageBody};
-use crate::quorum::majority;
 use crate::raft::RaftCore;
 use crate::types::{Index, NodeId, ReadId, ReadMode, Role, Term};
 use std::collections::BTreeMap;
@@ -107,7 +106,7 @@ impl RaftCore {
     /// `Input::Read`.
     pub(crate) fn read(&mut self, id: ReadId, mode: ReadMode, outputs: &mut Vec<Output>) {
         let deadline = self.read_deadline();
-        match self.role {
+        match self.role() {
             Role::Leader => {
                 if mode == ReadMode::Lease && self.lease_holds() {
                     self.reads.ready.push((self.commit_index, id));
@@ -155,7 +154,7 @@ impl RaftCore {
         let MessageBody::ReadIndex { id } = message.body else {
             unreachable!("dispatched by body");
         };
-        if self.role != Role::Leader || message.term != self.term {
+        if self.role() != Role::Leader || message.term != self.term {
             let body = MessageBody::ReadIndexResponse { id, index: None };
             outputs.push(Output::Send(self.message(message.from, body)));
             return;
@@ -197,7 +196,7 @@ impl RaftCore {
             unreachable!("dispatched by body");
         };
         if message.term == self.term {
-            if self.role == Role::Leader {
+            if self.role() == Role::Leader {
                 self.stats.messages_ignored += 1; // Two leaders in a term: a faulty peer.
                 return;
             }
@@ -218,11 +217,11 @@ impl RaftCore {
         let MessageBody::ReadProbeResponse { round } = message.body else {
             unreachable!("dispatched by body");
         };
-        if self.role != Role::Leader || message.term != self.term || round > self.reads.round {
+        if self.role() != Role::Leader || message.term != self.term || round > self.reads.round {
             self.stats.messages_ignored += 1;
             return;
         }
-        if let Some(progress) = self.progress.get_mut(&message.from) {
+        if let Some(progress) = self.role.peer_mut(message.from) {
             progress.recently_active = true;
         }
         let acked = self.reads.acked.entry(message.from).or_insert(0);
@@ -234,8 +233,9 @@ impl RaftCore {
     fn advance_read_rounds(&mut self, outputs: &mut Vec<Output>) {
         if self.reads.round_in_flight {
             let round = self.reads.round;
-            let echoed = self.reads.acked.values().filter(|&&r| r >= round).count();
-            if 1 + echoed >= majority(self.config.voters.len()) {
+            let me = self.config.id;
+            let echoed = |id| id == me || self.reads.acked.get(&id).is_some_and(|&r| r >= round);
+            if self.quorum.has_quorum(echoed) {
                 self.confirm_round(outputs);
             }
         }
@@ -342,7 +342,7 @@ impl RaftCore {
     /// rounds, and release confirmed reads the applied state has reached.
     pub(crate) fn end_step_reads(&mut self, outputs: &mut Vec<Output>) {
         let mut failed = Vec::new();
-        if self.role != Role::Leader
+        if self.role() != Role::Leader
             && (self.reads.round_in_flight
                 || !self.reads.queued.is_empty()
                 || self.reads.lease_until != 0)
@@ -356,7 +356,7 @@ impl RaftCore {
             self.reads.round_in_flight = false;
             self.reads.lease_until = 0;
         }
-        if self.role == Role::Leader {
+        if self.role() == Role::Leader {
             if !self.reads.forwarded.is_empty() {
                 failed.extend(std::mem::take(&mut self.reads.forwarded).into_keys());
             }
