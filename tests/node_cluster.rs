@@ -321,6 +321,14 @@ fn a_frozen_follower_blocks_nobody_and_catches_up_when_it_thaws() {
             });
         expected.push((appended.index, appended.term, command));
     }
+    let last = expected.last().expect("appended").0;
+    // The leader's status shows each follower's replication progress: the live one has
+    // every entry, the frozen one is stuck behind them.
+    let matches = match_indexes(&cluster, leader, |live_match, _| live_match >= last);
+    assert!(
+        matches.1 < expected[0].0,
+        "frozen follower's match index: {matches:?}"
+    );
     signal(&cluster, frozen, "CONT");
     assert!(
         started.elapsed() < Duration::from_secs(30),
@@ -329,5 +337,45 @@ fn a_frozen_follower_blocks_nobody_and_catches_up_when_it_thaws() {
     );
     for k in ALL {
         cluster.wait_committed_on(k, &expected);
+    }
+    // Thawed, it catches up, and the leader's status says so.
+    match_indexes(&cluster, leader, |live_match, frozen_match| {
+        live_match >= last && frozen_match >= last
+    });
+
+    /// The match indexes of the live and the frozen follower in the leader's `status`,
+    /// once `until` holds for them (within 10 s).
+    fn match_indexes(
+        cluster: &TestCluster,
+        leader: usize,
+        until: impl Fn(u64, u64) -> bool,
+    ) -> (u64, u64) {
+        let frozen = (leader + 1) % 3;
+        let live = 3 - leader - frozen;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let state = support::status_of(&cluster.addr(leader)).expect("the leader answers");
+            let members = state.members.expect("status lists the members");
+            let of = |k: usize| {
+                let member = members
+                    .iter()
+                    .find(|member| member.addr == cluster.addr(k))
+                    .expect("every node is a member");
+                member.match_index
+            };
+            assert_eq!(of(leader), None, "a leader shows no match index of its own");
+            let (live, frozen) = (
+                of(live).expect("a leader shows each follower's match index"),
+                of(frozen).expect("a leader shows each follower's match index"),
+            );
+            if until(live, frozen) {
+                return (live, frozen);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "match indexes stayed at live {live}, frozen {frozen}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }

@@ -802,6 +802,7 @@ impl Runtime {
                         id: id.0,
                         name: members.name_of(id).map(ToString::to_string),
                         addr: addr.clone(),
+                        match_index: self.core.match_index(id).map(|index| index.0),
                     })
                     .collect(),
             ),

@@ -590,13 +590,17 @@ fn print_state(state: &NodeState) {
     }
 }
 
-/// `1=node1@127.0.0.1:8080, 2=?@127.0.0.1:8081`: `?` for a name not heard yet.
+/// `1=node1@127.0.0.1:8080, 2=?@127.0.0.1:8081`: `?` for a name not heard yet; on a
+/// leader each follower's match index follows, `2=node2@127.0.0.1:8081 (match 41)`.
 fn members_line(members: &[MemberView]) -> String {
     let shown: Vec<String> = members
         .iter()
         .map(|member| {
             let name = member.name.as_deref().unwrap_or("?");
-            format!("{}={name}@{}", member.id, member.addr)
+            match member.match_index {
+                Some(index) => format!("{}={name}@{} (match {index})", member.id, member.addr),
+                None => format!("{}={name}@{}", member.id, member.addr),
+            }
         })
         .collect();
     shown.join(", ")

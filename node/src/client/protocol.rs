@@ -512,6 +512,10 @@ pub struct MemberView {
     /// `null` until the node has heard this peer's hello.
     pub name: Option<String>,
     pub addr: String,
+    /// Only in a leader's answer, for each other member: the highest index known to match
+    /// that member's log (its replication progress; `last_index` minus it is its lag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_index: Option<u64>,
 }
 
 /// Every answer a node gives.
@@ -959,6 +963,7 @@ mod tests {
                 id: 2,
                 name: Some("node2".into()),
                 addr: "127.0.0.1:2".into(),
+                match_index: Some(1),
             }]),
             role: RoleName::Follower,
             term: 4,
