@@ -324,7 +324,10 @@ fn a_frozen_follower_blocks_nobody_and_catches_up_when_it_thaws() {
     let last = expected.last().expect("appended").0;
     // The leader's status shows each follower's replication progress: the live one has
     // every entry, the frozen one is stuck behind them.
-    let matches = match_indexes(&cluster, leader, |live_match, _| live_match >= last);
+    let live = 3 - leader - frozen;
+    let matches = match_indexes(&cluster, [leader, live, frozen], |live_match, _| {
+        live_match >= last
+    });
     assert!(
         matches.1 < expected[0].0,
         "frozen follower's match index: {matches:?}"
@@ -339,19 +342,19 @@ fn a_frozen_follower_blocks_nobody_and_catches_up_when_it_thaws() {
         cluster.wait_committed_on(k, &expected);
     }
     // Thawed, it catches up, and the leader's status says so.
-    match_indexes(&cluster, leader, |live_match, frozen_match| {
-        live_match >= last && frozen_match >= last
-    });
+    match_indexes(
+        &cluster,
+        [leader, live, frozen],
+        |live_match, frozen_match| live_match >= last && frozen_match >= last,
+    );
 
     /// The match indexes of the live and the frozen follower in the leader's `status`,
     /// once `until` holds for them (within 10 s).
     fn match_indexes(
         cluster: &TestCluster,
-        leader: usize,
+        [leader, live, frozen]: [usize; 3],
         until: impl Fn(u64, u64) -> bool,
     ) -> (u64, u64) {
-        let frozen = (leader + 1) % 3;
-        let live = 3 - leader - frozen;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let state = support::status_of(&cluster.addr(leader)).expect("the leader answers");

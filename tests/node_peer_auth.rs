@@ -202,6 +202,9 @@ fn a_peer_address_that_is_not_replog_is_reported_once_and_redialled_with_backoff
     while arrivals.lock().unwrap().len() < enough && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+    // And it keeps growing: the eighth gap is 2,560 ms less at most a quarter, so no dial
+    // comes in the next 1.5 s.
+    std::thread::sleep(Duration::from_millis(1500));
     drop(child.stdin.take());
     let status = child.wait().unwrap();
     let log = std::fs::read_to_string(&log_path).unwrap();
@@ -225,6 +228,11 @@ fn a_peer_address_that_is_not_replog_is_reported_once_and_redialled_with_backoff
         arrivals.len() >= enough,
         "redialled only {} times in 30 s: {gaps:?}",
         arrivals.len()
+    );
+    assert_eq!(
+        arrivals.len(),
+        enough,
+        "dialled again within 1.5 s of the eighth dial: {gaps:?}"
     );
     // Exponential, and past the unreachable cap (250 ms): the first redial comes soon, the
     // seventh after more than 900 ms.

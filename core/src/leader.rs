@@ -118,16 +118,8 @@ impl RaftCore {
 
     pub(crate) fn tick_leader(&mut self, outputs: &mut Vec<Output>) {
         let leader = self.role.leader_mut().expect("ticked as leader");
-        leader.heartbeat.tick();
-        leader.check_quorum.tick();
-        let check_quorum_due = leader.check_quorum.fired();
-        if check_quorum_due {
-            leader.check_quorum.reset();
-        }
-        let heartbeat_due = leader.heartbeat.fired();
-        if heartbeat_due {
-            leader.heartbeat.reset();
-        }
+        let heartbeat_due = leader.heartbeat.tick_periodic();
+        let check_quorum_due = leader.check_quorum.tick_periodic();
         if check_quorum_due {
             if self.config.check_quorum && !self.quorum_recently_active() {
                 // Partitioned from a majority: stop accepting proposals that cannot commit

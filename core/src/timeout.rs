@@ -25,6 +25,17 @@ impl Timeout {
         self.ticks += 1;
     }
 
+    /// For a timer that repeats (heartbeat, CheckQuorum): counts one tick and, when that
+    /// runs the timeout out, starts it over and says so.
+    pub(crate) fn tick_periodic(&mut self) -> bool {
+        self.tick();
+        let fired = self.fired();
+        if fired {
+            self.reset();
+        }
+        fired
+    }
+
     /// Whether the timeout has run out since the last (re)start.
     pub(crate) fn fired(&self) -> bool {
         self.ticks >= self.after_ticks
@@ -70,5 +81,12 @@ mod tests {
         timeout.tick();
         assert!(timeout.fired());
         assert_eq!(timeout.after_ticks(), 1);
+    }
+
+    #[test]
+    fn a_periodic_timeout_fires_every_after_ticks() {
+        let mut timeout = Timeout::new(2);
+        let fired: Vec<bool> = (0..6).map(|_| timeout.tick_periodic()).collect();
+        assert_eq!(fired, [false, true, false, true, false, true]);
     }
 }

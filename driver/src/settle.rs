@@ -142,6 +142,11 @@ impl<W, T: Copy + Ord> Settler<W, T> {
         self.waiting.drain(..).map(|w| w.waiter)
     }
 
+    /// Forgets every waiter unanswered (a simulated crash: nobody is left to answer).
+    pub fn clear(&mut self) {
+        self.waiting.clear();
+    }
+
     /// The lowest index still waiting, if any.
     pub fn first_waiting(&self) -> Option<Index> {
         self.waiting.front().map(|w| w.index)

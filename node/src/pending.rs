@@ -78,8 +78,8 @@ fn unknown_is_timeout(answers: &mut Vec<Answer>) -> impl FnMut(ReplyTo, Settleme
 
 impl PendingAppends {
     /// Records a proposal accepted at `first_index..` in `term`, one waiter per command.
-    /// Older waiters at or above `first_index` are answered `timeout` (see
-    /// [`Settler::accepted`]).
+    /// An older waiter at one of those indexes is answered `timeout`; the others keep
+    /// waiting for their own commit (see [`Settler::accepted`]).
     pub fn accepted(
         &mut self,
         first_index: Index,

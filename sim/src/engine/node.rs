@@ -556,7 +556,7 @@ impl Simulation {
         crate::coverage::add_stats(&mut self.counters.past_core_stats, core.stats());
         state.incarnation += 1;
         state.backlog = None;
-        state.proposals.drain().for_each(drop);
+        state.proposals.clear();
         let loss = state.disk.crash(&self.params.disk, &mut self.rng.disk)?;
         let incarnation = state.incarnation;
         self.counters.crashes += 1;
