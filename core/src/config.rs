@@ -9,8 +9,10 @@ use std::fmt;
 pub struct Config {
     /// This node.
     pub id: NodeId,
-    /// Every voting member, including `id`. Static membership for now; a later
-    /// configuration change would replace this set through the log.
+    /// The bootstrap configuration: the voters before any configuration entry, the same
+    /// on every node of a cluster. Usually includes `id`; a node that joins later is not
+    /// among them, and waits as a non-voter until a configuration entry adds it
+    /// (`membership.rs`): the configuration in force is the newest in the log.
     pub voters: Vec<NodeId>,
     /// A follower waits a random number of ticks in `[min, max)` without hearing from a
     /// leader before it campaigns.
@@ -105,11 +107,10 @@ impl Config {
         if self.id == NodeId(0) {
             return Err(ConfigError("node id 0 is reserved".into()));
         }
-        if !self.voters.contains(&self.id) {
-            return Err(ConfigError(format!(
-                "node {} is not among the voters {:?}",
-                self.id, self.voters
-            )));
+        if self.voters.is_empty() {
+            return Err(ConfigError(
+                "the bootstrap configuration has no voter".into(),
+            ));
         }
         let mut sorted = self.voters.clone();
         sorted.sort();

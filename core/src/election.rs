@@ -12,6 +12,11 @@ impl RaftCore {
     /// A tick for a node that is not leader: campaign once the election timeout passes.
     pub(crate) fn tick_election(&mut self, outputs: &mut Vec<Output>) {
         self.election_timeout.tick();
+        if self.election_timeout.fired() && !self.may_campaign() {
+            // A learner, or a node removed from the configuration: it never campaigns.
+            self.reset_election_timer();
+            return;
+        }
         if self.election_timeout.fired() {
             if self.config.pre_vote {
                 self.start_pre_vote(outputs);
@@ -53,7 +58,8 @@ impl RaftCore {
     }
 
     fn request_votes(&mut self, pre_vote: bool, term: Term, outputs: &mut Vec<Output>) {
-        for &peer in &self.peers {
+        let me = self.config.id;
+        for peer in self.quorum.voters().into_iter().filter(|&id| id != me) {
             let message = Message {
                 from: self.config.id,
                 to: peer,

@@ -121,6 +121,7 @@ impl RaftCore {
             {
                 self.log.truncate_after(last_verified);
                 self.writes.stage_truncate(last_verified);
+                self.membership_truncated(last_verified);
             }
             return Some(last_verified);
         };
@@ -136,9 +137,11 @@ impl RaftCore {
             }
             self.log.truncate_after(conflict_at.prev());
             self.writes.stage_truncate(conflict_at.prev());
+            self.membership_truncated(conflict_at.prev());
         }
         self.log.append(new_entries);
         self.writes.stage_entries(new_entries);
+        self.membership_appended(new_entries);
         Some(last_verified)
     }
 

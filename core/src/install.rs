@@ -14,6 +14,7 @@
 
 use crate::io::{Install, Output, Trimmed};
 use crate::log::Log;
+use crate::membership::{Membership, MembershipCheckpoint};
 use crate::message::{AppendResponse, ConflictHint, Message, MessageBody};
 use crate::raft::RaftCore;
 use crate::sessions::SessionsCheckpoint;
@@ -33,7 +34,11 @@ impl RaftCore {
             && boundary.term <= self.term
             && boundary.index <= self.commit_index
             && trimmed.sessions.through >= boundary.index
-            && trimmed.sessions.through <= self.commit_index;
+            && trimmed.sessions.through <= self.commit_index
+            && trimmed
+                .membership
+                .as_ref()
+                .is_none_or(|m| m.index <= boundary.index);
         if progress.fetching != Some(trimmed.from) {
             self.stats.bad_fetched_ignored += 1;
             return;
@@ -59,6 +64,7 @@ impl RaftCore {
             last: boundary,
             data: trimmed.data,
             sessions: trimmed.sessions,
+            membership: trimmed.membership,
         };
         outputs.push(Output::Send(self.message(trimmed.peer, body)));
     }
@@ -69,6 +75,7 @@ impl RaftCore {
             last,
             data,
             sessions,
+            membership,
         } = message.body
         else {
             unreachable!("dispatched by body");
@@ -85,7 +92,8 @@ impl RaftCore {
         let well_formed = last.index > Index::ZERO
             && last.term > Term(0)
             && last.term <= message.term
-            && sessions.through >= last.index;
+            && sessions.through >= last.index
+            && membership.as_ref().is_none_or(|m| m.index <= last.index);
         if self.role() == Role::Leader || !well_formed {
             self.stats.messages_ignored += 1;
             return;
@@ -102,7 +110,7 @@ impl RaftCore {
                 self.stats.unsafe_truncations_refused += 1;
                 return;
             } else {
-                self.install(last, data, sessions);
+                self.install(last, data, sessions, membership);
             }
             if last.index > self.verified_in_term() {
                 self.verified = (self.term, last.index);
@@ -114,17 +122,29 @@ impl RaftCore {
     /// Replaces the whole log with an empty one after `last`, which is committed, and the
     /// session table with the leader's (as of `sessions.through >= last.index`: entries
     /// after `last` that it covers change nothing when they are applied here later).
-    fn install(&mut self, last: EntryId, data: Vec<u8>, sessions: SessionsCheckpoint) {
+    fn install(
+        &mut self,
+        last: EntryId,
+        data: Vec<u8>,
+        sessions: SessionsCheckpoint,
+        membership: Option<MembershipCheckpoint>,
+    ) {
         self.log = Log::from_tail(last, Vec::new()).expect("a checked boundary");
         self.commit_index = last.index;
         self.applied_index = last.index;
         self.sessions.replace_if_newer(sessions);
         self.sessions_checkpointed = self.sessions.through();
         let sessions = self.sessions.checkpoint();
+        let base = membership.clone().unwrap_or_else(|| MembershipCheckpoint {
+            index: Index::ZERO,
+            membership: Membership::bootstrap(&self.config.voters),
+        });
+        self.membership_installed(base);
         self.writes.stage_install(Install {
             last,
             data,
             sessions,
+            membership,
         });
         self.stats.installs_received += 1;
     }

@@ -1,5 +1,6 @@
 //! The core's inputs and outputs: the whole surface a driver touches.
 
+use crate::membership::{MembershipChange, MembershipCheckpoint, MembershipRefusal};
 use crate::message::Message;
 use crate::sessions::{ClientId, SessionsCheckpoint};
 use crate::types::{
@@ -39,6 +40,10 @@ pub enum Input {
         seq: NonZeroU64,
         command: String,
     },
+    /// A client asks to change the configuration (`membership.rs`): appended as a
+    /// `Payload::Config` entry if the leader's rules allow it. Answered like `Propose`,
+    /// with one `Output::Proposal` (`MembershipRefused` when they do not).
+    ChangeMembership(MembershipChange),
 }
 
 /// Everything a node asks its driver to do. Plain data, drained from a caller-owned buffer.
@@ -75,6 +80,10 @@ pub enum Output {
         reads: Vec<ReadId>,
         leader: Option<NodeId>,
     },
+    /// The configuration in force changed (a configuration entry was appended, or a
+    /// truncation or install brought another back): connect to new members, drop removed
+    /// ones. Emitted at the end of the step, like `RoleChanged`.
+    MembershipChanged(MembershipCheckpoint),
 }
 
 /// Entries the core needs from storage to catch `peer` up.
@@ -115,6 +124,10 @@ pub struct Trimmed {
     /// is at least `boundary.index`. Storage that holds none answers with an empty table
     /// as of `boundary` (no session entry was applied up to its commit index).
     pub sessions: SessionsCheckpoint,
+    /// The configuration in force at `boundary` (`MembershipHistory::at`); `None`: the
+    /// bootstrap one.
+    #[serde(default)]
+    pub membership: Option<MembershipCheckpoint>,
 }
 
 /// One durable write: apply `hard_state`, then `install`, then truncate, then append.
@@ -141,6 +154,12 @@ pub struct Write {
     /// if lower), so storage must keep those entries: it never trims past `through + 1`.
     #[serde(default)]
     pub sessions: Option<SessionsCheckpoint>,
+    /// Configuration entries applied in this step, oldest first: storage records each in
+    /// its [`crate::MembershipHistory`], after the entries. A restart hands the newest back
+    /// in [`crate::Recovered`]; a trim or an install asks the history for the one at a
+    /// boundary.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub memberships: Vec<MembershipCheckpoint>,
 }
 
 impl Write {
@@ -148,6 +167,7 @@ impl Write {
         self.hard_state.is_none()
             && self.install.is_none()
             && self.sessions.is_none()
+            && self.memberships.is_empty()
             && self.truncate_after.is_none()
             && self.entries.is_empty()
     }
@@ -165,6 +185,10 @@ pub struct Install {
     /// keeps it as its newest checkpoint.
     #[serde(default)]
     pub sessions: SessionsCheckpoint,
+    /// The configuration in force at `last` (`None`: the bootstrap one): storage's
+    /// membership history becomes just this.
+    #[serde(default)]
+    pub membership: Option<MembershipCheckpoint>,
 }
 
 /// What became of a proposal.
@@ -186,4 +210,6 @@ pub enum ProposalOutcome {
     /// A `ProposeOnce` whose `seq` is below the highest the client has used (`highest`):
     /// nothing was appended.
     SeqBehind { highest: NonZeroU64 },
+    /// A `ChangeMembership` the leader refused, and why: nothing was appended.
+    MembershipRefused(MembershipRefusal),
 }

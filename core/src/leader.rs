@@ -114,6 +114,7 @@ impl RaftCore {
         }
         self.log.append(&entries);
         self.writes.stage_entries(&entries);
+        self.membership_appended(&entries);
     }
 
     pub(crate) fn tick_leader(&mut self, outputs: &mut Vec<Output>) {
@@ -281,7 +282,10 @@ impl RaftCore {
             return;
         }
         let peer = message.from;
-        let progress = self.role.peer_mut(peer).expect("leader tracks every peer");
+        let Some(progress) = self.role.peer_mut(peer) else {
+            self.stats.messages_ignored += 1; // Not a member of the configuration in force.
+            return;
+        };
         progress.recently_active = true;
         match reject {
             None => {

@@ -11,7 +11,17 @@
 //! before them. The tail must reach back at least to the commit index, and to the newest
 //! session checkpoint's `through` if that is lower (the core re-applies the entries after
 //! it to its session table); the whole log is always a valid tail (then a commit index of
-//! zero is safe too). A fresh node passes `Recovered::default()`.
+//! zero is safe too). A fresh node passes `Recovered::default()`. `Recovered::membership`
+//! is the newest configuration storage recorded (`None`: the bootstrap one,
+//! [`Config::voters`], which every node of a cluster shares).
+//!
+//! **Membership is data** (`membership.rs`, where single-server changes are argued). The
+//! configuration in force is the newest [`Payload::Config`] entry in the node's log,
+//! committed or not, and otherwise the bootstrap one; voters count toward every quorum,
+//! learners receive the log and count for none. A node not a voter of its configuration
+//! never campaigns; a leader that removed itself steps down once the removal commits. The
+//! core accepts messages from any node (a leader may be newer than the configuration a
+//! lagging node knows): who may connect at all is the driver's to check.
 //!
 //! **The log lives in storage; the core holds a window.** The core keeps in memory every
 //! entry that is not yet committed, durable and applied, plus [`Config::log_cache_bytes`] of
@@ -35,6 +45,10 @@
 //!   (the entry before its first retained one) and opaque data (empty for a log service,
 //!   an embedder's state snapshot). The leader then installs the boundary on the follower
 //!   (`InstallSnapshot`), which answers with a [`Write`] whose `install` replaces its log.
+//! - [`Input::ChangeMembership`]: add a learner, promote one, or remove a member. The
+//!   leader appends it only if no other change is uncommitted, it has committed an entry
+//!   of its own term, and (to promote) the learner has caught up; otherwise
+//!   `ProposalOutcome::MembershipRefused` names why.
 //! - [`Input::Read`]: a client wants to read linearizably ([`ReadMode::Linearizable`]:
 //!   ReadIndex, a round of probes; [`ReadMode::Lease`]: the leader's lease when
 //!   [`Config::read_lease`] is on). Every read is answered exactly once, later, by
@@ -60,6 +74,8 @@
 //! - [`Output::ReadFailed`]: not confirmed (no leader, leader changed, no majority within
 //!   two maximum election timeouts); nothing was read, a retry is safe.
 //! - [`Output::RoleChanged`]: for logging.
+//! - [`Output::MembershipChanged`]: the configuration in force changed (appended,
+//!   truncated away, installed): connect to new members, drop removed ones.
 //!
 //! Outputs of one step are in a meaningful order: perform `Persist` writes in order; `Send`
 //! and `Commit` may be acted on at once.
@@ -92,6 +108,12 @@
 //! trim replays the table from it); afterwards a `Fetch` below the first kept entry is
 //! answered with `Input::FetchTrimmed`, carrying that checkpoint.
 //!
+//! **Storage's side of membership.** Every applied configuration entry comes out in
+//! `Write::memberships`; storage records them in a [`MembershipHistory`] (durable, like
+//! the session checkpoint, before the commit index that covers them is recorded), hands
+//! the newest back in `Recovered`, answers `FetchTrimmed` with the one at its boundary
+//! (`MembershipHistory::at`), and replaces the history with an install's.
+//!
 //! **Leases and time.** With [`Config::read_lease`], a leader's lease is counted in its own
 //! ticks, so the driver must deliver ticks at their real rate: after a stall (a stopped
 //! process, a long pause) the ticks it missed come before any other input, and every
@@ -101,6 +123,7 @@
 //! core from what its storage actually holds.
 
 mod catch_up;
+mod changes;
 mod config;
 mod election;
 mod follower;
@@ -108,6 +131,7 @@ mod install;
 mod io;
 mod leader;
 mod log;
+mod membership;
 mod message;
 mod planted;
 mod progress;
@@ -123,6 +147,10 @@ mod writes;
 pub use config::{Config, ConfigError};
 pub use io::{FetchRequest, Fetched, Input, Install, Output, ProposalOutcome, Trimmed, Write};
 pub use log::{take_batch, Log, LogError, NotHeld};
+pub use membership::{
+    Member, Membership, MembershipChange, MembershipCheckpoint, MembershipHistory,
+    MembershipRefusal,
+};
 pub use message::{AppendResponse, ConflictHint, Message, MessageBody};
 #[cfg(feature = "planted-bugs")]
 pub use planted::{plant, Bug};

@@ -1,5 +1,6 @@
 //! Messages between Raft peers. Plain data: drivers serialize them however they like.
 
+use crate::membership::MembershipCheckpoint;
 use crate::sessions::SessionsCheckpoint;
 use crate::types::{Entry, EntryId, Index, NodeId, ReadId, Term};
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,9 @@ pub enum MessageBody {
         /// The leader's session table, as of `sessions.through >= last.index`.
         #[serde(default)]
         sessions: SessionsCheckpoint,
+        /// The configuration in force at `last` (`None`: the bootstrap one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        membership: Option<MembershipCheckpoint>,
     },
     /// A follower asks its leader for a read index for its driver's read `id`.
     ReadIndex {

@@ -5,6 +5,7 @@
 use crate::config::{Config, ConfigError};
 use crate::io::{Input, Output};
 use crate::log::{Log, LogError};
+use crate::membership::{Membership, MembershipCheckpoint, MembershipLog};
 use crate::message::{Message, MessageBody};
 use crate::planted::{self, Bug};
 use crate::quorum::JointConfig;
@@ -40,6 +41,11 @@ pub struct Recovered {
     /// `commit_index` at least ([`SessionsCheckpoint::through_given`]): drivers record a
     /// commit index only after the writes of the step that produced it.
     pub sessions: Option<SessionsCheckpoint>,
+    /// The newest configuration storage recorded (`MembershipHistory::newest`); `None`:
+    /// the bootstrap one, `Config::voters`. The core takes the configuration entries in
+    /// the tail after it as appended; storage records every applied one before the commit
+    /// index that covers it, so none between it and the tail is missing.
+    pub membership: Option<MembershipCheckpoint>,
 }
 
 /// Durable state that cannot belong to a Raft node.
@@ -58,14 +64,16 @@ pub enum RecoveryError {
         commit_index: Index,
         last_index: Index,
     },
-    /// The stored vote names a node that is not a voter.
-    UnknownVote {
-        voted_for: NodeId,
-    },
     /// The tail handed over starts after the commit index: entries between them, which are
     /// not known to be committed, are missing.
     TailAfterCommit {
         prev_index: Index,
+        commit_index: Index,
+    },
+    /// The recorded configuration comes from an entry after the commit index (storage
+    /// records only applied ones).
+    MembershipBeyondCommit {
+        membership_index: Index,
         commit_index: Index,
     },
     /// The tail starts after the session checkpoint: the committed entries between them,
@@ -98,9 +106,14 @@ impl fmt::Display for RecoveryError {
                 "stored commit index {} lies beyond the log's last index {}",
                 commit_index.0, last_index.0
             ),
-            RecoveryError::UnknownVote { voted_for } => {
-                write!(f, "stored vote for {voted_for}, which is not a voter")
-            }
+            RecoveryError::MembershipBeyondCommit {
+                membership_index,
+                commit_index,
+            } => write!(
+                f,
+                "the recorded configuration is from entry {} but only {} is known committed",
+                membership_index.0, commit_index.0
+            ),
             RecoveryError::TailAfterCommit {
                 prev_index,
                 commit_index,
@@ -158,7 +171,7 @@ pub struct Stats {
 /// One Raft node's state machine. See the crate documentation for the contract.
 pub struct RaftCore {
     pub(crate) config: Config,
-    /// The other voters, sorted.
+    /// Every other member of the configuration in force (voters and learners), sorted.
     pub(crate) peers: Vec<NodeId>,
     pub(crate) rng: ChaCha8Rng,
 
@@ -185,8 +198,14 @@ pub struct RaftCore {
     pub(crate) verified: (Term, Index),
     pub(crate) writes: WriteTracker,
 
-    /// The voters and every majority decision over them (`quorum.rs`).
+    /// The voters of the configuration in force and every majority decision over them
+    /// (`quorum.rs`). Invariant: the voters of `membership.in_force()`.
     pub(crate) quorum: JointConfig,
+    /// The configuration in force and the configuration entries not yet applied
+    /// (`membership.rs`). `peers` and `quorum` follow it.
+    pub(crate) membership: MembershipLog,
+    /// The configuration last reported with `MembershipChanged` (initially the recovered one).
+    reported_membership: MembershipCheckpoint,
     /// Restarted on leader contact, a vote granted and a campaign, each time with a freshly
     /// drawn length. Invariant: `after_ticks()` within `[min, max)`.
     pub(crate) election_timeout: Timeout,
@@ -232,11 +251,6 @@ impl RaftCore {
                 commit_index: recovered.commit_index,
             });
         }
-        if let Some(voted_for) = hard_state.voted_for {
-            if !config.voters.contains(&voted_for) {
-                return Err(RecoveryError::UnknownVote { voted_for });
-            }
-        }
         let sessions_through =
             SessionsCheckpoint::through_given(recovered.sessions.as_ref(), recovered.commit_index);
         let checkpoint = SessionsCheckpoint {
@@ -256,12 +270,24 @@ impl RaftCore {
                 .expect("checked: the tail reaches back");
             sessions.apply(entry);
         }
-        let quorum = JointConfig::single(config.voters.clone());
-        let peers: Vec<NodeId> = quorum
-            .voters()
-            .into_iter()
-            .filter(|&id| id != config.id)
-            .collect();
+        let base = recovered
+            .membership
+            .unwrap_or_else(|| MembershipCheckpoint {
+                index: Index::ZERO,
+                membership: Membership::bootstrap(&config.voters),
+            });
+        if base.index > recovered.commit_index {
+            return Err(RecoveryError::MembershipBeyondCommit {
+                membership_index: base.index,
+                commit_index: recovered.commit_index,
+            });
+        }
+        let mut membership = MembershipLog::new(base);
+        membership.appended(log.held());
+        let reported_membership = membership.in_force().clone();
+        let in_force = &membership.in_force().membership;
+        let quorum = JointConfig::single(in_force.voters());
+        let peers = in_force.others(config.id);
         // Mix the node id into the seed so nodes sharing a seed still draw different timeouts.
         let rng = ChaCha8Rng::seed_from_u64(
             config.rng_seed ^ config.id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15),
@@ -279,6 +305,7 @@ impl RaftCore {
             writes: WriteTracker::new(log.last_index(), hard_state),
             log,
             quorum,
+            membership,
             election_timeout: Timeout::new(config.election_timeout_ticks_min),
             reads: Reads::default(),
             sessions,
@@ -286,6 +313,7 @@ impl RaftCore {
             pending_sessions: PendingSessions::default(),
             stats: Stats::default(),
             reported: (Role::Follower, hard_state.term, None),
+            reported_membership,
             config,
         };
         core.reset_election_timer();
@@ -311,6 +339,7 @@ impl RaftCore {
             Input::Fetched(fetched) => self.handle_fetched(fetched, outputs),
             Input::FetchTrimmed(trimmed) => self.handle_fetch_trimmed(trimmed, outputs),
             Input::Read { id, mode } => self.read(id, mode, outputs),
+            Input::ChangeMembership(change) => self.propose_membership(change, outputs),
         }
         self.end_step(outputs);
     }
@@ -324,7 +353,9 @@ impl RaftCore {
     }
 
     fn receive(&mut self, message: Message, outputs: &mut Vec<Output>) {
-        let valid_sender = message.from != self.config.id && self.peers.contains(&message.from);
+        // Any node may write to us: a leader added after our configuration, a member we
+        // have not yet heard about. What each message may do is checked where it is handled.
+        let valid_sender = message.from != self.config.id && message.from != NodeId(0);
         if message.to != self.config.id || !valid_sender {
             self.stats.messages_ignored += 1;
             return;
@@ -481,6 +512,7 @@ impl RaftCore {
                 .expect("unapplied entries stay in memory")
                 .to_vec();
             self.applied_index = target;
+            self.apply_memberships(&entries);
             self.apply_sessions(&entries);
             outputs.push(Output::Commit(entries));
         }
@@ -526,11 +558,17 @@ impl RaftCore {
     }
 
     fn end_step(&mut self, outputs: &mut Vec<Output>) {
+        self.step_down_if_removed();
         self.apply_committed(outputs);
         self.end_step_reads(outputs);
         self.forget_applied();
         if let Some(write) = self.writes.flush(self.log.last_index()) {
             outputs.push(Output::Persist(write));
+        }
+        let in_force = self.membership.in_force();
+        if *in_force != self.reported_membership {
+            self.reported_membership = in_force.clone();
+            outputs.push(Output::MembershipChanged(in_force.clone()));
         }
         let now = (self.role(), self.term, self.leader);
         if now != self.reported {
@@ -586,9 +624,19 @@ impl RaftCore {
             spread.contains(&self.election_timeout.after_ticks()),
             "election timeout out of range"
         );
-        if let Some(voted_for) = self.voted_for {
-            assert!(self.quorum.is_voter(voted_for), "voted for a non-voter");
-        }
+        self.membership
+            .check_invariants(self.applied_index, self.log.last_index());
+        let in_force = &self.membership.in_force().membership;
+        assert_eq!(
+            self.quorum.voters(),
+            in_force.voters(),
+            "quorum off the configuration in force"
+        );
+        assert_eq!(
+            self.peers,
+            in_force.others(self.config.id),
+            "peers off the configuration in force"
+        );
         self.check_role_invariants();
         self.reads.check_invariants(self.role());
     }
@@ -687,6 +735,10 @@ impl RaftCore {
     /// Leader only: the highest index known to match `peer`'s log.
     pub fn match_index(&self, peer: NodeId) -> Option<Index> {
         self.role.peer(peer).map(|progress| progress.match_index)
+    }
+    /// The configuration in force (the newest in the log) and the entry that carried it.
+    pub fn membership(&self) -> &MembershipCheckpoint {
+        self.membership.in_force()
     }
     /// The session table as of the applied index (at least).
     pub fn sessions(&self) -> SessionsCheckpoint {

@@ -1,5 +1,6 @@
 //! Newtypes for the numbers Raft must never mix up, and the log entry itself.
 
+use crate::membership::Membership;
 use crate::sessions::ClientId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -95,8 +96,7 @@ impl EntryId {
     };
 }
 
-/// What an entry carries. Kept an enum so that configuration changes can join later
-/// without changing how entries are stored or sent.
+/// What an entry carries.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Payload {
@@ -117,6 +117,10 @@ pub enum Payload {
         seq: NonZeroU64,
         command: Arc<str>,
     },
+    /// A configuration change (`membership.rs`): the whole configuration after it, in force
+    /// on every node from the moment the node appends it. Last of the variants, like
+    /// `Session`, so that earlier ones keep their encodings.
+    Config(Membership),
 }
 
 impl Payload {
@@ -129,6 +133,7 @@ impl Payload {
             Payload::Session {
                 client, command, ..
             } => client.as_str().len() + 8 + command.len(),
+            Payload::Config(membership) => membership.size_bytes(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! must wait for them (the durability rule, thesis §3.8).
 
 use crate::io::{Install, Write};
+use crate::membership::MembershipCheckpoint;
 use crate::message::Message;
 use crate::sessions::SessionsCheckpoint;
 use crate::types::{Entry, HardState, Index, WriteId};
@@ -89,6 +90,11 @@ impl WriteTracker {
     /// Storage keeps this session table (if newer than the one it holds).
     pub fn stage_sessions(&mut self, checkpoint: SessionsCheckpoint) {
         self.staged.sessions = Some(checkpoint);
+    }
+
+    /// Storage records this applied configuration in its history.
+    pub fn stage_membership(&mut self, checkpoint: MembershipCheckpoint) {
+        self.staged.memberships.push(checkpoint);
     }
 
     pub fn stage_entries(&mut self, entries: &[Entry]) {

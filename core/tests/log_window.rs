@@ -109,6 +109,7 @@ fn a_follower_checks_an_append_that_starts_before_its_window_at_the_windows_edge
     // n2 restarts holding only the tail after its commit index 3.
     let config = support::config(2, 3);
     let recovered = Recovered {
+        membership: None,
         hard_state: HardState {
             term: Term(2),
             voted_for: None,
@@ -161,6 +162,7 @@ fn a_follower_checks_an_append_that_starts_before_its_window_at_the_windows_edge
 #[test]
 fn recovery_refuses_a_tail_that_starts_after_the_commit_index() {
     let recovered = Recovered {
+        membership: None,
         hard_state: HardState {
             term: Term(1),
             voted_for: None,
@@ -188,6 +190,7 @@ fn install_message(term: u64, last: (u64, u64)) -> replog_core::Message {
         to: NodeId(2),
         term: Term(term),
         body: replog_core::MessageBody::InstallSnapshot {
+            membership: None,
             last: EntryId {
                 index: Index(last.0),
                 term: Term(last.1),
@@ -206,6 +209,7 @@ fn s5_4_1_a_follower_behind_the_leaders_retained_log_installs_its_boundary_durab
     // n2 holds a stale, uncommitted tail from term 1; the leader of term 2 has trimmed
     // through 10/2.
     let recovered = Recovered {
+        membership: None,
         hard_state: HardState {
             term: Term(2),
             voted_for: None,
@@ -283,6 +287,7 @@ fn s5_4_1_a_follower_behind_the_leaders_retained_log_installs_its_boundary_durab
 #[test]
 fn an_install_that_the_log_already_holds_only_advances_the_commit_index() {
     let recovered = Recovered {
+        membership: None,
         hard_state: HardState {
             term: Term(2),
             voted_for: None,

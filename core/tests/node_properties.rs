@@ -209,7 +209,10 @@ impl Harness {
             return;
         };
         let log = self.core.log();
-        let accepted = (message.from == NodeId(2) || message.from == NodeId(3))
+        // Any node but itself may lead it: a leader added after its configuration is one
+        // it has never heard of (membership changes).
+        let accepted = message.from != NodeId(1)
+            && message.from != NodeId(0)
             && message.term == self.core.term()
             && self.core.role() != Role::Leader
             && well_formed(*prev_log_index, *prev_log_term, message.term, entries)
@@ -255,6 +258,9 @@ impl Harness {
             }
             Output::Fetch(request) => {
                 panic!("nothing leaves the default cache here, yet {request:?}")
+            }
+            Output::MembershipChanged(in_force) => {
+                panic!("nothing changes the configuration here, yet {in_force:?}")
             }
             Output::ReadReady { reads, index } => {
                 assert!(

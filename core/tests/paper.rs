@@ -29,6 +29,7 @@ fn node_with(
     let mut config = config(id, size);
     tweak(&mut config);
     let recovered = Recovered {
+        membership: None,
         prev: EntryId::ZERO,
         hard_state: HardState {
             term: Term(term),
@@ -784,13 +785,18 @@ fn append_batches_respect_the_byte_limit() {
 // Bad input is ignored, counted, and never panics.
 
 #[test]
-fn messages_from_strangers_and_bogus_persist_acks_are_ignored() {
+fn messages_from_nobody_and_bogus_persist_acks_are_ignored() {
     let mut core = node_with(1, 3, 1, vec![], |_| {});
     let outputs = step(
         &mut core,
-        Input::Receive(append(9, 1, 5, (0, 0), vec![], 0)),
+        Input::Receive(append(0, 1, 5, (0, 0), vec![], 0)),
     );
-    assert!(outputs.is_empty());
+    assert!(outputs.is_empty(), "node id 0 is nobody");
+    let outputs = step(
+        &mut core,
+        Input::Receive(append(1, 1, 5, (0, 0), vec![], 0)),
+    );
+    assert!(outputs.is_empty(), "from itself");
     let outputs = step(
         &mut core,
         Input::Receive(append(2, 3, 5, (0, 0), vec![], 0)),
@@ -804,8 +810,24 @@ fn messages_from_strangers_and_bogus_persist_acks_are_ignored() {
     );
     assert!(outputs.is_empty());
     assert_eq!(core.term(), Term(1));
-    assert_eq!(core.stats().messages_ignored, 2);
+    assert_eq!(core.stats().messages_ignored, 3);
     assert_eq!(core.stats().bad_persisted_ignored, 1);
+}
+
+/// A node outside this node's configuration may lead it: after membership changes the
+/// leader can be a node added after the configuration this node knows (it is still
+/// catching up), so the core does not filter senders by membership; the node's peer
+/// transport authenticates who may connect at all.
+#[test]
+fn a_leader_unknown_to_the_configuration_is_followed() {
+    let mut core = node_with(1, 3, 1, vec![], |_| {});
+    let outputs = step(
+        &mut core,
+        Input::Receive(append(9, 1, 5, (0, 0), vec![], 0)),
+    );
+    assert_eq!(core.term(), Term(5));
+    assert_eq!(core.leader(), Some(NodeId(9)));
+    assert!(outputs.iter().any(|o| matches!(o, Output::Persist(_))));
 }
 
 // Recovery.
@@ -813,6 +835,7 @@ fn messages_from_strangers_and_bogus_persist_acks_are_ignored() {
 #[test]
 fn recovery_restores_term_vote_and_log() {
     let recovered = Recovered {
+        membership: None,
         prev: EntryId::ZERO,
         hard_state: HardState {
             term: Term(4),
@@ -831,6 +854,7 @@ fn recovery_restores_term_vote_and_log() {
 #[test]
 fn recovery_rejects_state_no_raft_node_could_have_written() {
     let bad_commit = Recovered {
+        membership: None,
         prev: EntryId::ZERO,
         hard_state: HardState {
             term: Term(1),

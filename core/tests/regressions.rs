@@ -38,6 +38,7 @@ fn refused_vote_requests_from_higher_terms_do_not_restart_the_election_timer() {
     let mut config = Config::new(NodeId(2), vec![NodeId(1), NodeId(2), NodeId(3)]);
     config.pre_vote = false;
     let recovered = Recovered {
+        membership: None,
         prev: EntryId::ZERO,
         hard_state: HardState {
             term: Term(1),

@@ -118,6 +118,7 @@ fn persist_throughput(dir: &Path, batch: usize, mode: AppendMode) {
     let term = Term(1);
     storage
         .persist(&[Write {
+            memberships: Vec::new(),
             id: WriteId(1),
             hard_state: Some(HardState {
                 term,
@@ -138,6 +139,7 @@ fn persist_throughput(dir: &Path, batch: usize, mode: AppendMode) {
         // Build the batch outside the timed section: the runtime receives it ready-made.
         let writes: Vec<Write> = (0..batch)
             .map(|offset| Write {
+                memberships: Vec::new(),
                 id: WriteId(next_index.0 + offset as u64 + 1),
                 hard_state: None,
                 install: None,

@@ -571,6 +571,14 @@ impl Runtime {
                     waiter.answer(answer.clone(), &mut self.answers);
                 }
             }
+            ProposalOutcome::MembershipRefused(refusal) => {
+                let answer = Response::BadRequest {
+                    message: refusal.to_string(),
+                };
+                for waiter in waiters {
+                    waiter.answer(answer.clone(), &mut self.answers);
+                }
+            }
             ProposalOutcome::NotLeader { .. } => {
                 // The outcome names the leader the core knows, as `not_leader()` does.
                 let answer = self.not_leader();
@@ -628,6 +636,11 @@ impl Runtime {
                 self.log_role(role, term, leader);
             }
             Output::Fetch(request) => self.fetches.push(request),
+            Output::MembershipChanged(in_force) => info!(
+                index = in_force.index.0,
+                configuration = %in_force.membership,
+                "configuration changed"
+            ),
             Output::ReadReady { reads, .. } => {
                 // The core released them once it applied their index: what storage
                 // serves now holds it.

@@ -214,6 +214,7 @@ fn serve_fetches(
                 },
                 data: Vec::new(),
                 sessions: storage.sessions(),
+                membership: storage.membership_at_boundary(),
             }),
             Err(error) => return Err(error),
         };

@@ -97,6 +97,7 @@ fn storage_with_entries(dir: &Path, count: u64) -> Vec<Entry> {
         .collect();
     storage
         .persist(&[Write {
+            memberships: Vec::new(),
             id: WriteId(1),
             hard_state: Some(hard_state(1, Some(1))),
             install: None,
@@ -138,6 +139,7 @@ fn persisted_writes_round_trip_through_reopen() {
     storage
         .persist(&[
             Write {
+                memberships: Vec::new(),
                 id: WriteId(1),
                 hard_state: Some(hard_state(2, Some(3))),
                 install: None,
@@ -146,6 +148,7 @@ fn persisted_writes_round_trip_through_reopen() {
                 sessions: Default::default(),
             },
             Write {
+                memberships: Vec::new(),
                 id: WriteId(2),
                 hard_state: None,
                 install: None,
@@ -157,6 +160,7 @@ fn persisted_writes_round_trip_through_reopen() {
         .unwrap();
     storage
         .persist(&[Write {
+            memberships: Vec::new(),
             id: WriteId(3),
             hard_state: None,
             install: None,
@@ -175,6 +179,7 @@ fn persisted_writes_round_trip_through_reopen() {
     assert_eq!(
         recovered,
         Recovered {
+            membership: None,
             hard_state: hard_state(2, Some(3)),
             prev: command(2, 2, "set x=\"1\"\n").id(),
             entries: vec![command(3, 2, "")],
@@ -204,6 +209,7 @@ fn truncation_then_append_survives_reopen() {
     let (mut storage, _, _) = open(dir.path());
     storage
         .persist(&[Write {
+            memberships: Vec::new(),
             id: WriteId(1),
             hard_state: Some(hard_state(2, None)),
             install: None,
@@ -232,6 +238,7 @@ fn truncations_inside_one_batch_apply_in_order() {
     storage_with_entries(dir.path(), 4);
     let (mut storage, _, _) = open(dir.path());
     let write = |id, truncate_after: Option<u64>, entries| Write {
+        memberships: Vec::new(),
         id: WriteId(id),
         hard_state: None,
         install: None,
@@ -263,6 +270,7 @@ fn truncations_inside_one_batch_apply_in_order() {
                 seq,
                 command,
             } => format!("{client}#{seq}:{command}"),
+            Payload::Config(membership) => format!("config {membership}"),
         })
         .collect();
     assert_eq!(commands, ["command 1", "command 2", "c3", "d4"]);
@@ -292,6 +300,7 @@ fn torn_final_line_at_every_byte_offset_recovers_with_a_warning() {
         // The cut is real: a new entry 3 lands where the torn one was.
         storage
             .persist(&[Write {
+                memberships: Vec::new(),
                 id: WriteId(1),
                 hard_state: None,
                 install: None,
@@ -317,6 +326,7 @@ fn crash_at_any_byte_of_a_group_commit_recovers_its_complete_lines() {
     let writes: Vec<Write> = batch
         .iter()
         .map(|entry| Write {
+            memberships: Vec::new(),
             id: WriteId(entry.index.0),
             hard_state: None,
             install: None,
@@ -381,6 +391,7 @@ fn a_kill_9_state_of_lines_and_preallocated_zeros_recovers_without_a_warning() {
     let entries: Vec<Entry> = (1..=3).map(|index| command(index, 1, "x")).collect();
     storage
         .persist(&[Write {
+            memberships: Vec::new(),
             id: WriteId(1),
             hard_state: Some(hard_state(1, Some(1))),
             install: None,
@@ -466,6 +477,7 @@ fn sized(index: u64, line_len: usize) -> Entry {
 fn two_batches(dir: &Path, durable: &[Entry], unfinished: &[Entry]) -> (Vec<u8>, usize) {
     let (mut storage, _, _) = open(dir);
     let mut write = Write {
+        memberships: Vec::new(),
         id: WriteId(1),
         hard_state: Some(hard_state(1, Some(1))),
         install: None,
@@ -548,6 +560,7 @@ fn reopen_cuts_at_the_hole(
     let again = command(kept as u64 + 1, 1, "again");
     storage
         .persist(&[Write {
+            memberships: Vec::new(),
             id: WriteId(3),
             hard_state: None,
             install: None,
@@ -843,6 +856,7 @@ fn commit_index_rides_along_with_the_next_hard_state_change() {
     storage.record_commit_index(Index(1)).unwrap();
     storage
         .persist(&[Write {
+            memberships: Vec::new(),
             id: WriteId(1),
             hard_state: Some(hard_state(2, None)),
             install: None,
@@ -871,6 +885,7 @@ fn a_failed_write_poisons_the_handle() {
     let (mut storage, _, _) = open(dir.path());
     fs::remove_dir_all(dir.path().join("1")).unwrap();
     let vote = Write {
+        memberships: Vec::new(),
         id: WriteId(1),
         hard_state: Some(hard_state(1, Some(1))),
         install: None,
@@ -948,6 +963,7 @@ impl Model {
             self.log.truncate(after.0 as usize);
         }
         Write {
+            memberships: Vec::new(),
             id: WriteId(self.next_write_id),
             hard_state,
             install: None,
@@ -1134,6 +1150,7 @@ fn write_batches(dir: &Path, mode: AppendMode, batches: &[Batch]) -> (Vec<u8>, V
     let mut term = 0u64;
     for (k, batch) in batches.iter().enumerate() {
         let mut write = Write {
+            memberships: Vec::new(),
             id: WriteId(k as u64 + 1),
             hard_state: None,
             install: None,
@@ -1234,6 +1251,7 @@ fn append_batches(
     let mut written = 0;
     while written < count {
         let mut write = Write {
+            memberships: Vec::new(),
             id: WriteId(log.len() as u64 + 1),
             hard_state: Some(hard_state(term, Some(1))),
             install: None,
@@ -1341,6 +1359,7 @@ fn truncation_into_a_sealed_segment_removes_the_later_ones_and_reopens_it() {
     let replacement = command(keep + 1, 2, "after the cut");
     storage
         .persist(&[Write {
+            memberships: Vec::new(),
             id: WriteId(1),
             hard_state: Some(hard_state(2, None)),
             install: None,
@@ -1443,6 +1462,7 @@ fn a_failed_write_while_sealing_stops_storage_and_loses_nothing_acknowledged() {
     let blocker = log_path(dir.path()).with_extension("idx.tmp");
     fs::create_dir(&blocker).unwrap();
     let big = Write {
+        memberships: Vec::new(),
         id: WriteId(99),
         hard_state: None,
         install: None,
@@ -1499,6 +1519,7 @@ fn an_old_format_directory_is_converted_with_nothing_lost() {
                 seq,
                 command,
             } => format!("{client}#{seq}:{command}"),
+            Payload::Config(membership) => format!("config {membership}"),
         })
         .collect();
     assert_eq!(commands, ["noop", "set a=1", "set b=2", "set c=3"]);
@@ -1579,7 +1600,7 @@ proptest! {
         let mut log: Vec<Entry> = Vec::new();
         let mut term = 1;
         for (k, batch) in batches.iter().enumerate() {
-            let mut write = Write {
+            let mut write = Write { memberships: Vec::new(),
                 id: WriteId(k as u64 + 1),
                 hard_state: Some(hard_state(term, None)),
                 install: None,
@@ -1913,9 +1934,11 @@ fn a_first_index_before_the_oldest_segment_refuses_to_start() {
 
 fn install_write(last: (u64, u64), data: &[u8], entries: Vec<Entry>) -> Write {
     Write {
+        memberships: Vec::new(),
         id: WriteId(1000),
         hard_state: Some(hard_state(last.1, None)),
         install: Some(Install {
+            membership: None,
             last: EntryId {
                 index: Index(last.0),
                 term: Term(last.1),
@@ -1969,6 +1992,7 @@ fn an_install_replaces_the_log_by_an_empty_one_after_its_last_entry() {
     assert_eq!(
         recovered,
         Recovered {
+            membership: None,
             hard_state: hard_state(4, None),
             prev: EntryId {
                 index: Index(900),
@@ -2299,6 +2323,7 @@ fn run_retention_model(batches: &[RetentionBatch]) -> Result<(), TestCaseError> 
             prop_assert!(files.len() == 1 || first_of(&files[1]) > before.0);
         }
         let mut write = Write {
+            memberships: Vec::new(),
             id: WriteId(k as u64 + 1),
             hard_state: Some(hard_state(term, None)),
             install: None,
@@ -2314,6 +2339,7 @@ fn run_retention_model(batches: &[RetentionBatch]) -> Result<(), TestCaseError> 
             };
             write.hard_state = Some(hard_state(term, None));
             write.install = Some(Install {
+                membership: None,
                 last,
                 data: format!("state at {}", last.index.0).into_bytes(),
                 sessions: SessionsCheckpoint {

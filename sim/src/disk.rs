@@ -10,8 +10,8 @@ use crate::params::DiskParams;
 use crate::report::Violation;
 use crate::rng::SimRng;
 use replog_core::{
-    take_batch, Entry, EntryId, FetchRequest, Fetched, HardState, Index, NodeId, Recovered,
-    SessionsCheckpoint, Trimmed, Write, WriteId,
+    take_batch, Entry, EntryId, FetchRequest, Fetched, HardState, Index, MembershipHistory, NodeId,
+    Recovered, SessionsCheckpoint, Trimmed, Write, WriteId,
 };
 
 /// What storage answers a `Fetch` with.
@@ -37,6 +37,8 @@ pub struct Durable {
     /// `None` until the first, which means no session entry up to `commit_index`.
     /// Invariant: `boundary.index <= sessions.through`: a trim waits for it.
     pub sessions: Option<SessionsCheckpoint>,
+    /// The applied configurations (the node keeps them in `membership.json`).
+    pub memberships: MembershipHistory,
 }
 
 impl Durable {
@@ -74,6 +76,8 @@ impl Durable {
     }
 }
 
+// Most records are writes: boxing them would add an allocation to every one.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 enum Record {
     Write(Write),
@@ -221,6 +225,7 @@ impl Disk {
             entries: durable.from(from.next()).to_vec(),
             commit_index: commit,
             sessions: durable.sessions.clone(),
+            membership: durable.memberships.newest().cloned(),
         }
     }
 
@@ -247,6 +252,7 @@ impl Disk {
                     durable.sessions.as_ref(),
                     durable.boundary.index,
                 ),
+                membership: durable.memberships.at(durable.boundary.index).cloned(),
             }));
         };
         let entries = durable.from(request.from);
@@ -283,6 +289,7 @@ impl Disk {
         let count = durable.boundary.index.count_to(point) as usize;
         durable.entries.drain(..count);
         durable.boundary = boundary;
+        durable.memberships.trimmed(point.next());
         Some(boundary)
     }
 
@@ -321,6 +328,7 @@ impl Disk {
             durable.entries.clear();
             durable.commit_index = durable.commit_index.max(install.last.index);
             keep_newest(&mut durable.sessions, install.sessions);
+            durable.memberships.installed(install.membership);
         }
         if let Some(after) = write.truncate_after {
             if budget == 0 {
@@ -342,9 +350,15 @@ impl Disk {
             assert_eq!(entry.index, expected, "durable log would have a gap");
             self.durable.entries.push(entry);
         }
+        let with_sessions = count + usize::from(write.sessions.is_some());
         if let Some(sessions) = write.sessions {
             if budget > count {
                 keep_newest(&mut self.durable.sessions, sessions);
+            }
+        }
+        if budget > with_sessions {
+            for applied in write.memberships {
+                self.durable.memberships.record(applied);
             }
         }
         Ok(())
@@ -399,6 +413,7 @@ fn record_parts(record: &Record) -> usize {
                 + usize::from(write.truncate_after.is_some())
                 + write.entries.len()
                 + usize::from(write.sessions.is_some())
+                + usize::from(!write.memberships.is_empty())
         }
     }
 }
@@ -420,6 +435,7 @@ mod tests {
 
     fn write(id: u64, term: u64, entries: Vec<Entry>) -> Write {
         Write {
+            memberships: Vec::new(),
             id: WriteId(id),
             hard_state: Some(HardState {
                 term: Term(term),

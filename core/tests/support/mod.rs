@@ -3,9 +3,9 @@
 #![allow(dead_code)]
 
 use replog_core::{
-    take_batch, Config, Entry, EntryId, FetchRequest, Fetched, HardState, Index, Input, Message,
-    NodeId, Output, Payload, ProposalOutcome, RaftCore, ReadId, Recovered, Role,
-    SessionsCheckpoint, Term, Write,
+    take_batch, Config, Entry, EntryId, FetchRequest, Fetched, HardState, Index, Input,
+    MembershipChange, MembershipHistory, Message, NodeId, Output, Payload, ProposalOutcome,
+    RaftCore, ReadId, Recovered, Role, SessionsCheckpoint, Term, Write,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -17,6 +17,8 @@ pub struct Disk {
     pub entries: Vec<Entry>,
     /// The newest session checkpoint written.
     pub sessions: Option<SessionsCheckpoint>,
+    /// The applied configurations.
+    pub memberships: MembershipHistory,
 }
 
 impl Disk {
@@ -36,6 +38,9 @@ impl Disk {
             {
                 self.sessions = Some(sessions.clone());
             }
+        }
+        for applied in &write.memberships {
+            self.memberships.record(applied.clone());
         }
     }
 
@@ -122,6 +127,35 @@ impl Cluster {
         }
     }
 
+    /// Adds a fresh, empty node `id` that knows only the cluster's bootstrap voters
+    /// (`1..=bootstrap`): what a joining node starts from.
+    pub fn add_node(&mut self, id: u64, bootstrap: u64) {
+        let core = RaftCore::new(config(id, bootstrap), Recovered::default()).expect("valid");
+        let node = TestNode {
+            core,
+            disk: Disk::default(),
+            pending: Vec::new(),
+            committed: Vec::new(),
+            proposals: Vec::new(),
+            reads: Vec::new(),
+            crashed: false,
+        };
+        assert!(
+            self.nodes.insert(NodeId(id), node).is_none(),
+            "n{id} exists"
+        );
+    }
+
+    /// Asks `id` for a configuration change and returns its answer.
+    pub fn change(&mut self, id: u64, change: MembershipChange) -> ProposalOutcome {
+        self.step(id, Input::ChangeMembership(change));
+        self.node(id)
+            .proposals
+            .last()
+            .cloned()
+            .expect("one outcome per proposal")
+    }
+
     pub fn node(&self, id: u64) -> &TestNode {
         &self.nodes[&NodeId(id)]
     }
@@ -167,6 +201,10 @@ impl Cluster {
                     node.reads
                         .extend(reads.iter().map(|&id| (id, Err(*leader))));
                 }
+                Output::MembershipChanged(in_force) => self.transcript.push(format!(
+                    "n{id}: configuration of entry {}: {}",
+                    in_force.index.0, in_force.membership
+                )),
                 Output::RoleChanged { role, term, leader } => self.transcript.push(format!(
                     "n{id}: {role} in term {} (leader {})",
                     term.0,
@@ -286,6 +324,7 @@ impl Cluster {
         // The driver's record of what it applied: committed entries are durable and never
         // truncated, so recovery refuses this if the core ever broke that promise.
         let recovered = Recovered {
+            membership: node.disk.memberships.newest().cloned(),
             hard_state: node.disk.hard_state,
             prev: EntryId::ZERO,
             entries: node.disk.entries.clone(),
@@ -326,6 +365,7 @@ impl Cluster {
                         seq,
                         command,
                     } => format!("{}:{}#{}:{}", e.term.0, client, seq, command),
+                    Payload::Config(membership) => format!("{}:config({membership})", e.term.0),
                 })
                 .collect();
             let _ = writeln!(

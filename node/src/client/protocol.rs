@@ -374,6 +374,9 @@ pub struct EntryView {
     pub committed: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trim_before: Option<u64>,
+    /// A configuration change: the configuration after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<replog_core::Membership>,
 }
 
 impl EntryView {
@@ -385,11 +388,17 @@ impl EntryView {
             command: match &entry.payload {
                 replog_core::Payload::Command(command)
                 | replog_core::Payload::Session { command, .. } => Some(command.to_string()),
-                replog_core::Payload::Noop | replog_core::Payload::Trim { .. } => None,
+                replog_core::Payload::Noop
+                | replog_core::Payload::Trim { .. }
+                | replog_core::Payload::Config(_) => None,
             },
             committed: entry.index <= commit_index,
             trim_before: match entry.payload {
                 replog_core::Payload::Trim { before } => Some(before.0),
+                _ => None,
+            },
+            config: match &entry.payload {
+                replog_core::Payload::Config(membership) => Some(membership.clone()),
                 _ => None,
             },
         }
@@ -405,6 +414,9 @@ pub struct LogEntry {
     pub command: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trim_before: Option<u64>,
+    /// A configuration change: the configuration after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<replog_core::Membership>,
 }
 
 impl LogEntry {
@@ -426,6 +438,10 @@ impl LogEntry {
             replog_core::Payload::Trim { before } => {
                 let _ = write!(out, "null,\"trim_before\":{}", before.0);
             }
+            replog_core::Payload::Config(membership) => {
+                out.extend_from_slice(b"null,\"config\":");
+                serde_json::to_writer(&mut *out, membership).expect("a configuration serializes");
+            }
         }
         out.push(b'}');
     }
@@ -446,6 +462,10 @@ impl LogEntry {
             StoredPayload::Noop => out.extend_from_slice(b"null"),
             StoredPayload::Trim { before } => {
                 let _ = write!(out, "null,\"trim_before\":{}", before.0);
+            }
+            StoredPayload::Config(json) => {
+                out.extend_from_slice(b"null,\"config\":");
+                out.extend_from_slice(json);
             }
         }
         out.push(b'}');
@@ -903,6 +923,7 @@ mod tests {
             let mut out = Vec::new();
             LogEntry::encode_stored(&stored, &mut out);
             let expected = LogEntry {
+                config: None,
                 index: 7,
                 term: 2,
                 command: command.map(str::to_string),
@@ -971,6 +992,7 @@ mod tests {
             commit_index: 1,
             last_index: 2,
             entries: Some(vec![EntryView {
+                config: None,
                 index: 1,
                 term: 4,
                 command: None,
@@ -991,6 +1013,7 @@ mod tests {
             Response::State(state),
             Response::Read(ReadPage {
                 entries: vec![LogEntry {
+                    config: None,
                     index: 3,
                     term: 1,
                     command: Some("x".into()),

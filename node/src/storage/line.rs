@@ -4,6 +4,7 @@
 //! {"crc":"574e94ba","index":7,"term":2,"command":"set x=1"}
 //! {"crc":"4f36157d","index":8,"term":3,"noop":true}
 //! {"crc":"0c1d2e3f","index":9,"term":3,"client":"a1b2","seq":4,"command":"set y=2"}
+//! {"crc":"1a2b3c4d","index":10,"term":3,"config":[{"id":1,"voter":true},{"id":4,"voter":false,"meta":"node4@127.0.0.1:7004"}]}
 //! ```
 //!
 //! The line is plain JSON (so `jq` reads the log), but the checksum sits in a fixed-width
@@ -12,7 +13,7 @@
 //! only trusted once its checksum matches, and only then parsed.
 
 use super::error::LineProblem;
-use replog_core::{ClientId, Entry, Index, Payload, Term};
+use replog_core::{ClientId, Entry, Index, Membership, Payload, Term};
 use serde::Deserialize;
 use std::io::Write as _;
 use std::num::NonZeroU64;
@@ -53,6 +54,10 @@ pub(crate) fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
             serde_json::to_writer(&mut *out, client.as_str()).expect("a string serializes");
             let _ = write!(out, ",\"seq\":{seq},\"command\":");
             serde_json::to_writer(&mut *out, command).expect("a string always serializes");
+        }
+        Payload::Config(membership) => {
+            out.extend_from_slice(b"\"config\":");
+            serde_json::to_writer(&mut *out, membership).expect("a configuration serializes");
         }
     }
     out.push(b'}');
@@ -107,6 +112,8 @@ struct LineRecord {
     client: Option<String>,
     #[serde(default)]
     seq: Option<u64>,
+    #[serde(default)]
+    config: Option<Membership>,
 }
 
 impl LineRecord {
@@ -126,6 +133,22 @@ impl LineRecord {
                 ))
             }
         };
+        if let Some(membership) = self.config {
+            if session.is_some()
+                || self.command.is_some()
+                || self.noop.is_some()
+                || self.trim_before.is_some()
+            {
+                return Err(LineProblem::Parse(
+                    "a \"config\" line holds nothing else".to_string(),
+                ));
+            }
+            return Ok(Entry {
+                index: Index(self.index),
+                term: Term(self.term),
+                payload: Payload::Config(membership),
+            });
+        }
         let payload = match (self.command, self.noop, self.trim_before) {
             (Some(command), None, None) => match session {
                 Some((client, seq)) => Payload::Session {

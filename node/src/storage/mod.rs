@@ -90,6 +90,7 @@ mod error;
 mod line;
 mod log_dir;
 mod log_file;
+mod memberships;
 mod metadata;
 mod old_format;
 mod reader;
@@ -107,8 +108,8 @@ use log_dir::SegmentedLog;
 use metadata::Metadata;
 use recovery::Start;
 use replog_core::{
-    take_batch, Entry, EntryId, FetchRequest, Fetched, HardState, Index, Install, NodeId,
-    Recovered, SessionsCheckpoint, Term, Write,
+    take_batch, Entry, EntryId, FetchRequest, Fetched, HardState, Index, Install,
+    MembershipCheckpoint, MembershipHistory, NodeId, Recovered, SessionsCheckpoint, Term, Write,
 };
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -194,6 +195,8 @@ pub struct Storage {
     /// The newest durable session checkpoint (`sessions.rs`); `None` until the first.
     /// Invariant: `sessions.through >= first_index - 1`: trims wait for it.
     sessions: Option<SessionsCheckpoint>,
+    /// The applied configurations (`memberships.rs`): exactly what `membership.json` holds.
+    memberships: MembershipHistory,
     last_metadata_write: Instant,
     /// Set by any failed call: the files may no longer match this handle.
     poisoned: bool,
@@ -297,6 +300,7 @@ impl Storage {
         // committed; the core reads it back with `Fetch` when a follower needs it), so
         // restart reads no sealed segment beyond the one entry before the tail.
         let sessions = sessions::read(&dir)?;
+        let memberships = memberships::read(&dir)?;
         // The core re-applies the committed entries after the checkpoint to its table.
         let through = SessionsCheckpoint::through_given(sessions.as_ref(), meta.commit_index);
         let from = meta.commit_index.min(through);
@@ -307,6 +311,7 @@ impl Storage {
             entries,
             commit_index: meta.commit_index,
             sessions: sessions.clone(),
+            membership: memberships.newest().cloned(),
         };
         let storage = Storage {
             dir,
@@ -316,6 +321,7 @@ impl Storage {
             commit_index: meta.commit_index,
             snapshot,
             sessions,
+            memberships,
             last_metadata_write: Instant::now(),
             poisoned: false,
         };
@@ -491,7 +497,19 @@ impl Storage {
         let mut hard_state = self.metadata.hard_state;
         let mut install = None;
         let mut checkpoint: Option<&SessionsCheckpoint> = None;
+        let mut memberships = None;
         for write in writes {
+            if let Some(install) = &write.install {
+                let history: &mut MembershipHistory =
+                    memberships.get_or_insert_with(|| self.memberships.clone());
+                history.installed(install.membership.clone());
+            }
+            if !write.memberships.is_empty() {
+                let history = memberships.get_or_insert_with(|| self.memberships.clone());
+                for applied in &write.memberships {
+                    history.record(applied.clone());
+                }
+            }
             let offered = (write.install.iter().map(|install| &install.sessions))
                 .chain(write.sessions.as_ref());
             for next in offered {
@@ -561,12 +579,24 @@ impl Storage {
             sessions::write(&self.dir, checkpoint)?;
             self.sessions = Some(checkpoint.clone());
         }
+        // Likewise for the configurations: an install's replaces the history.
+        if let Some(mut history) = memberships {
+            history.trimmed(self.first_index());
+            memberships::write(&self.dir, &history)?;
+            self.memberships = history;
+        }
         if let Some(install) = install {
             self.install(hard_state, install)?;
         } else if hard_state != self.metadata.hard_state {
             self.write_metadata(hard_state)?;
         }
         self.log.commit()
+    }
+
+    /// The configuration in force at the log's boundary, which a fetch answered `Trimmed`
+    /// carries (`None`: the bootstrap one).
+    pub fn membership_at_boundary(&self) -> Option<MembershipCheckpoint> {
+        self.memberships.at(self.boundary().index).cloned()
     }
 
     /// The session table a fetch answered `Trimmed` carries, as of the log's boundary or

@@ -73,6 +73,8 @@ pub enum StoredPayload<'a> {
         seq: NonZeroU64,
         command: &'a [u8],
     },
+    /// A configuration change: the configuration as JSON, checked when the line was read.
+    Config(&'a [u8]),
 }
 
 /// One entry as read from a segment.
@@ -94,6 +96,9 @@ impl StoredEntry<'_> {
             ),
             StoredPayload::Noop => Payload::Noop,
             StoredPayload::Trim { before } => Payload::Trim { before },
+            StoredPayload::Config(json) => Payload::Config(
+                serde_json::from_slice(json).expect("a configuration checked when it was read"),
+            ),
             StoredPayload::Session {
                 client,
                 seq,
@@ -431,6 +436,10 @@ fn parse<'a>(
         }
         Payload::Noop => StoredPayload::Noop,
         Payload::Trim { before } => StoredPayload::Trim { before: *before },
+        Payload::Config(membership) => {
+            serde_json::to_writer(&mut *scratch, membership).expect("a configuration serializes");
+            StoredPayload::Config(scratch)
+        }
         Payload::Session {
             client,
             seq,
@@ -533,6 +542,7 @@ mod tests {
             };
             storage
                 .persist(&[Write {
+                    memberships: Vec::new(),
                     id: WriteId(index),
                     hard_state: (index == 1).then_some(hard_state),
                     install: None,

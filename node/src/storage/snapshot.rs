@@ -93,6 +93,8 @@ fn decode(bytes: &[u8]) -> Result<Install, String> {
         data: data.to_vec(),
         // The table that came with it is kept in `sessions.json`.
         sessions: Default::default(),
+        // And the configuration in `membership.json`.
+        membership: None,
     })
 }
 
@@ -204,6 +206,7 @@ mod tests {
 
     fn install(data: &[u8]) -> Install {
         Install {
+            membership: None,
             last: EntryId {
                 index: Index(812),
                 term: Term(3),

@@ -295,7 +295,7 @@ impl Checker {
                     Payload::Command(command) | Payload::Session { command, .. } => {
                         self.history.committed(command, entry.index)
                     }
-                    Payload::Noop | Payload::Trim { .. } => Ok(()),
+                    Payload::Noop | Payload::Trim { .. } | Payload::Config(_) => Ok(()),
                 }
             }
         }

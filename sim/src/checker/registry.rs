@@ -81,6 +81,7 @@ pub fn fingerprint(payload: &Payload) -> u64 {
     let mut hash: u64 = 0xCBF2_9CE4_8422_2325;
     let trim;
     let session;
+    let config;
     let bytes: &[u8] = match payload {
         Payload::Noop => b"\x00noop",
         Payload::Command(command) => command.as_bytes(),
@@ -102,6 +103,17 @@ pub fn fingerprint(payload: &Payload) -> u64 {
             ];
             session = parts.concat();
             &session
+        }
+        Payload::Config(membership) => {
+            let mut bytes = b"\x00config".to_vec();
+            for member in membership.members() {
+                bytes.extend_from_slice(&member.id.0.to_le_bytes());
+                bytes.push(u8::from(member.voter));
+                bytes.extend_from_slice(member.meta.as_bytes());
+                bytes.push(0);
+            }
+            config = bytes;
+            &config
         }
     };
     for &byte in bytes {

@@ -23,6 +23,7 @@ fn state(id: u64, role: Role, term: u64, commit: u64, log: &[Entry]) -> NodeStat
 
 fn append(entries: &[Entry]) -> Output {
     Output::Persist(Write {
+        memberships: Vec::new(),
         id: WriteId(1),
         hard_state: None,
         install: None,
@@ -133,6 +134,7 @@ fn log_matching_stale_truncation_of_current_term_entries() {
         .unwrap();
     let truncate = |after| {
         Output::Persist(Write {
+            memberships: Vec::new(),
             id: WriteId(2),
             hard_state: None,
             install: None,
@@ -154,6 +156,7 @@ fn log_matching_stale_truncation_of_current_term_entries() {
         .unwrap();
     let repaired = log(&[1, 3]);
     let repair = Output::Persist(Write {
+        memberships: Vec::new(),
         id: WriteId(2),
         hard_state: None,
         install: None,
@@ -260,6 +263,7 @@ fn durability_of_the_newest_committed_entry() {
         .after_step(0, &state(1, Role::Leader, 1, 2, &entries), &[])
         .unwrap();
     let on_disk = |terms: &[u64]| Durable {
+        memberships: Default::default(),
         hard_state: HardState::default(),
         boundary: replog_core::EntryId::ZERO,
         entries: log(terms),

@@ -143,7 +143,8 @@ impl Simulation {
             ProposalOutcome::Accepted { .. } => Ok(()),
             ProposalOutcome::NotLeader { .. }
             | ProposalOutcome::AlreadyApplied { .. }
-            | ProposalOutcome::SeqBehind { .. } => Err(Violation::new(
+            | ProposalOutcome::SeqBehind { .. }
+            | ProposalOutcome::MembershipRefused(_) => Err(Violation::new(
                 "Proposal Contract",
                 &[self.nodes[node].id],
                 "a leader refused a proposal",

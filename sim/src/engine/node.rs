@@ -220,7 +220,7 @@ impl Simulation {
         // commit index: record it after the write, as the node's storage thread does.
         let checkpoint = outputs
             .iter()
-            .any(|output| matches!(output, Output::Persist(write) if write.sessions.is_some()));
+            .any(|output| matches!(output, Output::Persist(write) if write.sessions.is_some() || !write.memberships.is_empty()));
         let mut deferred_commit = None;
         for output in outputs.drain(..) {
             match output {
@@ -266,6 +266,8 @@ impl Simulation {
                         }
                     }
                 }
+                // The simulated network reaches every node by id, members or not.
+                Output::MembershipChanged(_) => {}
                 Output::RoleChanged { role, term, leader } => {
                     if role == Role::Leader {
                         self.maybe_strike_new_leader(node);
@@ -529,7 +531,7 @@ impl Simulation {
                 self.reply_to_client(op, Reply::SeqBehind)?;
                 0
             }
-            ProposalOutcome::NotLeader { .. } => 0,
+            ProposalOutcome::NotLeader { .. } | ProposalOutcome::MembershipRefused(_) => 0,
         };
         self.record(
             Some(node),
