@@ -244,6 +244,14 @@ fn the_original_readme_sequence_works_as_written_and_names_survive_restarts() {
         let follower_of_leader = k != 1 && member.starts_with(&format!("{expected} (match "));
         assert!(*member == expected || follower_of_leader, "{members}");
     }
+    // The configuration in force: the founding voters, no change made yet.
+    assert!(
+        stdout(&shown)
+            .lines()
+            .any(|line| line == "configuration: voters 1,2,3; learners none (bootstrap)"),
+        "{}",
+        stdout(&shown)
+    );
     let records: Vec<String> = (0..3).map(record).collect();
     nodes.into_iter().for_each(Node::stop);
 

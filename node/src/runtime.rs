@@ -20,8 +20,8 @@
 use crate::client::answers::Phase;
 use crate::client::protocol::READ_MAX_BYTES;
 use crate::client::{
-    Answer, AnswerSink, ClientRequest, Consistency, EntryView, LogEntry, MemberView, NodeState,
-    QueryRange, ReadPage, ReplyTo, Request, Response,
+    Answer, AnswerSink, ClientRequest, ConfigurationView, Consistency, EntryView, LogEntry,
+    MemberView, NodeState, QueryRange, ReadPage, ReplyTo, Request, Response,
 };
 use crate::config::{Members, Timing};
 use crate::identity::Roster;
@@ -825,6 +825,11 @@ impl Runtime {
             commit_index: commit_index.0,
             last_index: log.last_index().0,
             entries,
+            configuration: Some(ConfigurationView {
+                index: self.core.membership().index.0,
+                voters: ids(self.core.membership().membership.voters()),
+                learners: ids(self.core.membership().membership.learners()),
+            }),
         }
     }
 
@@ -862,4 +867,8 @@ fn not_leader(core: &RaftCore, members: &Members) -> Response {
     Response::NotLeader {
         leader: leader_addr(core, members),
     }
+}
+
+fn ids(ids: Vec<NodeId>) -> Vec<u64> {
+    ids.into_iter().map(|id| id.0).collect()
 }

@@ -7,7 +7,9 @@ use clap::{Args, ValueEnum};
 use replog_core::ClientId;
 use replog_node::client::blocking::{self, ClientOptions, Connection};
 use replog_node::client::token::ClientToken;
-use replog_node::client::{Consistency, MemberView, NodeState, QueryRange, Request, Response};
+use replog_node::client::{
+    ConfigurationView, Consistency, MemberView, NodeState, QueryRange, Request, Response,
+};
 use replog_node::config::{check_addr, Limits, Members, NodeConfig, Timing};
 use replog_node::identity::{ClusterId, NodeName};
 use replog_node::local_cluster::{fresh_temp_dir, LocalCluster};
@@ -579,12 +581,16 @@ fn print_state(state: &NodeState) {
     if let (None, Some(members)) = (&state.entries, &state.members) {
         println!("members: {}", members_line(members));
     }
+    if let (None, Some(configuration)) = (&state.entries, &state.configuration) {
+        println!("configuration: {}", configuration_line(configuration));
+    }
     for (position, entry) in state.entries.iter().flatten().enumerate() {
         let line = entry_line(
             position + 1,
             (entry.index, entry.term),
             entry.committed,
             entry.command.as_deref(),
+            entry.config.as_ref(),
         );
         println!("{line}");
     }
@@ -606,17 +612,38 @@ fn members_line(members: &[MemberView]) -> String {
     shown.join(", ")
 }
 
-/// One entry in the seed's listing format: `3. ID:3 Term:1 Committed:true Command:set x=1`.
+/// `voters 1,2,3; learners 4 (entry 12)`, or `(bootstrap)` before any change.
+fn configuration_line(configuration: &ConfigurationView) -> String {
+    let list = |ids: &[u64]| match ids {
+        [] => "none".to_string(),
+        ids => ids.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
+    };
+    let origin = match configuration.index {
+        0 => "bootstrap".to_string(),
+        index => format!("entry {index}"),
+    };
+    format!(
+        "voters {}; learners {} ({origin})",
+        list(&configuration.voters),
+        list(&configuration.learners)
+    )
+}
+
+/// One entry in the seed's listing format: `3. ID:3 Term:1 Committed:true Command:set x=1`;
+/// a configuration change shows the configuration after it in place of a command.
 pub(crate) fn entry_line(
     position: usize,
     (index, term): (u64, u64),
     committed: bool,
     command: Option<&str>,
+    config: Option<&replog_core::Membership>,
 ) -> String {
-    format!(
-        "{position}. ID:{index} Term:{term} Committed:{committed} Command:{}",
-        command.map_or("(leader no-op)".into(), escape_controls)
-    )
+    let shown = match (command, config) {
+        (Some(command), _) => escape_controls(command),
+        (None, Some(config)) => format!("(configuration: {config})"),
+        (None, None) => "(leader no-op)".into(),
+    };
+    format!("{position}. ID:{index} Term:{term} Committed:{committed} Command:{shown}")
 }
 
 /// `text` with backslashes and control characters (NUL, newlines, escape sequences, ...)

@@ -119,6 +119,7 @@ fn text_line(position: usize, entry: &LogEntry) -> String {
         (entry.index, entry.term),
         true,
         entry.command.as_deref(),
+        entry.config.as_ref(),
     )
 }
 

@@ -523,6 +523,19 @@ pub struct NodeState {
     pub last_index: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entries: Option<Vec<EntryView>>,
+    /// The configuration in force on this node (the newest in its log); absent from nodes
+    /// older than membership changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<ConfigurationView>,
+}
+
+/// The configuration in force, as `status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigurationView {
+    /// The entry that carried it; 0 for the bootstrap configuration.
+    pub index: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
 }
 
 /// A member as `status` and `query` show it.
@@ -944,6 +957,7 @@ mod tests {
             "{\"ok\":false,\"error\":\"not_leader\",\"leader\":null}\n"
         );
         let state = NodeState {
+            configuration: None,
             node: 1,
             name: None,
             members: None,
@@ -978,6 +992,7 @@ mod tests {
     #[test]
     fn responses_parse_back() {
         let state = NodeState {
+            configuration: None,
             node: 2,
             name: Some("node2".into()),
             members: Some(vec![MemberView {
