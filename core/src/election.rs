@@ -34,12 +34,17 @@ impl RaftCore {
             self.start_election(outputs);
             return;
         }
-        self.request_votes(true, self.term.next(), outputs);
+        self.request_votes(true, false, self.term.next(), outputs);
     }
 
     /// A real election: enter a new term and vote for ourselves. Our own vote counts only
     /// once it is durable, or a crash could let us vote twice in this term.
     pub(crate) fn start_election(&mut self, outputs: &mut Vec<Output>) {
+        self.campaign(false, outputs);
+    }
+
+    /// `start_election`; with `transfer`, the votes asked for carry the transfer flag.
+    pub(crate) fn campaign(&mut self, transfer: bool, outputs: &mut Vec<Output>) {
         self.stats.elections_started += 1;
         self.term = self.term.next();
         self.voted_for = Some(self.config.id);
@@ -49,10 +54,16 @@ impl RaftCore {
         };
         self.leader = None;
         self.reset_election_timer();
-        self.request_votes(false, self.term, outputs);
+        self.request_votes(false, transfer, self.term, outputs);
     }
 
-    fn request_votes(&mut self, pre_vote: bool, term: Term, outputs: &mut Vec<Output>) {
+    fn request_votes(
+        &mut self,
+        pre_vote: bool,
+        transfer: bool,
+        term: Term,
+        outputs: &mut Vec<Output>,
+    ) {
         for &peer in &self.peers {
             let message = Message {
                 from: self.config.id,
@@ -62,6 +73,7 @@ impl RaftCore {
                     pre_vote,
                     last_log_index: self.log.last_index(),
                     last_log_term: self.log.last_term(),
+                    transfer,
                 },
             };
             outputs.push(Output::Send(message));
@@ -96,6 +108,7 @@ impl RaftCore {
             pre_vote,
             last_log_index,
             last_log_term,
+            ..
         } = message.body
         else {
             unreachable!("dispatched by body");

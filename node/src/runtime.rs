@@ -578,6 +578,15 @@ impl Runtime {
                     waiter.answer(answer.clone(), &mut self.answers);
                 }
             }
+            ProposalOutcome::Transferring { to } => {
+                // Nothing was appended: send the client on to the node about to lead (it
+                // names this one back until it wins, and the client pauses between).
+                let leader = self.members.addr_of(to).map(str::to_string);
+                let answer = Response::NotLeader { leader };
+                for waiter in waiters {
+                    waiter.answer(answer.clone(), &mut self.answers);
+                }
+            }
         }
     }
 
@@ -628,6 +637,8 @@ impl Runtime {
                 self.log_role(role, term, leader);
             }
             Output::Fetch(request) => self.fetches.push(request),
+            // This node asks for no transfer yet.
+            Output::Transfer(_) | Output::TransferAborted { .. } => {}
             Output::ReadReady { reads, .. } => {
                 // The core released them once it applied their index: what storage
                 // serves now holds it.

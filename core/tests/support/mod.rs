@@ -5,7 +5,7 @@
 use replog_core::{
     take_batch, Config, Entry, EntryId, FetchRequest, Fetched, HardState, Index, Input, Message,
     NodeId, Output, Payload, ProposalOutcome, RaftCore, ReadId, Recovered, Role,
-    SessionsCheckpoint, Term, Write,
+    SessionsCheckpoint, Term, TransferOutcome, Write,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -69,6 +69,8 @@ pub struct TestNode {
     pub proposals: Vec<ProposalOutcome>,
     /// Answers to reads, in order: the index it may be served at, or the failure's leader.
     pub reads: Vec<(ReadId, Result<Index, Option<NodeId>>)>,
+    /// Answers to transfers, in order, and `Err(to)` for each transfer given up.
+    pub transfers: Vec<Result<TransferOutcome, NodeId>>,
     pub crashed: bool,
 }
 
@@ -109,6 +111,7 @@ impl Cluster {
                     committed: Vec::new(),
                     proposals: Vec::new(),
                     reads: Vec::new(),
+                    transfers: Vec::new(),
                     crashed: false,
                 },
             );
@@ -167,6 +170,8 @@ impl Cluster {
                     node.reads
                         .extend(reads.iter().map(|&id| (id, Err(*leader))));
                 }
+                Output::Transfer(outcome) => node.transfers.push(Ok(*outcome)),
+                Output::TransferAborted { to } => node.transfers.push(Err(*to)),
                 Output::RoleChanged { role, term, leader } => self.transcript.push(format!(
                     "n{id}: {role} in term {} (leader {})",
                     term.0,
