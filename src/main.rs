@@ -34,6 +34,8 @@ enum Command {
     Status(cli::node::StatusArgs),
     /// Drop the committed entries before an index from every node's storage (retention).
     Trim(cli::trim::TrimArgs),
+    /// Hand the leadership to another node (follows leader redirects), e.g. before a restart.
+    Transfer(cli::transfer::TransferArgs),
     /// Start a local cluster, append a few commands, and show what to try next.
     Demo(cli::node::DemoArgs),
     /// Closed-loop load generator: committed appends per second and latency percentiles.
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Follow(args) => cli::read::follow(args),
         Command::Demo(args) => cli::node::demo(args),
         Command::Trim(args) => cli::trim::trim(args),
+        Command::Transfer(args) => cli::transfer::transfer(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Sim(command) => cli::sim::run(command),
         Command::Check(args) => cli::check::run(args),
@@ -81,6 +84,7 @@ fn writes_only_output(command: &Command) -> bool {
         | Command::Query(_)
         | Command::Status(_)
         | Command::Trim(_)
+        | Command::Transfer(_)
         | Command::Read(_)
         | Command::Follow(_)
         | Command::Sim(_)

@@ -144,6 +144,7 @@ fn a_peer_connection_that_sends_a_frame_and_half_closes_is_closed_by_the_node() 
             pre_vote: true,
             last_log_index: Index(0),
             last_log_term: Term(0),
+            transfer: false,
         },
     };
     encode_frames([&stale], &mut frame);

@@ -24,6 +24,7 @@ fn vote_request(from: u64, to: u64, term: u64) -> Message {
             pre_vote: false,
             last_log_index: Index(1000),
             last_log_term: Term(term),
+            transfer: false,
         },
     }
 }

@@ -51,10 +51,11 @@ fn kind(fault: &Fault) -> &'static str {
         Fault::Loss { .. } => "loss",
         Fault::Duplicate { .. } => "duplicate",
         Fault::Skew { .. } => "skew",
+        Fault::Transfer { .. } => "transfer",
     }
 }
 
-const ALL_KINDS: [&str; 14] = [
+const ALL_KINDS: [&str; 15] = [
     "heal",
     "split",
     "isolate",
@@ -69,6 +70,7 @@ const ALL_KINDS: [&str; 14] = [
     "loss",
     "duplicate",
     "skew",
+    "transfer",
 ];
 
 /// The contents of every ```json block of a Markdown file.
@@ -190,6 +192,8 @@ scenario_tests! {
     follower_crash_mid_install => "follower-crash-mid-install.json",
     reads_isolated_leader => "reads-isolated-leader.json",
     lease_reads_within_skew => "lease-reads-within-skew.json",
+    transfer_to_lagging_node => "transfer-to-lagging-node.json",
+    rolling_restart_with_transfers => "rolling-restart-with-transfers.json",
 }
 
 /// A trace sink the test can read back.

@@ -39,12 +39,17 @@ impl RaftCore {
             self.start_election(outputs);
             return;
         }
-        self.request_votes(true, self.term.next(), outputs);
+        self.request_votes(true, false, self.term.next(), outputs);
     }
 
     /// A real election: enter a new term and vote for ourselves. Our own vote counts only
     /// once it is durable, or a crash could let us vote twice in this term.
     pub(crate) fn start_election(&mut self, outputs: &mut Vec<Output>) {
+        self.campaign(false, outputs);
+    }
+
+    /// `start_election`; with `transfer`, the votes asked for carry the transfer flag.
+    pub(crate) fn campaign(&mut self, transfer: bool, outputs: &mut Vec<Output>) {
         self.stats.elections_started += 1;
         self.term = self.term.next();
         self.voted_for = Some(self.config.id);
@@ -54,10 +59,16 @@ impl RaftCore {
         };
         self.leader = None;
         self.reset_election_timer();
-        self.request_votes(false, self.term, outputs);
+        self.request_votes(false, transfer, self.term, outputs);
     }
 
-    fn request_votes(&mut self, pre_vote: bool, term: Term, outputs: &mut Vec<Output>) {
+    fn request_votes(
+        &mut self,
+        pre_vote: bool,
+        transfer: bool,
+        term: Term,
+        outputs: &mut Vec<Output>,
+    ) {
         let me = self.config.id;
         for peer in self.quorum.voters().into_iter().filter(|&id| id != me) {
             let message = Message {
@@ -68,6 +79,7 @@ impl RaftCore {
                     pre_vote,
                     last_log_index: self.log.last_index(),
                     last_log_term: self.log.last_term(),
+                    transfer,
                 },
             };
             outputs.push(Output::Send(message));
@@ -102,6 +114,7 @@ impl RaftCore {
             pre_vote,
             last_log_index,
             last_log_term,
+            ..
         } = message.body
         else {
             unreachable!("dispatched by body");

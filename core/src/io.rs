@@ -44,6 +44,9 @@ pub enum Input {
     /// `Payload::Config` entry if the leader's rules allow it. Answered like `Propose`,
     /// with one `Output::Proposal` (`MembershipRefused` when they do not).
     ChangeMembership(MembershipChange),
+    /// Hand leadership to `to` (thesis §3.10). Answered in the same step by exactly one
+    /// `Output::Transfer`; see `transfer.rs`.
+    Transfer { to: NodeId },
 }
 
 /// Everything a node asks its driver to do. Plain data, drained from a caller-owned buffer.
@@ -84,6 +87,28 @@ pub enum Output {
     /// truncation or install brought another back): connect to new members, drop removed
     /// ones. Emitted at the end of the step, like `RoleChanged`.
     MembershipChanged(MembershipCheckpoint),
+    /// The answer to the `Transfer` in the same step.
+    Transfer(TransferOutcome),
+    /// The leader gave up the transfer to `to` after an election timeout without losing
+    /// its leadership, and accepts proposals again. A transfer that succeeds shows as a
+    /// `RoleChanged` naming `to` as leader instead.
+    TransferAborted { to: NodeId },
+}
+
+/// What became of an `Input::Transfer`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransferOutcome {
+    /// Under way: the leader brings `to` up to date, then tells it to campaign. Proposals
+    /// are refused meanwhile (`ProposalOutcome::Transferring`).
+    Started { to: NodeId },
+    /// This node is not the leader; `leader` is the one it knows of, if any.
+    NotLeader { leader: Option<NodeId> },
+    /// `to` is not a voter of the configuration in force (unknown, removed or a learner).
+    NotVoter { to: NodeId },
+    /// `to` is this node, which leads already.
+    TargetIsSelf,
+    /// A transfer to `to` is under way already.
+    AlreadyTransferring { to: NodeId },
 }
 
 /// Entries the core needs from storage to catch `peer` up.
@@ -212,4 +237,7 @@ pub enum ProposalOutcome {
     SeqBehind { highest: NonZeroU64 },
     /// A `ChangeMembership` the leader refused, and why: nothing was appended.
     MembershipRefused(MembershipRefusal),
+    /// The leader is handing its leadership to `to` and appends nothing meanwhile: retry
+    /// shortly, at the new leader.
+    Transferring { to: NodeId },
 }

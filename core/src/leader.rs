@@ -86,6 +86,11 @@ impl RaftCore {
             outputs.push(Output::Proposal(outcome));
             return;
         }
+        if let Some(to) = self.transferring_to() {
+            // Appending would move the target's goal on; clients retry at the new leader.
+            outputs.push(Output::Proposal(ProposalOutcome::Transferring { to }));
+            return;
+        }
         let first_index = self.log.last_index().next();
         let count = payloads.len() as u64;
         self.append_as_leader(payloads);
@@ -133,9 +138,11 @@ impl RaftCore {
                 progress.recently_active = false;
             }
         }
+        self.tick_transfer(outputs);
         if heartbeat_due {
             self.broadcast_heartbeat(outputs);
             self.send_read_probes(outputs);
+            self.send_timeout_now_if_caught_up(outputs);
         }
     }
 
@@ -291,6 +298,9 @@ impl RaftCore {
             None => {
                 if progress.acknowledged(index) {
                     self.maybe_advance_commit(outputs);
+                    if self.transferring_to() == Some(peer) {
+                        self.send_timeout_now_if_caught_up(outputs);
+                    }
                 }
             }
             Some(hint) => {

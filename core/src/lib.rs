@@ -53,6 +53,13 @@
 //!   ReadIndex, a round of probes; [`ReadMode::Lease`]: the leader's lease when
 //!   [`Config::read_lease`] is on). Every read is answered exactly once, later, by
 //!   `ReadReady` or `ReadFailed`. A read of what a node happens to hold needs no input.
+//! - [`Input::Transfer`]: hand this leader's leadership to another voter (thesis §3.10,
+//!   `transfer.rs`). Answered in the same step by exactly one `Output::Transfer`. While a
+//!   transfer runs, the leader appends nothing ([`ProposalOutcome::Transferring`]); it
+//!   brings the target up to date, sends it a `TimeoutNow` message, and the target
+//!   campaigns at once with a RequestVote flagged `transfer`, which voters grant although
+//!   they hear the leader. Success shows as a `RoleChanged` naming the target as leader;
+//!   after an election timeout without it the leader gives up (`TransferAborted`).
 //!
 //! **Outputs.** `step` appends [`Output`]s to a buffer the caller owns and drains:
 //! - [`Output::Persist`]: a [`Write`] (hard state, install, truncation point, entries, and
@@ -73,7 +80,12 @@
 //!   still followed the leader): serve them from the applied state now.
 //! - [`Output::ReadFailed`]: not confirmed (no leader, leader changed, no majority within
 //!   two maximum election timeouts); nothing was read, a retry is safe.
-//! - [`Output::RoleChanged`]: for logging.
+//! - [`Output::Transfer`]: exactly one per `Transfer`, in the same step: started, or
+//!   refused ([`TransferOutcome`]: not the leader, the target is not a voter, is this
+//!   node, or a transfer is under way already).
+//! - [`Output::TransferAborted`]: the leader gave a transfer up after an election timeout
+//!   and accepts proposals again.
+//! - [`Output::RoleChanged`]: for logging, and for a driver waiting on a transfer.
 //! - [`Output::MembershipChanged`]: the configuration in force changed (appended,
 //!   truncated away, installed): connect to new members, drop removed ones.
 //!
@@ -141,11 +153,14 @@ mod reads;
 mod role;
 mod sessions;
 mod timeout;
+mod transfer;
 mod types;
 mod writes;
 
 pub use config::{Config, ConfigError};
-pub use io::{FetchRequest, Fetched, Input, Install, Output, ProposalOutcome, Trimmed, Write};
+pub use io::{
+    FetchRequest, Fetched, Input, Install, Output, ProposalOutcome, TransferOutcome, Trimmed, Write,
+};
 pub use log::{take_batch, Log, LogError, NotHeld};
 pub use membership::{
     Member, Membership, MembershipChange, MembershipCheckpoint, MembershipHistory,

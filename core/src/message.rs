@@ -20,11 +20,15 @@ pub struct Message {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageBody {
-    /// RequestVote (§5.2), or the PreVote probe when `pre_vote` is set.
+    /// RequestVote (§5.2), or the PreVote probe when `pre_vote` is set. `transfer` marks
+    /// the campaign of a leadership transfer's target (thesis §3.10): voters grant it even
+    /// while they hear a leader (the leader asked for it), see `transfer.rs`.
     RequestVote {
         pre_vote: bool,
         last_log_index: Index,
         last_log_term: Term,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        transfer: bool,
     },
     RequestVoteResponse {
         pre_vote: bool,
@@ -70,6 +74,9 @@ pub enum MessageBody {
     ReadProbeResponse {
         round: u64,
     },
+    /// A leader transferring its leadership tells the target, whose log matches its own,
+    /// to campaign at once (thesis §3.10).
+    TimeoutNow,
 }
 
 /// A follower's answer to AppendEntries.
@@ -108,6 +115,7 @@ impl MessageBody {
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResponse",
             MessageBody::ReadProbe { .. } => "ReadProbe",
             MessageBody::ReadProbeResponse { .. } => "ReadProbeResponse",
+            MessageBody::TimeoutNow => "TimeoutNow",
         }
     }
 }

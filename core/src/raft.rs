@@ -158,6 +158,11 @@ pub struct Stats {
     pub pre_votes_started: u64,
     pub elections_started: u64,
     pub terms_led: u64,
+    /// Leadership transfers this node started as leader, and gave up after a timeout.
+    pub transfers_started: u64,
+    pub transfers_aborted: u64,
+    /// Campaigns started at once on a leader's `TimeoutNow` (leadership transfer).
+    pub transfer_campaigns: u64,
     /// Leaders that stepped down because no majority answered within an election timeout.
     pub check_quorum_step_downs: u64,
     /// Rejected appends that moved a follower's next index back (log conflict backtracking).
@@ -340,6 +345,7 @@ impl RaftCore {
             Input::FetchTrimmed(trimmed) => self.handle_fetch_trimmed(trimmed, outputs),
             Input::Read { id, mode } => self.read(id, mode, outputs),
             Input::ChangeMembership(change) => self.propose_membership(change, outputs),
+            Input::Transfer { to } => self.transfer(to, outputs),
         }
         self.end_step(outputs);
     }
@@ -376,6 +382,7 @@ impl RaftCore {
             }
             MessageBody::ReadProbe { .. } => self.handle_read_probe(message, outputs),
             MessageBody::ReadProbeResponse { .. } => self.handle_read_probe_response(message),
+            MessageBody::TimeoutNow => self.handle_timeout_now(message, outputs),
         }
     }
 
@@ -395,10 +402,13 @@ impl RaftCore {
                 granted: true,
             } => true,
             MessageBody::RequestVote {
-                pre_vote: false, ..
+                pre_vote: false,
+                transfer: false,
+                ..
             } if self.in_leader_lease() => {
                 // We hear from a live leader: this candidate cannot win without disrupting
-                // it, so neither its term nor its request touches us.
+                // it, so neither its term nor its request touches us. A transfer's target
+                // campaigns because that leader asked it to (`transfer.rs`).
                 false
             }
             MessageBody::AppendEntries { .. }
@@ -670,6 +680,7 @@ impl RaftCore {
                     progress
                         .check_invariants(self.log.last_index(), self.config.max_inflight_appends);
                 }
+                self.check_transfer_invariants();
             }
             Role::Candidate => {
                 assert_eq!(
@@ -731,6 +742,10 @@ impl RaftCore {
     }
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+    /// Leader only: the node a leadership transfer under way hands over to.
+    pub fn transfer_target(&self) -> Option<NodeId> {
+        self.transferring_to()
     }
     /// Leader only: the highest index known to match `peer`'s log.
     pub fn match_index(&self, peer: NodeId) -> Option<Index> {

@@ -23,7 +23,8 @@
 //!   outside the lease they take a round like any other, which renews it. Safe only while
 //!   clocks run at rates within the bound `lease_ticks` documents; a restarted node holds
 //!   its vote for the minimum election timeout too, since it may have echoed a probe it no
-//!   longer remembers.
+//!   longer remembers. A leader that sent `TimeoutNow` has asked for a vote within that
+//!   time, so it serves no lease read for the rest of its term (`transfer.rs`).
 //!
 //! Every `Read` input is answered exactly once, by `ReadReady` or `ReadFailed`, unless the
 //! core is dropped. Reads not confirmed within two maximum election timeouts fail.
@@ -147,6 +148,10 @@ impl RaftCore {
             && self.config.check_quorum
             && self.committed_in_term()
             && self.reads.ticks < self.reads.lease_until
+            && self
+                .role
+                .leader()
+                .is_some_and(|leader| !leader.lease_forfeited)
     }
 
     /// A follower asks this node, as leader, for a read index.

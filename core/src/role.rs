@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::progress::Progress;
 use crate::timeout::Timeout;
+use crate::transfer::Transfer;
 use crate::types::{Index, NodeId, Role};
 use std::collections::BTreeMap;
 
@@ -30,6 +31,12 @@ pub(crate) struct LeaderState {
     pub(crate) heartbeat: Timeout,
     /// Until the next CheckQuorum.
     pub(crate) check_quorum: Timeout,
+    /// The leadership transfer under way, if any (`transfer.rs`).
+    /// Invariant: its target is one of the peers.
+    pub(crate) transfer: Option<Transfer>,
+    /// Set once this leader sent `TimeoutNow` in its term: voters may then grant a vote
+    /// while they hear it, so it serves no lease read for the rest of its term.
+    pub(crate) lease_forfeited: bool,
 }
 
 impl LeaderState {
@@ -42,6 +49,8 @@ impl LeaderState {
                 .collect(),
             heartbeat: Timeout::new(config.heartbeat_interval_ticks),
             check_quorum: Timeout::new(config.election_timeout_ticks_min),
+            transfer: None,
+            lease_forfeited: false,
         }
     }
 }

@@ -26,6 +26,8 @@ enum Action {
     Replay(u8),
     /// A client read; a lease read when true.
     Read(bool),
+    /// Ask the node to hand its leadership to this id (0 and 4 are no voters).
+    Transfer(u64),
 }
 
 // Small ranges on purpose: collisions (matching prev entries, equal terms) are what make
@@ -70,14 +72,15 @@ fn entries_after(
 
 fn body() -> impl Strategy<Value = (Term, MessageBody)> {
     prop_oneof![
-        (term(), any::<bool>(), index(), term()).prop_map(
-            |(t, pre_vote, last_log_index, last_log_term)| {
+        (term(), any::<bool>(), index(), term(), any::<bool>()).prop_map(
+            |(t, pre_vote, last_log_index, last_log_term, transfer)| {
                 (
                     t,
                     MessageBody::RequestVote {
                         pre_vote,
                         last_log_index,
                         last_log_term,
+                        transfer,
                     },
                 )
             }
@@ -124,6 +127,7 @@ fn body() -> impl Strategy<Value = (Term, MessageBody)> {
         )),
         (term(), 0u64..4).prop_map(|(t, round)| (t, MessageBody::ReadProbe { round })),
         (term(), 0u64..4).prop_map(|(t, round)| (t, MessageBody::ReadProbeResponse { round })),
+        term().prop_map(|t| (t, MessageBody::TimeoutNow)),
     ]
 }
 
@@ -138,6 +142,7 @@ fn action() -> impl Strategy<Value = Action> {
         }),
         2 => any::<u8>().prop_map(Action::Replay),
         2 => any::<bool>().prop_map(Action::Read),
+        1 => (0u64..5).prop_map(Action::Transfer),
     ]
 }
 
@@ -175,6 +180,15 @@ impl Harness {
         let mut outputs = Vec::new();
         self.core.step(input.clone(), &mut outputs);
         self.core.check_invariants();
+        let transfer_answers = outputs
+            .iter()
+            .filter(|o| matches!(o, Output::Transfer(_)))
+            .count();
+        let asked = usize::from(matches!(input, Input::Transfer { .. }));
+        assert_eq!(
+            transfer_answers, asked,
+            "a transfer answered other than once"
+        );
         if let Input::Receive(message) = &input {
             self.record_vouched(message);
         }
@@ -270,7 +284,10 @@ impl Harness {
                 self.answered(reads);
             }
             Output::ReadFailed { reads, .. } => self.answered(reads),
-            Output::Proposal(_) | Output::RoleChanged { .. } => {}
+            Output::Proposal(_)
+            | Output::RoleChanged { .. }
+            | Output::Transfer(_)
+            | Output::TransferAborted { .. } => {}
         }
     }
 
@@ -380,6 +397,7 @@ fn run(actions: Vec<Action>) {
                 };
                 h.step(Input::Read { id, mode });
             }
+            Action::Transfer(to) => h.step(Input::Transfer { to: NodeId(to) }),
             Action::Replay(k) => {
                 if !h.received.is_empty() {
                     let message = h.received[k as usize % h.received.len()].clone();

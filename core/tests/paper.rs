@@ -99,6 +99,7 @@ fn vote_request(from: u64, to: u64, term: u64, last: (u64, u64), pre_vote: bool)
             pre_vote,
             last_log_index: Index(last.0),
             last_log_term: Term(last.1),
+            transfer: false,
         },
     }
 }

@@ -65,6 +65,7 @@ fn refused_vote_requests_from_higher_terms_do_not_restart_the_election_timer() {
                     pre_vote: false,
                     last_log_index: Index(0),
                     last_log_term: Term(0),
+                    transfer: false,
                 },
             };
             let outputs = step(&mut node, Input::Receive(request));

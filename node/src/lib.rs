@@ -18,6 +18,7 @@
 //! - `pending` tracks appends until they commit, are overwritten, or time out;
 //! - `metrics` serves Prometheus metrics and a health check over HTTP (`--metrics-addr`);
 //! - `retention` decides when a leader proposes a trim point (`--retain-entries`);
+//! - `transfer` keeps clients' leadership transfers until the target leads (or not);
 //! - `config` maps `-i`/`-a`/`-p` to node ids and holds timing and limits;
 //! - `identity` records the node's name, id and cluster in its data directory at its first
 //!   start, checks later starts against it, and learns peers' names from their hellos;
@@ -46,6 +47,7 @@ pub mod signals;
 pub mod storage;
 pub mod storage_thread;
 pub mod tls;
+mod transfer;
 pub mod transport;
 
 pub use config::{Members, NodeConfig};

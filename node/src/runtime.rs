@@ -32,11 +32,12 @@ use crate::queue::{PolledReceiver, QueueSender};
 use crate::reader::{Progress, ReaderJob, ReaderJobs};
 use crate::retention::Retention;
 use crate::storage_thread::{StorageEvent, StorageJob};
+use crate::transfer::{self, Transfers};
 use crate::transport::receiver::PeerConnection;
 use crate::transport::{PeerInbox, PeerSender};
 use replog_core::{
     FetchRequest, Index, Input, Message, NodeId, Output, Payload, ProposalOutcome, RaftCore,
-    ReadId, ReadMode, Role, Term, Write,
+    ReadId, ReadMode, Role, Term, TransferOutcome, Write,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -152,6 +153,10 @@ pub struct Runtime {
     next_read_id: u64,
     /// The outcome of the `Propose` just stepped.
     proposal: Option<ProposalOutcome>,
+    /// The outcome of the `Transfer` just stepped.
+    transfer: Option<TransferOutcome>,
+    /// Clients waiting for a leadership transfer to settle.
+    transfers: Transfers,
     /// Answers produced this iteration, handed to the client front end at its end.
     answers: Vec<Answer>,
     answer_sink: AnswerSink,
@@ -200,6 +205,8 @@ impl Runtime {
             confirming: BTreeMap::new(),
             next_read_id: 1,
             proposal: None,
+            transfer: None,
+            transfers: Transfers::default(),
             answers: Vec::new(),
             answer_sink,
             metrics: CoreMetrics::default(),
@@ -267,6 +274,7 @@ impl Runtime {
                 self.retain(now);
                 self.pending.expire(now, &mut self.answers);
                 self.retries.expire(now, &mut self.answers);
+                (self.transfers).expire(now, &self.members, &mut self.answers);
                 self.watch_links(&mut inputs.inbox, now);
                 self.metrics.publish(&self.core, &self.senders);
                 // After a stall, carry on from now rather than catching up with a burst.
@@ -392,6 +400,7 @@ impl Runtime {
         for pending in [&mut self.pending, &mut self.retries] {
             pending.abandon(&Response::Stopping { accepted: true }, &mut self.answers);
         }
+        self.transfers.abandon(&mut self.answers);
         self.answer_deferred_reads();
         // Reads the core was still confirming: nothing was read, so a retry is safe.
         for (_, (_, reply)) in std::mem::take(&mut self.confirming) {
@@ -462,6 +471,7 @@ impl Runtime {
                 }
                 Request::Follow { .. } => unreachable!("the front end serves follow itself"),
                 Request::Trim { before } => trims.push((Index(before), reply)),
+                Request::Transfer { to } => self.start_transfer(&to, reply),
             }
         }
         if !commands.is_empty() {
@@ -531,6 +541,29 @@ impl Runtime {
         self.propose(Input::Trim { before }, vec![reply]);
     }
 
+    /// A client's transfer: refused here if `to` names no member or this node does not
+    /// lead; otherwise the core's answer decides (`transfer.rs`).
+    fn start_transfer(&mut self, to: &str, reply: ReplyTo) {
+        let members = self.known_members();
+        let to = match transfer::resolve(to, &members) {
+            Ok(to) => to,
+            Err(message) => {
+                return reply.answer(Response::BadRequest { message }, &mut self.answers)
+            }
+        };
+        if self.core.role() != Role::Leader {
+            return reply.answer(self.not_leader(), &mut self.answers);
+        }
+        self.step(Input::Transfer { to });
+        let outcome = (self.transfer.take()).expect("the core answers a transfer in its step");
+        let wait = self.timing.tick * 3 * self.core.config().election_timeout_ticks_max as u32;
+        let now = Instant::now();
+        if let Some((reply, refusal)) = self.transfers.started(outcome, reply, &members, now, wait)
+        {
+            reply.answer(refusal, &mut self.answers);
+        }
+    }
+
     fn propose(&mut self, input: Input, waiters: Vec<ReplyTo>) {
         let last_index = self.core.log().last_index();
         self.step(input);
@@ -586,6 +619,15 @@ impl Runtime {
                     waiter.answer(answer.clone(), &mut self.answers);
                 }
             }
+            ProposalOutcome::Transferring { to } => {
+                // Nothing was appended: send the client on to the node about to lead (it
+                // names this one back until it wins, and the client pauses between).
+                let leader = self.members.addr_of(to).map(str::to_string);
+                let answer = Response::NotLeader { leader };
+                for waiter in waiters {
+                    waiter.answer(answer.clone(), &mut self.answers);
+                }
+            }
         }
     }
 
@@ -634,6 +676,10 @@ impl Runtime {
             Output::RoleChanged { role, term, leader } => {
                 self.metrics.role_changed(leader);
                 self.log_role(role, term, leader);
+                if self.transfers.any() {
+                    let members = self.known_members();
+                    (self.transfers).leader_changed(leader, term, &members, &mut self.answers);
+                }
             }
             Output::Fetch(request) => self.fetches.push(request),
             Output::MembershipChanged(in_force) => info!(
@@ -641,6 +687,18 @@ impl Runtime {
                 configuration = %in_force.membership,
                 "configuration changed"
             ),
+            Output::Transfer(outcome) => {
+                let previous = self.transfer.replace(outcome);
+                assert!(previous.is_none(), "two transfer outcomes in one step");
+            }
+            Output::TransferAborted { to } => {
+                info!(
+                    "leadership transfer given up after an election timeout to={}",
+                    to.0
+                );
+                let members = self.known_members();
+                (self.transfers).aborted(to, &members, &mut self.answers);
+            }
             Output::ReadReady { reads, .. } => {
                 // The core released them once it applied their index: what storage
                 // serves now holds it.
@@ -706,6 +764,11 @@ impl Runtime {
         self.answer_sink.deliver(&mut self.answers);
     }
 
+    /// The members with every name the handshakes have learned so far.
+    fn known_members(&self) -> Members {
+        (self.roster.as_ref()).map_or_else(|| self.members.clone(), |roster| roster.members())
+    }
+
     fn leader_addr(&self) -> Option<String> {
         leader_addr(&self.core, &self.members)
     }
@@ -727,7 +790,7 @@ impl Runtime {
                 return;
             }
             ReadKind::Query(range) => ReaderJob::Query {
-                state: self.state(true),
+                state: Box::new(self.state(true)),
                 through: self.core.log().prev().index,
                 range,
                 reply,

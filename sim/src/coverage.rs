@@ -27,6 +27,7 @@ pub const FAULT_NAMES: &[&str] = &[
     "one_way",
     "pause",
     "split",
+    "transfer",
 ];
 
 /// Faults only a scenario schedules: counted when they happen, never reported missing.
@@ -46,6 +47,7 @@ const SLOTS: &[(&str, &str)] = &[
     ("message", "ReadIndexResponse"),
     ("message", "ReadProbe"),
     ("message", "ReadProbeResponse"),
+    ("message", "TimeoutNow"),
     ("network", "dropped: partitioned"),
     ("network", "dropped: lost"),
     ("network", "dead letter (to a crashed node)"),
@@ -339,8 +341,11 @@ fn seed_knobs(params: &Params) -> [(&'static str, bool); 6] {
 }
 
 /// The protocol paths only the core sees, from its counters.
-fn core_paths(stats: &Stats) -> [(&'static str, u64); 8] {
+fn core_paths(stats: &Stats) -> [(&'static str, u64); 11] {
     [
+        ("leadership transfer started", stats.transfers_started),
+        ("leadership transfer given up", stats.transfers_aborted),
+        ("campaign on TimeoutNow", stats.transfer_campaigns),
         ("CheckQuorum step-down", stats.check_quorum_step_downs),
         ("conflict backtracking", stats.conflicts_backtracked),
         ("vote held for fsync", stats.votes_held_for_fsync),
@@ -371,6 +376,9 @@ pub fn add_stats(total: &mut Stats, stats: &Stats) {
     total.conflicts_backtracked += stats.conflicts_backtracked;
     total.votes_held_for_fsync += stats.votes_held_for_fsync;
     total.append_windows_full += stats.append_windows_full;
+    total.transfers_started += stats.transfers_started;
+    total.transfers_aborted += stats.transfers_aborted;
+    total.transfer_campaigns += stats.transfer_campaigns;
 }
 
 #[cfg(test)]
@@ -426,6 +434,7 @@ mod tests {
                 target: node,
                 percent: 5,
             },
+            Fault::Transfer { to: node },
         ];
         for fault in faults {
             let name = fault.name();
@@ -452,6 +461,7 @@ mod tests {
             ReadIndexResponse,
             ReadProbe,
             ReadProbeResponse,
+            TimeoutNow,
         ] {
             assert_eq!(
                 SLOTS[kind as usize],

@@ -86,6 +86,10 @@ pub enum Fault {
     Duplicate { ratio: Ratio },
     /// Make `target`'s clock run `percent` % slower (positive) or faster (negative).
     Skew { target: Target, percent: i32 },
+    /// Ask the current leader to hand its leadership to `to` (thesis §3.10): `leader`
+    /// names the leader itself (refused), any other target a random other node, lagging,
+    /// partitioned or crashed ones included. Nothing happens while no node leads.
+    Transfer { to: Target },
 }
 
 impl Fault {
@@ -113,6 +117,7 @@ impl Fault {
             Fault::Loss { .. } => "loss",
             Fault::Duplicate { .. } => "duplicate",
             Fault::Skew { .. } => "skew",
+            Fault::Transfer { .. } => "transfer",
         }
     }
 
@@ -143,6 +148,7 @@ impl Fault {
             | Fault::Bridge { target, side: None }
             | Fault::Crash { target, .. }
             | Fault::Pause { target, .. }
+            | Fault::Transfer { to: target }
             | Fault::Restart {
                 target: Some(target),
             } => check_target(target),

@@ -22,10 +22,11 @@ pub enum FaultKind {
     CrashLeader,
     CrashMajority,
     Pause,
+    Transfer,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::Split,
         FaultKind::Isolate,
         FaultKind::IsolateLeader,
@@ -37,6 +38,7 @@ impl FaultKind {
         FaultKind::CrashLeader,
         FaultKind::CrashMajority,
         FaultKind::Pause,
+        FaultKind::Transfer,
     ];
 }
 
@@ -201,6 +203,12 @@ impl Params {
             params.skew_percent_max = params.skew_percent_max.min(LEASE_SKEW_PERCENT_MAX);
         }
         params.workload.session_appends = *rng.pick(&[Ratio::NEVER, Ratio(1, 2), Ratio(1, 1)]);
+        // The transfer fault's weight, drawn after everything else (like the lease above):
+        // a seed that draws none runs exactly as before the fault existed.
+        if rng.chance(Ratio(1, 2)) {
+            let transfer = FaultKind::ALL.len() - 1;
+            params.faults.weights[transfer] = rng.between(1, 4) as u32;
+        }
         params
     }
 
@@ -269,7 +277,8 @@ fn swarm_disk(rng: &mut SimRng) -> DiskParams {
 
 fn swarm_faults(rng: &mut SimRng) -> FaultParams {
     let mut weights = [0; FaultKind::ALL.len()];
-    for weight in &mut weights {
+    // All but the last, `Transfer`, whose weight `Params::swarm` draws last.
+    for weight in &mut weights[..FaultKind::ALL.len() - 1] {
         if rng.chance(Ratio(1, 2)) {
             *weight = rng.between(1, 4) as u32;
         }

@@ -48,6 +48,7 @@ pub enum MessageKind {
     ReadIndexResponse,
     ReadProbe,
     ReadProbeResponse,
+    TimeoutNow,
 }
 
 impl MessageKind {
@@ -64,6 +65,7 @@ impl MessageKind {
             MessageBody::ReadIndexResponse { .. } => MessageKind::ReadIndexResponse,
             MessageBody::ReadProbe { .. } => MessageKind::ReadProbe,
             MessageBody::ReadProbeResponse { .. } => MessageKind::ReadProbeResponse,
+            MessageBody::TimeoutNow => MessageKind::TimeoutNow,
         }
     }
 }
@@ -74,8 +76,9 @@ impl MessageSummary {
             MessageBody::RequestVote {
                 last_log_index,
                 last_log_term,
+                transfer,
                 ..
-            } => [last_log_index.0, last_log_term.0, 0, 0],
+            } => [last_log_index.0, last_log_term.0, u64::from(*transfer), 0],
             MessageBody::RequestVoteResponse { granted, .. } => [u64::from(*granted), 0, 0, 0],
             MessageBody::AppendEntries {
                 prev_log_index,
@@ -104,6 +107,7 @@ impl MessageSummary {
             MessageBody::ReadProbe { round } | MessageBody::ReadProbeResponse { round } => {
                 [*round, 0, 0, 0]
             }
+            MessageBody::TimeoutNow => [0; 4],
         };
         MessageSummary {
             from: message.from.0 as u8,
@@ -248,7 +252,13 @@ impl fmt::Display for MessageSummary {
         write!(f, "{:?} n{from}->n{to} t{term}", self.kind)?;
         let [a, b, c, d] = self.numbers;
         match self.kind {
-            MessageKind::PreVote | MessageKind::RequestVote => write!(f, " last=i{a}/t{b}"),
+            MessageKind::PreVote | MessageKind::RequestVote => {
+                write!(f, " last=i{a}/t{b}")?;
+                match c {
+                    1 => write!(f, " transfer"),
+                    _ => Ok(()),
+                }
+            }
             MessageKind::PreVoteResponse | MessageKind::RequestVoteResponse => {
                 write!(f, " {}", if a == 1 { "granted" } else { "refused" })
             }
@@ -263,6 +273,7 @@ impl fmt::Display for MessageSummary {
                 _ => write!(f, " r{a} refused"),
             },
             MessageKind::ReadProbe | MessageKind::ReadProbeResponse => write!(f, " round {a}"),
+            MessageKind::TimeoutNow => Ok(()),
         }
     }
 }

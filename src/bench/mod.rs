@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod latency;
+pub mod leadership;
 pub mod load;
 pub mod procfs;
 pub mod report;

@@ -2,6 +2,7 @@
 //! latency percentiles; `--local` starts (and afterwards stops) a fresh local cluster.
 
 use crate::bench::certs::{TestCa, Validity};
+use crate::bench::leadership::{self, Leadership};
 use crate::bench::load::{self, Event, LoadConfig};
 use crate::bench::procfs;
 use crate::bench::report::{BenchReport, CpuUse};
@@ -67,6 +68,14 @@ pub struct BenchArgs {
     /// the run (in the data directory), and connect the clients with TLS.
     #[arg(long, requires = "local")]
     tls: bool,
+    /// Instead of throughput: what changing the leader costs one client appending
+    /// continuously (the longest window without a commit, failed appends), over
+    /// --rounds rounds (one per node for the rolling restarts).
+    #[arg(long, value_enum, requires = "local")]
+    leadership: Option<Leadership>,
+    /// Rounds of `--leadership transfer` or `failover`.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    rounds: u64,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -82,6 +91,9 @@ pub fn run(args: BenchArgs) -> ExitCode {
     if args.duration.is_zero() {
         eprintln!("error: --duration must be more than 0");
         return ExitCode::from(2);
+    }
+    if let Some(kind) = args.leadership {
+        return run_leadership(&args, kind);
     }
     match if args.local {
         run_local(&args)
@@ -101,6 +113,39 @@ pub fn run(args: BenchArgs) -> ExitCode {
                 eprintln!("error: no append committed during the run");
                 return ExitCode::FAILURE;
             }
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--leadership`: a fresh local cluster, the rounds, the report.
+fn run_leadership(args: &BenchArgs, kind: Leadership) -> ExitCode {
+    let outcome = (|| {
+        let dir = fresh_temp_dir("replog-bench-leadership")
+            .map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find replog: {e}"))?;
+        let node_args = ["--scheduling", args.node_scheduling.as_arg()];
+        let client = args.client.options()?;
+        let nodes = args.nodes as usize;
+        let mut cluster =
+            LocalCluster::start_secured(&exe, nodes, &dir, &node_args, client.clone())
+                .map_err(|e| format!("cannot start a local cluster: {e}"))?;
+        let rounds = args.rounds as usize;
+        let result = leadership::run(kind, &mut cluster, rounds, &client);
+        if result.is_err() {
+            eprintln!("{}", cluster.all_log_tails(20));
+        }
+        let _ = cluster.stop_all();
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    })();
+    match outcome {
+        Ok(text) => {
+            let _ = std::io::stdout().write_all(text.as_bytes());
             ExitCode::SUCCESS
         }
         Err(message) => {

@@ -10,4 +10,5 @@ pub mod shrink;
 pub mod sim;
 pub mod start_config;
 pub mod sweep_watch;
+pub mod transfer;
 pub mod trim;

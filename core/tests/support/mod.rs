@@ -5,7 +5,7 @@
 use replog_core::{
     take_batch, Config, Entry, EntryId, FetchRequest, Fetched, HardState, Index, Input,
     MembershipChange, MembershipHistory, Message, NodeId, Output, Payload, ProposalOutcome,
-    RaftCore, ReadId, Recovered, Role, SessionsCheckpoint, Term, Write,
+    RaftCore, ReadId, Recovered, Role, SessionsCheckpoint, Term, TransferOutcome, Write,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -74,6 +74,8 @@ pub struct TestNode {
     pub proposals: Vec<ProposalOutcome>,
     /// Answers to reads, in order: the index it may be served at, or the failure's leader.
     pub reads: Vec<(ReadId, Result<Index, Option<NodeId>>)>,
+    /// Answers to transfers, in order, and `Err(to)` for each transfer given up.
+    pub transfers: Vec<Result<TransferOutcome, NodeId>>,
     pub crashed: bool,
 }
 
@@ -114,6 +116,7 @@ impl Cluster {
                     committed: Vec::new(),
                     proposals: Vec::new(),
                     reads: Vec::new(),
+                    transfers: Vec::new(),
                     crashed: false,
                 },
             );
@@ -138,6 +141,7 @@ impl Cluster {
             committed: Vec::new(),
             proposals: Vec::new(),
             reads: Vec::new(),
+            transfers: Vec::new(),
             crashed: false,
         };
         assert!(
@@ -205,6 +209,8 @@ impl Cluster {
                     "n{id}: configuration of entry {}: {}",
                     in_force.index.0, in_force.membership
                 )),
+                Output::Transfer(outcome) => node.transfers.push(Ok(*outcome)),
+                Output::TransferAborted { to } => node.transfers.push(Err(*to)),
                 Output::RoleChanged { role, term, leader } => self.transcript.push(format!(
                     "n{id}: {role} in term {} (leader {})",
                     term.0,

@@ -463,6 +463,88 @@ fn submit(
     Err(AppendError::NoLeader { last_problem })
 }
 
+/// A leadership transfer that completed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transferred {
+    /// The new leader's name, and its term.
+    pub leader: String,
+    pub term: u64,
+    /// The address of the (old) leader that carried the transfer out.
+    pub via: String,
+}
+
+/// Asks the leader, found through `targets` as [`append`] finds it (not_leader redirects
+/// are followed), to hand its leadership to `to` (a member's name or id), and waits until
+/// `to` leads. An error is the node's refusal or failure as it put it, or why no leader
+/// could be asked in time.
+pub fn transfer_with(
+    targets: &[String],
+    to: &str,
+    timeout: Duration,
+    options: &ClientOptions,
+) -> Result<Transferred, String> {
+    assert!(!targets.is_empty(), "a request needs a target");
+    let deadline = Instant::now() + timeout;
+    let request = Request::Transfer { to: to.to_string() };
+    let (mut target, mut fallback, mut redirected) = (targets[0].clone(), 0, false);
+    let mut last_problem = String::from("no attempt made");
+    while Instant::now() < deadline {
+        let next = |fallback: &mut usize| {
+            *fallback = (*fallback + 1) % targets.len();
+            targets[*fallback].clone()
+        };
+        let io_timeout = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(100));
+        let answer =
+            Connection::connect_with(&target, io_timeout.min(Duration::from_secs(2)), options)
+                .and_then(|mut connection| {
+                    let _ = connection.socket.set_read_timeout(Some(io_timeout));
+                    connection.call(&request)
+                });
+        match answer {
+            Ok(Response::Transferred { leader, term }) => {
+                return Ok(Transferred {
+                    leader,
+                    term,
+                    via: target,
+                })
+            }
+            Ok(Response::NotLeader {
+                leader: Some(leader),
+            }) if leader != target => {
+                if redirected {
+                    std::thread::sleep(RETRY_PAUSE); // Two nodes naming each other.
+                }
+                redirected = true;
+                last_problem = format!("{target} is not the leader; redirected to {leader}");
+                target = leader;
+                continue;
+            }
+            Ok(Response::NotLeader { .. } | Response::Stopping { .. }) => {
+                last_problem = format!("{target} knows no leader yet");
+                target = next(&mut fallback);
+            }
+            Ok(
+                Response::BadRequest { message }
+                | Response::Unauthorized { message }
+                | Response::TransferFailed { message },
+            ) => return Err(format!("{target} refused: {message}")),
+            Ok(other) => return Err(format!("{target} answered {other:?}")),
+            Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
+                last_problem = format!("{target}: {error}");
+                target = next(&mut fallback);
+            }
+            Err(error) => return Err(format!("{target}: {error}; the transfer may have happened")),
+        }
+        redirected = false;
+        std::thread::sleep(RETRY_PAUSE);
+    }
+    Err(format!(
+        "no leader took the transfer in time ({last_problem})"
+    ))
+}
+
 /// Pause before retrying while no leader is known, so an election can finish.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
@@ -561,6 +643,8 @@ fn attempt(target: &str, request: &Request, deadline: Instant, options: &ClientO
             | Response::Trimmed { .. }
             | Response::ReadFailed { .. }
             | Response::Authenticated
+            | Response::Transferred { .. }
+            | Response::TransferFailed { .. }
             | Response::Encoded(_)),
         ) => unknown(format!("{target} answered {response:?}")),
         Err(error) => unknown(format!("{target}: {error}")),

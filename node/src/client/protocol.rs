@@ -40,6 +40,9 @@ pub enum Request {
         client: ClientId,
         seq: NonZeroU64,
     },
+    /// Hand leadership to the member `to` names (its name, or its id in decimal), thesis
+    /// §3.10; answered once `to` leads, or with why not. Only the leader carries it out.
+    Transfer { to: String },
 }
 
 /// How fresh a `read` or `query` must be.
@@ -114,6 +117,8 @@ struct RawRequest<'a> {
     client: Option<serde_json::Value>,
     #[serde(default)]
     seq: Option<serde_json::Value>,
+    #[serde(default)]
+    to: Option<serde_json::Value>,
 }
 
 impl RawRequest<'_> {
@@ -196,9 +201,18 @@ impl RawRequest<'_> {
                 Some(before) if before > 0 => Ok(Request::Trim { before }),
                 _ => Err("trim needs a positive integer \"before\"".into()),
             },
+            "transfer" => match self.to {
+                Some(serde_json::Value::String(to)) if !to.is_empty() => {
+                    Ok(Request::Transfer { to })
+                }
+                Some(serde_json::Value::Number(id)) if id.as_u64().is_some() => {
+                    Ok(Request::Transfer { to: id.to_string() })
+                }
+                _ => Err("transfer needs \"to\", the name or id of the node to lead".into()),
+            },
             other => Err(format!(
                 "unknown op {other:?}; expected \"append\", \"query\", \"status\", \"read\", \
-                 \"follow\" or \"trim\""
+                 \"follow\", \"trim\" or \"transfer\""
             )),
         }
     }
@@ -322,6 +336,11 @@ impl Request {
                 out.extend_from_slice(b",\"client\":");
                 serde_json::to_writer(&mut *out, client.as_str()).expect("serializes");
                 let _ = writeln!(out, ",\"seq\":{seq}}}");
+            }
+            Request::Transfer { to } => {
+                out.extend_from_slice(b"{\"op\":\"transfer\",\"to\":");
+                serde_json::to_writer(&mut *out, to).expect("a string always serializes");
+                out.extend_from_slice(b"}\n");
             }
         }
     }
@@ -602,6 +621,16 @@ pub enum Response {
     },
     /// An answer line already encoded, without its newline, by the thread that built it.
     Encoded(Vec<u8>),
+    /// A transfer is done: `leader` (a member's name) leads in `term`.
+    Transferred {
+        leader: String,
+        term: u64,
+    },
+    /// A transfer did not happen (under way to another node already, given up after an
+    /// election timeout, another node won); the message says which. Retrying is safe.
+    TransferFailed {
+        message: String,
+    },
 }
 
 #[derive(Serialize)]
@@ -684,6 +713,16 @@ impl Response {
                 out.push(b'}');
             }
             Response::Encoded(line) => out.extend_from_slice(line),
+            Response::Transferred { leader, term } => {
+                out.extend_from_slice(b"{\"ok\":true,\"transferred\":true,\"leader\":");
+                serde_json::to_writer(&mut *out, leader).expect("serializes");
+                let _ = write!(out, ",\"term\":{term}}}");
+            }
+            Response::TransferFailed { message } => {
+                out.extend_from_slice(b"{\"ok\":false,\"error\":\"transfer_failed\",\"message\":");
+                serde_json::to_writer(&mut *out, message).expect("serializes");
+                out.push(b'}');
+            }
         }
         out.push(b'\n');
     }
@@ -702,6 +741,17 @@ impl Response {
                 }
             }
             Some(true) if field("authenticated").is_some() => Ok(Response::Authenticated),
+            Some(true) if field("transferred").is_some() => {
+                let leader = field("leader").and_then(serde_json::Value::as_str);
+                let term = field("term").and_then(serde_json::Value::as_u64);
+                match (leader, term) {
+                    (Some(leader), Some(term)) => Ok(Response::Transferred {
+                        leader: leader.to_string(),
+                        term,
+                    }),
+                    _ => Err(format!("malformed transfer answer: {value}")),
+                }
+            }
             Some(true) if field("next").is_some() => serde_json::from_value(value.clone())
                 .map(Response::Read)
                 .map_err(|error| format!("malformed read answer ({error}): {value}")),
@@ -727,6 +777,9 @@ impl Response {
                         None => Err(format!("malformed trimmed answer: {value}")),
                     },
                     Some("read_failed") => Ok(Response::ReadFailed {
+                        message: text("message").unwrap_or_default().to_string(),
+                    }),
+                    Some("transfer_failed") => Ok(Response::TransferFailed {
                         message: text("message").unwrap_or_default().to_string(),
                     }),
                     Some("unauthorized") => Ok(Response::Unauthorized {
@@ -785,6 +838,9 @@ mod tests {
                 consistency: Consistency::Lease,
             },
             Request::Follow { from: 9 },
+            Request::Transfer {
+                to: "node\"2".into(),
+            },
             Request::AppendOnce {
                 command: "x".into(),
                 client: ClientId::new("c\"1").unwrap(),

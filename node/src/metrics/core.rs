@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 /// Message kinds as the `kind` label spells them.
-const KINDS: [&str; 11] = [
+const KINDS: [&str; 12] = [
     "request_vote",
     "request_vote_response",
     "pre_vote",
@@ -29,6 +29,7 @@ const KINDS: [&str; 11] = [
     "read_index_response",
     "read_probe",
     "read_probe_response",
+    "timeout_now",
 ];
 
 /// A message's place in [`KINDS`].
@@ -53,6 +54,7 @@ impl MessageKind {
             MessageBody::ReadIndexResponse { .. } => 8,
             MessageBody::ReadProbe { .. } => 9,
             MessageBody::ReadProbeResponse { .. } => 10,
+            MessageBody::TimeoutNow => 11,
         })
     }
 }
@@ -71,7 +73,7 @@ fn role_index(role: Role) -> usize {
 
 /// The core's `Stats` counters, `replog_core_<name>_total`, except `messages_ignored`,
 /// which `replog_messages_ignored_total` splits by kind.
-const STATS: [(&str, &str); 9] = [
+const STATS: [(&str, &str); 10] = [
     (
         "bad_persisted_ignored",
         "Persisted inputs for writes never issued or already durable",
@@ -99,9 +101,13 @@ const STATS: [(&str, &str); 9] = [
     ("pre_votes_started", "Pre-vote rounds started"),
     ("elections_started", "Elections started"),
     ("terms_led", "Terms in which this node became leader"),
+    (
+        "transfer_campaigns",
+        "Campaigns started at once on a leader's TimeoutNow (leadership transfer)",
+    ),
 ];
 
-fn stats_values(stats: &Stats) -> [u64; 9] {
+fn stats_values(stats: &Stats) -> [u64; 10] {
     [
         stats.bad_persisted_ignored,
         stats.unsafe_truncations_refused,
@@ -112,6 +118,7 @@ fn stats_values(stats: &Stats) -> [u64; 9] {
         stats.pre_votes_started,
         stats.elections_started,
         stats.terms_led,
+        stats.transfer_campaigns,
     ]
 }
 

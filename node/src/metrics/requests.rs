@@ -10,12 +10,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// Ops as the `op` label spells them; `invalid` is a line that was not a request.
-const OPS: [&str; 8] = [
-    "append", "query", "status", "read", "trim", "follow", "invalid", "auth",
+const OPS: [&str; 9] = [
+    "append", "query", "status", "read", "trim", "follow", "invalid", "auth", "transfer",
 ];
 
 /// Outcomes as the `outcome` label spells them.
-const OUTCOMES: [&str; 9] = [
+const OUTCOMES: [&str; 10] = [
     "ok",
     "not_leader",
     "timeout",
@@ -25,6 +25,7 @@ const OUTCOMES: [&str; 9] = [
     "read_failed",
     "unauthorized",
     "seq_behind",
+    "transfer_failed",
 ];
 
 /// A request's op, as its answer is counted under.
@@ -46,6 +47,7 @@ impl Op {
             ParsedLine::Request(Request::Follow { .. }) => 5,
             ParsedLine::Blank | ParsedLine::PeerHello | ParsedLine::Bad(_) => 6,
             ParsedLine::Auth => 7,
+            ParsedLine::Request(Request::Transfer { .. }) => 8,
         })
     }
 }
@@ -56,7 +58,8 @@ fn outcome_of(response: &Response) -> usize {
         | Response::State(_)
         | Response::Read(_)
         | Response::Encoded(_)
-        | Response::Authenticated => 0,
+        | Response::Authenticated
+        | Response::Transferred { .. } => 0,
         Response::NotLeader { .. } => 1,
         Response::Timeout => 2,
         Response::Stopping { .. } => 3,
@@ -65,6 +68,7 @@ fn outcome_of(response: &Response) -> usize {
         Response::ReadFailed { .. } => 6,
         Response::Unauthorized { .. } => 7,
         Response::SeqBehind { .. } => 8,
+        Response::TransferFailed { .. } => 9,
     }
 }
 

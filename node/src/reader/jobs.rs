@@ -19,7 +19,7 @@ pub enum ReaderJob {
     /// A `query` answer lacking the entries the core no longer holds: `state.entries` is
     /// the core's window, from `through + 1`; the log before it is read from storage.
     Query {
-        state: NodeState,
+        state: Box<NodeState>,
         through: Index,
         range: QueryRange,
         reply: ReplyTo,

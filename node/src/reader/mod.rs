@@ -100,7 +100,7 @@ impl Reader {
                 through,
                 range,
                 reply,
-            } => self.query(state, through, range, reply),
+            } => self.query(*state, through, range, reply),
             ReaderJob::Follow { stream, from } => match self.log.cursor(from) {
                 Ok(cursor) => {
                     let wants = true;

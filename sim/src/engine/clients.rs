@@ -102,10 +102,14 @@ impl Simulation {
         }
         let mode = match self.checker.history.ops[op].kind {
             OpKind::Append => {
-                if let ProposalOutcome::NotLeader { leader } = self.propose(node, op)? {
-                    let leader = leader.map(|id| (id.0 - 1) as usize);
-                    self.reply_to_client(op, Reply::Redirect(leader))?;
-                }
+                // A transferring leader sends the client on to the node about to lead.
+                let leader = match self.propose(node, op)? {
+                    ProposalOutcome::NotLeader { leader } => leader,
+                    ProposalOutcome::Transferring { to } => Some(to),
+                    _ => return Ok(()),
+                };
+                let leader = leader.map(|id| (id.0 - 1) as usize);
+                self.reply_to_client(op, Reply::Redirect(leader))?;
                 return Ok(());
             }
             OpKind::Read(Consistency::Local) => {

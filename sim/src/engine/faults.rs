@@ -116,6 +116,9 @@ impl Simulation {
                 self.net.params.duplicate = *ratio;
                 self.note_fault(fault.clone());
             }
+            Fault::Transfer { to } => {
+                hit = self.transfer_leadership(*to)?;
+            }
             Fault::Skew { target, percent } => {
                 let node = self.resolve(*target);
                 hit = 1 << node;
@@ -184,6 +187,7 @@ impl Simulation {
                 target: random_side,
                 duration_ms: rng.between(1_000, params.pause_us_max) / 1000,
             },
+            FaultKind::Transfer => Fault::Transfer { to: Target::Random },
         };
         let partition_us = rng.between(params.partition_us_max / 10, params.partition_us_max);
         let next_us = rng.between(params.interval_us_min, params.interval_us_max);
@@ -324,6 +328,45 @@ impl Simulation {
         } else {
             *self.rng.faults.pick(candidates)
         }
+    }
+
+    /// Asks the current leader, if one runs, to hand its leadership to `to` (a random
+    /// other node unless `to` names one): the core must answer in the same step, exactly
+    /// once. Returns the nodes involved.
+    fn transfer_leadership(&mut self, to: Target) -> Result<NodeSet, Violation> {
+        let Some(leader) = self
+            .current_leader()
+            .filter(|&n| self.nodes[n].is_running())
+        else {
+            return Ok(0);
+        };
+        let to = match to {
+            Target::Node(id) => (id - 1) as usize,
+            Target::Leader => leader,
+            Target::Follower | Target::Random => {
+                let others: Vec<usize> = (0..self.nodes.len()).filter(|&n| n != leader).collect();
+                self.pick_or_any(&others)
+            }
+        };
+        // Written down resolved, as every fault is, so that a recording replays it.
+        self.note_fault(Fault::Transfer {
+            to: Target::Node(to as u64 + 1),
+        });
+        let input = replog_core::Input::Transfer {
+            to: self.nodes[to].id,
+        };
+        self.step_core(leader, input)?;
+        let answers = self.outputs.iter();
+        let answers = answers.filter(|o| matches!(o, replog_core::Output::Transfer(_)));
+        if answers.count() != 1 {
+            return Err(Violation::new(
+                "Transfer Contract",
+                &[self.nodes[leader].id],
+                "a transfer was not answered exactly once in its step",
+            ));
+        }
+        self.dispatch_outputs(leader)?;
+        Ok(1 << leader | 1 << to)
     }
 
     /// Crashes the leader (if any) and then random live nodes until a majority is down.

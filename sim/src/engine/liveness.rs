@@ -131,7 +131,12 @@ impl Simulation {
         let Some(node) = leader else {
             return Ok(());
         };
-        let term = self.nodes[node].core.as_ref().expect("running").term();
+        let core = self.nodes[node].core.as_ref().expect("running");
+        if core.transfer_target().is_some() {
+            // It appends nothing until the transfer ends one way or the other.
+            return Ok(());
+        }
+        let term = core.term();
         let liveness = self.liveness.as_mut().expect("in the liveness phase");
         if liveness.probed == Some((node, term)) {
             return Ok(());
@@ -142,6 +147,7 @@ impl Simulation {
         match self.propose(node, op)? {
             ProposalOutcome::Accepted { .. } => Ok(()),
             ProposalOutcome::NotLeader { .. }
+            | ProposalOutcome::Transferring { .. }
             | ProposalOutcome::AlreadyApplied { .. }
             | ProposalOutcome::SeqBehind { .. }
             | ProposalOutcome::MembershipRefused(_) => Err(Violation::new(

@@ -258,6 +258,8 @@ impl Simulation {
                         result = self.serve_reads(node, &reads);
                     }
                 }
+                // Counted by the core's `Stats`; nobody waits on a transfer here.
+                Output::Transfer(_) | Output::TransferAborted { .. } => {}
                 Output::ReadFailed { reads, leader } => {
                     let leader = leader.map(|id| (id.0 - 1) as usize);
                     for id in reads {
@@ -531,7 +533,9 @@ impl Simulation {
                 self.reply_to_client(op, Reply::SeqBehind)?;
                 0
             }
-            ProposalOutcome::NotLeader { .. } | ProposalOutcome::MembershipRefused(_) => 0,
+            ProposalOutcome::NotLeader { .. }
+            | ProposalOutcome::MembershipRefused(_)
+            | ProposalOutcome::Transferring { .. } => 0,
         };
         self.record(
             Some(node),
