@@ -5,7 +5,11 @@
 //! answer, how time is measured):
 //! - [`settle`]: proposal settlement, turning the core's commits into client answers
 //!   (committed / overwritten / unknown).
+//! - [`apply`]: the write applier, turning the core's `Write`s into storage operations in
+//!   the contract's order, with the core's promises checked and the newest session
+//!   checkpoint kept (the node's segment files and the simulator's disk are its targets).
 
 #![forbid(unsafe_code)]
 
+pub mod apply;
 pub mod settle;

@@ -10,9 +10,10 @@ use crate::params::DiskParams;
 use crate::report::Violation;
 use crate::rng::SimRng;
 use replog_core::{
-    take_batch, Entry, EntryId, FetchRequest, Fetched, HardState, Index, NodeId, Recovered,
-    SessionsCheckpoint, Trimmed, Write, WriteId,
+    take_batch, Entry, EntryId, FetchRequest, Fetched, HardState, Index, Install, NodeId,
+    Recovered, SessionsCheckpoint, Trimmed, Write, WriteId,
 };
+use replog_driver::apply::{self, WriteTarget};
 
 /// What storage answers a `Fetch` with.
 #[derive(Clone, Debug)]
@@ -291,86 +292,20 @@ impl Disk {
         rng.between(params.fsync_us_min / 4, params.fsync_us_max / 2)
     }
 
-    /// Applies a record to durable state: hard state, then truncation, then entries. Only
-    /// the first `parts` of those survive (a torn record); `usize::MAX` applies all.
+    /// Applies a record to durable state, through the applier the node runs too
+    /// ([`replog_driver::apply`]). Only the first `parts` of a write survive (a torn
+    /// record); `usize::MAX` applies all.
     fn apply(&mut self, record: Record, parts: usize) -> Result<(), Violation> {
-        let write = match record {
+        match record {
             Record::Commit(index) => {
                 if parts > 0 {
                     self.durable.commit_index = self.durable.commit_index.max(index);
                 }
-                return Ok(());
+                Ok(())
             }
-            Record::Write(write) => write,
-        };
-        let mut budget = parts;
-        if let Some(hard_state) = write.hard_state {
-            if budget == 0 {
-                return Ok(());
-            }
-            budget -= 1;
-            self.apply_hard_state(hard_state)?;
+            Record::Write(write) => apply::apply(&mut self.durable, &write, parts)
+                .map_err(|broken| self.violation(broken.to_string())),
         }
-        if let Some(install) = write.install {
-            if budget == 0 {
-                return Ok(());
-            }
-            budget -= 1;
-            let durable = &mut self.durable;
-            durable.boundary = install.last;
-            durable.entries.clear();
-            durable.commit_index = durable.commit_index.max(install.last.index);
-            keep_newest(&mut durable.sessions, install.sessions);
-        }
-        if let Some(after) = write.truncate_after {
-            if budget == 0 {
-                return Ok(());
-            }
-            budget -= 1;
-            if after < self.durable.commit_index {
-                return Err(self.violation(format!(
-                    "a write truncates after {after}, below the durable commit index {}",
-                    self.durable.commit_index
-                )));
-            }
-            let keep = self.durable.boundary.index.count_to(after) as usize;
-            self.durable.entries.truncate(keep);
-        }
-        let count = write.entries.len();
-        for entry in write.entries.into_iter().take(budget) {
-            let expected = self.durable.last_index().next();
-            assert_eq!(entry.index, expected, "durable log would have a gap");
-            self.durable.entries.push(entry);
-        }
-        if let Some(sessions) = write.sessions {
-            if budget > count {
-                keep_newest(&mut self.durable.sessions, sessions);
-            }
-        }
-        Ok(())
-    }
-
-    /// Durable term never decreases, and a durable vote never changes within a term: the
-    /// two facts that keep a restarted node from voting twice (§5.2, thesis §3.8).
-    fn apply_hard_state(&mut self, hard_state: HardState) -> Result<(), Violation> {
-        let old = self.durable.hard_state;
-        if hard_state.term < old.term {
-            return Err(self.violation(format!(
-                "durable term goes back from {} to {}",
-                old.term, hard_state.term
-            )));
-        }
-        if hard_state.term == old.term
-            && old.voted_for.is_some()
-            && hard_state.voted_for != old.voted_for
-        {
-            return Err(self.violation(format!(
-                "durable vote in {} changes from {:?} to {:?}",
-                old.term, old.voted_for, hard_state.voted_for
-            )));
-        }
-        self.durable.hard_state = hard_state;
-        Ok(())
     }
 
     fn violation(&self, detail: String) -> Violation {
@@ -378,14 +313,46 @@ impl Disk {
     }
 }
 
-/// Storage keeps the newest checkpoint: one written before an install in the same batch
-/// may be older than the install's.
-fn keep_newest(kept: &mut Option<SessionsCheckpoint>, offered: SessionsCheckpoint) {
-    if kept
-        .as_ref()
-        .is_none_or(|kept| offered.through > kept.through)
-    {
-        *kept = Some(offered);
+/// The simulated disk as the applier's target: the durable state itself (what reached
+/// the disk is applied at once, the last record possibly torn).
+impl<'w> WriteTarget<'w> for Durable {
+    fn hard_state(&self) -> HardState {
+        self.hard_state
+    }
+
+    fn commit_index(&self) -> Index {
+        self.commit_index
+    }
+
+    fn last_index(&self) -> Index {
+        Durable::last_index(self)
+    }
+
+    fn sessions_through(&self) -> Option<Index> {
+        self.sessions.as_ref().map(|checkpoint| checkpoint.through)
+    }
+
+    fn set_hard_state(&mut self, hard_state: HardState) {
+        self.hard_state = hard_state;
+    }
+
+    fn install(&mut self, install: &Install) {
+        self.boundary = install.last;
+        self.entries.clear();
+        self.commit_index = self.commit_index.max(install.last.index);
+    }
+
+    fn truncate_after(&mut self, after: Index) {
+        let keep = self.boundary.index.count_to(after) as usize;
+        self.entries.truncate(keep);
+    }
+
+    fn append(&mut self, entries: &[Entry]) {
+        self.entries.extend_from_slice(entries);
+    }
+
+    fn keep_sessions(&mut self, checkpoint: &SessionsCheckpoint) {
+        self.sessions = Some(checkpoint.clone());
     }
 }
 
@@ -393,13 +360,7 @@ fn keep_newest(kept: &mut Option<SessionsCheckpoint>, offered: SessionsCheckpoin
 fn record_parts(record: &Record) -> usize {
     match record {
         Record::Commit(_) => 1,
-        Record::Write(write) => {
-            usize::from(write.hard_state.is_some())
-                + usize::from(write.install.is_some())
-                + usize::from(write.truncate_after.is_some())
-                + write.entries.len()
-                + usize::from(write.sessions.is_some())
-        }
+        Record::Write(write) => apply::part_count(write),
     }
 }
 

@@ -295,6 +295,11 @@ impl SegmentedLog {
         self.open.take_fallback_notice()
     }
 
+    /// The last entry once what is staged is committed.
+    pub(crate) fn staged_last_index(&self) -> Index {
+        self.staged.last_index()
+    }
+
     /// Drops every entry above `after`, staged or durable; a no-op past the last entry.
     pub(crate) fn stage_truncate(&mut self, after: Index) {
         let staged = &mut self.staged;

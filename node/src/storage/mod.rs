@@ -110,6 +110,7 @@ use replog_core::{
     take_batch, Entry, EntryId, FetchRequest, Fetched, HardState, Index, Install, NodeId,
     Recovered, SessionsCheckpoint, Term, Write,
 };
+use replog_driver::apply::{self, WriteTarget};
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -488,73 +489,27 @@ impl Storage {
     }
 
     fn persist_batch(&mut self, writes: &[Write]) -> Result<(), StorageError> {
-        let mut hard_state = self.metadata.hard_state;
-        let mut install = None;
-        let mut checkpoint: Option<&SessionsCheckpoint> = None;
+        let mut batch = Batch {
+            log: &mut self.log,
+            hard_state: self.metadata.hard_state,
+            commit_index: self.commit_index,
+            install: None,
+            checkpoint: None,
+            stored_sessions: self.sessions.as_ref().map(|stored| stored.through),
+        };
         for write in writes {
-            let offered = (write.install.iter().map(|install| &install.sessions))
-                .chain(write.sessions.as_ref());
-            for next in offered {
-                let newest = checkpoint.or(self.sessions.as_ref());
-                if newest.is_none_or(|newest| next.through > newest.through) {
-                    checkpoint = Some(next);
-                }
+            if let Err(broken) = apply::apply(&mut batch, write, apply::ALL_PARTS) {
+                panic!("{:?} breaks the core's promise: {broken}", write.id);
             }
-            if let Some(next) = write.hard_state {
-                assert!(
-                    next.term >= hard_state.term,
-                    "term went back in {:?}",
-                    write.id
-                );
-                hard_state = next;
-            }
-            if let Some(next) = &write.install {
-                let last = next.last;
-                assert!(
-                    last.index >= self.commit_index,
-                    "{:?} installs a log after {} below the commit index {}",
-                    write.id,
-                    last.index,
-                    self.commit_index
-                );
-                assert!(
-                    last.index > Index(0),
-                    "{:?} installs before entry 1",
-                    write.id
-                );
-                assert!(
-                    last.term <= hard_state.term,
-                    "{:?} outruns the term",
-                    write.id
-                );
-                assert!(
-                    next.sessions.through >= last.index,
-                    "{:?} installs a session table older than its log",
-                    write.id
-                );
-                self.commit_index = last.index;
-                self.log.stage_install(last);
-                install = Some(next);
-            }
-            if let Some(after) = write.truncate_after {
-                assert!(
-                    after >= self.commit_index,
-                    "{:?} truncates after {after} below the commit index {}",
-                    write.id,
-                    self.commit_index
-                );
-                self.log.stage_truncate(after);
-            }
-            if let Some(last) = write.entries.last() {
-                // Hard state goes to disk before the lines, so no line may outrun it.
-                assert!(
-                    last.term <= hard_state.term,
-                    "{:?} outruns the term",
-                    write.id
-                );
-            }
-            self.log.stage_append(&write.entries);
         }
+        let Batch {
+            hard_state,
+            commit_index,
+            install,
+            checkpoint,
+            ..
+        } = batch;
+        self.commit_index = commit_index;
         // Before an install: its log may start after the stored checkpoint's `through`.
         // Otherwise the checkpoint covers only entries an earlier batch made durable.
         if let Some(checkpoint) = checkpoint {
@@ -659,6 +614,60 @@ impl Storage {
             });
         }
         Ok(())
+    }
+}
+
+/// One group commit being staged: the applier's target on the node. Hard state, the
+/// install and the session checkpoint are kept until [`Storage::persist_batch`] writes
+/// them (the batch's last hard state, its last install, its newest checkpoint); the log's
+/// truncations and appends are staged in the segments.
+struct Batch<'s, 'w> {
+    log: &'s mut SegmentedLog,
+    hard_state: HardState,
+    commit_index: Index,
+    install: Option<&'w Install>,
+    checkpoint: Option<&'w SessionsCheckpoint>,
+    /// The stored checkpoint's `through`, if there is one.
+    stored_sessions: Option<Index>,
+}
+
+impl<'w> WriteTarget<'w> for Batch<'_, 'w> {
+    fn hard_state(&self) -> HardState {
+        self.hard_state
+    }
+
+    fn commit_index(&self) -> Index {
+        self.commit_index
+    }
+
+    fn last_index(&self) -> Index {
+        self.log.staged_last_index()
+    }
+
+    fn sessions_through(&self) -> Option<Index> {
+        (self.checkpoint.map(|staged| staged.through)).or(self.stored_sessions)
+    }
+
+    fn set_hard_state(&mut self, hard_state: HardState) {
+        self.hard_state = hard_state;
+    }
+
+    fn install(&mut self, install: &'w Install) {
+        self.commit_index = install.last.index;
+        self.log.stage_install(install.last);
+        self.install = Some(install);
+    }
+
+    fn truncate_after(&mut self, after: Index) {
+        self.log.stage_truncate(after);
+    }
+
+    fn append(&mut self, entries: &'w [Entry]) {
+        self.log.stage_append(entries);
+    }
+
+    fn keep_sessions(&mut self, checkpoint: &'w SessionsCheckpoint) {
+        self.checkpoint = Some(checkpoint);
     }
 }
 
