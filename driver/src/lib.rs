@@ -8,8 +8,11 @@
 //! - [`apply`]: the write applier, turning the core's `Write`s into storage operations in
 //!   the contract's order, with the core's promises checked and the newest session
 //!   checkpoint kept (the node's segment files and the simulator's disk are its targets).
+//! - [`segments`]: the log as segments: when one is sealed, what a trim deletes (whole
+//!   sealed segments), which one a truncation reopens.
 
 #![forbid(unsafe_code)]
 
 pub mod apply;
+pub mod segments;
 pub mod settle;

@@ -14,6 +14,7 @@ use replog_core::{
     Recovered, SessionsCheckpoint, Trimmed, Write, WriteId,
 };
 use replog_driver::apply::{self, WriteTarget};
+use replog_driver::segments;
 
 /// What storage answers a `Fetch` with.
 #[derive(Clone, Debug)]
@@ -38,6 +39,35 @@ pub struct Durable {
     /// `None` until the first, which means no session entry up to `commit_index`.
     /// Invariant: `boundary.index <= sessions.through`: a trim waits for it.
     pub sessions: Option<SessionsCheckpoint>,
+    /// How `entries` lie in segment files, as on the node (`replog_driver::segments`
+    /// decides when one is sealed and which go at a trim).
+    pub segments: Segments,
+}
+
+/// The segments of a simulated log: sealed ones, then the open one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Segments {
+    /// Sealed segments, oldest first. Invariant: a chain from `boundary.index + 1`: each
+    /// starts after the previous one's last entry, and the open one after the last.
+    pub sealed: Vec<Sealed>,
+    /// Where the open segment starts (`boundary.index + 1` without sealed ones).
+    pub open_first: Index,
+    /// The modelled bytes of the open segment's lines.
+    pub open_bytes: u64,
+    /// The configured segment size ([`DiskParams::segment_bytes`]).
+    pub segment_bytes: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sealed {
+    pub first: Index,
+    pub last: EntryId,
+}
+
+/// The modelled size of an entry's line in a segment file: its payload's size plus about
+/// what the node's JSON line adds around it (checksum, index, term, field names).
+fn line_bytes(entry: &Entry) -> u64 {
+    40 + entry.payload.size_bytes() as u64
 }
 
 impl Durable {
@@ -66,6 +96,38 @@ impl Durable {
     /// one), it is empty up to the commit index.
     pub fn sessions_through(&self) -> Index {
         SessionsCheckpoint::through_given(self.sessions.as_ref(), self.commit_index)
+    }
+
+    /// How many segment files hold the log, the open one included.
+    pub fn segment_count(&self) -> usize {
+        self.segments.sealed.len() + 1
+    }
+
+    /// Reads the log back from its segments, as the node's recovery does: checks that
+    /// they form a chain from the boundary to the last entry (a broken one is a bug in
+    /// this model).
+    fn check_segments(&self) {
+        let segments = &self.segments;
+        let mut next = self.boundary.index.next();
+        for sealed in &segments.sealed {
+            assert_eq!(sealed.first, next, "segments form a chain");
+            assert!(
+                sealed.last.index >= sealed.first,
+                "a sealed segment holds entries"
+            );
+            assert_eq!(self.id_at(sealed.last.index), Some(sealed.last));
+            next = sealed.last.index.next();
+        }
+        assert_eq!(
+            segments.open_first, next,
+            "the open segment follows the sealed"
+        );
+        assert!(self.last_index() >= segments.open_first.prev());
+    }
+
+    /// The modelled bytes of the entries `from..` (within the log).
+    fn bytes_from(&self, from: Index) -> u64 {
+        self.from(from).iter().map(line_bytes).sum()
     }
 
     /// The entries from `from` on (`from` past the boundary).
@@ -105,10 +167,18 @@ pub struct Disk {
 }
 
 impl Disk {
-    pub fn new(node: NodeId) -> Disk {
+    pub fn new(node: NodeId, segment_bytes: u64) -> Disk {
+        let segments = Segments {
+            open_first: Index(1),
+            segment_bytes,
+            ..Segments::default()
+        };
         Disk {
             node,
-            durable: Durable::default(),
+            durable: Durable {
+                segments,
+                ..Durable::default()
+            },
             unsynced: VecDeque::new(),
             syncing: 0,
             unsynced_writes: 0,
@@ -213,6 +283,7 @@ impl Disk {
     /// needs it).
     pub fn recovered(&self) -> Recovered {
         let durable = &self.durable;
+        durable.check_segments();
         let commit = durable.commit_index;
         // The table re-applies the committed entries after its checkpoint.
         let from = commit.min(durable.sessions_through());
@@ -280,9 +351,12 @@ impl Disk {
         if point <= durable.boundary.index {
             return None;
         }
-        let boundary = durable.id_at(point).expect("a point within the log");
-        let count = durable.boundary.index.count_to(point) as usize;
-        durable.entries.drain(..count);
+        let sealed = &mut durable.segments.sealed;
+        let count = segments::trimmed(sealed, point.next(), |sealed| sealed.last.index);
+        let boundary = sealed[..count].last()?.last;
+        sealed.drain(..count);
+        let entries = durable.boundary.index.count_to(boundary.index) as usize;
+        durable.entries.drain(..entries);
         durable.boundary = boundary;
         Some(boundary)
     }
@@ -340,14 +414,49 @@ impl<'w> WriteTarget<'w> for Durable {
         self.boundary = install.last;
         self.entries.clear();
         self.commit_index = self.commit_index.max(install.last.index);
+        let segments = &mut self.segments;
+        segments.sealed.clear();
+        segments.open_first = install.last.index.next();
+        segments.open_bytes = 0;
     }
 
     fn truncate_after(&mut self, after: Index) {
+        if after >= self.last_index() {
+            return;
+        }
+        let segments = &mut self.segments;
+        if after.next() < segments.open_first {
+            let sealed = &segments.sealed;
+            let holder = segments::reopened_by_truncation(sealed, after, |sealed| sealed.first);
+            segments.open_first = sealed[holder].first;
+            segments.sealed.truncate(holder);
+        }
         let keep = self.boundary.index.count_to(after) as usize;
         self.entries.truncate(keep);
+        self.segments.open_bytes = self.bytes_from(self.segments.open_first);
     }
 
     fn append(&mut self, entries: &[Entry]) {
+        let Some(first) = entries.first() else {
+            return;
+        };
+        let batch: u64 = entries.iter().map(line_bytes).sum();
+        let segments = &mut self.segments;
+        if segments::seals_before(segments.open_bytes, batch, segments.segment_bytes) {
+            let last = first.index.prev();
+            let term = self
+                .id_at(last)
+                .expect("the open segment holds entries")
+                .term;
+            let segments = &mut self.segments;
+            segments.sealed.push(Sealed {
+                first: segments.open_first,
+                last: EntryId { index: last, term },
+            });
+            segments.open_first = first.index;
+            segments.open_bytes = 0;
+        }
+        self.segments.open_bytes += batch;
         self.entries.extend_from_slice(entries);
     }
 
@@ -398,7 +507,7 @@ mod tests {
         let mut params = Params::calm(3).disk;
         params.unsynced_survive = Ratio::NEVER;
         let mut rng = SimRng::new(1, Stream::Disk);
-        let mut disk = Disk::new(NodeId(1));
+        let mut disk = Disk::new(NodeId(1), 4096);
         disk.write(write(1, 1, vec![entry(1, 1)]));
         assert!(disk.start_fsync());
         disk.write(write(2, 1, vec![entry(2, 1)]));
@@ -416,7 +525,7 @@ mod tests {
         params.torn = Ratio(1, 1);
         for seed in 0..20 {
             let mut rng = SimRng::new(seed, Stream::Disk);
-            let mut disk = Disk::new(NodeId(1));
+            let mut disk = Disk::new(NodeId(1), 4096);
             disk.write(write(1, 2, vec![entry(1, 1), entry(2, 2), entry(3, 2)]));
             disk.crash(&params, &mut rng).unwrap();
             let recovered = disk.recovered();
@@ -429,7 +538,7 @@ mod tests {
 
     #[test]
     fn a_durable_vote_that_changes_within_its_term_is_reported() {
-        let mut disk = Disk::new(NodeId(1));
+        let mut disk = Disk::new(NodeId(1), 4096);
         let vote = |candidate| Write {
             id: WriteId(1),
             hard_state: Some(HardState {
@@ -443,5 +552,49 @@ mod tests {
         disk.start_fsync();
         let violation = disk.fsync_done().unwrap_err();
         assert_eq!(violation.invariant, "Durable State Monotonic");
+    }
+
+    #[test]
+    fn trims_delete_whole_sealed_segments_and_a_restart_reads_them_back() {
+        // Each no-op line is modelled as 41 bytes: two per 100-byte segment.
+        let mut disk = Disk::new(NodeId(1), 100);
+        for index in 1..=9 {
+            disk.write(write(index, 1, vec![entry(index, 1)]));
+        }
+        disk.note_commit(Index(8));
+        disk.start_fsync();
+        disk.fsync_done().unwrap();
+        assert_eq!(disk.durable().segment_count(), 5, "1-2, 3-4, 5-6, 7-8, 9");
+        assert_eq!(disk.trim(Index(4)).map(|id| id.index), Some(Index(2)));
+        assert_eq!(disk.trim(Index(9)).map(|id| id.index), Some(Index(8)));
+        assert_eq!(disk.durable().segment_count(), 1, "the open one stays");
+        let recovered = disk.recovered();
+        assert_eq!(recovered.prev.index, Index(8));
+        assert_eq!(recovered.entries, vec![entry(9, 1)]);
+    }
+
+    #[test]
+    fn a_truncation_into_a_sealed_segment_reopens_it() {
+        let mut disk = Disk::new(NodeId(1), 100);
+        for index in 1..=6 {
+            disk.write(write(index, 1, vec![entry(index, 1)]));
+        }
+        disk.write(Write {
+            id: WriteId(7),
+            hard_state: Some(HardState {
+                term: Term(2),
+                voted_for: None,
+            }),
+            truncate_after: Some(Index(3)),
+            entries: vec![entry(4, 2)],
+            ..Write::default()
+        });
+        disk.start_fsync();
+        disk.fsync_done().unwrap();
+        let durable = disk.durable();
+        assert_eq!(durable.segment_count(), 2, "1-2, then 3-4 reopened");
+        assert_eq!(durable.segments.open_first, Index(3));
+        assert_eq!(durable.last_index(), Index(4));
+        disk.recovered();
     }
 }

@@ -602,6 +602,7 @@ impl Simulation {
             term: core.term().0,
             last_index: core.log().last_index().0,
             commit_index: core.commit_index().0,
+            segments: state.disk.durable().segment_count() as u32,
         };
         state.core = Some(core);
         state.tick_generation += 1;
