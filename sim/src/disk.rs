@@ -10,18 +10,15 @@ use crate::params::DiskParams;
 use crate::report::Violation;
 use crate::rng::SimRng;
 use replog_core::{
-    take_batch, Entry, EntryId, FetchRequest, Fetched, HardState, Index, Install, NodeId,
-    Recovered, SessionsCheckpoint, Trimmed, Write, WriteId,
+    Entry, EntryId, FetchRequest, HardState, Index, Install, NodeId, Recovered, SessionsCheckpoint,
+    Write, WriteId,
 };
 use replog_driver::apply::{self, WriteTarget};
+use replog_driver::catch_up::{self, CatchUpSource, ServeError};
 use replog_driver::segments;
+use std::convert::Infallible;
 
-/// What storage answers a `Fetch` with.
-#[derive(Clone, Debug)]
-pub enum FetchAnswer {
-    Entries(Fetched),
-    Trimmed(Trimmed),
-}
+pub use replog_driver::catch_up::Answer as FetchAnswer;
 use std::collections::VecDeque;
 
 /// What survives a crash.
@@ -296,9 +293,10 @@ impl Disk {
         }
     }
 
-    /// Serves a core's `Fetch` from the durable log: entries, or "trimmed" with the
-    /// boundary when they are gone. The core asks only for committed, durable entries;
-    /// anything else breaks the contract.
+    /// Serves a core's `Fetch` from the durable log with the node's catch-up code
+    /// ([`replog_driver::catch_up`]): entries, or "trimmed" with the boundary when they
+    /// are gone. The core asks only for committed, durable entries; anything else breaks
+    /// the contract.
     pub fn fetch(&self, request: &FetchRequest) -> Result<FetchAnswer, Violation> {
         let durable = &self.durable;
         if request.from == Index(0) || request.from > durable.last_index() {
@@ -309,25 +307,10 @@ impl Disk {
                 durable.last_index()
             )));
         }
-        let Some(prev) = durable.id_at(request.from.prev()) else {
-            return Ok(FetchAnswer::Trimmed(Trimmed {
-                peer: request.peer,
-                from: request.from,
-                boundary: durable.boundary,
-                data: Vec::new(),
-                sessions: SessionsCheckpoint::for_install(
-                    durable.sessions.as_ref(),
-                    durable.boundary.index,
-                ),
-            }));
-        };
-        let entries = durable.from(request.from);
-        let batch = take_batch(entries, request.max_entries, request.max_bytes);
-        Ok(FetchAnswer::Entries(Fetched {
-            peer: request.peer,
-            prev,
-            entries: batch.to_vec(),
-        }))
+        catch_up::serve(durable, request).map_err(|error| match error {
+            ServeError::OutsideLog { .. } => unreachable!("checked above"),
+            ServeError::Read(never) => match never {},
+        })
     }
 
     /// Retention: drops the durable entries before `before`, never past the durable commit
@@ -462,6 +445,29 @@ impl<'w> WriteTarget<'w> for Durable {
 
     fn keep_sessions(&mut self, checkpoint: &SessionsCheckpoint) {
         self.sessions = Some(checkpoint.clone());
+    }
+}
+
+/// The simulated disk as a source of catch-up reads: its durable entries.
+impl CatchUpSource for Durable {
+    type Error = Infallible;
+
+    fn boundary(&self) -> EntryId {
+        self.boundary
+    }
+
+    fn last_index(&self) -> Index {
+        Durable::last_index(self)
+    }
+
+    fn sessions(&self) -> Option<&SessionsCheckpoint> {
+        self.sessions.as_ref()
+    }
+
+    fn read(&self, from: Index, to: Index) -> Result<Vec<Entry>, Infallible> {
+        let start = self.boundary.index.count_to(from.prev()) as usize;
+        let end = self.boundary.index.count_to(to) as usize;
+        Ok(self.entries[start..end].to_vec())
     }
 }
 

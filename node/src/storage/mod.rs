@@ -107,10 +107,11 @@ use log_dir::SegmentedLog;
 use metadata::Metadata;
 use recovery::Start;
 use replog_core::{
-    take_batch, Entry, EntryId, FetchRequest, Fetched, HardState, Index, Install, NodeId,
-    Recovered, SessionsCheckpoint, Term, Write,
+    Entry, EntryId, FetchRequest, Fetched, HardState, Index, Install, NodeId, Recovered,
+    SessionsCheckpoint, Term, Write,
 };
 use replog_driver::apply::{self, WriteTarget};
+use replog_driver::catch_up::{self, Answer, CatchUpSource, ServeError};
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -438,46 +439,36 @@ impl Storage {
         self.snapshot.as_ref()
     }
 
-    /// Serves a core's `Fetch`: durable entries from `request.from`, within its limits,
-    /// and the id of the entry before them (the boundary when `from` is the first index).
-    /// `from` before the first index is [`StorageError::Trimmed`]: those entries are gone,
-    /// and the peer needs an install instead.
+    /// Serves a core's `Fetch` with the catch-up code the simulator runs too
+    /// ([`replog_driver::catch_up`]): durable entries from `request.from`, within its
+    /// limits, and the id of the entry before them (the boundary when `from` is the first
+    /// index); or, `from` before the first index, the boundary and the session table an
+    /// install carries. Fails if a read does, or `from` lies beyond the log.
+    pub fn serve_fetch(&self, request: &FetchRequest) -> Result<Answer, StorageError> {
+        catch_up::serve(self, request).map_err(|error| match error {
+            ServeError::Read(error) => error,
+            ServeError::OutsideLog { from, last_index } => StorageError::OutsideLog {
+                path: self.dir.clone(),
+                from,
+                to: from,
+                first_index: self.first_index(),
+                last_index,
+            },
+        })
+    }
+
+    /// [`Storage::serve_fetch`] for the entries only: `from` before the first index is
+    /// [`StorageError::Trimmed`] (those entries are gone, and the peer needs an install).
     pub fn fetch(&self, request: &FetchRequest) -> Result<Fetched, StorageError> {
-        let first = self.metadata.first_index;
-        if request.from < first {
-            return Err(StorageError::Trimmed {
+        match self.serve_fetch(request)? {
+            Answer::Fetched(fetched) => Ok(fetched),
+            Answer::Trimmed(trimmed) => Err(StorageError::Trimmed {
                 path: self.dir.clone(),
                 from: request.from,
-                first_index: first,
-                prev_term: self.metadata.prev_term,
-            });
+                first_index: trimmed.boundary.index.next(),
+                prev_term: trimmed.boundary.term,
+            }),
         }
-        let prev_index = request.from.prev();
-        let last = self
-            .last_index()
-            .min(prev_index.plus(request.max_entries as u64));
-        let mut read = self.read_entries(prev_index.max(first), last)?;
-        let prev = if prev_index < first {
-            self.boundary()
-        } else {
-            if read.is_empty() {
-                return Err(StorageError::OutsideLog {
-                    path: self.dir.clone(),
-                    from: request.from,
-                    to: last,
-                    first_index: first,
-                    last_index: self.last_index(),
-                });
-            }
-            read.remove(0).id()
-        };
-        let kept = take_batch(&read, request.max_entries, request.max_bytes).len();
-        read.truncate(kept);
-        Ok(Fetched {
-            peer: request.peer,
-            prev,
-            entries: read,
-        })
     }
 
     /// The durable entries `from..=to` (empty if `from > to`), read from disk: only the
@@ -522,12 +513,6 @@ impl Storage {
             self.write_metadata(hard_state)?;
         }
         self.log.commit()
-    }
-
-    /// The session table a fetch answered `Trimmed` carries, as of the log's boundary or
-    /// later.
-    pub fn sessions(&self) -> SessionsCheckpoint {
-        SessionsCheckpoint::for_install(self.sessions.as_ref(), self.boundary().index)
     }
 
     /// The steps of an install before the batch's appends; see the module doc for why in
@@ -668,6 +653,27 @@ impl<'w> WriteTarget<'w> for Batch<'_, 'w> {
 
     fn keep_sessions(&mut self, checkpoint: &'w SessionsCheckpoint) {
         self.checkpoint = Some(checkpoint);
+    }
+}
+
+/// The segments as a source of catch-up reads.
+impl CatchUpSource for Storage {
+    type Error = StorageError;
+
+    fn boundary(&self) -> EntryId {
+        Storage::boundary(self)
+    }
+
+    fn last_index(&self) -> Index {
+        Storage::last_index(self)
+    }
+
+    fn sessions(&self) -> Option<&SessionsCheckpoint> {
+        self.sessions.as_ref()
+    }
+
+    fn read(&self, from: Index, to: Index) -> Result<Vec<Entry>, StorageError> {
+        self.read_entries(from, to)
     }
 }
 

@@ -140,7 +140,7 @@ impl Simulation {
             return Ok(());
         }
         let (what, input) = match fetched {
-            FetchAnswer::Entries(fetched) => (
+            FetchAnswer::Fetched(fetched) => (
                 What::Fetched {
                     peer: fetched.peer.0 as u8,
                     from: fetched.prev.index.next().0,
