@@ -12,7 +12,8 @@ use crate::reader::Progress;
 use crate::runtime::CoreEvent;
 use crate::scheduling::Scheduling;
 use crate::storage::{Storage, StorageError};
-use replog_core::{EntryId, FetchRequest, Fetched, Index, Trimmed, Write, WriteId};
+use replog_core::{FetchRequest, Fetched, Index, Trimmed, Write, WriteId};
+use replog_driver::catch_up::Answer;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -199,24 +200,9 @@ fn serve_fetches(
     events: &Events,
 ) -> Result<(), StorageError> {
     for request in fetches.drain(..) {
-        let event = match storage.fetch(&request) {
-            Ok(fetched) => StorageEvent::Fetched(fetched),
-            Err(StorageError::Trimmed {
-                first_index,
-                prev_term,
-                ..
-            }) => StorageEvent::FetchTrimmed(Trimmed {
-                peer: request.peer,
-                from: request.from,
-                boundary: EntryId {
-                    index: first_index.prev(),
-                    term: prev_term,
-                },
-                data: Vec::new(),
-                sessions: storage.sessions(),
-                membership: storage.membership_at_boundary(),
-            }),
-            Err(error) => return Err(error),
+        let event = match storage.serve_fetch(&request)? {
+            Answer::Fetched(fetched) => StorageEvent::Fetched(fetched),
+            Answer::Trimmed(trimmed) => StorageEvent::FetchTrimmed(trimmed),
         };
         events.send(event);
     }

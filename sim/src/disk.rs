@@ -10,16 +10,15 @@ use crate::params::DiskParams;
 use crate::report::Violation;
 use crate::rng::SimRng;
 use replog_core::{
-    take_batch, Entry, EntryId, FetchRequest, Fetched, HardState, Index, MembershipHistory, NodeId,
-    Recovered, SessionsCheckpoint, Trimmed, Write, WriteId,
+    Entry, EntryId, FetchRequest, HardState, Index, Install, MembershipHistory, NodeId, Recovered,
+    SessionsCheckpoint, Write, WriteId,
 };
+use replog_driver::apply::{self, WriteTarget};
+use replog_driver::catch_up::{self, CatchUpSource, ServeError};
+use replog_driver::segments;
+use std::convert::Infallible;
 
-/// What storage answers a `Fetch` with.
-#[derive(Clone, Debug)]
-pub enum FetchAnswer {
-    Entries(Fetched),
-    Trimmed(Trimmed),
-}
+pub use replog_driver::catch_up::Answer as FetchAnswer;
 use std::collections::VecDeque;
 
 /// What survives a crash.
@@ -39,6 +38,35 @@ pub struct Durable {
     pub sessions: Option<SessionsCheckpoint>,
     /// The applied configurations (the node keeps them in `membership.json`).
     pub memberships: MembershipHistory,
+    /// How `entries` lie in segment files, as on the node (`replog_driver::segments`
+    /// decides when one is sealed and which go at a trim).
+    pub segments: Segments,
+}
+
+/// The segments of a simulated log: sealed ones, then the open one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Segments {
+    /// Sealed segments, oldest first. Invariant: a chain from `boundary.index + 1`: each
+    /// starts after the previous one's last entry, and the open one after the last.
+    pub sealed: Vec<Sealed>,
+    /// Where the open segment starts (`boundary.index + 1` without sealed ones).
+    pub open_first: Index,
+    /// The modelled bytes of the open segment's lines.
+    pub open_bytes: u64,
+    /// The configured segment size ([`DiskParams::segment_bytes`]).
+    pub segment_bytes: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sealed {
+    pub first: Index,
+    pub last: EntryId,
+}
+
+/// The modelled size of an entry's line in a segment file: its payload's size plus about
+/// what the node's JSON line adds around it (checksum, index, term, field names).
+fn line_bytes(entry: &Entry) -> u64 {
+    40 + entry.payload.size_bytes() as u64
 }
 
 impl Durable {
@@ -67,6 +95,38 @@ impl Durable {
     /// one), it is empty up to the commit index.
     pub fn sessions_through(&self) -> Index {
         SessionsCheckpoint::through_given(self.sessions.as_ref(), self.commit_index)
+    }
+
+    /// How many segment files hold the log, the open one included.
+    pub fn segment_count(&self) -> usize {
+        self.segments.sealed.len() + 1
+    }
+
+    /// Reads the log back from its segments, as the node's recovery does: checks that
+    /// they form a chain from the boundary to the last entry (a broken one is a bug in
+    /// this model).
+    fn check_segments(&self) {
+        let segments = &self.segments;
+        let mut next = self.boundary.index.next();
+        for sealed in &segments.sealed {
+            assert_eq!(sealed.first, next, "segments form a chain");
+            assert!(
+                sealed.last.index >= sealed.first,
+                "a sealed segment holds entries"
+            );
+            assert_eq!(self.id_at(sealed.last.index), Some(sealed.last));
+            next = sealed.last.index.next();
+        }
+        assert_eq!(
+            segments.open_first, next,
+            "the open segment follows the sealed"
+        );
+        assert!(self.last_index() >= segments.open_first.prev());
+    }
+
+    /// The modelled bytes of the entries `from..` (within the log).
+    fn bytes_from(&self, from: Index) -> u64 {
+        self.from(from).iter().map(line_bytes).sum()
     }
 
     /// The entries from `from` on (`from` past the boundary).
@@ -108,10 +168,18 @@ pub struct Disk {
 }
 
 impl Disk {
-    pub fn new(node: NodeId) -> Disk {
+    pub fn new(node: NodeId, segment_bytes: u64) -> Disk {
+        let segments = Segments {
+            open_first: Index(1),
+            segment_bytes,
+            ..Segments::default()
+        };
         Disk {
             node,
-            durable: Durable::default(),
+            durable: Durable {
+                segments,
+                ..Durable::default()
+            },
             unsynced: VecDeque::new(),
             syncing: 0,
             unsynced_writes: 0,
@@ -216,6 +284,7 @@ impl Disk {
     /// needs it).
     pub fn recovered(&self) -> Recovered {
         let durable = &self.durable;
+        durable.check_segments();
         let commit = durable.commit_index;
         // The table re-applies the committed entries after its checkpoint.
         let from = commit.min(durable.sessions_through());
@@ -229,9 +298,10 @@ impl Disk {
         }
     }
 
-    /// Serves a core's `Fetch` from the durable log: entries, or "trimmed" with the
-    /// boundary when they are gone. The core asks only for committed, durable entries;
-    /// anything else breaks the contract.
+    /// Serves a core's `Fetch` from the durable log with the node's catch-up code
+    /// ([`replog_driver::catch_up`]): entries, or "trimmed" with the boundary when they
+    /// are gone. The core asks only for committed, durable entries; anything else breaks
+    /// the contract.
     pub fn fetch(&self, request: &FetchRequest) -> Result<FetchAnswer, Violation> {
         let durable = &self.durable;
         if request.from == Index(0) || request.from > durable.last_index() {
@@ -242,26 +312,10 @@ impl Disk {
                 durable.last_index()
             )));
         }
-        let Some(prev) = durable.id_at(request.from.prev()) else {
-            return Ok(FetchAnswer::Trimmed(Trimmed {
-                peer: request.peer,
-                from: request.from,
-                boundary: durable.boundary,
-                data: Vec::new(),
-                sessions: SessionsCheckpoint::for_install(
-                    durable.sessions.as_ref(),
-                    durable.boundary.index,
-                ),
-                membership: durable.memberships.at(durable.boundary.index).cloned(),
-            }));
-        };
-        let entries = durable.from(request.from);
-        let batch = take_batch(entries, request.max_entries, request.max_bytes);
-        Ok(FetchAnswer::Entries(Fetched {
-            peer: request.peer,
-            prev,
-            entries: batch.to_vec(),
-        }))
+        catch_up::serve(durable, request).map_err(|error| match error {
+            ServeError::OutsideLog { .. } => unreachable!("checked above"),
+            ServeError::Read(never) => match never {},
+        })
     }
 
     /// Retention: drops the durable entries before `before`, never past the durable commit
@@ -285,11 +339,14 @@ impl Disk {
         if point <= durable.boundary.index {
             return None;
         }
-        let boundary = durable.id_at(point).expect("a point within the log");
-        let count = durable.boundary.index.count_to(point) as usize;
-        durable.entries.drain(..count);
+        let sealed = &mut durable.segments.sealed;
+        let count = segments::trimmed(sealed, point.next(), |sealed| sealed.last.index);
+        let boundary = sealed[..count].last()?.last;
+        sealed.drain(..count);
+        let entries = durable.boundary.index.count_to(boundary.index) as usize;
+        durable.entries.drain(..entries);
         durable.boundary = boundary;
-        durable.memberships.trimmed(point.next());
+        durable.memberships.trimmed(boundary.index.next());
         Some(boundary)
     }
 
@@ -298,93 +355,20 @@ impl Disk {
         rng.between(params.fsync_us_min / 4, params.fsync_us_max / 2)
     }
 
-    /// Applies a record to durable state: hard state, then truncation, then entries. Only
-    /// the first `parts` of those survive (a torn record); `usize::MAX` applies all.
+    /// Applies a record to durable state, through the applier the node runs too
+    /// ([`replog_driver::apply`]). Only the first `parts` of a write survive (a torn
+    /// record); `usize::MAX` applies all.
     fn apply(&mut self, record: Record, parts: usize) -> Result<(), Violation> {
-        let write = match record {
+        match record {
             Record::Commit(index) => {
                 if parts > 0 {
                     self.durable.commit_index = self.durable.commit_index.max(index);
                 }
-                return Ok(());
+                Ok(())
             }
-            Record::Write(write) => write,
-        };
-        let mut budget = parts;
-        if let Some(hard_state) = write.hard_state {
-            if budget == 0 {
-                return Ok(());
-            }
-            budget -= 1;
-            self.apply_hard_state(hard_state)?;
+            Record::Write(write) => apply::apply(&mut self.durable, &write, parts)
+                .map_err(|broken| self.violation(broken.to_string())),
         }
-        if let Some(install) = write.install {
-            if budget == 0 {
-                return Ok(());
-            }
-            budget -= 1;
-            let durable = &mut self.durable;
-            durable.boundary = install.last;
-            durable.entries.clear();
-            durable.commit_index = durable.commit_index.max(install.last.index);
-            keep_newest(&mut durable.sessions, install.sessions);
-            durable.memberships.installed(install.membership);
-        }
-        if let Some(after) = write.truncate_after {
-            if budget == 0 {
-                return Ok(());
-            }
-            budget -= 1;
-            if after < self.durable.commit_index {
-                return Err(self.violation(format!(
-                    "a write truncates after {after}, below the durable commit index {}",
-                    self.durable.commit_index
-                )));
-            }
-            let keep = self.durable.boundary.index.count_to(after) as usize;
-            self.durable.entries.truncate(keep);
-        }
-        let count = write.entries.len();
-        for entry in write.entries.into_iter().take(budget) {
-            let expected = self.durable.last_index().next();
-            assert_eq!(entry.index, expected, "durable log would have a gap");
-            self.durable.entries.push(entry);
-        }
-        let with_sessions = count + usize::from(write.sessions.is_some());
-        if let Some(sessions) = write.sessions {
-            if budget > count {
-                keep_newest(&mut self.durable.sessions, sessions);
-            }
-        }
-        if budget > with_sessions {
-            for applied in write.memberships {
-                self.durable.memberships.record(applied);
-            }
-        }
-        Ok(())
-    }
-
-    /// Durable term never decreases, and a durable vote never changes within a term: the
-    /// two facts that keep a restarted node from voting twice (§5.2, thesis §3.8).
-    fn apply_hard_state(&mut self, hard_state: HardState) -> Result<(), Violation> {
-        let old = self.durable.hard_state;
-        if hard_state.term < old.term {
-            return Err(self.violation(format!(
-                "durable term goes back from {} to {}",
-                old.term, hard_state.term
-            )));
-        }
-        if hard_state.term == old.term
-            && old.voted_for.is_some()
-            && hard_state.voted_for != old.voted_for
-        {
-            return Err(self.violation(format!(
-                "durable vote in {} changes from {:?} to {:?}",
-                old.term, old.voted_for, hard_state.voted_for
-            )));
-        }
-        self.durable.hard_state = hard_state;
-        Ok(())
     }
 
     fn violation(&self, detail: String) -> Violation {
@@ -392,14 +376,112 @@ impl Disk {
     }
 }
 
-/// Storage keeps the newest checkpoint: one written before an install in the same batch
-/// may be older than the install's.
-fn keep_newest(kept: &mut Option<SessionsCheckpoint>, offered: SessionsCheckpoint) {
-    if kept
-        .as_ref()
-        .is_none_or(|kept| offered.through > kept.through)
-    {
-        *kept = Some(offered);
+/// The simulated disk as the applier's target: the durable state itself (what reached
+/// the disk is applied at once, the last record possibly torn).
+impl<'w> WriteTarget<'w> for Durable {
+    fn hard_state(&self) -> HardState {
+        self.hard_state
+    }
+
+    fn commit_index(&self) -> Index {
+        self.commit_index
+    }
+
+    fn last_index(&self) -> Index {
+        Durable::last_index(self)
+    }
+
+    fn sessions_through(&self) -> Option<Index> {
+        self.sessions.as_ref().map(|checkpoint| checkpoint.through)
+    }
+
+    fn set_hard_state(&mut self, hard_state: HardState) {
+        self.hard_state = hard_state;
+    }
+
+    fn install(&mut self, install: &Install) {
+        self.boundary = install.last;
+        self.entries.clear();
+        self.commit_index = self.commit_index.max(install.last.index);
+        let segments = &mut self.segments;
+        segments.sealed.clear();
+        segments.open_first = install.last.index.next();
+        segments.open_bytes = 0;
+    }
+
+    fn truncate_after(&mut self, after: Index) {
+        if after >= self.last_index() {
+            return;
+        }
+        let segments = &mut self.segments;
+        if after.next() < segments.open_first {
+            let sealed = &segments.sealed;
+            let holder = segments::reopened_by_truncation(sealed, after, |sealed| sealed.first);
+            segments.open_first = sealed[holder].first;
+            segments.sealed.truncate(holder);
+        }
+        let keep = self.boundary.index.count_to(after) as usize;
+        self.entries.truncate(keep);
+        self.segments.open_bytes = self.bytes_from(self.segments.open_first);
+    }
+
+    fn append(&mut self, entries: &[Entry]) {
+        let Some(first) = entries.first() else {
+            return;
+        };
+        let batch: u64 = entries.iter().map(line_bytes).sum();
+        let segments = &mut self.segments;
+        if segments::seals_before(segments.open_bytes, batch, segments.segment_bytes) {
+            let last = first.index.prev();
+            let term = self
+                .id_at(last)
+                .expect("the open segment holds entries")
+                .term;
+            let segments = &mut self.segments;
+            segments.sealed.push(Sealed {
+                first: segments.open_first,
+                last: EntryId { index: last, term },
+            });
+            segments.open_first = first.index;
+            segments.open_bytes = 0;
+        }
+        self.segments.open_bytes += batch;
+        self.entries.extend_from_slice(entries);
+    }
+
+    fn keep_sessions(&mut self, checkpoint: &SessionsCheckpoint) {
+        self.sessions = Some(checkpoint.clone());
+    }
+
+    fn memberships(&mut self) -> &mut MembershipHistory {
+        &mut self.memberships
+    }
+}
+
+/// The simulated disk as a source of catch-up reads: its durable entries.
+impl CatchUpSource for Durable {
+    type Error = Infallible;
+
+    fn boundary(&self) -> EntryId {
+        self.boundary
+    }
+
+    fn last_index(&self) -> Index {
+        Durable::last_index(self)
+    }
+
+    fn sessions(&self) -> Option<&SessionsCheckpoint> {
+        self.sessions.as_ref()
+    }
+
+    fn memberships(&self) -> &MembershipHistory {
+        &self.memberships
+    }
+
+    fn read(&self, from: Index, to: Index) -> Result<Vec<Entry>, Infallible> {
+        let start = self.boundary.index.count_to(from.prev()) as usize;
+        let end = self.boundary.index.count_to(to) as usize;
+        Ok(self.entries[start..end].to_vec())
     }
 }
 
@@ -407,14 +489,7 @@ fn keep_newest(kept: &mut Option<SessionsCheckpoint>, offered: SessionsCheckpoin
 fn record_parts(record: &Record) -> usize {
     match record {
         Record::Commit(_) => 1,
-        Record::Write(write) => {
-            usize::from(write.hard_state.is_some())
-                + usize::from(write.install.is_some())
-                + usize::from(write.truncate_after.is_some())
-                + write.entries.len()
-                + usize::from(write.sessions.is_some())
-                + usize::from(!write.memberships.is_empty())
-        }
+        Record::Write(write) => apply::part_count(write),
     }
 }
 
@@ -453,7 +528,7 @@ mod tests {
         let mut params = Params::calm(3).disk;
         params.unsynced_survive = Ratio::NEVER;
         let mut rng = SimRng::new(1, Stream::Disk);
-        let mut disk = Disk::new(NodeId(1));
+        let mut disk = Disk::new(NodeId(1), 4096);
         disk.write(write(1, 1, vec![entry(1, 1)]));
         assert!(disk.start_fsync());
         disk.write(write(2, 1, vec![entry(2, 1)]));
@@ -471,7 +546,7 @@ mod tests {
         params.torn = Ratio(1, 1);
         for seed in 0..20 {
             let mut rng = SimRng::new(seed, Stream::Disk);
-            let mut disk = Disk::new(NodeId(1));
+            let mut disk = Disk::new(NodeId(1), 4096);
             disk.write(write(1, 2, vec![entry(1, 1), entry(2, 2), entry(3, 2)]));
             disk.crash(&params, &mut rng).unwrap();
             let recovered = disk.recovered();
@@ -484,7 +559,7 @@ mod tests {
 
     #[test]
     fn a_durable_vote_that_changes_within_its_term_is_reported() {
-        let mut disk = Disk::new(NodeId(1));
+        let mut disk = Disk::new(NodeId(1), 4096);
         let vote = |candidate| Write {
             id: WriteId(1),
             hard_state: Some(HardState {
@@ -498,5 +573,49 @@ mod tests {
         disk.start_fsync();
         let violation = disk.fsync_done().unwrap_err();
         assert_eq!(violation.invariant, "Durable State Monotonic");
+    }
+
+    #[test]
+    fn trims_delete_whole_sealed_segments_and_a_restart_reads_them_back() {
+        // Each no-op line is modelled as 41 bytes: two per 100-byte segment.
+        let mut disk = Disk::new(NodeId(1), 100);
+        for index in 1..=9 {
+            disk.write(write(index, 1, vec![entry(index, 1)]));
+        }
+        disk.note_commit(Index(8));
+        disk.start_fsync();
+        disk.fsync_done().unwrap();
+        assert_eq!(disk.durable().segment_count(), 5, "1-2, 3-4, 5-6, 7-8, 9");
+        assert_eq!(disk.trim(Index(4)).map(|id| id.index), Some(Index(2)));
+        assert_eq!(disk.trim(Index(9)).map(|id| id.index), Some(Index(8)));
+        assert_eq!(disk.durable().segment_count(), 1, "the open one stays");
+        let recovered = disk.recovered();
+        assert_eq!(recovered.prev.index, Index(8));
+        assert_eq!(recovered.entries, vec![entry(9, 1)]);
+    }
+
+    #[test]
+    fn a_truncation_into_a_sealed_segment_reopens_it() {
+        let mut disk = Disk::new(NodeId(1), 100);
+        for index in 1..=6 {
+            disk.write(write(index, 1, vec![entry(index, 1)]));
+        }
+        disk.write(Write {
+            id: WriteId(7),
+            hard_state: Some(HardState {
+                term: Term(2),
+                voted_for: None,
+            }),
+            truncate_after: Some(Index(3)),
+            entries: vec![entry(4, 2)],
+            ..Write::default()
+        });
+        disk.start_fsync();
+        disk.fsync_done().unwrap();
+        let durable = disk.durable();
+        assert_eq!(durable.segment_count(), 2, "1-2, then 3-4 reopened");
+        assert_eq!(durable.segments.open_first, Index(3));
+        assert_eq!(durable.last_index(), Index(4));
+        disk.recovered();
     }
 }

@@ -81,7 +81,15 @@ pub struct DiskParams {
     pub unsynced_survive: Ratio,
     /// Given that some survived, the chance that the last one is torn part-way.
     pub torn: Ratio,
+    /// The log's segment size: a segment is sealed when the next write would take it past
+    /// this (`replog_driver::segments`), and trims delete whole sealed segments only.
+    pub segment_bytes: u64,
 }
+
+/// The simulated disks' segment size unless a scenario sets one: the node's smallest
+/// (`--segment-bytes 4096`), some 50 short entries, so that a 60 s run seals and trims
+/// many.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 4096;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FaultParams {
@@ -153,6 +161,7 @@ impl Params {
                 slow_fsync_us_max: 0,
                 unsynced_survive: Ratio(1, 2),
                 torn: Ratio(1, 2),
+                segment_bytes: SEGMENT_BYTES_DEFAULT,
             },
             faults: FaultParams {
                 interval_us_min: 0,
@@ -272,6 +281,7 @@ fn swarm_disk(rng: &mut SimRng) -> DiskParams {
         slow_fsync_us_max: rng.between(50_000, 300_000),
         unsynced_survive: Ratio(1, 2),
         torn: Ratio(1, 2),
+        segment_bytes: SEGMENT_BYTES_DEFAULT,
     }
 }
 

@@ -145,6 +145,10 @@ pub struct DiskOverrides {
     /// that the last of them is torn.
     pub unsynced_survive: Option<Ratio>,
     pub torn: Option<Ratio>,
+    /// The log's segment size in bytes (each entry's line is modelled as its payload plus
+    /// 40 bytes); at least 64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,6 +283,9 @@ impl Scenario {
             }
         }
         self.validate_script(nodes)?;
+        if self.disk.segment_bytes.is_some_and(|bytes| bytes < 64) {
+            return Err("disk: segment_bytes below 64 would seal a segment per entry".into());
+        }
         let net = &self.network;
         let disk = &self.disk;
         let ratios = [net.loss, net.duplicate, net.reorder, disk.slow_fsync]
@@ -324,6 +331,7 @@ impl Scenario {
             .unwrap_or(disk.slow_fsync_us_max);
         disk.unsynced_survive = self.disk.unsynced_survive.unwrap_or(disk.unsynced_survive);
         disk.torn = self.disk.torn.unwrap_or(disk.torn);
+        disk.segment_bytes = self.disk.segment_bytes.unwrap_or(disk.segment_bytes);
         self.core.apply(&mut params.core);
         params.skew_percent_max = self.skew_percent_max.unwrap_or(params.skew_percent_max);
         let workload = &mut params.workload;
@@ -384,6 +392,8 @@ impl Scenario {
                 slow_fsync_us_max: Some(disk.slow_fsync_us_max),
                 unsynced_survive: Some(disk.unsynced_survive),
                 torn: Some(disk.torn),
+                segment_bytes: (disk.segment_bytes != crate::params::SEGMENT_BYTES_DEFAULT)
+                    .then_some(disk.segment_bytes),
             },
             clients: Some(params.workload.clients),
             workload: WorkloadOverrides {

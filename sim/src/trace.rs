@@ -140,6 +140,8 @@ pub enum What {
         term: u64,
         last_index: u64,
         commit_index: u64,
+        /// The segment files the log was recovered from.
+        segments: u32,
     },
     Pause,
     Resume {
@@ -223,9 +225,11 @@ impl fmt::Display for TraceRecord {
                 term,
                 last_index,
                 commit_index,
+                segments,
             } => write!(
                 f,
-                "RESTART from disk: term t{term}, last index i{last_index}, commit i{commit_index}"
+                "RESTART from disk: term t{term}, last index i{last_index}, commit \
+                 i{commit_index}, {segments} segments"
             ),
             What::Pause => write!(f, "PAUSE"),
             What::Resume { backlog } => write!(f, "RESUME with {backlog} queued events"),

@@ -54,6 +54,7 @@ use super::metadata::sync_dir;
 use super::recovery::{self, ScannedLog, Start};
 use super::segment::{self, damaged, Name, SparseIndex};
 use replog_core::{Entry, EntryId, Index, Term};
+use replog_driver::segments;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::BufReader;
@@ -295,6 +296,11 @@ impl SegmentedLog {
         self.open.take_fallback_notice()
     }
 
+    /// The last entry once what is staged is committed.
+    pub(crate) fn staged_last_index(&self) -> Index {
+        self.staged.last_index()
+    }
+
     /// Drops every entry above `after`, staged or durable; a no-op past the last entry.
     pub(crate) fn stage_truncate(&mut self, after: Index) {
         let staged = &mut self.staged;
@@ -364,9 +370,7 @@ impl SegmentedLog {
     /// How many sealed segments hold only entries before `before`, and where the log
     /// starts without them; `None` if there are none. The open segment always stays.
     pub(crate) fn trim_point(&self, before: Index) -> Option<(usize, Start)> {
-        let count = self
-            .sealed
-            .partition_point(|sealed| sealed.index.last_index < before);
+        let count = segments::trimmed(&self.sealed, before, |sealed| sealed.index.last_index);
         let last_dropped = &self.sealed[..count].last()?.index;
         Some((
             count,
@@ -426,7 +430,8 @@ impl SegmentedLog {
         }
         if !self.staged.bytes.is_empty() {
             let len = self.open.durable_len();
-            if len > 0 && len + self.staged.bytes.len() as u64 > self.segment_bytes {
+            let batch = self.staged.bytes.len() as u64;
+            if segments::seals_before(len, batch, self.segment_bytes) {
                 self.seal()?;
             }
             self.open.append(&self.staged.bytes, &self.staged.lines)?;
@@ -495,10 +500,8 @@ impl SegmentedLog {
         if keep >= self.open.first_index().prev() {
             return self.open.cut_after(keep);
         }
-        let holder = self
-            .sealed
-            .partition_point(|sealed| sealed.index.first_index <= keep.next())
-            - 1;
+        let holder =
+            segments::reopened_by_truncation(&self.sealed, keep, |sealed| sealed.index.first_index);
         segment::remove_if_present(self.open.path())?;
         sync_dir(&self.dir)?;
         while self.sealed.len() > holder + 1 {

@@ -108,9 +108,11 @@ use log_dir::SegmentedLog;
 use metadata::Metadata;
 use recovery::Start;
 use replog_core::{
-    take_batch, Entry, EntryId, FetchRequest, Fetched, HardState, Index, Install,
-    MembershipCheckpoint, MembershipHistory, NodeId, Recovered, SessionsCheckpoint, Term, Write,
+    Entry, EntryId, FetchRequest, Fetched, HardState, Index, Install, MembershipCheckpoint,
+    MembershipHistory, NodeId, Recovered, SessionsCheckpoint, Term, Write,
 };
+use replog_driver::apply::{self, WriteTarget};
+use replog_driver::catch_up::{self, Answer, CatchUpSource, ServeError};
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -443,46 +445,36 @@ impl Storage {
         self.snapshot.as_ref()
     }
 
-    /// Serves a core's `Fetch`: durable entries from `request.from`, within its limits,
-    /// and the id of the entry before them (the boundary when `from` is the first index).
-    /// `from` before the first index is [`StorageError::Trimmed`]: those entries are gone,
-    /// and the peer needs an install instead.
+    /// Serves a core's `Fetch` with the catch-up code the simulator runs too
+    /// ([`replog_driver::catch_up`]): durable entries from `request.from`, within its
+    /// limits, and the id of the entry before them (the boundary when `from` is the first
+    /// index); or, `from` before the first index, the boundary and the session table an
+    /// install carries. Fails if a read does, or `from` lies beyond the log.
+    pub fn serve_fetch(&self, request: &FetchRequest) -> Result<Answer, StorageError> {
+        catch_up::serve(self, request).map_err(|error| match error {
+            ServeError::Read(error) => error,
+            ServeError::OutsideLog { from, last_index } => StorageError::OutsideLog {
+                path: self.dir.clone(),
+                from,
+                to: from,
+                first_index: self.first_index(),
+                last_index,
+            },
+        })
+    }
+
+    /// [`Storage::serve_fetch`] for the entries only: `from` before the first index is
+    /// [`StorageError::Trimmed`] (those entries are gone, and the peer needs an install).
     pub fn fetch(&self, request: &FetchRequest) -> Result<Fetched, StorageError> {
-        let first = self.metadata.first_index;
-        if request.from < first {
-            return Err(StorageError::Trimmed {
+        match self.serve_fetch(request)? {
+            Answer::Fetched(fetched) => Ok(fetched),
+            Answer::Trimmed(trimmed) => Err(StorageError::Trimmed {
                 path: self.dir.clone(),
                 from: request.from,
-                first_index: first,
-                prev_term: self.metadata.prev_term,
-            });
+                first_index: trimmed.boundary.index.next(),
+                prev_term: trimmed.boundary.term,
+            }),
         }
-        let prev_index = request.from.prev();
-        let last = self
-            .last_index()
-            .min(prev_index.plus(request.max_entries as u64));
-        let mut read = self.read_entries(prev_index.max(first), last)?;
-        let prev = if prev_index < first {
-            self.boundary()
-        } else {
-            if read.is_empty() {
-                return Err(StorageError::OutsideLog {
-                    path: self.dir.clone(),
-                    from: request.from,
-                    to: last,
-                    first_index: first,
-                    last_index: self.last_index(),
-                });
-            }
-            read.remove(0).id()
-        };
-        let kept = take_batch(&read, request.max_entries, request.max_bytes).len();
-        read.truncate(kept);
-        Ok(Fetched {
-            peer: request.peer,
-            prev,
-            entries: read,
-        })
     }
 
     /// The durable entries `from..=to` (empty if `from > to`), read from disk: only the
@@ -494,85 +486,30 @@ impl Storage {
     }
 
     fn persist_batch(&mut self, writes: &[Write]) -> Result<(), StorageError> {
-        let mut hard_state = self.metadata.hard_state;
-        let mut install = None;
-        let mut checkpoint: Option<&SessionsCheckpoint> = None;
-        let mut memberships = None;
+        let mut batch = Batch {
+            log: &mut self.log,
+            hard_state: self.metadata.hard_state,
+            commit_index: self.commit_index,
+            install: None,
+            checkpoint: None,
+            stored_sessions: self.sessions.as_ref().map(|stored| stored.through),
+            memberships: None,
+            stored_memberships: &self.memberships,
+        };
         for write in writes {
-            if let Some(install) = &write.install {
-                let history: &mut MembershipHistory =
-                    memberships.get_or_insert_with(|| self.memberships.clone());
-                history.installed(install.membership.clone());
+            if let Err(broken) = apply::apply(&mut batch, write, apply::ALL_PARTS) {
+                panic!("{:?} breaks the core's promise: {broken}", write.id);
             }
-            if !write.memberships.is_empty() {
-                let history = memberships.get_or_insert_with(|| self.memberships.clone());
-                for applied in &write.memberships {
-                    history.record(applied.clone());
-                }
-            }
-            let offered = (write.install.iter().map(|install| &install.sessions))
-                .chain(write.sessions.as_ref());
-            for next in offered {
-                let newest = checkpoint.or(self.sessions.as_ref());
-                if newest.is_none_or(|newest| next.through > newest.through) {
-                    checkpoint = Some(next);
-                }
-            }
-            if let Some(next) = write.hard_state {
-                assert!(
-                    next.term >= hard_state.term,
-                    "term went back in {:?}",
-                    write.id
-                );
-                hard_state = next;
-            }
-            if let Some(next) = &write.install {
-                let last = next.last;
-                assert!(
-                    last.index >= self.commit_index,
-                    "{:?} installs a log after {} below the commit index {}",
-                    write.id,
-                    last.index,
-                    self.commit_index
-                );
-                assert!(
-                    last.index > Index(0),
-                    "{:?} installs before entry 1",
-                    write.id
-                );
-                assert!(
-                    last.term <= hard_state.term,
-                    "{:?} outruns the term",
-                    write.id
-                );
-                assert!(
-                    next.sessions.through >= last.index,
-                    "{:?} installs a session table older than its log",
-                    write.id
-                );
-                self.commit_index = last.index;
-                self.log.stage_install(last);
-                install = Some(next);
-            }
-            if let Some(after) = write.truncate_after {
-                assert!(
-                    after >= self.commit_index,
-                    "{:?} truncates after {after} below the commit index {}",
-                    write.id,
-                    self.commit_index
-                );
-                self.log.stage_truncate(after);
-            }
-            if let Some(last) = write.entries.last() {
-                // Hard state goes to disk before the lines, so no line may outrun it.
-                assert!(
-                    last.term <= hard_state.term,
-                    "{:?} outruns the term",
-                    write.id
-                );
-            }
-            self.log.stage_append(&write.entries);
         }
+        let Batch {
+            hard_state,
+            commit_index,
+            install,
+            checkpoint,
+            memberships,
+            ..
+        } = batch;
+        self.commit_index = commit_index;
         // Before an install: its log may start after the stored checkpoint's `through`.
         // Otherwise the checkpoint covers only entries an earlier batch made durable.
         if let Some(checkpoint) = checkpoint {
@@ -597,12 +534,6 @@ impl Storage {
     /// carries (`None`: the bootstrap one).
     pub fn membership_at_boundary(&self) -> Option<MembershipCheckpoint> {
         self.memberships.at(self.boundary().index).cloned()
-    }
-
-    /// The session table a fetch answered `Trimmed` carries, as of the log's boundary or
-    /// later.
-    pub fn sessions(&self) -> SessionsCheckpoint {
-        SessionsCheckpoint::for_install(self.sessions.as_ref(), self.boundary().index)
     }
 
     /// The steps of an install before the batch's appends; see the module doc for why in
@@ -689,6 +620,93 @@ impl Storage {
             });
         }
         Ok(())
+    }
+}
+
+/// One group commit being staged: the applier's target on the node. Hard state, the
+/// install and the session checkpoint are kept until [`Storage::persist_batch`] writes
+/// them (the batch's last hard state, its last install, its newest checkpoint); the log's
+/// truncations and appends are staged in the segments.
+struct Batch<'s, 'w> {
+    log: &'s mut SegmentedLog,
+    hard_state: HardState,
+    commit_index: Index,
+    install: Option<&'w Install>,
+    checkpoint: Option<&'w SessionsCheckpoint>,
+    /// The stored checkpoint's `through`, if there is one.
+    stored_sessions: Option<Index>,
+    /// The configuration history, copied from the stored one when the batch changes it.
+    memberships: Option<MembershipHistory>,
+    stored_memberships: &'s MembershipHistory,
+}
+
+impl<'w> WriteTarget<'w> for Batch<'_, 'w> {
+    fn hard_state(&self) -> HardState {
+        self.hard_state
+    }
+
+    fn commit_index(&self) -> Index {
+        self.commit_index
+    }
+
+    fn last_index(&self) -> Index {
+        self.log.staged_last_index()
+    }
+
+    fn sessions_through(&self) -> Option<Index> {
+        (self.checkpoint.map(|staged| staged.through)).or(self.stored_sessions)
+    }
+
+    fn set_hard_state(&mut self, hard_state: HardState) {
+        self.hard_state = hard_state;
+    }
+
+    fn install(&mut self, install: &'w Install) {
+        self.commit_index = install.last.index;
+        self.log.stage_install(install.last);
+        self.install = Some(install);
+    }
+
+    fn truncate_after(&mut self, after: Index) {
+        self.log.stage_truncate(after);
+    }
+
+    fn append(&mut self, entries: &'w [Entry]) {
+        self.log.stage_append(entries);
+    }
+
+    fn keep_sessions(&mut self, checkpoint: &'w SessionsCheckpoint) {
+        self.checkpoint = Some(checkpoint);
+    }
+
+    fn memberships(&mut self) -> &mut MembershipHistory {
+        let stored = self.stored_memberships;
+        self.memberships.get_or_insert_with(|| stored.clone())
+    }
+}
+
+/// The segments as a source of catch-up reads.
+impl CatchUpSource for Storage {
+    type Error = StorageError;
+
+    fn boundary(&self) -> EntryId {
+        Storage::boundary(self)
+    }
+
+    fn last_index(&self) -> Index {
+        Storage::last_index(self)
+    }
+
+    fn sessions(&self) -> Option<&SessionsCheckpoint> {
+        self.sessions.as_ref()
+    }
+
+    fn memberships(&self) -> &MembershipHistory {
+        &self.memberships
+    }
+
+    fn read(&self, from: Index, to: Index) -> Result<Vec<Entry>, StorageError> {
+        self.read_entries(from, to)
     }
 }
 

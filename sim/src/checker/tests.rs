@@ -269,6 +269,7 @@ fn durability_of_the_newest_committed_entry() {
         entries: log(terms),
         commit_index: Index(0),
         sessions: Default::default(),
+        segments: Default::default(),
     };
     let (full, short) = (on_disk(&[1, 1]), on_disk(&[1]));
     let disks = [(NodeId(1), &full), (NodeId(2), &full), (NodeId(3), &short)];

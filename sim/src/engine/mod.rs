@@ -248,7 +248,7 @@ impl Simulation {
                     backlog: None,
                     pause_generation: 0,
                     paused_at_us: 0,
-                    disk: Disk::new(NodeId(index as u64 + 1)),
+                    disk: Disk::new(NodeId(index as u64 + 1), params.disk.segment_bytes),
                     proposals: Settler::default(),
                 }
             })

@@ -140,7 +140,7 @@ impl Simulation {
             return Ok(());
         }
         let (what, input) = match fetched {
-            FetchAnswer::Entries(fetched) => (
+            FetchAnswer::Fetched(fetched) => (
                 What::Fetched {
                     peer: fetched.peer.0 as u8,
                     from: fetched.prev.index.next().0,
@@ -608,6 +608,7 @@ impl Simulation {
             term: core.term().0,
             last_index: core.log().last_index().0,
             commit_index: core.commit_index().0,
+            segments: state.disk.durable().segment_count() as u32,
         };
         state.core = Some(core);
         state.tick_generation += 1;
