@@ -510,15 +510,33 @@ fn show_state(targets: &[String], client: &ClientArgs, request: Request, json: b
         Ok(options) => options,
         Err(problem) => return fail(&problem),
     };
-    let mut problems = Vec::new();
-    for target in &targets {
-        match ask(target, &request, &options) {
-            Ok(line) => return print_answer(target, &line, json),
-            Err(problem) => problems.push(problem),
+    // A linearizable answer needs a leader: while the node asked knows none (an election
+    // under way), it answers `not_leader`; ask again, as `append` waits for a leader.
+    let deadline = std::time::Instant::now() + LEADER_WAIT;
+    loop {
+        let mut problems = Vec::new();
+        let mut unconfirmed = None;
+        for target in &targets {
+            match ask(target, &request, &options) {
+                Ok(line) if matches!(Response::parse(&line), Ok(Response::NotLeader { .. })) => {
+                    unconfirmed = Some((target, line));
+                }
+                Ok(line) => return print_answer(target, &line, json),
+                Err(problem) => problems.push(problem),
+            }
+        }
+        match unconfirmed {
+            Some((target, line)) if std::time::Instant::now() >= deadline => {
+                return print_answer(target, &line, json)
+            }
+            Some(_) => std::thread::sleep(Duration::from_millis(50)),
+            None => return fail(&problems.join("; ")),
         }
     }
-    fail(&problems.join("; "))
 }
+
+/// How long `query` and `status` wait for a node that knows no leader to confirm a read.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
 
 /// One request to `target`; its answer line, or what went wrong.
 fn ask(target: &str, request: &Request, options: &ClientOptions) -> Result<Vec<u8>, String> {
