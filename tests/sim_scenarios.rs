@@ -51,10 +51,11 @@ fn kind(fault: &Fault) -> &'static str {
         Fault::Loss { .. } => "loss",
         Fault::Duplicate { .. } => "duplicate",
         Fault::Skew { .. } => "skew",
+        Fault::Membership { .. } => "membership",
     }
 }
 
-const ALL_KINDS: [&str; 14] = [
+const ALL_KINDS: [&str; 15] = [
     "heal",
     "split",
     "isolate",
@@ -69,6 +70,7 @@ const ALL_KINDS: [&str; 14] = [
     "loss",
     "duplicate",
     "skew",
+    "membership",
 ];
 
 /// The contents of every ```json block of a Markdown file.
@@ -190,6 +192,9 @@ scenario_tests! {
     follower_crash_mid_install => "follower-crash-mid-install.json",
     reads_isolated_leader => "reads-isolated-leader.json",
     lease_reads_within_skew => "lease-reads-within-skew.json",
+    replace_a_dead_node => "replace-a-dead-node.json",
+    remove_the_leader => "remove-the-leader.json",
+    add_a_node_during_a_partition => "add-a-node-during-a-partition.json",
 }
 
 /// A trace sink the test can read back.
