@@ -421,7 +421,7 @@ impl Scenario {
     fn validate_script(&self, nodes: usize, spares: usize) -> Result<(), String> {
         let clients = self.clients.unwrap_or(Params::calm(nodes).workload.clients);
         for operation in self.operations.iter().flatten() {
-            if operation.node == 0 || operation.node > nodes as u64 {
+            if operation.node == 0 || operation.node > (nodes + spares) as u64 {
                 return Err(format!(
                     "operation at {} us: node {} is not in a {nodes}-node cluster",
                     operation.at_us, operation.node
@@ -495,6 +495,9 @@ mod tests {
             let read = Scenario::parse(&text).expect("parses");
             let mut expected = swarm.clone();
             expected.faults = Params::calm(5).faults;
+            // Configuration changes are random faults too; the spares are settings.
+            expected.membership.interval_us_min = 0;
+            expected.membership.interval_us_max = 0;
             assert_eq!(read.params(5), expected, "seed {seed}");
         }
     }

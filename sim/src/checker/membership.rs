@@ -48,7 +48,15 @@ impl Checker {
                 ),
             ));
         }
-        self.commit_quorum = Some((commit, voters));
+        // Durability follows the newest committed entry: a stale leader of an older term
+        // that commits a lower index later, with another configuration, does not move it.
+        if self
+            .commit_quorum
+            .as_ref()
+            .is_none_or(|(newest, _)| commit > *newest)
+        {
+            self.commit_quorum = Some((commit, voters));
+        }
         Ok(())
     }
 

@@ -78,8 +78,8 @@ pub struct Checker {
     /// The configuration before any entry, then each committed configuration entry, by
     /// index (for checking a restart's configuration).
     committed_configs: Vec<(Index, Membership)>,
-    /// The newest commit a leader made and the voters of the configuration it was in force
-    /// with: what Durability counts after a crash.
+    /// The highest index a leader committed and the voters of its configuration in force
+    /// then: what Durability counts after a crash.
     commit_quorum: Option<(Index, Vec<NodeId>)>,
     pub history: History,
 }

@@ -95,8 +95,15 @@ impl Simulation {
             return Ok(0);
         };
         let id = change_target(&proposal);
+        // Written down as the change it resolved to, so that a replay proposes the same.
+        let resolved = match (&proposal, change) {
+            (_, MemberChange::Racing) => MemberChange::Racing,
+            (MembershipChange::AddLearner { .. }, _) => MemberChange::AddLearner,
+            (MembershipChange::Promote { .. }, _) => MemberChange::Promote,
+            (MembershipChange::Remove { .. }, _) => MemberChange::RemoveMember,
+        };
         self.note_fault(Fault::Membership {
-            change,
+            change: resolved,
             node: Some(id.0),
         });
         let first = self.propose_change(leader, proposal)?;
