@@ -52,10 +52,11 @@ fn kind(fault: &Fault) -> &'static str {
         Fault::Duplicate { .. } => "duplicate",
         Fault::Skew { .. } => "skew",
         Fault::Transfer { .. } => "transfer",
+        Fault::Membership { .. } => "membership",
     }
 }
 
-const ALL_KINDS: [&str; 15] = [
+const ALL_KINDS: [&str; 16] = [
     "heal",
     "split",
     "isolate",
@@ -71,6 +72,7 @@ const ALL_KINDS: [&str; 15] = [
     "duplicate",
     "skew",
     "transfer",
+    "membership",
 ];
 
 /// The contents of every ```json block of a Markdown file.
@@ -195,6 +197,9 @@ scenario_tests! {
     transfer_to_lagging_node => "transfer-to-lagging-node.json",
     rolling_restart_with_transfers => "rolling-restart-with-transfers.json",
     restart_with_hundreds_of_segments => "restart-with-hundreds-of-segments.json",
+    replace_a_dead_node => "replace-a-dead-node.json",
+    remove_the_leader => "remove-the-leader.json",
+    add_a_node_during_a_partition => "add-a-node-during-a-partition.json",
 }
 
 /// A trace sink the test can read back.

@@ -235,7 +235,20 @@ impl RaftCore {
     /// Builds a node from its configuration and the state its storage holds.
     pub fn new(config: Config, recovered: Recovered) -> Result<RaftCore, RecoveryError> {
         config.validate().map_err(RecoveryError::Config)?;
-        let log = Log::from_tail(recovered.prev, recovered.entries).map_err(RecoveryError::Log)?;
+        let mut recovered = recovered;
+        let log = Log::from_tail(recovered.prev, std::mem::take(&mut recovered.entries))
+            .map_err(RecoveryError::Log)?;
+        // An applied configuration is committed. Storage records it with the write of the
+        // step that applied it and the commit index lazily after that write (as it must
+        // for a session checkpoint), so a crash can keep the configuration and lose the
+        // commit index: the configuration's entry is then known committed all the same.
+        // (Recording the commit index first would be worse: a crash keeping it without the
+        // configuration would hide a committed configuration below the recovered tail.)
+        if let Some(base) = &recovered.membership {
+            if base.index > recovered.commit_index && base.index <= log.last_index() {
+                recovered.commit_index = base.index;
+            }
+        }
         let hard_state = recovered.hard_state;
         if log.last_term() > hard_state.term {
             return Err(RecoveryError::EntryFromFutureTerm {

@@ -30,6 +30,23 @@ pub const FAULT_NAMES: &[&str] = &[
     "transfer",
 ];
 
+/// Configuration changes the swarm draws and what the leader answered
+/// (`engine/membership.rs`), counted with the faults and shown as category "member".
+pub const MEMBER_NAMES: &[&str] = &[
+    "member_accepted",
+    "member_add_learner",
+    "member_no_leader",
+    "member_nothing_to_change",
+    "member_promote",
+    "member_racing",
+    "member_refused_learner_behind",
+    "member_refused_not_committed_in_term",
+    "member_refused_pending",
+    "member_remove",
+    "member_remove_leader",
+    "member_replace_crashed",
+];
+
 /// Faults only a scenario schedules: counted when they happen, never reported missing.
 /// (The swarm draws loss, duplication and skew per seed instead; see the "seed" rows.)
 pub const SCHEDULED_ONLY: &[&str] = &["duplicate", "heal", "loss", "restart", "skew"];
@@ -270,8 +287,16 @@ impl Coverage {
         for &name in FAULT_NAMES {
             counts.insert(("fault", name), 0);
         }
+        for &name in MEMBER_NAMES {
+            counts.insert(("member", name), 0);
+        }
         for (&name, &count) in faults {
-            *counts.entry(("fault", name)).or_default() += count;
+            let category = if name.starts_with("member_") {
+                "member"
+            } else {
+                "fault"
+            };
+            *counts.entry((category, name)).or_default() += count;
         }
         for &(from, to) in EXPECTED_TRANSITIONS {
             counts.insert(
@@ -325,7 +350,7 @@ impl Coverage {
 }
 
 /// What the seed drew for the whole run, each counted once per seed that drew it.
-fn seed_knobs(params: &Params) -> [(&'static str, bool); 6] {
+fn seed_knobs(params: &Params) -> [(&'static str, bool); 7] {
     let net = &params.net;
     [
         ("message loss", net.loss.0 > 0),
@@ -336,6 +361,10 @@ fn seed_knobs(params: &Params) -> [(&'static str, bool); 6] {
         (
             "pipeline window of 1",
             params.core.max_inflight_appends == 1,
+        ),
+        (
+            "configuration changes",
+            params.membership.interval_us_max > 0,
         ),
     ]
 }

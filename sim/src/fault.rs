@@ -90,6 +90,55 @@ pub enum Fault {
     /// names the leader itself (refused), any other target a random other node, lagging,
     /// partitioned or crashed ones included. Nothing happens while no node leads.
     Transfer { to: Target },
+    /// A configuration change proposed at the current leader (`engine/membership.rs`):
+    /// `{"kind": "membership", "change": "remove_leader"}`, or with `"node": 4` to name
+    /// whom an `add_learner`, `promote` or `remove_member` changes.
+    Membership {
+        change: MemberChange,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<u64>,
+    },
+}
+
+/// Which configuration change a [`Fault::Membership`] proposes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberChange {
+    /// Add a node that is not a member (a spare, or a removed node with its disk) as a
+    /// learner.
+    AddLearner,
+    /// Promote a learner to voter.
+    Promote,
+    /// Remove a member (a random voter or learner).
+    RemoveMember,
+    /// Remove the leader itself.
+    RemoveLeader,
+    /// Remove a crashed voter, and later add a spare in its place (then promote it).
+    ReplaceCrashed,
+    /// Two changes proposed back to back: the second must be refused as pending.
+    Racing,
+}
+
+impl MemberChange {
+    pub const ALL: [MemberChange; 6] = [
+        MemberChange::AddLearner,
+        MemberChange::Promote,
+        MemberChange::RemoveMember,
+        MemberChange::RemoveLeader,
+        MemberChange::ReplaceCrashed,
+        MemberChange::Racing,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MemberChange::AddLearner => "member_add_learner",
+            MemberChange::Promote => "member_promote",
+            MemberChange::RemoveMember => "member_remove",
+            MemberChange::RemoveLeader => "member_remove_leader",
+            MemberChange::ReplaceCrashed => "member_replace_crashed",
+            MemberChange::Racing => "member_racing",
+        }
+    }
 }
 
 impl Fault {
@@ -118,6 +167,7 @@ impl Fault {
             Fault::Duplicate { .. } => "duplicate",
             Fault::Skew { .. } => "skew",
             Fault::Transfer { .. } => "transfer",
+            Fault::Membership { change, .. } => change.name(),
         }
     }
 
@@ -170,6 +220,7 @@ impl Fault {
                     .try_for_each(|&id| check_target(&Target::Node(id)))
             }
             Fault::Loss { ratio } | Fault::Duplicate { ratio } => ratio.validate(),
+            Fault::Membership { node: Some(id), .. } => check_target(&Target::Node(*id)),
             Fault::Flap { period_ms: 0, .. } => Err("flap period must be positive".into()),
             _ => Ok(()),
         }

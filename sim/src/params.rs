@@ -56,6 +56,17 @@ pub struct Params {
     pub disk: DiskParams,
     pub faults: FaultParams,
     pub workload: WorkloadParams,
+    pub membership: MembershipParams,
+}
+
+/// Configuration changes in the swarm (`engine/membership.rs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MembershipParams {
+    /// Extra nodes, ids after the cluster's, booted empty and not members until added.
+    pub spares: usize,
+    /// Gap between two drawn changes; 0 for none.
+    pub interval_us_min: u64,
+    pub interval_us_max: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -184,6 +195,11 @@ impl Params {
                 read_percent: 0,
                 session_appends: Ratio::NEVER,
             },
+            membership: MembershipParams {
+                spares: 0,
+                interval_us_min: 0,
+                interval_us_max: 0,
+            },
         }
     }
 
@@ -218,7 +234,21 @@ impl Params {
             let transfer = FaultKind::ALL.len() - 1;
             params.faults.weights[transfer] = rng.between(1, 4) as u32;
         }
+        // Membership changes, drawn last for the same reason (own stream for their events).
+        if rng.chance(Ratio(1, 2)) {
+            let interval_us_min = rng.between(200_000, 2_000_000);
+            params.membership = MembershipParams {
+                spares: rng.between(1, 2) as usize,
+                interval_us_min,
+                interval_us_max: interval_us_min + rng.between(0, 3_000_000),
+            };
+        }
         params
+    }
+
+    /// Every simulated node: the cluster's, then the spares.
+    pub fn node_count(&self) -> usize {
+        self.nodes + self.membership.spares
     }
 
     /// The core configuration of node `id` in its `incarnation`-th life.

@@ -49,6 +49,7 @@ pub enum Stream {
     Clients = 5,
     Core = 6,
     Skew = 7,
+    Membership = 8,
 }
 
 pub struct SimRng(ChaCha8Rng);

@@ -31,6 +31,10 @@ pub struct Scenario {
     /// Cluster size; the command line's `--nodes` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes: Option<usize>,
+    /// Spare nodes after the cluster's (ids `nodes + 1`, ...): booted empty, members only
+    /// once a `membership` fault adds them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spares: Option<usize>,
     /// Length of the fault phase; the command line's `--duration` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
@@ -257,12 +261,16 @@ impl Scenario {
     /// rather than dropped: the liveness phase starts there, and a schedule that silently
     /// loses its last faults tests less than its author thinks.
     pub fn validate(&self, nodes: usize, duration_us: u64) -> Result<(), String> {
+        let spares = self.spares.unwrap_or(0);
+        if spares > 4 {
+            return Err(format!("at most 4 spares, not {spares}"));
+        }
         for (position, timed) in self.schedule.iter().enumerate() {
             let name = timed.fault.name();
             let when = timed.when();
             timed
                 .fault
-                .validate(nodes)
+                .validate(nodes + spares)
                 .map_err(|error| format!("at {when}: {name}: {error}"))?;
             if timed.time_us() >= duration_us {
                 return Err(format!(
@@ -282,7 +290,7 @@ impl Scenario {
                 ));
             }
         }
-        self.validate_script(nodes)?;
+        self.validate_script(nodes, spares)?;
         if self.disk.segment_bytes.is_some_and(|bytes| bytes < 64) {
             return Err("disk: segment_bytes below 64 would seal a segment per entry".into());
         }
@@ -344,6 +352,7 @@ impl Scenario {
         if let Some(clients) = self.clients {
             params.workload.clients = clients;
         }
+        params.membership.spares = self.spares.unwrap_or(0);
         if let Some(bytes) = self.log_cache_bytes {
             params.core.log_cache_bytes = bytes;
         }
@@ -369,6 +378,7 @@ impl Scenario {
         Scenario {
             name: name.to_string(),
             nodes: Some(params.nodes),
+            spares: (params.membership.spares > 0).then_some(params.membership.spares),
             skew_percent_max: Some(params.skew_percent_max),
             core: CoreOverrides {
                 max_append_entries: Some(core.max_append_entries),
@@ -418,10 +428,10 @@ impl Scenario {
 
     /// The scripted operations and the healed majority must name nodes of the cluster and
     /// clients that exist.
-    fn validate_script(&self, nodes: usize) -> Result<(), String> {
+    fn validate_script(&self, nodes: usize, spares: usize) -> Result<(), String> {
         let clients = self.clients.unwrap_or(Params::calm(nodes).workload.clients);
         for operation in self.operations.iter().flatten() {
-            if operation.node == 0 || operation.node > nodes as u64 {
+            if operation.node == 0 || operation.node > (nodes + spares) as u64 {
                 return Err(format!(
                     "operation at {} us: node {} is not in a {nodes}-node cluster",
                     operation.at_us, operation.node
@@ -439,9 +449,14 @@ impl Scenario {
             let mut ids = majority.clone();
             ids.sort_unstable();
             ids.dedup();
+            // With configuration changes the final configuration decides the majority's
+            // size (`engine/liveness.rs`); without, it is a majority of the cluster.
+            let size_ok = ids.len() == nodes / 2 + 1 || (spares > 0 && !ids.is_empty());
             let valid = ids.len() == majority.len()
-                && ids.len() == nodes / 2 + 1
-                && ids.iter().all(|&id| id >= 1 && id <= nodes as u64);
+                && size_ok
+                && ids
+                    .iter()
+                    .all(|&id| id >= 1 && id <= (nodes + spares) as u64);
             if !valid {
                 return Err(format!(
                     "heal_majority {majority:?} is not {} distinct nodes of a {nodes}-node \
@@ -490,6 +505,9 @@ mod tests {
             let read = Scenario::parse(&text).expect("parses");
             let mut expected = swarm.clone();
             expected.faults = Params::calm(5).faults;
+            // Configuration changes are random faults too; the spares are settings.
+            expected.membership.interval_us_min = 0;
+            expected.membership.interval_us_max = 0;
             assert_eq!(read.params(5), expected, "seed {seed}");
         }
     }

@@ -10,11 +10,15 @@
 //! - **Monotonic Commit**: commit and applied indexes never decrease, and a restart resumes
 //!   from what was durable.
 //! - **Durability**: the newest committed entry is on a majority of disks, across crashes.
+//! - **Membership** (`membership.rs`): a leader commits only what a majority of the voters
+//!   of its configuration in force hold durably, and Durability counts that majority; a
+//!   restarted node's configuration is the newest in its log, never an older one.
 //! - **Linearizability**: see [`history`].
 //! - **Log Window**: a core forgets only entries its disk holds durably (so a `Fetch` can
 //!   always be served), and every `Fetch` asks for durable entries.
 
 pub mod history;
+mod membership;
 pub mod recorded;
 pub mod registry;
 pub mod state;
@@ -23,7 +27,9 @@ use crate::disk::Durable;
 use crate::report::Violation;
 use history::History;
 use registry::{fingerprint, Registry};
-use replog_core::{Entry, Index, MessageBody, NodeId, Output, Payload, Role, Term, Write};
+use replog_core::{
+    Entry, Index, Membership, MessageBody, NodeId, Output, Payload, Role, Term, Write,
+};
 pub use state::NodeState;
 use std::collections::BTreeMap;
 
@@ -69,6 +75,12 @@ pub struct Checker {
     registry: Registry,
     /// The committed log: `committed[k]` is the entry at index `k + 1`.
     committed: Vec<Committed>,
+    /// The configuration before any entry, then each committed configuration entry, by
+    /// index (for checking a restart's configuration).
+    committed_configs: Vec<(Index, Membership)>,
+    /// The highest index a leader committed and the voters of its configuration in force
+    /// then: what Durability counts after a crash.
+    commit_quorum: Option<(Index, Vec<NodeId>)>,
     pub history: History,
 }
 
@@ -89,8 +101,22 @@ impl Checker {
             votes: BTreeMap::new(),
             registry: Registry::default(),
             committed: Vec::new(),
+            committed_configs: vec![(
+                Index(0),
+                Membership::bootstrap(&(1..=nodes as u64).map(NodeId).collect::<Vec<_>>()),
+            )],
+            commit_quorum: None,
             history: History::default(),
         }
+    }
+
+    /// A checker for `nodes` bootstrap voters and `spares` more nodes after them, members
+    /// only once added.
+    pub fn with_spares(nodes: usize, spares: usize) -> Checker {
+        let mut checker = Checker::new(nodes);
+        let fresh = checker.nodes[0];
+        checker.nodes.extend(std::iter::repeat_n(fresh, spares));
+        checker
     }
 
     /// Terms in which some node led.
@@ -295,7 +321,12 @@ impl Checker {
                     Payload::Command(command) | Payload::Session { command, .. } => {
                         self.history.committed(command, entry.index)
                     }
-                    Payload::Noop | Payload::Trim { .. } | Payload::Config(_) => Ok(()),
+                    Payload::Config(membership) => {
+                        self.committed_configs
+                            .push((entry.index, membership.clone()));
+                        Ok(())
+                    }
+                    Payload::Noop | Payload::Trim { .. } => Ok(()),
                 }
             }
         }
@@ -486,24 +517,28 @@ impl Checker {
             return Ok(());
         };
         let position = self.committed.len() - 1;
+        // Counted among the voters the newest commit was made with (all nodes, before any).
+        let voters = self.commit_quorum.as_ref().map(|(_, voters)| voters);
+        let majority = voters.map_or(self.majority, |voters| voters.len() / 2 + 1);
         let holders = disks
+            .filter(|(id, _)| voters.is_none_or(|voters| voters.contains(id)))
             .filter(|(_, durable)| {
                 durable
                     .id_at(Index(position as u64 + 1))
                     .is_some_and(|id| id.term == last.term)
             })
             .count();
-        if holders >= self.majority {
+        if holders >= majority {
             return Ok(());
         }
         Err(Violation::new(
             "Durability",
             &[],
             format!(
-                "committed entry {}/{} is on only {holders} disks, fewer than a majority of {}",
+                "committed entry {}/{} is on only {holders} disks of voters {voters:?}, fewer \
+                 than a majority of {majority}",
                 position + 1,
                 last.term,
-                self.majority
             ),
         ))
     }

@@ -128,6 +128,7 @@ impl Simulation {
                     percent: *percent,
                 });
             }
+            Fault::Membership { change, node } => hit = self.change_membership(*change, *node)?,
         }
         self.record(
             None,

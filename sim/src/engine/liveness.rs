@@ -3,6 +3,11 @@
 //! perfect network on every link it touches) and requires, within bounds counted in election timeouts:
 //! a leader, the commit of a fresh command through it, and then identical logs across the
 //! healed majority. The minority stays as the faults left it.
+//!
+//! With configuration changes the majority is one of the final configuration's voters:
+//! those of the newest committed configuration and of any newer one still uncommitted in
+//! some node's log (single-server changes differ by one voter, so a majority of their
+//! union is a majority of each). Removed nodes and unused spares are left alone.
 
 use super::Simulation;
 use crate::checker::NodeState;
@@ -56,9 +61,11 @@ impl Simulation {
         self.workload_active = false;
         self.partition_generation += 1; // Stops flapping and pending partition ends.
         let mut members = self.scripted_majority().unwrap_or_else(|| {
-            let mut members: Vec<usize> = (0..self.nodes.len()).collect();
+            // A majority of the voters of the final configuration (`final_voters`).
+            let mut members = self.final_voters();
+            let majority = members.len() / 2 + 1;
             self.rng.faults.shuffle(&mut members);
-            members.truncate(self.nodes.len() / 2 + 1);
+            members.truncate(majority);
             members
         });
         members.sort_unstable();
@@ -114,7 +121,19 @@ impl Simulation {
             self.probe_leader()?;
             return Ok(false);
         }
-        self.check_converged(members)
+        // The probe committed, and with it any configuration change before it: the healed
+        // nodes the newest committed configuration still holds must converge; one it
+        // removed is left alone, as the leader no longer replicates to it.
+        let (_, final_config) = self.checker.newest_committed_config();
+        let in_final: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|&n| final_config.get(self.nodes[n].id).is_some())
+            .collect();
+        if in_final.is_empty() {
+            return Ok(false);
+        }
+        self.check_converged(&in_final)
     }
 
     /// Proposes a fresh command to each new leader. The leader may sit outside the healed

@@ -6,6 +6,7 @@
 mod clients;
 mod faults;
 mod liveness;
+mod membership;
 mod node;
 mod script;
 
@@ -68,6 +69,8 @@ pub(crate) enum Event {
     },
     Fault(Fault),
     SwarmFault,
+    /// The swarm's next configuration change (`membership.rs`).
+    Membership,
     /// The leader proposes a retention point, then the next one is scheduled.
     Trim,
     /// Cut a node off (if it still leads in this life), then heal after `isolate_us`.
@@ -166,6 +169,7 @@ pub(crate) struct Rngs {
     pub disk: SimRng,
     pub faults: SimRng,
     pub clients: SimRng,
+    pub membership: SimRng,
 }
 
 /// Counts for the summary.
@@ -235,7 +239,7 @@ impl Simulation {
         trace: Trace,
     ) -> Simulation {
         let mut skew_rng = SimRng::new(seed, Stream::Skew);
-        let nodes = (0..params.nodes)
+        let nodes = (0..params.node_count())
             .map(|index| {
                 let skew = params.skew_percent_max as i64;
                 let percent = skew_rng.between(0, 2 * skew as u64) as i64 - skew;
@@ -259,8 +263,8 @@ impl Simulation {
             now_us: 0,
             queue: EventQueue::new(),
             nodes,
-            net: Network::new(params.nodes, params.net.clone()),
-            checker: Checker::new(params.nodes),
+            net: Network::new(params.node_count(), params.net.clone()),
+            checker: Checker::with_spares(params.nodes, params.membership.spares),
             clients: (0..params.workload.clients)
                 .map(|_| Client {
                     leader_guess: None,
@@ -275,6 +279,7 @@ impl Simulation {
                 disk: SimRng::new(seed, Stream::Disk),
                 faults: SimRng::new(seed, Stream::Faults),
                 clients: SimRng::new(seed, Stream::Clients),
+                membership: SimRng::new(seed, Stream::Membership),
             },
             outputs: Vec::with_capacity(64),
             settled: Vec::new(),
@@ -317,6 +322,7 @@ impl Simulation {
                 .between(faults.interval_us_min, faults.interval_us_max);
             self.queue.push(first_us, Event::SwarmFault);
         }
+        self.schedule_membership();
         let trim_us = self.params.workload.trim_interval_us;
         if trim_us > 0 {
             self.queue.push(trim_us, Event::Trim);
@@ -419,6 +425,7 @@ impl Simulation {
             Event::ClientTimeout { op, attempt } => self.on_client_timeout(op, attempt),
             Event::Fault(fault) => self.apply_fault(&fault),
             Event::SwarmFault => self.on_swarm_fault(),
+            Event::Membership => self.on_swarm_membership(),
             Event::Trim => self.on_trim(),
             Event::Crash {
                 node,

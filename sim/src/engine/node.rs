@@ -198,10 +198,12 @@ impl Simulation {
         let state = &mut self.nodes[node];
         self.current_node = Some(state.id);
         let core = state.core.as_mut().expect("stepping a live node");
+        let commit_before = core.commit_index();
         core.step(input, &mut self.outputs);
         core.check_invariants();
         let view = NodeState::of(core, &state.disk);
-        self.checker.after_step(node, &view, &self.outputs)
+        self.checker.after_step(node, &view, &self.outputs)?;
+        self.check_leader_commit(node, commit_before)
     }
 
     /// Carries out the outputs of the last step, in order. Returns its proposal outcome.
@@ -604,6 +606,9 @@ impl Simulation {
         let view = NodeState::of(&core, &state.disk);
         self.checker
             .after_restart(node, &view, state.disk.durable())?;
+        let in_force = core.membership();
+        self.checker
+            .restarted_membership(&view, in_force.index, &in_force.membership)?;
         let what = What::Restart {
             term: core.term().0,
             last_index: core.log().last_index().0,

@@ -122,6 +122,7 @@ impl Simulation {
             event,
             Event::Fault(_)
                 | Event::SwarmFault
+                | Event::Membership
                 | Event::IsolateLeader { .. }
                 | Event::Crash { .. }
                 | Event::Restart { .. }
