@@ -279,3 +279,49 @@ fn a_truncated_change_brings_the_previous_configuration_back() {
         "{overwritten:?}"
     );
 }
+
+/// Storage records an applied configuration with the step's write and the commit index
+/// lazily after it, so a crash can keep the first and lose the second (found by the
+/// simulator's sweep): the configuration's entry is committed all the same, and recovery
+/// takes it as the commit index instead of refusing to start.
+#[test]
+fn a_recorded_configuration_beyond_the_recorded_commit_index_counts_as_committed() {
+    use replog_core::{
+        Entry, EntryId, HardState, Membership, MembershipCheckpoint, RaftCore, Recovered, Term,
+    };
+    let two = Membership::bootstrap(&[NodeId(1), NodeId(2)]);
+    let entries = vec![
+        Entry {
+            index: Index(1),
+            term: Term(1),
+            payload: Payload::Noop,
+        },
+        Entry {
+            index: Index(2),
+            term: Term(1),
+            payload: Payload::Config(two.clone()),
+        },
+    ];
+    let recovered = |commit: u64| Recovered {
+        hard_state: HardState {
+            term: Term(1),
+            voted_for: Some(NodeId(1)),
+        },
+        prev: EntryId::ZERO,
+        entries: entries.clone(),
+        commit_index: Index(commit),
+        sessions: None,
+        membership: Some(MembershipCheckpoint {
+            index: Index(2),
+            membership: two.clone(),
+        }),
+    };
+    let core = RaftCore::new(support::config(1, 3), recovered(1)).expect("recovers");
+    assert_eq!(core.commit_index(), Index(2));
+    assert_eq!(core.membership().index, Index(2));
+    assert_eq!(
+        core.membership().membership.voters(),
+        vec![NodeId(1), NodeId(2)]
+    );
+    core.check_invariants();
+}
