@@ -22,12 +22,22 @@ fn transfer_cli(targets: &str, to: &str) -> Output {
 #[test]
 fn transfer_moves_leadership_to_the_named_node() {
     let cluster = TestCluster::start("transfer-moves", 3);
-    let (leader, term) = cluster.stable_leader(&[0, 1, 2], TIMEOUT);
     cluster.append("before");
-    let target = (leader + 1) % 3;
-    let follower = 3 - leader - target;
-    // Asked at the third node, which is not the leader: the CLI follows its redirect.
-    let out = transfer_cli(&cluster.addr(follower), &(target + 1).to_string());
+    // On a loaded machine an election can move the leadership between finding the leader
+    // and asking for the transfer, even onto the node named: then the transfer is refused
+    // ("is the leader already"), rightly; find the leader again and name another node.
+    let (leader, term, target, out) = (0..5)
+        .find_map(|_| {
+            let (leader, term) = cluster.stable_leader(&[0, 1, 2], TIMEOUT);
+            let target = (leader + 1) % 3;
+            let follower = 3 - leader - target;
+            // Asked at the third node, which is not the leader: the CLI follows its redirect.
+            let out = transfer_cli(&cluster.addr(follower), &(target + 1).to_string());
+            let moved_meanwhile = !out.status.success()
+                && String::from_utf8_lossy(&out.stderr).contains("is the leader already");
+            (!moved_meanwhile).then_some((leader, term, target, out))
+        })
+        .expect("the leadership stood still long enough for one transfer in five tries");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
