@@ -91,8 +91,18 @@ fn run_html_writes_one_self_contained_page_that_renders_a_lane_per_node() {
         !dom.contains(SCRIPT_ERROR),
         "the page's script failed:\n{dom}"
     );
+    // A lane per simulated node: the cluster's three, and the spares the seed drew for
+    // membership changes, as the page's data declares them.
+    let start = html
+        .find("<script id=\"run-data\" type=\"application/json\">")
+        .unwrap();
+    let data = &html[start..];
+    let data = &data[data.find('>').unwrap() + 1..data.find("</script>").unwrap()];
+    let data: serde_json::Value = serde_json::from_str(data).expect("the run data is JSON");
+    let lanes = data["nodes"].as_u64().expect("the data names its nodes");
+    assert!((3..=5).contains(&lanes), "{lanes} nodes in a 3-node run");
     assert!(
-        dom.contains("data-lanes-drawn=\"3\""),
+        dom.contains(&format!("data-lanes-drawn=\"{lanes}\"")),
         "no lanes drawn:\n{dom}"
     );
     for node in 1..=3 {

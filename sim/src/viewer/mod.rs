@@ -111,7 +111,8 @@ fn data(report: &RunReport, recording: &Recording) -> Value {
         })
     });
     json!({
-        "nodes": report.options.nodes(),
+        // A lane for every simulated node: spare nodes (membership changes) too.
+        "nodes": report.options.nodes().max(recording.node_count()),
         "end_us": report.end_us,
         "fault_phase_us": report.options.duration_us(),
         "nominal_tick_us": recording.nominal_tick_us,

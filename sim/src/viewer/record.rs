@@ -38,6 +38,13 @@ pub struct Recording {
     last_commits: Vec<u64>,
 }
 
+impl Recording {
+    /// Every simulated node the recording saw: the cluster's and any spares.
+    pub fn node_count(&self) -> usize {
+        self.last_marks.len().max(self.last_commits.len())
+    }
+}
+
 impl Simulation {
     /// Starts keeping everything the viewer shows.
     pub fn record_for_viewer(&mut self) {
