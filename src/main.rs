@@ -36,6 +36,9 @@ enum Command {
     Trim(cli::trim::TrimArgs),
     /// Hand the leadership to another node (follows leader redirects), e.g. before a restart.
     Transfer(cli::transfer::TransferArgs),
+    /// List, add, promote or remove members of the cluster (through its leader).
+    #[command(subcommand)]
+    Member(cli::member::MemberCommand),
     /// Start a local cluster, append a few commands, and show what to try next.
     Demo(cli::node::DemoArgs),
     /// Closed-loop load generator: committed appends per second and latency percentiles.
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => cli::node::demo(args),
         Command::Trim(args) => cli::trim::trim(args),
         Command::Transfer(args) => cli::transfer::transfer(args),
+        Command::Member(command) => cli::member::run(command),
         Command::Bench(args) => cli::bench::run(args),
         Command::Sim(command) => cli::sim::run(command),
         Command::Check(args) => cli::check::run(args),
@@ -85,6 +89,7 @@ fn writes_only_output(command: &Command) -> bool {
         | Command::Status(_)
         | Command::Trim(_)
         | Command::Transfer(_)
+        | Command::Member(_)
         | Command::Read(_)
         | Command::Follow(_)
         | Command::Sim(_)

@@ -27,16 +27,28 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Every voter's id and address (its single port serves peers and clients alike), and the
-/// names known so far.
+/// The node's address book: every member's id and address (its single port serves peers
+/// and clients alike), the names known so far, and the founding voters.
+///
+/// The founders are the cluster's first configuration (the core's bootstrap voters, what
+/// a cluster id is derived from), fixed forever. The book starts as them and then follows
+/// the configurations the log carries (`membership::learn`): a member added later is in
+/// it with the index of the configuration it was learned from (`since`), so that an older
+/// configuration replayed during a catch-up never overrides what a newer one said.
 ///
 /// Invariant: holds at least this node, and this node's name; addresses are distinct; no
-/// id is 0; names are distinct and each belongs to a member; a numeric name is its id.
+/// id is 0; names are distinct and each belongs to a member; a numeric name is its id;
+/// there is at least one founder.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Members {
     pub own_id: NodeId,
     pub addrs: BTreeMap<NodeId, String>,
     pub names: BTreeMap<NodeId, NodeName>,
+    /// The founding voters and the addresses they were founded with.
+    pub founders: BTreeMap<NodeId, String>,
+    /// The index of the configuration each later member was learned from; a founder, or a
+    /// member missing here, counts as 0.
+    pub since: BTreeMap<NodeId, u64>,
 }
 
 /// One `-p` entry: an address, named or not.
@@ -83,8 +95,10 @@ impl Members {
         }
         let members = Members {
             own_id,
+            founders: addrs.clone(),
             addrs,
             names,
+            since: BTreeMap::new(),
         };
         members.check_names()?;
         Ok(members)
@@ -98,8 +112,14 @@ impl Members {
         &self.names[&self.own_id]
     }
 
-    pub fn voters(&self) -> Vec<NodeId> {
-        self.addrs.keys().copied().collect()
+    /// The founding voters: the core's bootstrap configuration.
+    pub fn founding_voters(&self) -> Vec<NodeId> {
+        self.founders.keys().copied().collect()
+    }
+
+    /// The index of the configuration `id`'s entry was learned from (0: a founder's).
+    pub fn since(&self, id: NodeId) -> u64 {
+        self.since.get(&id).copied().unwrap_or(0)
     }
 
     pub fn peers(&self) -> impl Iterator<Item = (NodeId, &str)> {
@@ -125,10 +145,10 @@ impl Members {
             .map(|(&id, _)| id)
     }
 
-    /// The ids and addresses in one line, `1=ADDR,2=ADDR` (what a derived cluster id is
-    /// made of, and what error messages show).
+    /// The founders' ids and addresses in one line, `1=ADDR,2=ADDR` (what a derived
+    /// cluster id is made of, what `-p` is checked against, and what error messages show).
     pub fn fingerprint(&self) -> String {
-        describe(&self.addrs)
+        describe(&self.founders)
     }
 
     /// Every member in one line, `1=node1@ADDR,2=?@ADDR` (`?`: name not learned yet).
@@ -153,8 +173,21 @@ impl Members {
                 self.describe_named()
             )));
         }
-        if self.addrs.contains_key(&NodeId(0)) {
+        if self.addrs.contains_key(&NodeId(0)) || self.founders.contains_key(&NodeId(0)) {
             return Err(ConfigError("node id 0 is reserved; ids start at 1".into()));
+        }
+        if self.founders.is_empty() {
+            return Err(ConfigError(
+                "a cluster needs at least one founding voter".into(),
+            ));
+        }
+        let mut addrs: Vec<&String> = self.addrs.values().collect();
+        addrs.sort();
+        if addrs.windows(2).any(|pair| pair[0] == pair[1]) {
+            return Err(ConfigError(format!(
+                "two members share an address in {}",
+                self.describe_named()
+            )));
         }
         let mut seen = BTreeMap::new();
         for (id, name) in &self.names {
@@ -377,6 +410,8 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// `--metrics-addr`: serve `/metrics` and `/health` over HTTP on this address.
     pub metrics_addr: Option<String>,
+    /// `--join`: a first start asks this cluster to add the node (`joining`).
+    pub join: Option<crate::joining::Join>,
     /// What the node logs (`REPLOG_LOG`) and in which format (`--log-format`).
     pub log: crate::logging::LogSettings,
 }
@@ -499,14 +534,17 @@ mod tests {
     fn own_address_in_the_peer_list_is_ignored() {
         let peers = strings(&["127.0.0.1:7001", "127.0.0.1:7002"]);
         let members = Members::resolve(&name("1"), "127.0.0.1:7001", &peers).unwrap();
-        assert_eq!(members.voters(), vec![NodeId(1), NodeId(2)]);
+        assert_eq!(members.founding_voters(), vec![NodeId(1), NodeId(2)]);
     }
 
     #[test]
     fn explicit_ids_are_taken_as_given() {
         let peers = strings(&["7=127.0.0.1:7002", "3=127.0.0.1:7003"]);
         let members = Members::resolve(&name("5"), "127.0.0.1:7001", &peers).unwrap();
-        assert_eq!(members.voters(), vec![NodeId(3), NodeId(5), NodeId(7)]);
+        assert_eq!(
+            members.founding_voters(),
+            vec![NodeId(3), NodeId(5), NodeId(7)]
+        );
         assert_eq!(members.addr_of(NodeId(7)), Some("127.0.0.1:7002"));
     }
 

@@ -18,6 +18,10 @@
 //! - `pending` tracks appends until they commit, are overwritten, or time out;
 //! - `metrics` serves Prometheus metrics and a health check over HTTP (`--metrics-addr`);
 //! - `retention` decides when a leader proposes a trim point (`--retain-entries`);
+//! - `joining` lets an empty node join a running cluster (`start --join`) and ask to be
+//!   promoted once caught up;
+//! - `membership` carries members' names and addresses in configuration entries, keeps
+//!   the address book in step with them and turns `member` requests into core changes;
 //! - `transfer` keeps clients' leadership transfers until the target leads (or not);
 //! - `config` maps `-i`/`-a`/`-p` to node ids and holds timing and limits;
 //! - `identity` records the node's name, id and cluster in its data directory at its first
@@ -33,8 +37,10 @@ pub mod logging;
 pub mod client;
 pub mod config;
 pub mod identity;
+pub mod joining;
 pub mod listener;
 pub mod local_cluster;
+pub mod membership;
 pub mod metrics;
 pub mod node;
 pub mod pending;

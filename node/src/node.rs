@@ -23,10 +23,9 @@ use crate::runtime::{Control, CoreEvent, Inputs, Runtime, Stopped, Workers};
 use crate::scheduling::Scheduling;
 use crate::storage::{AppendMode, Storage, StorageError, StorageOptions};
 use crate::storage_thread::{StorageJob, StorageThread};
-use crate::transport::{Hello, PeerContext, PeerInbox, PeerSender};
-use crate::{logging, signals};
+use crate::transport::{Dialer, Hello, PeerContext, PeerInbox, Peers};
+use crate::{joining, logging, signals};
 use replog_core::{Config, RaftCore, RecoveryError};
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Read};
 use std::net::TcpListener;
@@ -93,11 +92,18 @@ pub fn run(mut config: NodeConfig) -> Result<(), NodeError> {
     // Before anything is logged or opened: the node's id, and so its log lines, come from
     // the recorded identity, and another cluster's directory is refused untouched.
     let node_dir = config.data_dir.join(config.members.own_name().as_str());
+    let joined = match &config.join {
+        Some(join) => joining::prepare(&config, join, &node_dir).map_err(NodeError::Identity)?,
+        None => Vec::new(),
+    };
     let founding = config.members.clone();
     let loaded = identity::load(&node_dir, &identity_flags(&config, &founding))
         .map_err(NodeError::Identity)?;
     config.members = loaded.record.members.clone();
     logging::init(&config.log, config.members.own_id.0);
+    for note in joined {
+        info!("{note}");
+    }
     let result = run_logged(config, &node_dir, (founding, loaded));
     logging::flush();
     result
@@ -159,6 +165,11 @@ fn run_logged(
         "listening on {} for peers and clients (advertised as {own_addr})",
         config.listen
     );
+    if let Some(join) = config.join.as_ref().filter(|join| !join.learner) {
+        let options = joining::client_options(&config).map_err(NodeError::Identity)?;
+        let me = (config.members.own_id, config.members.own_name().clone());
+        joining::promote_when_caught_up(me.0, me.1, join.targets.clone(), options);
+    }
     // Last, so that no thread started from here inherits the policy.
     if config.scheduling == Scheduling::Batch {
         match config.scheduling.apply_to_current_thread() {
@@ -363,14 +374,13 @@ fn start_threads(
     let hello = Arc::new(Hello::new(config, &roster));
     let (reader_jobs, reader_rx) = queue();
     let secrets = Arc::new(config.secrets.clone());
-    let mut senders = BTreeMap::new();
-    for (peer, addr) in config.members.peers() {
-        let queue = config.limits.peer_queue_batches;
-        let (hello, secrets) = (hello.clone(), secrets.clone());
-        let tls = config.tls.as_ref().map(|tls| tls.peer.clone());
-        let sender = PeerSender::spawn(peer, addr.to_string(), hello, secrets, tls, queue)?;
-        senders.insert(peer, sender);
-    }
+    // The runtime starts a sender per peer of the configuration in force as it starts.
+    let peers = Peers::new(Dialer {
+        hello: hello.clone(),
+        secrets: secrets.clone(),
+        tls: config.tls.as_ref().map(|tls| tls.peer.clone()),
+        queue_batches: config.limits.peer_queue_batches,
+    });
     let context = ListenerContext {
         peer: PeerContext {
             hello,
@@ -397,10 +407,10 @@ fn start_threads(
     }
     let runtime = Runtime::new(
         core,
-        config.members.clone(),
+        roster,
         config.timing.clone(),
         config.campaign_at_start,
-        senders,
+        peers,
         Workers {
             storage_jobs,
             reader_jobs,
@@ -412,8 +422,7 @@ fn start_threads(
         config.limits.retain_entries,
         config.limits.retain_bytes.is_some(),
     )
-    .with_metrics(metrics.as_ref().map(Metrics::core).unwrap_or_default())
-    .with_roster(roster);
+    .with_metrics(metrics.as_ref().map(Metrics::core).unwrap_or_default());
     let inputs = Inputs {
         events: events_rx,
         inbox,
@@ -422,7 +431,7 @@ fn start_threads(
 }
 
 fn core_config(config: &NodeConfig) -> Config {
-    let mut core = Config::new(config.members.own_id, config.members.voters());
+    let mut core = Config::new(config.members.own_id, config.members.founding_voters());
     let timing = &config.timing;
     core.election_timeout_ticks_min = timing.election_timeout_ticks_min;
     core.election_timeout_ticks_max = timing.election_timeout_ticks_max;

@@ -20,11 +20,12 @@
 use crate::client::answers::Phase;
 use crate::client::protocol::READ_MAX_BYTES;
 use crate::client::{
-    Answer, AnswerSink, ClientRequest, ConfigurationView, Consistency, EntryView, LogEntry,
-    MemberView, NodeState, QueryRange, ReadPage, ReplyTo, Request, Response,
+    Answer, AnswerSink, ClientRequest, ClusterView, ConfigurationView, Consistency, EntryView,
+    FounderView, LogEntry, MemberView, NodeState, QueryRange, ReadPage, ReplyTo, Request, Response,
 };
 use crate::config::{Members, Timing};
 use crate::identity::Roster;
+use crate::membership::{self, MemberRequest};
 use crate::metrics::core::MessageKind;
 use crate::metrics::CoreMetrics;
 use crate::pending::PendingAppends;
@@ -34,15 +35,15 @@ use crate::retention::Retention;
 use crate::storage_thread::{StorageEvent, StorageJob};
 use crate::transfer::{self, Transfers};
 use crate::transport::receiver::PeerConnection;
-use crate::transport::{PeerInbox, PeerSender};
+use crate::transport::{PeerInbox, Peers};
 use replog_core::{
-    FetchRequest, Index, Input, Message, NodeId, Output, Payload, ProposalOutcome, RaftCore,
-    ReadId, ReadMode, Role, Term, TransferOutcome, Write,
+    FetchRequest, Index, Input, MembershipCheckpoint, Message, NodeId, Output, Payload,
+    ProposalOutcome, RaftCore, ReadId, ReadMode, Role, Term, TransferOutcome, Write,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 /// Requests to the core thread from outside the protocol.
 pub enum Control {
@@ -115,12 +116,14 @@ pub struct Workers {
 /// The core and everything it hands work to.
 pub struct Runtime {
     core: RaftCore,
-    members: Members,
     timing: Timing,
     campaign_at_start: bool,
     outputs: Vec<Output>,
-    senders: BTreeMap<NodeId, PeerSender>,
-    /// Messages produced this iteration, per peer, sent at its end.
+    /// A sender per peer: the configuration in force's members, and whoever else the
+    /// core answers (`transport::peers`).
+    peers: Peers,
+    /// Messages produced this iteration, per peer, sent at its end. Entries stay once
+    /// made (a handful of peers), to keep their allocations.
     outbox: BTreeMap<NodeId, Vec<Message>>,
     /// Writes produced this iteration, sent to storage at its end.
     writes: Vec<Write>,
@@ -162,17 +165,18 @@ pub struct Runtime {
     answer_sink: AnswerSink,
     /// Counted here, published once per tick (`--metrics-addr`).
     metrics: CoreMetrics,
-    /// The members' names as the handshake learns them, for `status` and `query`.
-    roster: Option<Arc<Roster>>,
+    /// The address book: who may connect as whom (the handshake's), and every member's
+    /// name and address as hellos and configuration entries teach them.
+    roster: Arc<Roster>,
 }
 
 impl Runtime {
     pub fn new(
         core: RaftCore,
-        members: Members,
+        roster: Arc<Roster>,
         timing: Timing,
         campaign_at_start: bool,
-        senders: BTreeMap<NodeId, PeerSender>,
+        peers: Peers,
         workers: Workers,
         answer_sink: AnswerSink,
     ) -> Runtime {
@@ -184,12 +188,11 @@ impl Runtime {
         let hint_sent = core.applied_index();
         Runtime {
             core,
-            members,
             timing,
             campaign_at_start,
             outputs: Vec::new(),
-            outbox: senders.keys().map(|&peer| (peer, Vec::new())).collect(),
-            senders,
+            outbox: BTreeMap::new(),
+            peers,
             writes: Vec::new(),
             fetches: Vec::new(),
             trim_before: None,
@@ -210,17 +213,11 @@ impl Runtime {
             answers: Vec::new(),
             answer_sink,
             metrics: CoreMetrics::default(),
-            roster: None,
+            roster,
         }
     }
 
     /// Publishes the core thread's metrics there.
-    /// Shows the members' names, as `roster` learns them, in `status` and `query`.
-    pub fn with_roster(mut self, roster: Arc<Roster>) -> Runtime {
-        self.roster = Some(roster);
-        self
-    }
-
     pub fn with_metrics(mut self, metrics: CoreMetrics) -> Runtime {
         self.metrics = metrics;
         self
@@ -237,6 +234,8 @@ impl Runtime {
 
     /// Runs until told to stop or until storage fails.
     pub fn run(mut self, mut inputs: Inputs) -> Stopped {
+        let in_force = self.core.membership().clone();
+        self.follow_membership(&in_force);
         if self.campaign_at_start {
             self.campaign_now();
         }
@@ -274,9 +273,9 @@ impl Runtime {
                 self.retain(now);
                 self.pending.expire(now, &mut self.answers);
                 self.retries.expire(now, &mut self.answers);
-                (self.transfers).expire(now, &self.members, &mut self.answers);
+                (self.transfers).expire(now, &self.roster.members(), &mut self.answers);
                 self.watch_links(&mut inputs.inbox, now);
-                self.metrics.publish(&self.core, &self.senders);
+                self.metrics.publish(&self.core, &self.peers);
                 // After a stall, carry on from now rather than catching up with a burst.
                 next_tick = (next_tick + tick).max(now);
             }
@@ -290,7 +289,7 @@ impl Runtime {
     /// `transport::sender`). Non-blocking, like everything on this thread.
     fn watch_links(&mut self, inbox: &mut PeerInbox, now: Instant) {
         inbox.send_acks(now);
-        for sender in self.senders.values_mut() {
+        for sender in self.peers.iter_mut() {
             sender.check_link(now);
         }
     }
@@ -472,6 +471,7 @@ impl Runtime {
                 Request::Follow { .. } => unreachable!("the front end serves follow itself"),
                 Request::Trim { before } => trims.push((Index(before), reply)),
                 Request::Transfer { to } => self.start_transfer(&to, reply),
+                Request::Member(request) => self.change_membership(&request, reply),
             }
         }
         if !commands.is_empty() {
@@ -564,6 +564,20 @@ impl Runtime {
         }
     }
 
+    /// A client's `member` request: the names and addresses are this node's to check
+    /// (`membership`), everything else the core's (its refusal is the answer).
+    fn change_membership(&mut self, request: &MemberRequest, reply: ReplyTo) {
+        if self.core.role() != Role::Leader {
+            // A follower's view of the members may be behind the leader's.
+            return reply.answer(self.not_leader(), &mut self.answers);
+        }
+        let members = self.roster.members();
+        match membership::change_for(request, &self.core.membership().membership, &members) {
+            Ok(change) => self.propose(Input::ChangeMembership(change), vec![reply]),
+            Err(message) => reply.answer(Response::BadRequest { message }, &mut self.answers),
+        }
+    }
+
     fn propose(&mut self, input: Input, waiters: Vec<ReplyTo>) {
         let last_index = self.core.log().last_index();
         self.step(input);
@@ -622,7 +636,7 @@ impl Runtime {
             ProposalOutcome::Transferring { to } => {
                 // Nothing was appended: send the client on to the node about to lead (it
                 // names this one back until it wins, and the client pauses between).
-                let leader = self.members.addr_of(to).map(str::to_string);
+                let leader = self.roster.addr_of(to);
                 let answer = Response::NotLeader { leader };
                 for waiter in waiters {
                     waiter.answer(answer.clone(), &mut self.answers);
@@ -644,13 +658,10 @@ impl Runtime {
     fn handle_output(&mut self, output: Output) {
         match output {
             Output::Persist(write) => self.writes.push(write),
-            Output::Send(message) => match self.outbox.get_mut(&message.to) {
-                Some(batch) => {
-                    self.metrics.sent(&message);
-                    batch.push(message);
-                }
-                None => unreachable!("the core sends only to voters, got {message:?}"),
-            },
+            Output::Send(message) => {
+                self.metrics.sent(&message);
+                self.outbox.entry(message.to).or_default().push(message);
+            }
             Output::Commit(entries) => {
                 for entry in &entries {
                     if let Payload::Trim { before } = entry.payload {
@@ -663,7 +674,7 @@ impl Runtime {
                 for pending in [&mut self.pending, &mut self.retries] {
                     if !pending.is_empty() {
                         // Built only for the rare append overwritten by another leader's entry.
-                        let overwritten = || not_leader(&self.core, &self.members);
+                        let overwritten = || not_leader(&self.core, &self.roster);
                         let latency = self.metrics.append_latency();
                         pending.committed(&entries, overwritten, &mut self.answers, latency);
                     }
@@ -682,11 +693,14 @@ impl Runtime {
                 }
             }
             Output::Fetch(request) => self.fetches.push(request),
-            Output::MembershipChanged(in_force) => info!(
-                index = in_force.index.0,
-                configuration = %in_force.membership,
-                "configuration changed"
-            ),
+            Output::MembershipChanged(in_force) => {
+                info!(
+                    index = in_force.index.0,
+                    configuration = %in_force.membership,
+                    "configuration changed"
+                );
+                self.follow_membership(&in_force);
+            }
             Output::Transfer(outcome) => {
                 let previous = self.transfer.replace(outcome);
                 assert!(previous.is_none(), "two transfer outcomes in one step");
@@ -754,28 +768,42 @@ impl Runtime {
             let _ = self.storage_jobs.send(job);
             self.hint_sent = hint;
         }
-        for (peer, batch) in &mut self.outbox {
-            if !batch.is_empty() {
-                let sender = self.senders.get_mut(peer).expect("a sender per peer");
-                sender.send(batch);
-                batch.clear();
+        for (&peer, batch) in &mut self.outbox {
+            if batch.is_empty() {
+                continue;
             }
+            match self.peers.sender(peer, || self.roster.addr_of(peer)) {
+                Some(sender) => sender.send(batch),
+                // A node that is no member and never said where it is (a vote request from
+                // a removed node that connected before its removal): nothing to answer at.
+                None => debug!(peer = peer.0, "no address known: messages dropped"),
+            }
+            batch.clear();
         }
         self.answer_sink.deliver(&mut self.answers);
     }
 
     /// The members with every name the handshakes have learned so far.
     fn known_members(&self) -> Members {
-        (self.roster.as_ref()).map_or_else(|| self.members.clone(), |roster| roster.members())
+        self.roster.members()
+    }
+
+    /// A configuration is in force (at the start, appended, recovered, installed, or back
+    /// after a truncation): the book learns its members, and the senders follow it.
+    fn follow_membership(&mut self, in_force: &MembershipCheckpoint) {
+        self.roster.learn(in_force);
+        let members = self.roster.members();
+        self.peers
+            .follow(&membership::peers_of(&in_force.membership, &members));
     }
 
     fn leader_addr(&self) -> Option<String> {
-        leader_addr(&self.core, &self.members)
+        leader_addr(&self.core, &self.roster)
     }
 
     /// The answer for an append this node cannot (or can no longer) commit.
     fn not_leader(&self) -> Response {
-        not_leader(&self.core, &self.members)
+        not_leader(&self.core, &self.roster)
     }
 
     /// Answers `status` at once. A `query` also lists the log: the entries the core holds
@@ -863,22 +891,18 @@ impl Runtime {
                 .map(|entry| EntryView::of(entry, commit_index))
                 .collect()
         });
-        let members = self
-            .roster
-            .as_ref()
-            .map_or_else(|| self.members.clone(), |roster| roster.members());
+        let members = self.roster.members();
+        let in_force = self.core.membership();
         NodeState {
             node: self.core.id().0,
             name: members.name_of(members.own_id).map(ToString::to_string),
             members: Some(
-                members
-                    .addrs
-                    .iter()
-                    .map(|(&id, addr)| MemberView {
-                        id: id.0,
-                        name: members.name_of(id).map(ToString::to_string),
-                        addr: addr.clone(),
-                        match_index: self.core.match_index(id).map(|index| index.0),
+                (in_force.membership.members().iter())
+                    .map(|member| MemberView {
+                        id: member.id.0,
+                        name: members.name_of(member.id).map(ToString::to_string),
+                        addr: members.addr_of(member.id).unwrap_or("?").to_string(),
+                        match_index: self.core.match_index(member.id).map(|index| index.0),
                     })
                     .collect(),
             ),
@@ -893,6 +917,16 @@ impl Runtime {
                 voters: ids(self.core.membership().membership.voters()),
                 learners: ids(self.core.membership().membership.learners()),
             }),
+            cluster: Some(Box::new(ClusterView {
+                name: self.roster.cluster().to_string(),
+                id: self.roster.cluster_id().to_string(),
+                founders: (members.founders.iter())
+                    .map(|(&id, addr)| FounderView {
+                        id: id.0,
+                        addr: addr.clone(),
+                    })
+                    .collect(),
+            })),
         }
     }
 
@@ -907,7 +941,7 @@ impl Runtime {
             (Role::Follower, Some(leader)) => info!(
                 term = term.0,
                 leader = leader.0,
-                leader_addr = %self.members.addr_of(leader).unwrap_or("?"),
+                leader_addr = %self.roster.addr_of(leader).unwrap_or_else(|| "?".into()),
                 "following leader"
             ),
             (Role::Follower, None) => info!(term = term.0, "follower, no leader known"),
@@ -920,15 +954,15 @@ impl Runtime {
 }
 
 /// The address of the leader `core` knows, as clients should dial it.
-fn leader_addr(core: &RaftCore, members: &Members) -> Option<String> {
-    members.addr_of(core.leader()?).map(str::to_string)
+fn leader_addr(core: &RaftCore, roster: &Roster) -> Option<String> {
+    roster.addr_of(core.leader()?)
 }
 
 /// The answer for an append this node cannot (or can no longer) commit. Takes fields, not
 /// the runtime, so that it can be built lazily while the pending appends are borrowed.
-fn not_leader(core: &RaftCore, members: &Members) -> Response {
+fn not_leader(core: &RaftCore, roster: &Roster) -> Response {
     Response::NotLeader {
-        leader: leader_addr(core, members),
+        leader: leader_addr(core, roster),
     }
 }
 

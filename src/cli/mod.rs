@@ -4,6 +4,7 @@ pub mod bench;
 pub mod check;
 pub mod client_args;
 pub mod duration;
+pub mod member;
 pub mod node;
 pub mod read;
 pub mod shrink;

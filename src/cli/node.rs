@@ -50,6 +50,17 @@ pub struct StartArgs {
     /// start; later starts may leave it out.
     #[arg(short = 'p', long = "peers", default_value = "")]
     peers: String,
+    /// Join the running cluster at these nodes ("ADDR,ADDR"; any one will do, the leader
+    /// is found from it) instead of founding one with -p: at the first start the leader
+    /// adds this node as a learner and it records the cluster's membership; it catches up
+    /// and is promoted to voter once its log reaches the commit index. Later starts take
+    /// the recorded membership and only check that these nodes are of its cluster.
+    #[arg(long, value_name = "ADDRS", value_delimiter = ',')]
+    join: Vec<String>,
+    /// With --join: stay a learner (receives the log, counts for no quorum) until `replog
+    /// member promote`.
+    #[arg(long, requires = "join")]
+    learner: bool,
     /// Campaign at once instead of after an election timeout (leadership still takes a
     /// majority's votes).
     #[arg(short = 'l', long)]
@@ -383,12 +394,23 @@ pub fn start(args: StartArgs) -> ExitCode {
             ..Limits::default()
         },
         metrics_addr: args.metrics_addr,
+        join: join_of(args.join, args.learner),
         log,
     };
     match replog_node::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(&error.to_string()),
     }
+}
+
+/// `--join` and `--learner`, addresses checked by the node as it joins.
+fn join_of(targets: Vec<String>, learner: bool) -> Option<replog_node::joining::Join> {
+    let targets: Vec<String> = targets
+        .into_iter()
+        .map(|target| target.trim().to_string())
+        .filter(|target| !target.is_empty())
+        .collect();
+    (!targets.is_empty()).then_some(replog_node::joining::Join { targets, learner })
 }
 
 pub fn append(args: AppendArgs) -> ExitCode {

@@ -223,3 +223,10 @@ pub fn signal(cluster: &TestCluster, k: usize, signal: &str) {
         .expect("run kill");
     assert!(status.success());
 }
+
+/// The node at `addr`'s own view with its log (a local query), if it answers.
+pub fn query_of(addr: &str) -> Option<NodeState> {
+    Connection::connect(addr, Duration::from_secs(2))
+        .and_then(|mut connection| connection.state(true))
+        .ok()
+}

@@ -40,8 +40,9 @@
 //! ```
 
 use super::lines::{read_line_limited, LineRead};
-use super::protocol::{Consistency, NodeState, QueryRange, Request, Response};
+use super::protocol::{Consistency, NodeState, QueryRange, Request, Response, RoleName};
 use crate::config::MAX_LINE_BYTES;
+use crate::membership::MemberRequest;
 use crate::tls::{Stream, TlsStream};
 use replog_core::ClientId;
 use std::collections::BTreeMap;
@@ -397,6 +398,57 @@ pub fn trim_with(
     options: &ClientOptions,
 ) -> Result<Appended, AppendError> {
     submit(targets, &Request::Trim { before }, timeout, options)
+}
+
+/// Proposes a membership change through `targets` as [`append`] proposes a command:
+/// answered once the configuration entry is committed, or with the leader's refusal.
+pub fn member_with(
+    targets: &[String],
+    request: MemberRequest,
+    timeout: Duration,
+    options: &ClientOptions,
+) -> Result<Appended, AppendError> {
+    submit(targets, &Request::Member(request), timeout, options)
+}
+
+/// The leader's `status`, found through `targets`: each node asked names the leader it
+/// knows, and the others are tried while none is known, until `timeout` has passed.
+/// Returns the leader's address with its answer.
+pub fn leader_state(
+    targets: &[String],
+    timeout: Duration,
+    options: &ClientOptions,
+) -> Result<(String, NodeState), String> {
+    assert!(!targets.is_empty(), "a request needs a target");
+    let deadline = Instant::now() + timeout;
+    let (mut target, mut fallback) = (targets[0].clone(), 0);
+    let mut last_problem = String::from("no attempt made");
+    while Instant::now() < deadline {
+        let io_timeout = deadline
+            .saturating_duration_since(Instant::now())
+            .clamp(Duration::from_millis(100), Duration::from_secs(2));
+        let answer = Connection::connect_with(&target, io_timeout, options)
+            .and_then(|mut connection| connection.state(false));
+        match answer {
+            Ok(state) if state.role == RoleName::Leader => return Ok((target, state)),
+            Ok(state) => match state.leader {
+                Some(leader) if leader != target => {
+                    last_problem = format!("{target} is not the leader; it names {leader}");
+                    target = leader;
+                    continue;
+                }
+                _ => last_problem = format!("{target} knows no leader yet"),
+            },
+            Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(format!("{target} refused: {error}"))
+            }
+            Err(error) => last_problem = format!("{target}: {error}"),
+        }
+        fallback = (fallback + 1) % targets.len();
+        target = targets[fallback].clone();
+        std::thread::sleep(RETRY_PAUSE);
+    }
+    Err(format!("no leader found in time ({last_problem})"))
 }
 
 /// Sends a request that the leader answers once it is committed (an append or a trim),

@@ -15,6 +15,6 @@ pub mod token;
 pub use answers::{Answer, AnswerSink, ReplyTo};
 pub use frontend::{ClientContext, ClientRequest};
 pub use protocol::{
-    ConfigurationView, Consistency, EntryView, LogEntry, MemberView, NodeState, QueryRange,
-    ReadPage, Request, Response, RoleName,
+    ClusterView, ConfigurationView, Consistency, EntryView, FounderView, LogEntry, MemberView,
+    NodeState, QueryRange, ReadPage, Request, Response, RoleName,
 };

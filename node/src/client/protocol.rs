@@ -2,6 +2,8 @@
 //! README.md, "Client protocol"). Bytes from a socket become a typed [`Request`] or [`Response`]
 //! here and nowhere else.
 
+use crate::identity::NodeName;
+use crate::membership::MemberRequest;
 use crate::storage::{StoredEntry, StoredPayload};
 use replog_core::ClientId;
 use serde::{Deserialize, Serialize};
@@ -43,6 +45,10 @@ pub enum Request {
     /// Hand leadership to the member `to` names (its name, or its id in decimal), thesis
     /// §3.10; answered once `to` leads, or with why not. Only the leader carries it out.
     Transfer { to: String },
+    /// Change the membership by one member (`membership`): answered like an append once
+    /// the configuration entry is committed, or `bad_request` saying why not. Only the
+    /// leader carries it out.
+    Member(MemberRequest),
 }
 
 /// How fresh a `read` or `query` must be.
@@ -119,6 +125,12 @@ struct RawRequest<'a> {
     seq: Option<serde_json::Value>,
     #[serde(default)]
     to: Option<serde_json::Value>,
+    #[serde(default)]
+    action: Option<serde_json::Value>,
+    #[serde(default)]
+    name: Option<serde_json::Value>,
+    #[serde(default)]
+    addr: Option<serde_json::Value>,
 }
 
 impl RawRequest<'_> {
@@ -163,6 +175,44 @@ impl RawRequest<'_> {
         Ok(self
             .positive("limit")?
             .map(|limit| usize::try_from(limit).unwrap_or(usize::MAX)))
+    }
+
+    /// `member`: an `action` of `add` (with `name` and `addr`), `promote` or `remove` (with
+    /// `name`, a name or a decimal id).
+    fn member(&self) -> Result<MemberRequest, String> {
+        let text = |field: &Option<serde_json::Value>| match field {
+            Some(serde_json::Value::String(text)) if !text.is_empty() => Some(text.clone()),
+            Some(serde_json::Value::Number(number)) => Some(number.to_string()),
+            _ => None,
+        };
+        let action = text(&self.action);
+        let Some(name) = text(&self.name) else {
+            return Err(
+                "member needs \"name\", the name (or id) of the node to add, promote or \
+                 remove"
+                    .into(),
+            );
+        };
+        match action.as_deref() {
+            Some("add") => {
+                let name =
+                    NodeName::parse(&name).map_err(|error| format!("member add: {error}"))?;
+                let Some(addr) = text(&self.addr) else {
+                    return Err(format!(
+                        "member add needs \"addr\", the address {name} is reached at"
+                    ));
+                };
+                Ok(MemberRequest::Add { name, addr })
+            }
+            Some("promote") => Ok(MemberRequest::Promote { name }),
+            Some("remove") => Ok(MemberRequest::Remove { name }),
+            _ => Err(format!(
+                "member needs \"action\" to be \"add\", \"promote\" or \"remove\", got {}",
+                self.action
+                    .as_ref()
+                    .map_or("nothing".to_string(), ToString::to_string)
+            )),
+        }
     }
 
     fn into_request(self) -> Result<Request, String> {
@@ -210,9 +260,10 @@ impl RawRequest<'_> {
                 }
                 _ => Err("transfer needs \"to\", the name or id of the node to lead".into()),
             },
+            "member" => self.member().map(Request::Member),
             other => Err(format!(
                 "unknown op {other:?}; expected \"append\", \"query\", \"status\", \"read\", \
-                 \"follow\", \"trim\" or \"transfer\""
+                 \"follow\", \"trim\", \"transfer\" or \"member\""
             )),
         }
     }
@@ -340,6 +391,20 @@ impl Request {
             Request::Transfer { to } => {
                 out.extend_from_slice(b"{\"op\":\"transfer\",\"to\":");
                 serde_json::to_writer(&mut *out, to).expect("a string always serializes");
+                out.extend_from_slice(b"}\n");
+            }
+            Request::Member(request) => {
+                let (action, name, addr) = match request {
+                    MemberRequest::Add { name, addr } => ("add", name.as_str(), Some(addr)),
+                    MemberRequest::Promote { name } => ("promote", name.as_str(), None),
+                    MemberRequest::Remove { name } => ("remove", name.as_str(), None),
+                };
+                let _ = write!(out, "{{\"op\":\"member\",\"action\":\"{action}\",\"name\":");
+                serde_json::to_writer(&mut *out, name).expect("a string always serializes");
+                if let Some(addr) = addr {
+                    out.extend_from_slice(b",\"addr\":");
+                    serde_json::to_writer(&mut *out, addr).expect("a string always serializes");
+                }
                 out.extend_from_slice(b"}\n");
             }
         }
@@ -546,6 +611,26 @@ pub struct NodeState {
     /// older than membership changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub configuration: Option<ConfigurationView>,
+    /// The cluster this node belongs to, as recorded at its first start: what a node
+    /// that joins (`replog start --join`) records too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Box<ClusterView>>,
+}
+
+/// The cluster's identity, as `status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// `--cluster`.
+    pub name: String,
+    pub id: String,
+    /// The founding voters (the bootstrap configuration), with their founding addresses.
+    pub founders: Vec<FounderView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FounderView {
+    pub id: u64,
+    pub addr: String,
 }
 
 /// The configuration in force, as `status` shows it.
@@ -841,6 +926,14 @@ mod tests {
             Request::Transfer {
                 to: "node\"2".into(),
             },
+            Request::Member(MemberRequest::Add {
+                name: NodeName::parse("node4").unwrap(),
+                addr: "127.0.0.1:8083".into(),
+            }),
+            Request::Member(MemberRequest::Promote {
+                name: "node\"4".into(),
+            }),
+            Request::Member(MemberRequest::Remove { name: "3".into() }),
             Request::AppendOnce {
                 command: "x".into(),
                 client: ClientId::new("c\"1").unwrap(),
@@ -865,6 +958,14 @@ mod tests {
         };
         assert!(bad("{not json").contains("not a JSON request"));
         assert!(bad(r#"{"op":"delete"}"#).contains("unknown op"));
+        assert!(
+            bad(r#"{"op":"member","action":"add","name":"a b","addr":"x"}"#)
+                .contains("member add: node name")
+        );
+        assert!(bad(r#"{"op":"member","action":"add","name":"n4"}"#).contains("needs \"addr\""));
+        assert!(bad(r#"{"op":"member","action":"kick","name":"n4"}"#)
+            .contains("\"add\", \"promote\" or \"remove\", got \"kick\""));
+        assert!(bad(r#"{"op":"member","action":"remove"}"#).contains("needs \"name\""));
         assert!(bad(r#"{"op":"append"}"#).contains("command"));
         assert!(bad(r#"{"op":"append","command":5}"#).contains("command"));
         assert!(bad("[1,2]").contains("not a JSON request"));
@@ -1014,6 +1115,7 @@ mod tests {
         );
         let state = NodeState {
             configuration: None,
+            cluster: None,
             node: 1,
             name: None,
             members: None,
@@ -1049,6 +1151,7 @@ mod tests {
     fn responses_parse_back() {
         let state = NodeState {
             configuration: None,
+            cluster: None,
             node: 2,
             name: Some("node2".into()),
             members: Some(vec![MemberView {

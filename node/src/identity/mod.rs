@@ -213,7 +213,7 @@ mod tests {
         assert_eq!(again.record, loaded.record);
         let alone = members("node1", "127.0.0.1:8080", &[]);
         let without_peers = load(dir.path(), &flags(&alone, false)).unwrap();
-        assert_eq!(without_peers.record.members.voters().len(), 3);
+        assert_eq!(without_peers.record.members.founding_voters().len(), 3);
     }
 
     #[test]

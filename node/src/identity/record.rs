@@ -44,6 +44,10 @@ struct RecordFile {
     cluster_id: ClusterId,
     id: u64,
     members: Vec<MemberFile>,
+    /// The founding voters, when they are not exactly `members` (the cluster changed
+    /// since it was founded); absent in every file written before membership changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    founders: Option<Vec<FounderFile>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -52,6 +56,21 @@ struct MemberFile {
     id: u64,
     name: Option<NodeName>,
     addr: String,
+    /// The index of the configuration entry the member was learned from; absent: 0 (a
+    /// founder).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    since: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FounderFile {
+    id: u64,
+    addr: String,
+}
+
+fn is_zero(number: &u64) -> bool {
+    *number == 0
 }
 
 /// Reads `cluster.json` in `dir`; `None` when there is none (a first start, or a data
@@ -83,7 +102,11 @@ pub fn read(dir: &Path) -> Result<Option<Record>, String> {
 fn members_of(file: &RecordFile) -> Result<Members, ConfigError> {
     let mut addrs = BTreeMap::new();
     let mut names = BTreeMap::new();
+    let mut since = BTreeMap::new();
     for member in &file.members {
+        if member.since != 0 {
+            since.insert(NodeId(member.id), member.since);
+        }
         check_addr(&member.addr)?;
         if addrs
             .insert(NodeId(member.id), member.addr.clone())
@@ -98,17 +121,33 @@ fn members_of(file: &RecordFile) -> Result<Members, ConfigError> {
             names.insert(NodeId(member.id), name.clone());
         }
     }
+    let founders = match &file.founders {
+        None => addrs.clone(),
+        Some(founders) => {
+            let mut map = BTreeMap::new();
+            for founder in founders {
+                check_addr(&founder.addr)?;
+                if map
+                    .insert(NodeId(founder.id), founder.addr.clone())
+                    .is_some()
+                {
+                    return Err(ConfigError(format!(
+                        "founder id {} is listed twice",
+                        founder.id
+                    )));
+                }
+            }
+            map
+        }
+    };
     let members = Members {
         own_id: NodeId(file.id),
         addrs,
         names,
+        founders,
+        since,
     };
     members.check_names()?;
-    let mut seen: Vec<&String> = members.addrs.values().collect();
-    seen.sort();
-    if seen.windows(2).any(|pair| pair[0] == pair[1]) {
-        return Err(ConfigError("two members share an address".into()));
-    }
     Ok(members)
 }
 
@@ -127,8 +166,17 @@ pub fn write(dir: &Path, record: &Record) -> Result<(), StorageError> {
                 id: id.0,
                 name: members.name_of(id).cloned(),
                 addr: addr.clone(),
+                since: members.since(id),
             })
             .collect(),
+        founders: (members.founders != members.addrs).then(|| {
+            (members.founders.iter())
+                .map(|(&id, addr)| FounderFile {
+                    id: id.0,
+                    addr: addr.clone(),
+                })
+                .collect()
+        }),
     };
     let mut bytes = serde_json::to_vec(&file).expect("a record always serializes");
     bytes.push(b'\n');

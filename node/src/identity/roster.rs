@@ -12,7 +12,7 @@
 use super::name::{ClusterId, NodeName};
 use super::record::{self, Record};
 use crate::config::Members;
-use replog_core::NodeId;
+use replog_core::{MembershipCheckpoint, NodeId};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tracing::{info, warn};
@@ -34,8 +34,9 @@ pub struct Roster {
     cluster: String,
     cluster_id: ClusterId,
     node_dir: PathBuf,
-    /// Invariant: the recorded members plus names learned since; ids and addresses never
-    /// change, and a name once known for an id never changes.
+    /// Invariant: the recorded members plus names learned since from hellos and from
+    /// configuration entries (`membership::learn`); a name once known for an id changes
+    /// only when a configuration gives the id to another node.
     members: Arc<Mutex<Members>>,
     /// Held while `cluster.json` is written, so that writes from several learning threads
     /// never interleave and the last one holds every name learned before it.
@@ -53,6 +54,11 @@ impl Roster {
         }
     }
 
+    /// The cluster's name (`--cluster`).
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
     pub fn cluster_id(&self) -> &ClusterId {
         &self.cluster_id
     }
@@ -60,6 +66,26 @@ impl Roster {
     /// The members and every name known so far.
     pub fn members(&self) -> Members {
         lock(&self.members).clone()
+    }
+
+    /// The address member `id` is reached at, if the book knows it.
+    pub fn addr_of(&self, id: NodeId) -> Option<String> {
+        lock(&self.members).addr_of(id).map(str::to_string)
+    }
+
+    /// Learns the members of a configuration this node appended, recovered or was
+    /// installed (`membership::learn`), and records them in `cluster.json` if the book
+    /// changed, off this thread (the core thread's).
+    pub fn learn(&self, checkpoint: &MembershipCheckpoint) {
+        let mut members = lock(&self.members);
+        if crate::membership::learn(&mut members, checkpoint) {
+            info!(
+                "members now {} (configuration at index {})",
+                members.describe_named(),
+                checkpoint.index.0
+            );
+            self.record_soon(members);
+        }
     }
 
     /// Checks a peer's claim (see the module docs), changing nothing: the peer's id if it

@@ -4,7 +4,7 @@
 
 use super::histogram::{Histogram, LocalHistogram, LATENCY_BOUNDS_MICROS};
 use super::{counter, gauge, histogram, peer_counters, set_total, Metrics, PeerLabel, Shared};
-use crate::transport::PeerSender;
+use crate::transport::Peers;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -12,7 +12,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use replog_core::{Message, MessageBody, NodeId, RaftCore, Role, Stats};
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -381,7 +380,7 @@ impl CoreMetrics {
     }
 
     /// Publishes everything, if anyone is listening.
-    pub fn publish(&self, core: &RaftCore, senders: &BTreeMap<NodeId, PeerSender>) {
+    pub fn publish(&self, core: &RaftCore, peers: &Peers) {
         let Some(target) = &self.target else {
             return;
         };
@@ -408,7 +407,7 @@ impl CoreMetrics {
                 let lag = last_index.0.saturating_sub(matched.0);
                 followers.lag[position].store(as_gauge(lag), Ordering::Relaxed);
             }
-            if let Some(sender) = senders.get(&peer) {
+            if let Some(sender) = peers.get(peer) {
                 let (connects, dropped) = sender.link_counts();
                 set_total(
                     &shared.peer_reconnects[position],

@@ -10,8 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// Ops as the `op` label spells them; `invalid` is a line that was not a request.
-const OPS: [&str; 9] = [
-    "append", "query", "status", "read", "trim", "follow", "invalid", "auth", "transfer",
+const OPS: [&str; 10] = [
+    "append", "query", "status", "read", "trim", "follow", "invalid", "auth", "transfer", "member",
 ];
 
 /// Outcomes as the `outcome` label spells them.
@@ -48,6 +48,7 @@ impl Op {
             ParsedLine::Blank | ParsedLine::PeerHello | ParsedLine::Bad(_) => 6,
             ParsedLine::Auth => 7,
             ParsedLine::Request(Request::Transfer { .. }) => 8,
+            ParsedLine::Request(Request::Member(_)) => 9,
         })
     }
 }

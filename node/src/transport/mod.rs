@@ -9,12 +9,14 @@
 pub mod auth;
 pub mod handshake;
 pub mod peer_tls;
+pub mod peers;
 pub mod receiver;
 pub mod sender;
 mod socket;
 pub mod wire;
 
 pub use auth::ClusterSecrets;
+pub use peers::{Dialer, Peers};
 pub use receiver::{PeerContext, PeerInbox};
 pub use sender::PeerSender;
 pub use wire::Hello;
