@@ -325,7 +325,10 @@ mod tests {
             change_for(&request, &in_force, &members)
         };
         let error = add("node2", "127.0.0.1:9000").unwrap_err();
-        assert!(error.contains("cannot add node2: it is a member already"), "{error}");
+        assert!(
+            error.contains("cannot add node2: it is a member already"),
+            "{error}"
+        );
         let error = add("node9", "127.0.0.1:8083").unwrap_err();
         assert!(
             error.contains("member node4, id 4, at 127.0.0.1:8083 is at that"),
