@@ -55,8 +55,8 @@ pub struct StartArgs {
     /// adds this node as a learner and it records the cluster's membership; it catches up
     /// and is promoted to voter once its log reaches the commit index. Later starts take
     /// the recorded membership and only check that these nodes are of its cluster.
-    #[arg(long, value_name = "ADDRS", value_delimiter = ',')]
-    join: Vec<String>,
+    #[arg(long, value_name = "ADDRS")]
+    join: Option<String>,
     /// With --join: stay a learner (receives the log, counts for no quorum) until `replog
     /// member promote`.
     #[arg(long, requires = "join")]
@@ -404,9 +404,8 @@ pub fn start(args: StartArgs) -> ExitCode {
 }
 
 /// `--join` and `--learner`, addresses checked by the node as it joins.
-fn join_of(targets: Vec<String>, learner: bool) -> Option<replog_node::joining::Join> {
-    let targets: Vec<String> = targets
-        .into_iter()
+fn join_of(targets: Option<String>, learner: bool) -> Option<replog_node::joining::Join> {
+    let targets: Vec<String> = (targets.unwrap_or_default().split(','))
         .map(|target| target.trim().to_string())
         .filter(|target| !target.is_empty())
         .collect();
