@@ -7,9 +7,14 @@
 //!             {"id":3,"name":null,"addr":"127.0.0.1:8082"}]}
 //! ```
 //!
-//! (one line on disk). `id` is this node's numeric id; `members` are the founding members
-//! with the names known so far (`null`: not learned from a hello yet). Written at the first
-//! start and whenever a peer's name is learned, replaced like `metadata.json` (a temporary
+//! (one line on disk). `id` is this node's numeric id; `members` are the members with the
+//! names known so far (`null`: not learned from a hello yet): the founding members, then
+//! those that configuration entries added (each with `"since":N`, the index of the entry
+//! it was learned from; see `membership::learn`). Once the members are no longer exactly
+//! the founders, `"founders":[{"id":1,"addr":"..."},...]` keeps the founding voters, which
+//! `-p` is checked against and the core starts from; a file without it (every file from
+//! before membership changes) has its members as founders. Written at the first
+//! start and whenever a peer's name or a member is learned, replaced like `metadata.json` (a temporary
 //! file, fsync, rename, directory fsync), so a crash leaves the old file or the new one.
 //! Read back through [`read`], the one gateway: a file that does not parse, or whose
 //! members break the [`Members`] invariant, is an error naming the file.
@@ -216,6 +221,32 @@ mod tests {
             )
         );
         assert!(!dir.path().join(TEMP_FILE_NAME).exists());
+    }
+
+    #[test]
+    fn a_changed_membership_keeps_its_founders_and_the_index_members_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut record = record();
+        record.members.addrs.remove(&NodeId(2));
+        record
+            .members
+            .addrs
+            .insert(NodeId(3), "127.0.0.1:8082".into());
+        (record.members.names).insert(NodeId(3), NodeName::parse("node3").unwrap());
+        record.members.since.insert(NodeId(3), 17);
+        write(dir.path(), &record).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        assert!(
+            text.contains("{\"id\":3,\"name\":\"node3\",\"addr\":\"127.0.0.1:8082\",\"since\":17}")
+                && text.contains(
+                    "\"founders\":[{\"id\":1,\"addr\":\"127.0.0.1:8080\"},\
+                     {\"id\":2,\"addr\":\"127.0.0.1:8081\"}]"
+                ),
+            "{text}"
+        );
+        let back = read(dir.path()).unwrap().unwrap();
+        assert_eq!(back, record);
+        assert_eq!(back.members.founding_voters(), vec![NodeId(1), NodeId(2)]);
     }
 
     #[test]
