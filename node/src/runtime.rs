@@ -273,7 +273,11 @@ impl Runtime {
                 self.retain(now);
                 self.pending.expire(now, &mut self.answers);
                 self.retries.expire(now, &mut self.answers);
-                (self.transfers).expire(now, &self.roster.members(), &mut self.answers);
+                if self.transfers.any() {
+                    // The book is copied out of its lock only when a transfer waits.
+                    let members = self.roster.members();
+                    (self.transfers).expire(now, &members, &mut self.answers);
+                }
                 self.watch_links(&mut inputs.inbox, now);
                 self.metrics.publish(&self.core, &self.peers);
                 // After a stall, carry on from now rather than catching up with a burst.

@@ -76,10 +76,6 @@ impl Peers {
         self.senders.get_mut(&peer).map(|(_, sender)| sender)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (NodeId, &PeerSender)> {
-        self.senders.iter().map(|(&id, (_, sender))| (id, sender))
-    }
-
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut PeerSender> {
         self.senders.values_mut().map(|(_, sender)| sender)
     }
